@@ -1,0 +1,36 @@
+"""Shared test fixtures: paths to the reference fixtures and small deterministic images."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+OFFICIAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def official_dir() -> Path:
+    if not OFFICIAL_FIXTURES.is_dir():
+        pytest.fail(f"reference fixtures missing at {OFFICIAL_FIXTURES}")
+    return OFFICIAL_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def reference_outputs(official_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(official_dir / "reference_outputs.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def reference_meta(official_dir: Path) -> dict:
+    return json.loads((official_dir / "meta.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
