@@ -40,13 +40,6 @@ def bucket_table(height: int, width: int) -> torch.Tensor:
     return _bucket_table(height, width).clone()
 
 
-def flat_bucket_index(height: int, width: int) -> torch.Tensor:
-    """Index into a (L, 50)-flattened lookup: i * 50 + bucket(i, j), Long (L * L,), L = 1 + h*w."""
-    table = _bucket_table(height, width)
-    length = table.shape[0]
-    return (torch.arange(length)[:, None] * NUM_BUCKETS + table).flatten()
-
-
 class ContextualKeyRPE(nn.Module):
     """Per-layer lookup table W (1, head_dim, 50); bias(i, j) = q_i . W[0, :, bucket(i, j)] with q unscaled."""
 
@@ -54,9 +47,8 @@ class ContextualKeyRPE(nn.Module):
         super().__init__()
         self.lookup_table_weight = nn.Parameter(torch.zeros(1, head_dim, NUM_BUCKETS))
 
-    def forward(self, q: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
-        """q: (B, H, L, hd); flat_index: (L*L,) from flat_bucket_index -> additive bias (B, H, L, L)."""
-        batch, heads, length, _ = q.shape
+    def forward(self, q: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+        """q: (B, H, L, hd); buckets: (L, L) from bucket_table -> additive bias (B, H, L, L)."""
         per_bucket = q @ self.lookup_table_weight[0].to(q.dtype)  # (B, H, L, 50)
-        bias = per_bucket.flatten(2).index_select(2, flat_index)  # (B, H, L*L)
-        return bias.view(batch, heads, length, length)
+        # gather along the bucket axis (measured faster than index_select on a flattened view)
+        return per_bucket.gather(-1, buckets.expand(q.shape[0], q.shape[1], -1, -1))

@@ -7,7 +7,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
 from training.models.config import LoMaRConfig
-from training.models.irpe import ContextualKeyRPE, flat_bucket_index
+from training.models.irpe import ContextualKeyRPE, bucket_table
 
 LAYER_NORM_EPS = 1e-6
 
@@ -29,10 +29,10 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
-    def forward(self, x: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
-        """x: (B, L, D); flat_index: iRPE bucket index of the token grid -> (B, L, D)."""
+    def forward(self, x: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+        """x: (B, L, D); buckets: iRPE bucket table (L, L) of the token grid -> (B, L, D)."""
         q, k, v = self.qkv_heads(x)
-        bias = self.rpe_k(q, flat_index)  # unscaled q, as the trained weights expect
+        bias = self.rpe_k(q, buckets)  # unscaled q, as the trained weights expect
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, hd)
         return self.proj(out.transpose(1, 2).flatten(2))
 
@@ -48,8 +48,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), flat_index))
+    def forward(self, x: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), buckets))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -81,7 +81,7 @@ class LoMaRViT(nn.Module):
         self.blocks = nn.ModuleList(
             Block(dim, config.num_heads, config.mlp_ratio, config.qkv_bias, rate) for rate in rates
         )
-        self._flat_index: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+        self._buckets: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
     def init_weights(self) -> None:
         """MAE-style initialisation: xavier linears, trunc-normal tokens, zero iRPE tables, unit LayerNorms."""
@@ -97,20 +97,20 @@ class LoMaRViT(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def flat_index(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """iRPE gather index for an h x w grid, cached per grid size and device."""
+    def buckets(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """iRPE bucket table (1 + h*w, 1 + h*w) for an h x w grid, cached per grid size and device."""
         key = (height, width, device)
-        if key not in self._flat_index:
-            self._flat_index[key] = flat_bucket_index(height, width).to(device)
-        return self._flat_index[key]
+        if key not in self._buckets:
+            self._buckets[key] = bucket_table(height, width).to(device)
+        return self._buckets[key]
 
     def encode_tokens(self, patches: torch.Tensor) -> torch.Tensor:
         """patches: (B, h, w, D) patch embeddings -> (B, 1 + h*w, D) block outputs, class token first."""
         batch, height, width, dim = patches.shape
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1).to(patches.dtype), patches.flatten(1, 2)], dim=1)
-        index = self.flat_index(height, width, patches.device)
+        buckets = self.buckets(height, width, patches.device)
         for block in self.blocks:
-            tokens = block(tokens, index)
+            tokens = block(tokens, buckets)
         return tokens
 
     def no_weight_decay(self) -> set[str]:
