@@ -10,6 +10,10 @@ import sys
 # subcommand -> (module with main(argv) -> int, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("lomar_serve.serve", "run the Triton server and the HTTP gateway"),
+    "pretrain": ("training.pretrain", "LoMaR pretraining on a folder of images (also under torchrun)"),
+    "finetune": ("training.finetune", "fine-tune a LoMaR classifier on a labelled image folder (also under torchrun)"),
+    "evaluate": ("training.evaluate", "top-1/top-5 of a classifier, or k-NN/linear-probe of a pretrained encoder"),
+    "data": ("training.data.cli", "data utilities: `lomar data synth` writes a synthetic labelled image set"),
 }
 
 

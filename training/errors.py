@@ -11,3 +11,11 @@ class CheckpointError(TrainingError):
 
 class ConfigError(TrainingError):
     """A configuration value is invalid or contradicts another one."""
+
+
+class DataError(TrainingError):
+    """A data folder is missing, empty, or holds no readable image."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The training loss became NaN or infinite."""

@@ -1,0 +1,134 @@
+"""Image-folder datasets: any folder of images (recursive, unlabelled) and the ImageFolder layout (labelled).
+
+Unreadable images never crash a run: a sample that fails to decode is replaced by the next readable one (so batch
+shapes stay fixed under DDP), its path is logged once per process, and every sample reports how many unreadable
+files were skipped to produce it, so the training loop can count them.
+
+Augmentation randomness is a pure function of (seed, epoch, index): `__getitem__` seeds Python, NumPy and torch
+from it in a forked RNG scope. Data order and augmentation then do not depend on worker count or on where a
+resumed run restarts.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from training.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+Sample = tuple[torch.Tensor, int, int]  # (image (3, H, W), label (-1 when unlabelled), unreadable files skipped)
+
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed random, numpy and torch (CPU) for the block, restoring the caller's RNG states afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+class ImageDataset(Dataset):
+    """A list of (path, label) decoded with PIL to RGB and transformed; epoch-seeded augmentation."""
+
+    def __init__(self, samples: list[tuple[Path, int]], transform: Callable | None, seed: int = 0) -> None:
+        if not samples:
+            raise DataError("no images found")
+        self.samples = samples
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self._reported: set[Path] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each epoch, before the loader's iterator (and its workers) are created."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, path: Path) -> Image.Image:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    def __getitem__(self, index: int) -> Sample:
+        for skipped in range(len(self.samples)):
+            path, label = self.samples[(index + skipped) % len(self.samples)]
+            try:
+                image = self.load(path)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+                if path not in self._reported:
+                    self._reported.add(path)
+                    log.warning("skipping unreadable image %s: %s", path, exc)
+                continue
+            if self.transform is not None:
+                with seeded(hash((self.seed, self.epoch, index)) & (2**62 - 1)):
+                    image = self.transform(image)
+            return image, label, skipped
+        raise DataError("no readable image in the dataset")
+
+
+def find_images(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    return sorted(path for path in root.rglob("*") if is_image(path))
+
+
+def image_files(root: str | Path, transform: Callable | None, seed: int = 0) -> ImageDataset:
+    """Every image under `root`, recursively; labels ignored (-1). For pretraining."""
+    paths = find_images(root)
+    if not paths:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    return ImageDataset([(path, -1) for path in paths], transform, seed)
+
+
+def find_classes(root: str | Path) -> list[str]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders (expected ImageFolder layout: ROOT/CLASS/IMAGE)")
+    return classes
+
+
+def image_folder(
+    root: str | Path, transform: Callable | None, seed: int = 0, classes: list[str] | None = None,
+) -> tuple[ImageDataset, list[str]]:
+    """ImageFolder layout (ROOT/CLASS/.../IMAGE): dataset with labels = index into the sorted class names.
+
+    `classes` pins the label order (a validation split must use the training split's classes).
+    """
+    found = find_classes(root)
+    classes = classes or found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"{root} has classes the training data lacks: {', '.join(unknown)}")
+    samples = [
+        (path, label) for label, name in enumerate(classes) if (Path(root) / name).is_dir()
+        for path in find_images(Path(root) / name)
+    ]
+    if not samples:
+        raise DataError(f"no images under the class folders of {root}")
+    return ImageDataset(samples, transform, seed), classes

@@ -1,0 +1,77 @@
+"""LoMaR pretraining on any folder of images (recursive; labels ignored).
+
+One process (one GPU, or CPU):
+    lomar pretrain --data-dir /data/images --output-dir runs/pretrain --model lomar_base_patch16 --batch-size 256
+One node, 8 GPUs (--batch-size is per GPU):
+    torchrun --nproc_per_node=8 -m training.pretrain --config training/configs/pretrain_lomar_base.yaml \
+        --data-dir /data/images --output-dir runs/pretrain
+Several nodes (run on each node, NODE_RANK = 0..K-1):
+    torchrun --nnodes=K --nproc_per_node=8 --node_rank=NODE_RANK --rdzv_backend=c10d \
+        --rdzv_endpoint=HOST:29500 -m training.pretrain --data-dir /data/images --output-dir /shared/runs/pretrain
+Resume: run the same command again (auto-resume from OUTPUT_DIR/checkpoint-last.pth) or pass --resume FILE.
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from training.checkpointing import TrainingState, load_training_checkpoint, resume_path
+from training.config import PretrainConfig, parse_config
+from training.data import image_files, pretrain_transform
+from training.distributed import init_distributed
+from training.models import LoMaRPretrainer, create_model
+from training.optim import param_groups
+from training.runner import (
+    Trainer, make_scaler, make_schedule, prepare_output, run_guarded, setup_logging, wrap_model,
+)
+
+
+def build_model(config: PretrainConfig) -> LoMaRPretrainer:
+    """The registered architecture with the pretraining objective's settings and any --model-option overrides."""
+    options = dict(window_size=config.window_size, num_windows=config.num_windows, mask_ratio=config.mask_ratio,
+                   norm_pix_loss=config.norm_pix_loss, img_size=config.image_size)
+    options.update(config.model_options)
+    return create_model(config.model, pretrain=True, **options)
+
+
+def pretrain_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """images (B, 3, H, W) -> norm-pix MSE over the hidden patches of M random windows per image."""
+    return model(images)[0]
+
+
+def run(config: PretrainConfig) -> int:
+    ctx = init_distributed(config.device, config.dist_backend)
+    setup_logging(ctx.rank)
+    torch.manual_seed(config.seed)  # identical initial weights on every process
+    model = build_model(config)
+    dataset = image_files(config.data_dir, pretrain_transform(config.image_size, config.min_crop_scale),
+                          seed=config.seed)
+    metrics = prepare_output(config, ctx)
+    model.to(ctx.device)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=0.0, betas=(0.9, 0.95))
+    scaler = make_scaler(config, ctx)
+    state = TrainingState()
+    checkpoint = resume_path(config.output_dir, config.resume, config.auto_resume)
+    if checkpoint is not None:
+        state = load_training_checkpoint(checkpoint, model, optimizer, scaler)
+    trainer = Trainer(
+        config=config, ctx=ctx, model=model, train_model=wrap_model(model, ctx, config.compile),
+        loss_fn=pretrain_loss, dataset=dataset, optimizer=optimizer, scaler=scaler,
+        schedule=make_schedule(config, ctx), metrics=metrics,
+    )
+    try:
+        trainer.fit(state)
+    finally:
+        metrics.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    description = "LoMaR pretraining (local masked reconstruction) on a folder of images"
+    return run_guarded("lomar pretrain", lambda: run(parse_config(PretrainConfig, argv, "lomar pretrain", description)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
