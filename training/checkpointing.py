@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ def load_training_checkpoint(
     path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
 ) -> TrainingState:
     """Restore model, optimizer, scaler and RNG states from `path`; returns the position and the extras."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # training checkpoints are always zip archives
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): not a torch zip archive")
     data = read_checkpoint(path)
     missing = [key for key in TRAINING_KEYS if key not in data]
     if missing:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from training.errors import ConfigError
+from training.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +78,28 @@ def all_reduce_sum(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if ctx.distributed:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
+
+
+def weights_fingerprint(model: torch.nn.Module) -> torch.Tensor:
+    """Three float64 numbers that differ when any parameter differs: sum, sum of squares, position-weighted sum."""
+    total = torch.zeros(3, dtype=torch.float64)
+    offset = 0
+    for param in model.parameters():
+        flat = param.detach().double().flatten().cpu()
+        weights = torch.arange(offset + 1, offset + 1 + flat.numel(), dtype=torch.float64).sqrt()
+        total += torch.stack([flat.sum(), flat.square().sum(), (flat * weights).sum()])
+        offset += flat.numel()
+    return total
+
+
+def check_replicas(model: torch.nn.Module, ctx: DistContext) -> None:
+    """Fail loudly if the processes of a DDP run ended with different weights (they must stay identical)."""
+    if not ctx.distributed:
+        return
+    mine = weights_fingerprint(model).to(ctx.device)
+    gathered = [torch.zeros_like(mine) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, mine)
+    if any(not torch.equal(other, gathered[0]) for other in gathered):
+        raise TrainingError(f"processes hold different weights after training: {[g.tolist() for g in gathered]}")
+    if ctx.is_main:
+        log.info("all %d processes hold identical weights (fingerprint %s)", ctx.world_size, gathered[0].tolist())

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from training.checkpointing import LAST, Position, TrainingState, save_training_checkpoint
 from training.config import TrainConfig, save_config
 from training.data import ImageDataset, ResumableSampler
-from training.distributed import DistContext, close_distributed
+from training.distributed import DistContext, check_replicas, close_distributed
 from training.engine import LoopSettings, LossFn, train_one_epoch
 from training.errors import DataError, TrainingError
 from training.metrics_log import MetricsLogger
@@ -25,12 +25,27 @@ from training.optim import CosineSchedule
 log = logging.getLogger(__name__)
 
 
-def setup_logging(ctx_rank: int) -> None:
-    """INFO on rank 0, warnings only elsewhere; every line names its rank."""
-    logging.basicConfig(
-        level=logging.INFO if ctx_rank == 0 else logging.WARNING, force=True,
-        format=f"%(asctime)s [rank {ctx_rank}] %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-    )
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (programs may run in-process several times)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(rank: int) -> None:
+    """INFO on rank 0, warnings only elsewhere; every line names its rank. Other root handlers are kept."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
 
 
 def run_guarded(program: str, body: Callable[[], int]) -> int:
@@ -150,4 +165,5 @@ class Trainer:
             self.save(position)
             if c.save_every_epochs and (epoch + 1) % c.save_every_epochs == 0:
                 self.save(position, f"checkpoint-{epoch + 1:04d}.pth")
+        check_replicas(self.model, self.ctx)
         return position

@@ -1,0 +1,48 @@
+"""Image-folder datasets: recursive discovery, ImageFolder labels, unreadable files skipped and counted,
+augmentation a function of (seed, epoch, index)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from training.data import DataError, image_files, image_folder, pretrain_transform
+from training.data.transforms import eval_transform
+
+
+def test_recursive_unlabelled_and_labelled(synth_dir):
+    unlabelled = image_files(synth_dir, None)
+    assert len(unlabelled) == 32 and {label for _, label in unlabelled.samples} == {-1}
+    labelled, classes = image_folder(synth_dir, eval_transform(32))
+    assert len(classes) == 4 and classes == sorted(classes)
+    image, label, skipped = labelled[9]
+    assert image.shape == (3, 32, 32) and label == 1 and skipped == 0
+
+
+def test_unreadable_image_is_skipped_and_counted(tmp_path, synth_dir, caplog):
+    shutil.copytree(synth_dir / "class_000_circle", tmp_path / "a")
+    bad = tmp_path / "a" / "00000.png"
+    bad.write_bytes(b"not an image at all")
+    dataset = image_files(tmp_path, eval_transform(32))
+    image, _, skipped = dataset[0]
+    assert skipped == 1 and image.shape == (3, 32, 32)
+    assert "skipping unreadable image" in caplog.text and str(bad) in caplog.text
+
+
+def test_missing_or_empty_folders_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        image_files(tmp_path / "nope", None)
+    with pytest.raises(DataError, match="no images"):
+        image_files(tmp_path, None)
+    with pytest.raises(DataError, match="no class sub-folders"):
+        image_folder(tmp_path, None)
+
+
+def test_augmentation_depends_on_seed_epoch_index_only(synth_dir):
+    dataset = image_files(synth_dir, pretrain_transform(48, 0.2), seed=3)
+    first = dataset[5][0]
+    torch.rand(100)  # the caller's RNG state must not matter
+    assert torch.equal(dataset[5][0], first)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[5][0], first)

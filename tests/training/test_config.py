@@ -1,0 +1,47 @@
+"""Config precedence (defaults < YAML < command line), validation, and the saved resolved config."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from training.config import FinetuneConfig, PretrainConfig, parse_config, save_config
+from training.errors import ConfigError
+
+
+def parse(cls, argv):
+    return parse_config(cls, argv, "test", "test")
+
+
+def test_defaults_then_yaml_then_cli(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump({"epochs": 7, "batch-size": 16, "blr": 0.01,
+                                           "model_options": {"depth": 3, "embed_dim": 96}}))
+    config = parse(PretrainConfig, ["--data-dir", "d", "--config", str(config_file), "--batch-size", "8",
+                                    "--model-option", "depth=2", "--no-norm-pix-loss"])
+    assert config.epochs == 7  # YAML over default 400
+    assert config.batch_size == 8  # CLI over YAML
+    assert config.blr == 0.01  # YAML
+    assert config.warmup_epochs == 20.0  # default
+    assert config.model_options == {"depth": 2, "embed_dim": 96}  # CLI key over YAML key, others kept
+    assert config.norm_pix_loss is False
+
+
+def test_unknown_yaml_key_and_bad_values_are_refused(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown PretrainConfig setting.*epoch"):
+        parse(PretrainConfig, ["--data-dir", "d", "--config", str(config_file)])
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        parse(PretrainConfig, ["--data-dir", "d", "--batch-size", "0"])
+    with pytest.raises(ConfigError, match="data_dir is required"):
+        parse(PretrainConfig, [])
+    with pytest.raises(ConfigError, match="--model, --init"):
+        parse(FinetuneConfig, ["--data-dir", "d"])
+
+
+def test_effective_lr_and_saved_config_round_trip(tmp_path):
+    config = parse(FinetuneConfig, ["--data-dir", "d", "--init", "x.pth", "--batch-size", "32", "--accum-iter", "2"])
+    assert config.effective_lr(world_size=4) == pytest.approx(5e-4 * 32 * 2 * 4 / 256)
+    save_config(config, tmp_path / "config.yaml")
+    again = parse(FinetuneConfig, ["--config", str(tmp_path / "config.yaml")])
+    assert again == config
