@@ -10,6 +10,7 @@ import sys
 # subcommand -> (module with main(argv) -> int, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("lomar_serve.serve", "run the Triton server and the HTTP gateway"),
+    "export": ("export.cli", "export a checkpoint to a verified ONNX/TensorRT version in a Triton model repository"),
     "pretrain": ("training.pretrain", "LoMaR pretraining on a folder of images (also under torchrun)"),
     "finetune": ("training.finetune", "fine-tune a LoMaR classifier on a labelled image folder (also under torchrun)"),
     "evaluate": ("training.evaluate", "top-1/top-5 of a classifier, or k-NN/linear-probe of a pretrained encoder"),

@@ -52,7 +52,9 @@ class TritonServerConfig:
     load_models: tuple[str, ...] = ()  # models loaded at start in explicit mode; empty = every model found
     strict_readiness: bool = True  # ready only when every loaded model is ready
     exit_on_error: bool = True  # a model that fails to load at start stops the server (start() reports it)
-    exit_timeout_s: int = 10  # how long Triton waits for in-flight requests when asked to stop
+    # How long Triton waits, when asked to stop, for in-flight requests and open client connections (idle
+    # keep-alive connections count: close clients before stop()). Keep it below stop()'s timeout.
+    exit_timeout_s: int = 5
     log_verbose: int = 0
     allow_metrics: bool = True
     backend_config: tuple[str, ...] = ()  # "--backend-config" values, e.g. "python,shm-default-byte-size=..."

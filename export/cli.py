@@ -1,0 +1,67 @@
+"""`lomar export`: a checkpoint becomes a verified new version of a model in a Triton model repository.
+
+    lomar export --checkpoint official_finetuned.pth --task classify --out model_repository
+    lomar export --checkpoint official_pretrained.pth --task reconstruct --out model_repository
+    lomar export --checkpoint ckpt.pth --task classify --out repo --backend onnxruntime --precision fp16
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from export.errors import ExportError
+from export.pipeline import (BACKENDS, FORMATS, PRECISIONS, TASKS, ExportOptions, export_checkpoint)
+from export.verify import FP32_TOLERANCE
+from training.errors import TrainingError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lomar export", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a .pth file: ours or the paper's (fine-tuned for classify, pretrained for reconstruct)")
+    parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="model repository root (created if missing)")
+    parser.add_argument("--name", help="Triton model name (default: lomar_classifier / lomar_reconstruction)")
+    parser.add_argument("--image-size", type=int, help="input height = width (default: the checkpoint's)")
+    parser.add_argument("--format", choices=FORMATS, default="onnx")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: fp32 for onnx, fp16 for tensorrt")
+    parser.add_argument("--labels", type=Path, help="class names, one per line (default: the checkpoint's "
+                                                    "class_names, else class_0..class_{C-1})")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="Triton backend: python (ONNX Runtime inside the Python backend; runs on the Triton "
+                             "bundled with nvidia-pytriton), onnxruntime or tensorrt (NVIDIA's Triton container); "
+                             "default: python for onnx, tensorrt for tensorrt")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-queue-delay-us", type=int, default=1000, help="dynamic batcher queue delay")
+    parser.add_argument("--instances", type=int, default=1, help="model instances in Triton")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="python backend: ONNX Runtime threads per instance (0 = ONNX Runtime's default)")
+    parser.add_argument("--ort-tensorrt", action="store_true",
+                        help="onnxruntime backend: let ONNX Runtime use TensorRT on the GPU")
+    parser.add_argument("--tolerance", type=float, default=FP32_TOLERANCE,
+                        help="fp32 verification: max abs difference allowed against PyTorch")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        options = ExportOptions(
+            checkpoint=args.checkpoint, task=args.task, out=args.out, name=args.name, image_size=args.image_size,
+            format=args.format, precision=args.precision, labels_file=args.labels, backend=args.backend,
+            max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+            instances=args.instances, intra_op_threads=args.intra_op_threads, ort_tensorrt=args.ort_tensorrt,
+            tolerance=args.tolerance)
+        published = export_checkpoint(options)
+    except (ExportError, TrainingError) as error:
+        print(f"lomar export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {published.name} version {published.version} to {published.path}")
+    return 0

@@ -1,0 +1,247 @@
+"""One export: checkpoint -> contract wrapper -> ONNX (and TensorRT) -> verified -> new version in a repository.
+
+Everything is built and verified in a temporary directory; the repository is touched only by the final
+`publish`, so an export that fails anywhere (verification included) leaves it as it was.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from export.errors import ExportError, UnsupportedCombinationError
+from export.model_card import CARD_FILE, ModelCard
+from export.onnx_export import EXAMPLE_BATCH, OPSET, convert_to_fp16, export_onnx
+from export.repository import PublishedVersion, publish
+from export.tensorrt import build_engine, engine_runner, require_tensorrt
+from export.triton_config import DynamicBatchingConfig, TensorConfig, TritonModelConfig
+from export.verify import FP32_TOLERANCE, Arrays, InputSpace, torch_runner, verify
+from export.wrappers import ClassifierExport, ReconstructionExport
+from training.models import file_sha256, load_classifier, load_pretrained, read_checkpoint
+from training.models.config import LoMaRConfig
+
+LOGGER = logging.getLogger(__name__)
+TASKS = ("classify", "reconstruct")
+FORMATS = ("onnx", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+BACKENDS = ("python", "onnxruntime", "tensorrt")
+DEFAULT_NAMES = {"classify": "lomar_classifier", "reconstruct": "lomar_reconstruction"}
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+RUNNER_MODULE = "lomar_serve.triton.onnx_runner"  # copied into python-flavour versions as model.py
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `lomar export` was asked to do; None fields take the defaults described on each."""
+
+    checkpoint: Path
+    task: str  # "classify" (fine-tuned checkpoint) or "reconstruct" (pretrained checkpoint)
+    out: Path  # model repository root
+    name: str | None = None  # None: lomar_classifier / lomar_reconstruction
+    image_size: int | None = None  # None: the checkpoint's img_size
+    format: str = "onnx"
+    precision: str | None = None  # None: fp32 for onnx, fp16 for tensorrt
+    labels_file: Path | None = None  # classify: one label per line; None: checkpoint's class_names or class_<i>
+    backend: str | None = None  # None: python for onnx, tensorrt for tensorrt
+    max_batch_size: int = 32
+    max_queue_delay_us: int = 1000
+    instances: int = 1
+    intra_op_threads: int = 0  # python flavour: ONNX Runtime threads per instance, 0 = its default
+    ort_tensorrt: bool = False  # onnxruntime flavour: enable ONNX Runtime's TensorRT accelerator in Triton
+    tolerance: float = FP32_TOLERANCE
+
+    def __post_init__(self) -> None:
+        for field_name, value, allowed in (("task", self.task, TASKS), ("format", self.format, FORMATS),
+                                           ("precision", self.precision, (None, *PRECISIONS)),
+                                           ("backend", self.backend, (None, *BACKENDS))):
+            if value not in allowed:
+                raise ExportError(f"--{field_name} must be one of {[a for a in allowed if a]}, got {value!r}")
+        if self.format == "tensorrt" and self.backend_name != "tensorrt":
+            raise UnsupportedCombinationError(
+                f"--format tensorrt makes a TensorRT engine, which only Triton's tensorrt backend runs; "
+                f"--backend {self.backend} cannot serve it (drop --backend, or use --format onnx)")
+        if self.format == "onnx" and self.backend_name == "tensorrt":
+            raise UnsupportedCombinationError("--backend tensorrt needs --format tensorrt (an engine, not ONNX); "
+                                              "or keep ONNX with --backend onnxruntime --ort-tensorrt")
+        if self.ort_tensorrt and self.backend_name != "onnxruntime":
+            raise UnsupportedCombinationError("--ort-tensorrt configures Triton's onnxruntime backend: it needs "
+                                              "--backend onnxruntime")
+        if self.labels_file is not None and self.task != "classify":
+            raise UnsupportedCombinationError("--labels applies to --task classify only")
+        if not MODEL_NAME.match(self.model_name):
+            raise ExportError(f"--name {self.model_name!r} is not a valid model name (letters, digits, _ . -)")
+        if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
+            raise ExportError("--max-batch-size and --instances must be >= 1, the queue delay >= 0")
+        if self.image_size is not None and self.image_size < 1:
+            raise ExportError("--image-size must be positive")
+        if self.tolerance < 0:
+            raise ExportError("the verification tolerance must be >= 0")
+
+    @property
+    def model_name(self) -> str:
+        return self.name or DEFAULT_NAMES[self.task]
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend or ("tensorrt" if self.format == "tensorrt" else "python")
+
+    @property
+    def precision_name(self) -> str:
+        return self.precision or ("fp16" if self.format == "tensorrt" else "fp32")
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """The model wrapped to the I/O contract, with the shapes of everything it takes and gives."""
+
+    module: nn.Module
+    config: LoMaRConfig
+    space: InputSpace
+    inputs: tuple[TensorConfig, ...]
+    outputs: tuple[TensorConfig, ...]
+    classes: tuple[str, ...]
+
+
+def read_labels(options: ExportOptions, num_classes: int) -> tuple[str, ...]:
+    """--labels FILE, else the checkpoint's 'class_names', else class_0..class_{C-1}; must match the head."""
+    if options.labels_file is not None:
+        if not options.labels_file.is_file():
+            raise ExportError(f"labels file {options.labels_file} does not exist")
+        labels = [line.strip() for line in options.labels_file.read_text().splitlines() if line.strip()]
+        source = str(options.labels_file)
+    else:
+        stored = read_checkpoint(options.checkpoint).get("class_names")
+        if stored is None:
+            return tuple(f"class_{i}" for i in range(num_classes))
+        if not isinstance(stored, (list, tuple)) or not all(isinstance(label, str) for label in stored):
+            raise ExportError(f"checkpoint {options.checkpoint}: 'class_names' is not a list of strings")
+        labels, source = [label.strip() for label in stored], "the checkpoint's class_names"
+    if len(labels) != num_classes:
+        raise ExportError(f"{source} has {len(labels)} labels but the model has {num_classes} classes")
+    if any(not label or "\n" in label for label in labels):
+        raise ExportError(f"{source} has an empty label")
+    return tuple(labels)
+
+
+def plan_export(options: ExportOptions) -> ExportPlan:
+    """Load the checkpoint for the task and wrap it; checks the image size against the architecture."""
+    if options.task == "classify":
+        model: nn.Module = load_classifier(options.checkpoint)
+    else:
+        model = load_pretrained(options.checkpoint)
+    config = model.config
+    size = options.image_size or config.img_size
+    if size % config.patch_size:
+        raise ExportError(f"--image-size {size} is not a multiple of the patch size {config.patch_size}")
+    grid = size // config.patch_size
+    image = TensorConfig("image", "TYPE_UINT8", (3, size, size))
+    if options.task == "classify":
+        if config.num_classes < 1:
+            raise ExportError(f"checkpoint {options.checkpoint} has no classification head")
+        outputs = (TensorConfig("logits", "TYPE_FP32", (config.num_classes,), label_filename="labels.txt"),
+                   TensorConfig("embedding", "TYPE_FP32", (config.embed_dim,)))
+        return ExportPlan(ClassifierExport(model), config, InputSpace((size, size)), (image,), outputs,
+                          read_labels(options, config.num_classes))
+    if grid < config.window_size:
+        raise ExportError(f"reconstruction needs a patch grid of at least {config.window_size}x{config.window_size}"
+                          f": --image-size must be >= {config.window_size * config.patch_size}")
+    inputs = (image, TensorConfig("mask", "TYPE_BOOL", (grid, grid)))
+    outputs = (TensorConfig("patches", "TYPE_FP32", (grid * grid, config.patch_size ** 2 * 3)),
+               TensorConfig("reconstruction", "TYPE_FP32", (3, size, size)))
+    return ExportPlan(ReconstructionExport(model, (size, size)), config, InputSpace((size, size), (grid, grid)),
+                      inputs, outputs, ())
+
+
+def onnx_runtime_runner(path: Path, output_names: list[str]):
+    """Run an ONNX file with ONNX Runtime (CUDA when available, else CPU) on numpy inputs."""
+    wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    session = ort.InferenceSession(str(path), providers=wanted)
+
+    def run(inputs: Arrays) -> Arrays:
+        return dict(zip(output_names, session.run(output_names, inputs)))
+
+    return run
+
+
+def triton_config(options: ExportOptions, plan: ExportPlan) -> TritonModelConfig:
+    backend = options.backend_name
+    optimum = min(8, options.max_batch_size)
+    parameters: tuple[tuple[str, str], ...] = ()
+    if backend == "python":
+        parameters = (("execution_provider", "auto"), ("intra_op_threads", str(options.intra_op_threads)),
+                      ("inter_op_threads", "0"))
+    return TritonModelConfig(
+        name=options.model_name, flavour=backend, max_batch_size=options.max_batch_size,
+        inputs=plan.inputs, outputs=plan.outputs,
+        dynamic_batching=DynamicBatchingConfig(tuple(sorted({optimum, options.max_batch_size})),
+                                               options.max_queue_delay_us),
+        instance_kind="KIND_CPU" if backend == "python" else "KIND_GPU", instance_count=options.instances,
+        parameters=parameters,
+        ort_tensorrt_precision=options.precision_name.upper() if options.ort_tensorrt else "")
+
+
+def runner_source() -> Path:
+    spec = importlib.util.find_spec(RUNNER_MODULE)
+    if spec is None or spec.origin is None:
+        raise ExportError(f"cannot find the Python-backend runner {RUNNER_MODULE}")
+    return Path(spec.origin)
+
+
+def export_checkpoint(options: ExportOptions) -> PublishedVersion:
+    """Run the whole export; returns where the new version landed.
+
+    Raises:
+        ExportError (VerificationError, UnsupportedCombinationError, TensorRTUnavailableError): nothing written.
+        training.errors.CheckpointError: the checkpoint cannot be read or does not fit the task.
+    """
+    if options.format == "tensorrt":
+        require_tensorrt()  # fail before the slow part
+    plan = plan_export(options)
+    input_names = [t.name for t in plan.inputs]
+    output_names = [t.name for t in plan.outputs]
+    reference = torch_runner(plan.module, output_names)
+    precision = options.precision_name
+    with tempfile.TemporaryDirectory(prefix="lomar-export-") as temp:
+        work = Path(temp)
+        example = tuple(torch.from_numpy(a) for a in plan.space.sample(EXAMPLE_BATCH).values())
+        fp32_onnx = work / "model.fp32.onnx"
+        export_onnx(plan.module, example, input_names, output_names, fp32_onnx)
+        files = {"model.onnx": fp32_onnx}
+        parity = {}
+        if options.format == "onnx":
+            if precision == "fp16":
+                files["model.onnx"] = work / "model.fp16.onnx"
+                convert_to_fp16(fp32_onnx, files["model.onnx"])
+            parity["onnxruntime"] = verify(reference, onnx_runtime_runner(files["model.onnx"], output_names),
+                                           plan.space, precision, options.tolerance)
+        else:
+            files["model.plan"] = work / "model.plan"
+            build_engine(fp32_onnx, files["model.plan"], {t.name: t.dims for t in plan.inputs},
+                         options.max_batch_size, precision)
+            parity["tensorrt"] = verify(reference, engine_runner(files["model.plan"], output_names), plan.space,
+                                        precision, options.tolerance)
+        if options.backend_name == "python":
+            files["model.py"] = runner_source()
+        card = ModelCard(
+            name=options.model_name, task=options.task, format=options.format, precision=precision,
+            backend=options.backend_name, source_checkpoint=str(options.checkpoint.resolve()),
+            source_sha256=file_sha256(options.checkpoint), architecture=plan.config.to_dict(),
+            image_size=plan.space.image_size, classes=plan.classes, opset=OPSET,
+            inputs={t.name: describe(t) for t in plan.inputs}, outputs={t.name: describe(t) for t in plan.outputs},
+            parity=parity)
+        files[CARD_FILE] = card.write(work)
+        labels = list(plan.classes) if options.task == "classify" else None
+        return publish(options.out, triton_config(options, plan), files, labels)
+
+
+def describe(tensor: TensorConfig) -> str:
+    """'UINT8 [B,3,224,224]' for the model card."""
+    return f"{tensor.data_type.removeprefix('TYPE_')} [B,{','.join(map(str, tensor.dims))}]"
+

@@ -1,0 +1,129 @@
+"""Write an exported model into a Triton model repository as a new version, atomically.
+
+Layout (standard Triton):
+    REPO/NAME/config.pbtxt
+    REPO/NAME/labels.txt            (classifiers: the label file of the `logits` output)
+    REPO/NAME/<version>/model.onnx, model_card.json, and the flavour's file (model.py or model.plan)
+
+A version directory is assembled in a hidden staging directory inside REPO/NAME (same file system) and renamed
+to its number in one step, so Triton never sees a half-written version. The number is the highest existing one
+plus one; if a concurrent export takes it first, the next one is used. config.pbtxt and labels.txt are each
+replaced atomically (temp file + rename) after the version is in place, and only when their content changes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.errors import ExportError
+from export.triton_config import TritonModelConfig, parse_pbtxt
+
+LOGGER = logging.getLogger(__name__)
+CONFIG_FILE = "config.pbtxt"
+LABELS_FILE = "labels.txt"
+STAGING_PREFIX = ".staging-"
+RENAME_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """Where an export landed."""
+
+    name: str
+    version: int
+    path: Path  # REPO/NAME/<version>
+
+
+def versions(model_dir: Path) -> list[int]:
+    """Version numbers present in a model directory, ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(model_dir: Path) -> int:
+    existing = versions(model_dir)
+    return existing[-1] + 1 if existing else 1
+
+
+def check_compatible(model_dir: Path, config: TritonModelConfig) -> None:
+    """Refuse to add a version that the model's existing versions could not share one config with.
+
+    Raises:
+        ExportError: the existing model is served by another backend or has other input names.
+    """
+    path = model_dir / CONFIG_FILE
+    if not path.is_file() or not versions(model_dir):
+        return
+    existing = parse_pbtxt(path.read_text())
+    new = config.to_proto()
+    old_kind = existing.platform or existing.backend
+    new_kind = new.platform or new.backend
+    old_inputs = [tensor.name for tensor in existing.input]
+    new_inputs = [tensor.name for tensor in new.input]
+    if old_kind != new_kind or old_inputs != new_inputs:
+        raise ExportError(
+            f"model {model_dir.name!r} in {model_dir.parent} is a {old_kind} model with inputs {old_inputs}; this "
+            f"export is a {new_kind} model with inputs {new_inputs}. Use another --name or repository.")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (temp file in the same directory, then rename)."""
+    if path.is_file() and path.read_text() == text:
+        return
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def publish(repository: Path, config: TritonModelConfig, files: dict[str, Path],
+            labels: list[str] | None = None) -> PublishedVersion:
+    """Add a new version of model `config.name` to `repository`.
+
+    Args:
+        repository: the model repository root (created if missing).
+        config: the model's config; written as REPO/NAME/config.pbtxt.
+        files: {file name inside the version directory: source file}, copied.
+        labels: class names for REPO/NAME/labels.txt (classifiers), one per line.
+    """
+    model_dir = repository / config.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    check_compatible(model_dir, config)
+    config_text = config.to_pbtxt()
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    try:
+        for name, source in files.items():
+            shutil.copyfile(source, staging / name)
+        version = _rename_into_place(staging, model_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if labels is not None:
+        write_atomic(model_dir / LABELS_FILE, "".join(f"{label}\n" for label in labels))
+    write_atomic(model_dir / CONFIG_FILE, config_text)
+    LOGGER.info("published %s version %d in %s", config.name, version, repository)
+    return PublishedVersion(config.name, version, model_dir / str(version))
+
+
+def _rename_into_place(staging: Path, model_dir: Path) -> int:
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; Triton may run as another user
+    for _ in range(RENAME_ATTEMPTS):
+        version = next_version(model_dir)
+        try:
+            os.rename(staging, model_dir / str(version))  # fails if another export created that version
+            return version
+        except OSError:
+            if not (model_dir / str(version)).exists():
+                raise
+    raise ExportError(f"could not claim a version number in {model_dir} after {RENAME_ATTEMPTS} attempts")

@@ -1,0 +1,123 @@
+"""A Triton model's `config.pbtxt`, generated from a typed config and validated against Triton's protobuf schema.
+
+The schema is `model_config.proto` as shipped by tritonclient (`tritonclient.grpc.model_config_pb2`). Every
+rendered config is parsed back with it and must equal what was built, so a config Triton cannot read is never
+written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from export.errors import ExportError
+
+FLAVOURS = ("python", "onnxruntime", "tensorrt")
+INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU")
+MODEL_FILES = {"python": "model.py", "onnxruntime": "model.onnx", "tensorrt": "model.plan"}
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """One input or output; dims exclude the batch axis."""
+
+    name: str
+    data_type: str  # a Triton DataType name, e.g. "TYPE_UINT8"
+    dims: tuple[int, ...]
+    label_filename: str = ""  # outputs only: the classification label file, relative to the model directory
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ExportError("a tensor needs a name")
+        if self.data_type not in pb.DataType.keys():
+            raise ExportError(f"unknown Triton data type {self.data_type!r}")
+        if not self.dims or any(d < 1 for d in self.dims):
+            raise ExportError(f"tensor {self.name!r} needs positive dims, got {self.dims}")
+
+
+@dataclass(frozen=True)
+class DynamicBatchingConfig:
+    """How long the scheduler waits to gather requests, and the batch sizes it prefers to form."""
+
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 1000
+
+
+@dataclass(frozen=True)
+class TritonModelConfig:
+    """Everything `config.pbtxt` says about one exported LoMaR model."""
+
+    name: str
+    flavour: str  # "python" (Python-backend runner), "onnxruntime" or "tensorrt" (native backends)
+    max_batch_size: int
+    inputs: tuple[TensorConfig, ...]
+    outputs: tuple[TensorConfig, ...]
+    dynamic_batching: DynamicBatchingConfig = field(default_factory=DynamicBatchingConfig)
+    instance_kind: str = "KIND_CPU"
+    instance_count: int = 1
+    parameters: tuple[tuple[str, str], ...] = ()  # backend parameters (e.g. runner thread counts)
+    warmup_batch_sizes: tuple[int, ...] = (1,)  # one zero-data warm-up request per size at load
+    ort_tensorrt_precision: str = ""  # onnxruntime flavour: "FP16"/"FP32" enables the TensorRT accelerator
+
+    def __post_init__(self) -> None:
+        if self.flavour not in FLAVOURS:
+            raise ExportError(f"flavour must be one of {FLAVOURS}, got {self.flavour!r}")
+        if self.instance_kind not in INSTANCE_KINDS:
+            raise ExportError(f"instance kind must be one of {INSTANCE_KINDS}, got {self.instance_kind!r}")
+        if self.max_batch_size < 1 or self.instance_count < 1:
+            raise ExportError("max_batch_size and the instance count must be >= 1")
+        sizes = (*self.dynamic_batching.preferred_batch_sizes, *self.warmup_batch_sizes)
+        if any(not 1 <= size <= self.max_batch_size for size in sizes):
+            raise ExportError(f"preferred and warm-up batch sizes must be in 1..{self.max_batch_size}")
+        if self.ort_tensorrt_precision and self.flavour != "onnxruntime":
+            raise ExportError("the TensorRT accelerator setting applies to the onnxruntime flavour only")
+
+    def to_proto(self) -> pb.ModelConfig:
+        config = pb.ModelConfig(name=self.name, max_batch_size=self.max_batch_size,
+                                default_model_filename=MODEL_FILES[self.flavour])
+        if self.flavour == "tensorrt":
+            config.platform = "tensorrt_plan"
+        else:
+            config.backend = self.flavour
+        for tensor in self.inputs:
+            config.input.add(name=tensor.name, data_type=pb.DataType.Value(tensor.data_type), dims=tensor.dims)
+        for tensor in self.outputs:
+            config.output.add(name=tensor.name, data_type=pb.DataType.Value(tensor.data_type), dims=tensor.dims,
+                              label_filename=tensor.label_filename)
+        config.dynamic_batching.preferred_batch_size.extend(self.dynamic_batching.preferred_batch_sizes)
+        config.dynamic_batching.max_queue_delay_microseconds = self.dynamic_batching.max_queue_delay_us
+        config.instance_group.add(kind=pb.ModelInstanceGroup.Kind.Value(self.instance_kind),
+                                  count=self.instance_count)
+        for key, value in self.parameters:
+            config.parameters[key].string_value = value
+        for size in self.warmup_batch_sizes:
+            warmup = config.model_warmup.add(name=f"zeros_batch{size}", batch_size=size)
+            for tensor in self.inputs:
+                warmup.inputs[tensor.name].CopyFrom(pb.ModelWarmup.Input(
+                    data_type=pb.DataType.Value(tensor.data_type), dims=tensor.dims, zero_data=True))
+        if self.ort_tensorrt_precision:
+            accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+            accelerator.parameters["precision_mode"] = self.ort_tensorrt_precision
+            accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
+        return config
+
+    def to_pbtxt(self) -> str:
+        """The config as Triton's text format, checked by parsing it back with the schema."""
+        proto = self.to_proto()
+        text = text_format.MessageToString(proto)
+        if parse_pbtxt(text) != proto:
+            raise ExportError(f"config for {self.name!r} does not survive a round trip through the schema")
+        return text
+
+
+def parse_pbtxt(text: str) -> pb.ModelConfig:
+    """Parse `config.pbtxt` text with Triton's schema.
+
+    Raises:
+        ExportError: the text is not a valid ModelConfig.
+    """
+    try:
+        return text_format.Parse(text, pb.ModelConfig())
+    except text_format.ParseError as error:
+        raise ExportError(f"invalid config.pbtxt: {error}") from error
