@@ -1,0 +1,58 @@
+"""Assemble the FastAPI gateway. Nothing else happens here.
+
+    uvicorn --factory lomar_serve.app:create_app      # settings from LOMAR_* (LOMAR_TRITON_URL required)
+    lomar serve                                       # launches Triton too (lomar_serve/serve.py)
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lomar_serve.api.errors import install_error_handlers
+from lomar_serve.api.observe import ObserveRequests
+from lomar_serve.api.routes import classify, embed, health, models, reconstruct, web
+from lomar_serve.inference import InferenceBackend, TritonClient
+from lomar_serve.metrics import GatewayMetrics
+from lomar_serve.service import Gateway
+from lomar_serve.settings import Settings, get_settings
+
+LOGGER = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
+    """The gateway app.
+
+    Args:
+        settings: None reads them from the environment.
+        backend: None connects a TritonClient to `settings.triton_url` (a fake backend is only for unit tests).
+    """
+    settings = settings or get_settings()
+    if backend is None and settings.triton_url is None:
+        raise ValueError("the gateway needs a Triton URL (LOMAR_TRITON_URL or `lomar serve`, which launches one)")
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = backend or TritonClient(
+            str(settings.triton_url), timeout_s=settings.request_timeout_s, retry_after_s=settings.retry_after_s,
+            on_error=lambda model, kind: metrics.triton_errors.labels(model, kind).inc())
+        app.state.gateway = Gateway(settings, client, metrics)
+        LOGGER.info("gateway ready; Triton at %s", settings.triton_url)
+        try:
+            yield
+        finally:
+            await app.state.gateway.close()
+
+    app = FastAPI(title="LoMaR gateway", version="1",
+                  description="Labels, embeddings and masked reconstructions from LoMaR models served by Triton.",
+                  lifespan=lifespan)
+    install_error_handlers(app)
+    defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
+    app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,
+                       known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))
+    for module in (classify, embed, reconstruct, models, health, web):
+        app.include_router(module.router)
+    return app

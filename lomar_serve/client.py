@@ -1,0 +1,96 @@
+"""A small Python client for the gateway (httpx).
+
+    from lomar_serve.client import LomarClient
+    with LomarClient("http://127.0.0.1:8000") as client:
+        client.classify(["cat.jpg"], top_k=3)["results"][0]["labels"]
+        client.embed(["cat.jpg", "dog.png"])["results"][1]["embedding"]
+        open("strip.png", "wb").write(client.reconstruct_png(["cat.jpg"], mask_ratio=0.75, seed=0))
+"""
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ImageInput = str | Path | bytes
+
+
+class GatewayClientError(Exception):
+    """The gateway answered with an error (status, code and message from its JSON body)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"[{status} {code}] {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class LomarClient:
+    """Classify, embed and reconstruct images through a running gateway."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout_s: float = 60.0) -> None:
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LomarClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def classify(self, images: Sequence[ImageInput], *, top_k: int = 5, model: str | None = None) -> dict[str, Any]:
+        """{"model", "model_version", "results": [{"labels": [{"label", "index", "score"}]}]}, one per image."""
+        return self._post("/v1/classify", images, {"top_k": top_k, "model": model}).json()
+
+    def embed(self, images: Sequence[ImageInput], *, normalize: bool = True,
+              model: str | None = None) -> dict[str, Any]:
+        """{"model", "model_version", "dim", "normalized", "results": [{"embedding": [...]}]}."""
+        return self._post("/v1/embed", images, {"normalize": str(normalize).lower(), "model": model}).json()
+
+    def reconstruct(self, images: Sequence[ImageInput], *, mask_ratio: float = 0.8, seed: int | None = None,
+                    model: str | None = None) -> dict[str, Any]:
+        """JSON with base64 PNGs per image: strip, original, masked, reconstruction, pasted."""
+        params = {"mask_ratio": mask_ratio, "seed": seed, "model": model, "format": "json"}
+        return self._post("/v1/reconstruct", images, params).json()
+
+    def reconstruct_png(self, images: Sequence[ImageInput], *, mask_ratio: float = 0.8, seed: int | None = None,
+                        model: str | None = None) -> bytes:
+        """One PNG: a strip original | masked | reconstruction | pasted per image, one under another."""
+        params = {"mask_ratio": mask_ratio, "seed": seed, "model": model, "format": "png"}
+        return self._post("/v1/reconstruct", images, params).content
+
+    def models(self) -> dict[str, Any]:
+        return self._checked(self._http.get("/v1/models")).json()
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _post(self, path: str, images: Sequence[ImageInput], params: dict[str, Any]) -> httpx.Response:
+        if isinstance(images, (str, Path, bytes)):
+            raise TypeError("pass a sequence of images, e.g. [path]")
+        files = [("image", _file_part(index, image)) for index, image in enumerate(images)]
+        query = {key: value for key, value in params.items() if value is not None}
+        return self._checked(self._http.post(path, params=query, files=files))
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        try:
+            error = response.json()["error"]
+            raise GatewayClientError(response.status_code, error["code"], error["message"])
+        except (ValueError, KeyError, TypeError):
+            raise GatewayClientError(response.status_code, "http_error", response.text[:500]) from None
+
+
+def _file_part(index: int, image: ImageInput) -> tuple[str, bytes, str]:
+    if isinstance(image, bytes):
+        return f"image{index}", image, "application/octet-stream"
+    path = Path(image)
+    return path.name, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream"

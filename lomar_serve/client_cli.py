@@ -1,0 +1,80 @@
+"""`lomar classify|embed|reconstruct FILE... [--url URL]`: call a running gateway, print JSON.
+
+    lomar classify photo.jpg --top-k 3
+    lomar embed a.jpg b.png > embeddings.json
+    lomar reconstruct photo.jpg --mask-ratio 0.75 --seed 0 --out-dir previews/    # writes PNG strips
+
+The gateway URL defaults to $LOMAR_URL, else http://127.0.0.1:8000. Exit status: 0 ok, 1 the gateway refused
+(its error is printed), 2 bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from lomar_serve.client import GatewayClientError, LomarClient
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"lomar {command}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (sent as one batch)")
+    parser.add_argument("--url", default=os.environ.get("LOMAR_URL", DEFAULT_URL), help="gateway URL")
+    parser.add_argument("--model", help="model name (default: the gateway's default)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    if command == "classify":
+        parser.add_argument("--top-k", type=int, default=5)
+    elif command == "embed":
+        parser.add_argument("--no-normalize", action="store_true", help="raw vectors instead of unit-norm ones")
+    else:
+        parser.add_argument("--mask-ratio", type=float, default=0.8)
+        parser.add_argument("--seed", type=int, help="fixes the mask (random if absent)")
+        parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the PNG strips go")
+    return parser
+
+
+def run(command: str, argv: list[str]) -> int:
+    """Entry point shared by the three commands."""
+    args = build_parser(command).parse_args(argv)
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        print(f"lomar {command}: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        with LomarClient(args.url, timeout_s=args.timeout) as client:
+            if command == "classify":
+                result = client.classify(args.files, top_k=args.top_k, model=args.model)
+            elif command == "embed":
+                result = client.embed(args.files, normalize=not args.no_normalize, model=args.model)
+            else:
+                result = _write_strips(client.reconstruct(args.files, mask_ratio=args.mask_ratio, seed=args.seed,
+                                                          model=args.model), args.files, args.out_dir)
+    except GatewayClientError as error:
+        print(f"lomar {command}: {error}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as error:
+        print(f"lomar {command}: cannot reach the gateway at {args.url}: {error}", file=sys.stderr)
+        return 1
+    for path, item in zip(args.files, result["results"]):
+        item["file"] = str(path)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _write_strips(result: dict, files: list[Path], out_dir: Path) -> dict:
+    """Save each strip as OUT_DIR/<stem>.reconstruction.png; the JSON keeps the paths instead of base64."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, item in zip(files, result["results"]):
+        target = out_dir / f"{path.stem}.reconstruction.png"
+        target.write_bytes(base64.b64decode(item["strip"]))
+        written.append({"png": str(target)})
+    return {**result, "results": written}

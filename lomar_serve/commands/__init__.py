@@ -1,0 +1,1 @@
+"""Thin `lomar` subcommand modules for the gateway client (the dispatcher needs one module per command)."""

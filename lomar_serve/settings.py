@@ -1,0 +1,95 @@
+"""Gateway settings: one validated pydantic-settings object, read from `LOMAR_*` environment variables.
+
+Command-line flags of `lomar serve` override the environment; the result is validated once at start-up,
+logged with secrets masked, and never mutated afterwards.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+
+
+class Settings(BaseSettings):
+    """Everything the gateway and the Triton launcher need; immutable after construction."""
+
+    model_config = SettingsConfigDict(env_prefix="LOMAR_", frozen=True, extra="ignore")
+
+    # Public HTTP surface (the gateway); Triton itself always binds to 127.0.0.1 when we launch it.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Triton model repository: launched Triton serves it; labels and model cards are read from it.
+    model_repository: Path = DEFAULT_MODEL_REPOSITORY
+    # An existing Triton (e.g. NVIDIA's container), "host:port" of its HTTP endpoint; None = launch our own.
+    triton_url: str | None = None
+    default_classifier: ModelName = "lomar_classifier"
+    default_reconstructor: ModelName = "lomar_reconstruction"
+    # Input limits (a bad upload is a 4xx, never a crash or an out-of-memory).
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)  # whole request body
+    max_pixels: int = Field(40_000_000, gt=0)  # width * height of one decoded image (decompression bombs)
+    max_images: int = Field(32, ge=1)  # images per request
+    min_image_side: int = Field(8, ge=1)  # smaller images carry no usable content
+    max_top_k: int = Field(100, ge=1)
+    # Triton calls.
+    request_timeout_s: float = Field(30.0, gt=0)  # one inference round trip
+    retry_after_s: int = Field(2, ge=1)  # Retry-After sent with 503 while Triton is down
+    decode_threads: int = Field(4, ge=1)  # image decoding off the event loop
+    # Launching Triton (no --triton-url).
+    triton_start_timeout_s: float = Field(120.0, gt=0)
+    triton_max_restarts: int = Field(1000, ge=0)  # supervisor gives up after this many restarts in a row
+    # Admin token for the model-lifecycle API (unset: admin is disabled). Never logged.
+    admin_token: SecretStr | None = None
+    log_level: str = "info"
+
+    @field_validator("triton_url")
+    @classmethod
+    def _strip_scheme(cls, value: str | None) -> str | None:
+        """tritonclient wants "host:port"; accept "http://host:port" too."""
+        if value is None or value == "":
+            return None
+        for scheme in ("http://", "https://"):
+            if value.startswith(scheme):
+                value = value[len(scheme):]
+        value = value.rstrip("/")
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"triton_url must look like host:port, got {value!r}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError(f"unknown log level {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _repository_needed_to_launch(self) -> Settings:
+        if self.triton_url is None and not self.model_repository.is_dir():
+            raise ValueError(f"model repository {self.model_repository} is not a directory "
+                             "(give --model-repository, or --triton-url for an existing server)")
+        return self
+
+    def describe(self) -> str:
+        """One line per setting, secrets masked: for the start-up log."""
+        lines = []
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                value = "********"
+            lines.append(f"  {name} = {value}")
+        return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment (for `uvicorn lomar_serve.app:create_app --factory`)."""
+    return Settings()
