@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -127,6 +128,8 @@ class TritonServer:
         self._own_log = log_path is None
         self._process: subprocess.Popen[bytes] | None = None
         self._ports: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()  # stop() may come from another thread while start() waits
+        self._stop_requested = False
 
     # -- endpoints -------------------------------------------------------------------------------------------
     def _port(self, index: int) -> int:
@@ -194,22 +197,27 @@ class TritonServer:
         backend_dir = prepare_backend_directory(dist, self.config.backend_cache_dir)
         env = self._environment(dist.libs)
         deadline = time.monotonic() + timeout_s
+        self._stop_requested = False
         for attempt in range(PORT_RETRIES):
             self._ports = self._pick_ports()
-            self._launch([str(dist.binary), *self.config.to_args(backend_dir, self._ports)], env)
+            process = self._launch([str(dist.binary), *self.config.to_args(backend_dir, self._ports)], env)
             try:
-                self._wait_ready(deadline)
+                self._wait_ready(process, deadline)
                 LOGGER.info("Triton ready: pid %d, http %s, grpc %s", self.pid, self.http_url, self.grpc_url)
                 return
             except TritonStartError as error:
                 self._terminate(timeout_s=5.0)
-                if attempt + 1 < PORT_RETRIES and self._port_clash():
+                if attempt + 1 < PORT_RETRIES and not self._stop_requested and self._port_clash():
                     LOGGER.warning("a picked port was taken meanwhile; retrying with new ports")
                     continue
                 raise error
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the server: SIGINT, wait up to `timeout_s`, then SIGKILL the whole process group. Idempotent."""
+        """Stop the server: SIGINT, wait up to `timeout_s`, then SIGKILL the whole process group. Idempotent.
+
+        May be called from another thread while start() waits: the start then fails with TritonStartError.
+        """
+        self._stop_requested = True
         if self._process is None:
             return
         self._terminate(timeout_s)
@@ -244,7 +252,7 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(libs)) if p)
         return env
 
-    def _launch(self, command: list[str], env: dict[str, str]) -> None:
+    def _launch(self, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         if self._log_path is None:
             handle, name = tempfile.mkstemp(prefix="lomar-triton-", suffix=".log")
             os.close(handle)
@@ -252,17 +260,21 @@ class TritonServer:
         LOGGER.debug("starting %s", " ".join(command))
         with open(self._log_path, "ab") as log:
             parent = os.getpid()
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=lambda: _die_with_parent(parent),
             )
+        with self._lock:
+            self._process = process
+        return process
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes], deadline: float) -> None:
         url = f"http://{self.http_url}/v2/health/ready"
         while True:
-            if not self.is_alive():
-                code = None if self._process is None else self._process.returncode
-                raise TritonStartError(f"Triton exited with code {code} while starting; "
+            if self._stop_requested:
+                raise TritonStartError("stop() was called while the server was starting")
+            if process.poll() is not None:
+                raise TritonStartError(f"Triton exited with code {process.returncode} while starting; "
                                        f"{self.failure_report()}")
             try:
                 with urllib.request.urlopen(url, timeout=2.0) as response:
@@ -275,7 +287,8 @@ class TritonServer:
             time.sleep(0.2)
 
     def _terminate(self, timeout_s: float) -> None:
-        process = self._process
+        with self._lock:
+            process, self._process = self._process, None
         if process is None:
             return
         if process.poll() is None:
@@ -290,4 +303,3 @@ class TritonServer:
         except (ProcessLookupError, PermissionError):
             pass
         process.wait()
-        self._process = None

@@ -171,3 +171,31 @@ def test_server_dies_with_its_parent(tmp_path: Path) -> None:
         parent.wait()
         if triton_pid is not None and group_members(triton_pid):
             os.killpg(triton_pid, signal.SIGKILL)
+
+
+@pytest.mark.e2e
+def test_stop_from_another_thread_aborts_a_start(tmp_path: Path) -> None:
+    import threading
+
+    write_model(tmp_path / "repo", "slow", initialize="import time; time.sleep(30)")
+    server = TritonServer(TritonServerConfig(model_repository=tmp_path / "repo"), log_path=tmp_path / "triton.log")
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start(timeout_s=60)
+        except BaseException as error:  # collected for the assertion below
+            errors.append(error)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while server.pid is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = server.pid
+    assert pid is not None
+    server.stop(timeout_s=5)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], TritonStartError)
+    assert wait_gone(pid, timeout_s=5.0), f"left behind: {group_members(pid)}"
