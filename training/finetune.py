@@ -100,8 +100,8 @@ def eval_loader(dataset: ImageDataset, ctx: DistContext, config: FinetuneConfig)
 
 
 def run(config: FinetuneConfig) -> int:
+    setup_logging()
     ctx = init_distributed(config.device, config.dist_backend)
-    setup_logging(ctx.rank)
     train_dir, val_dir = split_dirs(config)
     train_set, classes = image_folder(train_dir, finetune_transform(config.image_size, config.auto_augment,
                                                                     config.reprob), seed=config.seed)

@@ -41,8 +41,8 @@ def pretrain_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
 
 
 def run(config: PretrainConfig) -> int:
+    setup_logging()
     ctx = init_distributed(config.device, config.dist_backend)
-    setup_logging(ctx.rank)
     torch.manual_seed(config.seed)  # identical initial weights on every process
     model = build_model(config)
     dataset = image_files(config.data_dir, pretrain_transform(config.image_size, config.min_crop_scale),

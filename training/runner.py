@@ -3,6 +3,7 @@ checkpoints, and the error boundary of the entry points."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,10 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(rank: int) -> None:
-    """INFO on rank 0, warnings only elsewhere; every line names its rank. Other root handlers are kept."""
+def setup_logging() -> None:
+    """INFO on rank 0, warnings only elsewhere (RANK from torchrun); every line names its rank. Other root
+    handlers are kept."""
+    rank = int(os.environ.get("RANK", "0"))
     root = logging.getLogger()
     root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:

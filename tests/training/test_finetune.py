@@ -1,0 +1,83 @@
+"""Fine-tuning end to end: learning, starting from the official checkpoint, architecture checks, outputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.training.conftest import TINY_MODEL, read_metrics
+from training.encoder_init import load_encoder, read_init
+from training.evaluate import main as evaluate_main
+from training.finetune import main as finetune_main
+from training.models import create_model, load_classifier, read_checkpoint, save_checkpoint
+
+FAST = ["--num-workers", "0", "--no-progress", "--device", "cpu", "--log-every", "1", "--save-every-epochs", "0"]
+PLAIN = ["--mixup", "0", "--cutmix", "0", "--auto-augment", "", "--reprob", "0", "--smoothing", "0"]
+
+
+def test_loss_decreases_and_outputs_load(tmp_path, synth_split, capsys):
+    out = tmp_path / "run"
+    argv = TINY_MODEL + FAST + PLAIN + ["--data-dir", str(synth_split), "--output-dir", str(out), "--image-size", "32",
+                                       "--batch-size", "8", "--epochs", "8", "--warmup-epochs", "1", "--lr", "3e-3",
+                                       "--drop-path", "0"]
+    assert finetune_main(argv) == 0
+    losses = [record["loss"] for record in read_metrics(out)]
+    assert len(losses) == 48
+    assert sum(losses[-6:]) / 6 < 0.7 * sum(losses[:6]) / 6, losses
+    val = read_metrics(out, "val")
+    assert len(val) == 8 and {"top1", "top5", "loss"} <= set(val[-1]) and val[-1]["count"] == 16
+    best = read_checkpoint(out / "checkpoint-best.pth")
+    assert best["best_top1"] == max(record["top1"] for record in val)
+    assert best["class_names"] == sorted(p.name for p in (synth_split / "train").iterdir())
+    model = load_classifier(out / "checkpoint-last.pth")
+    assert model.config.num_classes == 4 and model.config.img_size == 32
+
+    capsys.readouterr()
+    assert evaluate_main(["--checkpoint", str(out / "checkpoint-best.pth"), "--data-dir", str(synth_split),
+                          "--num-workers", "0", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "classifier" and result["count"] == 16
+    assert result["top1"] == pytest.approx(best["best_top1"]) and result["top5"] >= result["top1"]
+
+
+def test_finetune_from_official_pretrained(tmp_path, synth_split, official_dir):
+    out = tmp_path / "run"
+    init = official_dir / "official_pretrained.pth"
+    argv = FAST + ["--data-dir", str(synth_split), "--output-dir", str(out), "--init", str(init),
+                   "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2",
+                   "--model-ema", "--model-ema-decay", "0.9"]  # default recipe: mixup, cutmix, RandAugment, erasing
+    assert finetune_main(argv) == 0
+    model = load_classifier(out / "checkpoint-last.pth")
+    assert (model.config.embed_dim, model.config.depth, model.config.num_classes) == (192, 4, 4)
+    assert "model_ema" in read_checkpoint(out / "checkpoint-last.pth")
+    assert "ema_top1" in read_metrics(out, "val")[0]
+
+
+def test_encoder_weights_come_from_the_init_checkpoint(official_dir):
+    path = official_dir / "official_pretrained.pth"
+    config, state = read_init(path)
+    model = create_model("lomar_tiny_patch16", depth=4, num_classes=3)
+    load_encoder(model, state, path)
+    assert torch.equal(model.blocks[3].attn.rpe_k.lookup_table_weight, state["blocks.3.attn.rpe_k.lookup_table_weight"])
+    assert torch.equal(model.cls_token, state["cls_token"])
+    assert config.depth == 4 and config.embed_dim == 192
+
+
+def test_contradicting_model_is_a_clear_error(tmp_path, synth_split, official_dir, capsys):
+    argv = FAST + ["--data-dir", str(synth_split), "--output-dir", str(tmp_path / "x"), "--image-size", "32",
+                   "--init", str(official_dir / "official_pretrained.pth"), "--model", "lomar_small_patch16"]
+    assert finetune_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--model lomar_small_patch16 contradicts the --init checkpoint" in err and "embed_dim 384 vs 192" in err
+
+
+def test_pretrained_encoder_evaluation_reports_knn_and_linear_probe(tmp_path, synth_split, capsys):
+    model = create_model("lomar_tiny_patch16", pretrain=True, depth=1, embed_dim=64, num_heads=2, img_size=32)
+    save_checkpoint(tmp_path / "pre.pth", model)
+    assert evaluate_main(["--checkpoint", str(tmp_path / "pre.pth"), "--data-dir", str(synth_split),
+                          "--num-workers", "0", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "pretrained" and (result["num_train"], result["num_test"]) == (48, 16)
+    # even a random encoder's pooled features separate colour-coded classes better than chance (25 %)
+    assert 25.0 < result["knn_top1"] <= 100.0 and 25.0 < result["linear_probe_top1"] <= 100.0
