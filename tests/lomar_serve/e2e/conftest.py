@@ -1,0 +1,151 @@
+"""End-to-end fixtures: a model repository exported from the official tiny checkpoints, and ONE real
+`lomar serve` process (real Triton, supervised, plus the uvicorn gateway) shared by the whole session."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+E2E_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+START_TIMEOUT_S = 240.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+@dataclass
+class GatewayProcess:
+    """The `lomar serve` subprocess under test."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def triton_pid(self) -> int | None:
+        """The tritonserver child of the gateway (None while it is being restarted)."""
+        for pid in children(self.process.pid):
+            if command_line(pid)[0].endswith("tritonserver") and alive(pid):
+                return pid
+        return None
+
+    def triton_http_url(self) -> str:
+        """"host:port" of Triton's HTTP endpoint, from its command line."""
+        pid = self.triton_pid()
+        assert pid is not None, "Triton is not running"
+        args = dict(arg.split("=", 1) for arg in command_line(pid)[1:] if "=" in arg)
+        return f"{args['--http-address']}:{args['--http-port']}"
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"lomar serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        pytest.fail(f"lomar serve not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Path:
+    """The official tiny fine-tuned (classify, 10 classes) and pretrained (reconstruct) checkpoints, exported
+    with `lomar export`'s Python API as lomar_classifier and lomar_reconstruction."""
+    from export.pipeline import ExportOptions, export_checkpoint
+
+    root = tmp_path_factory.mktemp("serve_e2e")
+    labels = root / "labels.txt"
+    labels.write_text("\n".join(E2E_LABELS) + "\n")
+    repository = root / "model_repository"
+    export_checkpoint(ExportOptions(checkpoint=official_dir / "official_finetuned.pth", task="classify",
+                                    out=repository, labels_file=labels, max_batch_size=16))
+    export_checkpoint(ExportOptions(checkpoint=official_dir / "official_pretrained.pth", task="reconstruct",
+                                    out=repository, max_batch_size=16))
+    return repository
+
+
+@pytest.fixture(scope="session")
+def gateway(model_repository: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`lomar serve` on the exported repository: it launches and supervises Triton and runs the gateway.
+    At the end SIGTERM must stop the gateway and Triton and leave no process behind."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("serve_logs") / "lomar_serve.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_MAX_IMAGES": "16", "LOMAR_RETRY_AFTER_S": "1"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository", str(model_repository),
+             "--port", str(port), "--log-level", "info"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    served = GatewayProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        served.wait_ready()
+        yield served
+    finally:
+        descendants = children(process.pid)
+        descendants += [pid for child in descendants for pid in children(child)]
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in descendants) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [(pid, command_line(pid)[:1]) for pid in descendants if alive(pid)]
+        for pid, _ in orphans:
+            os.kill(pid, signal.SIGKILL)
+        assert code == 0, f"lomar serve exited with {code} on SIGTERM:\n{served.log_tail()}"
+        assert not orphans, f"processes left behind after SIGTERM: {orphans}"
+
+
+@pytest.fixture(scope="session")
+def client(gateway: GatewayProcess):
+    with httpx.Client(base_url=gateway.url, timeout=120.0) as http:
+        yield http

@@ -1,0 +1,60 @@
+"""The web page in Debian's headless Chromium: upload a photo, the labels and the reconstruction appear."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.lomar_serve.e2e.conftest import E2E_LABELS
+from tests.lomar_serve.photos import photo_bytes
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture()
+def browser():
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and not shutil.which("chromium"):
+        pytest.skip("chromium / chromedriver not installed (make install adds them on Debian)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-first-run", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, artifacts_dir):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "chelsea.jpg"
+    photo.write_bytes(photo_bytes("chelsea"))
+    browser.get(gateway.url + "/")
+    wait = WebDriverWait(browser, 90)
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "ready"))
+    browser.find_element(By.ID, "file-input").send_keys(str(photo))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".labels li.label")) == 5)
+    labels = [item.text for item in browser.find_elements(By.CSS_SELECTOR, ".labels li.label")]
+    assert all(any(text.startswith(name) for name in E2E_LABELS) and "%" in text for text in labels), labels
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.strip").is_displayed())
+    width = browser.execute_script("return document.querySelector('img.strip').naturalWidth")
+    assert width == 4 * 224 + 3 * 4
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".embedding .dim"), "192 dimensions"))
+    # Moving the mask-ratio slider asks for a new reconstruction.
+    browser.execute_script("const s = document.getElementById('mask-ratio'); s.value = '0.5';"
+                           "s.dispatchEvent(new Event('input'));")
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".recon-status"), "mask ratio 0.5"))
+    assert not browser.find_elements(By.CSS_SELECTOR, ".error")
+    browser.save_screenshot(str(artifacts_dir / "web_page.png"))
