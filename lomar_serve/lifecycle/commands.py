@@ -1,0 +1,82 @@
+"""The command lines of a job's stages: training, export, verification (argument lists, never a shell).
+
+Every stage runs `python -m lomar_serve.cli NAME ...` (or the verification module) with the gateway's own
+interpreter, so training and export run in the same environment without being imported by the gateway.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lomar_serve.lifecycle.spec import JobPlan
+
+CHECKPOINT_BEST = "checkpoint-best.pth"
+CHECKPOINT_LAST = "checkpoint-last.pth"
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    """Where one job keeps its files (all inside JOBS_DIR/<id>/)."""
+
+    job_dir: Path
+
+    @property
+    def log(self) -> Path:
+        return self.job_dir / "job.log"
+
+    @property
+    def train(self) -> Path:
+        return self.job_dir / "train"
+
+    @property
+    def verification(self) -> Path:
+        return self.job_dir / "verification.json"
+
+    def checkpoint(self, plan: JobPlan) -> Path:
+        """What gets exported: the best fine-tuned checkpoint, or the last pretraining one."""
+        if plan.kind == "finetune" and (self.train / CHECKPOINT_BEST).is_file():
+            return self.train / CHECKPOINT_BEST
+        return self.train / CHECKPOINT_LAST
+
+
+def _flag(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{name.replace('_', '-')}"
+    return f"--{name.replace('_', '-')}={value}"
+
+
+def training_command(plan: JobPlan, paths: StagePaths, python: str = sys.executable) -> list[str]:
+    """`lomar finetune|pretrain` for the plan; resumes from OUTPUT_DIR/checkpoint-last.pth when it exists."""
+    command = [python, "-m", "lomar_serve.cli", plan.kind, f"--data-dir={plan.data_dir}",
+               f"--output-dir={paths.train}", f"--epochs={plan.epochs}", "--no-progress", "--auto-resume"]
+    if plan.val_dir and plan.kind == "finetune":
+        command.append(f"--val-dir={plan.val_dir}")
+    if plan.init:
+        command.append(f"--init={plan.init}")
+    if plan.model:
+        command.append(f"--model={plan.model}")
+    command += [f"--model-option={key}={value}" for key, value in plan.model_options.items()]
+    command += [_flag(key, value) for key, value in plan.options.items()]
+    return command
+
+
+def export_command(plan: JobPlan, paths: StagePaths, repository: Path, image_size: int | None,
+                   python: str = sys.executable) -> list[str]:
+    """`lomar export` of the job's checkpoint as a new version of `plan.model_name`."""
+    command = [python, "-m", "lomar_serve.cli", "export", f"--checkpoint={paths.checkpoint(plan)}",
+               f"--task={plan.task}", f"--out={repository}", f"--name={plan.model_name}"]
+    if image_size:
+        command.append(f"--image-size={image_size}")
+    return command
+
+
+def verification_command(plan: JobPlan, paths: StagePaths, repository: Path, version: str, baseline: str | None,
+                         python: str = sys.executable) -> list[str]:
+    """Score the exported version (and the serving one, for comparison) on the job's evaluation images."""
+    command = [python, "-m", "lomar_serve.lifecycle.verify", f"--repository={repository}",
+               f"--name={plan.model_name}", f"--version={version}", f"--data-dir={plan.eval_dir}",
+               f"--out={paths.verification}"]
+    if baseline:
+        command.append(f"--baseline={baseline}")
+    return command

@@ -1,0 +1,68 @@
+"""Which paths and names an admin request may use.
+
+Data paths in requests are confined to configured data roots: a path is resolved (symlinks followed, `..`
+collapsed) and must then lie inside one resolved root. Model names and versions are validated against strict
+patterns before they are ever joined to a directory.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lomar_serve.lifecycle.errors import InvalidName, PathNotAllowed
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is a valid model name (letters, digits, _ and -, at most 64), else InvalidName."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise InvalidName(f"invalid model name {name!r}: use 1-64 letters, digits, '_' or '-'")
+    return name
+
+
+def check_version(version: int | str) -> str:
+    """The version as Triton spells it ("3") if it is a positive integer, else InvalidName."""
+    text = str(version)
+    if isinstance(version, bool) or not VERSION.fullmatch(text):
+        raise InvalidName(f"invalid model version {version!r}: a positive integer is expected")
+    return text
+
+
+@dataclass(frozen=True)
+class DataRoots:
+    """The folders request paths may point into (resolved once, at construction)."""
+
+    roots: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, roots: Iterable[str | Path]) -> DataRoots:
+        return cls(tuple(Path(root).expanduser().resolve() for root in roots))
+
+    def resolve(self, path: str, *, kind: str = "path", must_be_dir: bool = False) -> Path:
+        """The resolved `path` if it exists inside a data root.
+
+        Relative paths are taken relative to the first root. Raises PathNotAllowed otherwise (the message
+        names the roots, never what lies outside them).
+        """
+        if not self.roots:
+            raise PathNotAllowed(f"no data roots are configured (LOMAR_DATA_ROOTS): {kind} paths are refused")
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise PathNotAllowed(f"{kind} must be a non-empty path")
+        candidate = Path(path).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.roots[0] / candidate
+        resolved = candidate.resolve()
+        if not any(resolved == root or resolved.is_relative_to(root) for root in self.roots):
+            raise PathNotAllowed(f"{kind} {path!r} is outside the data roots ({self.describe()})")
+        if must_be_dir and not resolved.is_dir():
+            raise PathNotAllowed(f"{kind} {path!r} is not a folder inside the data roots")
+        if not must_be_dir and not resolved.is_file():
+            raise PathNotAllowed(f"{kind} {path!r} is not a file inside the data roots")
+        return resolved
+
+    def describe(self) -> str:
+        return ", ".join(str(root) for root in self.roots) or "none"

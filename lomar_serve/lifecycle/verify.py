@@ -1,0 +1,156 @@
+"""A job's verification stage: score an exported version, as served, on the job's evaluation images.
+
+    python -m lomar_serve.lifecycle.verify --repository REPO --name NAME --version 3 --data-dir VAL \
+        [--baseline 2] --out verification.json
+
+Runs the version's `model.onnx` with ONNX Runtime on images decoded exactly as the gateway decodes uploads
+(uint8 RGB, resize + centre crop), so it checks the artefact Triton will load, not the PyTorch checkpoint.
+Classifiers: top-1 accuracy (%) with predictions compared by label name against the class folders, so a
+baseline version with other classes is scored fairly. Reconstruction models: mean squared error (0..1 pixel
+scale) of the reconstruction on hidden patches at mask ratio 0.75, fixed seed. The same figure for the baseline
+(the serving version) lets auto-deploy check that the new version is not worse. Runs as a subprocess of the
+gateway (it needs onnxruntime, which the gateway process never imports).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lomar_serve.images import DecodeOptions, decode_image
+from lomar_serve.reconstruction import sample_mask
+
+LOGGER = logging.getLogger("lomar_serve.lifecycle.verify")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+BATCH = 16
+MASK_RATIO, MASK_SEED = 0.75, 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str  # the class folder's name ("" outside a class layout)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One version's figure on the evaluation images."""
+
+    version: str
+    metric: str  # "top1" (higher is better) or "masked_mse" (lower is better)
+    value: float
+    count: int
+
+
+def list_samples(data_dir: Path, limit: int) -> list[Sample]:
+    """Images under data_dir, labelled by their class folder (data_dir/CLASS/IMAGE), sorted, at most `limit`."""
+    files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    samples = [Sample(p, p.parent.name if p.parent != data_dir else "") for p in files]
+    if len(samples) > limit:  # an even spread over the classes, not the first few folders
+        samples = [samples[round(i * len(samples) / limit)] for i in range(limit)]
+    return samples
+
+
+class Version:
+    """One exported version: its ONNX file run by ONNX Runtime, and its model card."""
+
+    def __init__(self, repository: Path, name: str, version: str) -> None:
+        import onnxruntime as ort  # only in this subprocess
+
+        directory = repository / name / version
+        self.version = version
+        self.card = json.loads((directory / "model_card.json").read_text())
+        self.session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
+        self.size = tuple(int(s) for s in self.card["image_size"])
+        self.classes = list(self.card.get("classes") or [])
+
+    def run(self, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
+        return self.session.run([output], inputs)[0]
+
+
+def decode(samples: list[Sample], size: tuple[int, int]) -> np.ndarray:
+    """(N, 3, H, W) uint8, decoded as the gateway decodes uploads."""
+    options = DecodeOptions(size=size)
+    return np.stack([decode_image(sample.path.read_bytes(), options) for sample in samples])
+
+
+def top1(version: Version, samples: list[Sample]) -> Score:
+    if not version.classes:
+        raise ValueError(f"version {version.version} has no classes in its model card")
+    correct = 0
+    for start in range(0, len(samples), BATCH):
+        chunk = samples[start:start + BATCH]
+        logits = version.run({"image": decode(chunk, version.size)}, "logits")  # (B, C)
+        if not np.isfinite(logits).all() or logits.shape != (len(chunk), len(version.classes)):
+            raise ValueError(f"version {version.version} gave logits of shape {logits.shape} or non-finite values")
+        predicted = logits.argmax(axis=1)
+        correct += sum(version.classes[int(p)] == s.label for p, s in zip(predicted, chunk))
+    return Score(version.version, "top1", 100.0 * correct / len(samples), len(samples))
+
+
+def masked_mse(version: Version, samples: list[Sample]) -> Score:
+    grid = tuple(int(g) for g in version.card["inputs"]["mask"].split("[", 1)[1].rstrip("]").split(",")[1:])
+    mask = sample_mask(grid, MASK_RATIO, MASK_SEED)  # (h, w) True = hidden
+    patch = version.size[0] // grid[0]
+    pixels = np.kron(mask, np.ones((patch, patch), dtype=bool))  # (H, W)
+    total, count = 0.0, 0
+    for start in range(0, len(samples), BATCH):
+        images = decode(samples[start:start + BATCH], version.size)  # (B, 3, H, W)
+        masks = np.broadcast_to(mask, (len(images), *grid)).copy()
+        out = version.run({"image": images, "mask": masks}, "reconstruction")  # (B, 3, H, W), 0..255
+        if not np.isfinite(out).all():
+            raise ValueError(f"version {version.version} reconstructs non-finite values")
+        diff = (out - images.astype(np.float32)) / 255.0
+        total += float((diff[:, :, pixels] ** 2).sum())
+        count += int(diff[:, :, pixels].size)
+    return Score(version.version, "masked_mse", total / max(count, 1), len(samples))
+
+
+def score(repository: Path, name: str, version: str, samples: list[Sample]) -> Score:
+    loaded = Version(repository, name, version)
+    return top1(loaded, samples) if loaded.card.get("task") == "classify" else masked_mse(loaded, samples)
+
+
+def not_worse(new: Score, baseline: Score | None) -> bool:
+    """The auto-deploy gate: no baseline, or the new figure is at least as good."""
+    if baseline is None or baseline.metric != new.metric:
+        return True
+    return new.value >= baseline.value if new.metric == "top1" else new.value <= baseline.value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lomar_serve.lifecycle.verify", description=__doc__)
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--baseline", help="the serving version, scored the same way for comparison")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--max-images", type=int, default=1000)
+    parser.add_argument("--out", type=Path, required=True, help="JSON result file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    samples = list_samples(args.data_dir, args.max_images)
+    if not samples:
+        print(f"verify: no images under {args.data_dir}", file=sys.stderr)
+        return 2
+    new = score(args.repository, args.name, args.version, samples)
+    LOGGER.info("version %s: %s = %.4f on %d images", new.version, new.metric, new.value, new.count)
+    baseline = None
+    if args.baseline and args.baseline != args.version:
+        baseline = score(args.repository, args.name, args.baseline, samples)
+        LOGGER.info("baseline version %s: %s = %.4f", baseline.version, baseline.metric, baseline.value)
+    result = {"metric": new.metric, "value": new.value, "count": new.count, "version": new.version,
+              "baseline": None if baseline is None else {"version": baseline.version, "value": baseline.value},
+              "not_worse": not_worse(new, baseline)}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Fixtures of the lifecycle tests: tiny synthetic image sets and a tiny, fast training recipe."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.data.synth import write_synthetic
+
+# lomar_tiny_patch16 cut to 2 blocks at 112 px (a 7x7 patch grid): seconds per epoch on a busy CPU.
+TINY_MODEL = {"model": "lomar_tiny_patch16", "model_options": {"depth": 2}}
+TINY_OPTIONS = {"image_size": 112, "batch_size": 8, "num_workers": 0, "mixup": 0.0, "cutmix": 0.0,
+                "auto_augment": "", "reprob": 0.0, "warmup_epochs": 0.0, "device": "cpu", "blr": 0.02,
+                "log_every": 1, "save_every_epochs": 0}
+
+
+def synthetic_set(root: Path, classes: int = 3, per_class: int = 8, val_per_class: int = 4, seed: int = 0,
+                  rename: dict[str, str] | None = None) -> Path:
+    """root/train/CLASS and root/val/CLASS of 64x64 PNGs; `rename` renames class folders (new classes)."""
+    for split, count, offset in (("train", per_class, 0), ("val", val_per_class, 1)):
+        write_synthetic(root / split, classes, count, 64, seed + offset)
+        for old, new in (rename or {}).items():
+            (root / split / old).rename(root / split / new)
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with `base` (3 synthetic classes) and `novel` (the same, one class renamed 'novel_class')."""
+    root = tmp_path_factory.mktemp("data")
+    synthetic_set(root / "base")
+    synthetic_set(root / "novel", seed=5, rename={"class_002_triangle": "novel_class"})
+    return root

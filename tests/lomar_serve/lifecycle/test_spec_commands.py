@@ -1,0 +1,79 @@
+"""Job requests become plans with confined paths and whitelisted options, then argument lists."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from lomar_serve.lifecycle.commands import StagePaths, export_command, training_command, verification_command
+from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
+from lomar_serve.lifecycle.paths import DataRoots
+from lomar_serve.lifecycle.progress import job_progress, read_records, training_progress
+from lomar_serve.lifecycle.spec import JobPlan, JobRequest
+
+
+@pytest.fixture()
+def roots(tmp_path: Path) -> DataRoots:
+    (tmp_path / "data" / "set" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "base.pth").write_bytes(b"x")
+    return DataRoots.of([tmp_path / "data"])
+
+
+def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> None:
+    request = JobRequest(data_dir="set", init="base.pth", epochs=3, model_options={"depth": 2},
+                         options={"batch_size": 8, "auto_augment": "", "blr": 1e-3, "seed": 1})
+    plan = request.plan(roots, tmp_path / "jobs")
+    assert plan.model_name == "lomar_classifier" and plan.task == "classify"
+    assert plan.train_dir == roots.roots[0] / "set" / "train"
+    assert JobPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    paths = StagePaths(tmp_path / "jobs" / "j1")
+    command = training_command(plan, paths, "py")
+    assert command[:4] == ["py", "-m", "lomar_serve.cli", "finetune"]
+    assert f"--init={roots.roots[0] / 'base.pth'}" in command
+    assert "--model-option=depth=2" in command and "--batch-size=8" in command and "--auto-augment=" in command
+    assert f"--output-dir={paths.train}" in command and "--epochs=3" in command
+    export = export_command(plan, paths, tmp_path / "repo", 112, "py")
+    assert "--task=classify" in export and "--image-size=112" in export and "--name=lomar_classifier" in export
+    assert f"--checkpoint={paths.train / 'checkpoint-last.pth'}" in export
+    verify = verification_command(plan, paths, tmp_path / "repo", "4", "3", "py")
+    assert "--version=4" in verify and "--baseline=3" in verify
+
+
+@pytest.mark.parametrize("changes, error", [
+    ({"data_dir": "../../etc"}, PathNotAllowed),
+    ({"data_dir": "/etc"}, PathNotAllowed),
+    ({"init": "/etc/passwd"}, PathNotAllowed),
+    ({"model_name": "../x"}, InvalidName),
+    ({"model": "Bad Name"}, InvalidName),
+    ({"options": {"output_dir": "/tmp/x"}}, LifecycleError),
+    ({"options": {"batch_size": "--output-dir=/x"}}, LifecycleError),
+    ({"options": {"device": "--output-dir=/x"}}, LifecycleError),
+    ({"options": {"batch_size": 1.5}}, LifecycleError),
+    ({"init": None}, LifecycleError),  # no starting point
+    ({"from_job": "abc", "init": None}, PathNotAllowed),  # no such job
+    ({"from_job": "abc"}, LifecycleError),  # both init and from_job
+])
+def test_bad_requests_are_refused(roots: DataRoots, tmp_path: Path, changes: dict, error: type) -> None:
+    values = {"data_dir": "set", "init": "base.pth", **changes}
+    with pytest.raises(error):
+        JobRequest(**values).plan(roots, tmp_path / "jobs")
+
+
+def test_unknown_fields_and_bad_job_ids_fail_validation() -> None:
+    with pytest.raises(ValidationError):
+        JobRequest(data_dir="set", output_dir="/tmp")
+    with pytest.raises(ValidationError):
+        JobRequest(data_dir="set", from_job="../x")
+
+
+def test_progress_from_metrics_log(tmp_path: Path) -> None:
+    lines = [{"split": "train", "step": 1, "epoch": 0, "loss": 2.0, "lr": 0.1},
+             {"split": "epoch", "step": 1, "epoch": 0}, {"split": "val", "step": 1, "top1": 40.0, "top5": 90.0}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{\"split\": \"tra")
+    fraction, figures = training_progress(read_records(tmp_path), epochs=4)
+    assert fraction == 0.25
+    assert figures["train_loss"] == 2.0 and figures["val_top1"] == 40.0 and figures["epochs_done"] == 1
+    assert job_progress("train", fraction) == pytest.approx(0.2) and job_progress("export") == 0.8
+    assert read_records(tmp_path / "missing") == []
