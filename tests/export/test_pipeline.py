@@ -1,0 +1,150 @@
+"""`lomar export` end to end on small checkpoints: versions, labels, flavours, and the failures that write nothing."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import export.pipeline
+from export.cli import main
+from export.errors import ExportError, UnsupportedCombinationError, VerificationError
+from export.pipeline import ExportOptions, export_checkpoint
+from export.repository import CONFIG_FILE, LABELS_FILE
+from export.triton_config import parse_pbtxt
+from lomar_serve.cli import main as lomar_main
+from training.errors import CheckpointError
+
+from tests.export.conftest import TINY_CLASSES
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its content (empty if `root` does not exist)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_cli_exports_twice_as_versions_1_and_2(tiny_checkpoint, tmp_path, capsys):
+    argv = ["export", "--checkpoint", str(tiny_checkpoint), "--task", "classify", "--out", str(tmp_path)]
+    assert lomar_main(argv) == 0
+    assert lomar_main(argv) == 0
+    assert "exported lomar_classifier version 2" in capsys.readouterr().out
+    model_dir = tmp_path / "lomar_classifier"
+    for version in ("1", "2"):
+        assert sorted(p.name for p in (model_dir / version).iterdir()) == ["model.onnx", "model.py",
+                                                                            "model_card.json"]
+    assert (model_dir / LABELS_FILE).read_text().split() == TINY_CLASSES
+    runner = Path(export.pipeline.runner_source()).read_bytes()
+    assert (model_dir / "2" / "model.py").read_bytes() == runner  # the one shared runner, copied verbatim
+    assert parse_pbtxt((model_dir / CONFIG_FILE).read_text()).input[0].dims == [3, 112, 112]
+
+
+def test_labels_file_and_image_size_options(tiny_checkpoint, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("rose\ntulip\ndaisy\n")
+    published = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
+                                                labels_file=labels, image_size=64, name="flowers"))
+    card = json.loads((published.path / "model_card.json").read_text())
+    assert card["classes"] == ["rose", "tulip", "daisy"] and card["image_size"] == [64, 64]
+    assert (tmp_path / "repo" / "flowers" / LABELS_FILE).read_text() == "rose\ntulip\ndaisy\n"
+
+
+def test_onnxruntime_flavour_writes_no_runner(tiny_checkpoint, tmp_path):
+    published = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path,
+                                                backend="onnxruntime", ort_tensorrt=True))
+    assert not (published.path / "model.py").exists()
+    parsed = parse_pbtxt((published.path.parent / CONFIG_FILE).read_text())
+    assert parsed.backend == "onnxruntime"
+    assert parsed.optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
+
+
+def test_failed_verification_leaves_the_repository_untouched(tiny_checkpoint, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=repo))
+    before = snapshot(repo)
+    real_export = export.pipeline.export_onnx
+
+    def corrupted_export(*args, **kwargs):
+        """The real export, then one weight of the graph doubled: a subtly wrong model."""
+        real_export(*args, **kwargs)
+        path = args[4]
+        model = onnx.load(str(path))
+        weight = max(model.graph.initializer, key=lambda t: int(numpy_helper.to_array(t).size))
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 2, weight.name))
+        onnx.save(model, str(path))
+
+    monkeypatch.setattr(export.pipeline, "export_onnx", corrupted_export)
+    with pytest.raises(VerificationError, match="does not match PyTorch"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=repo))
+    assert snapshot(repo) == before
+    with pytest.raises(VerificationError):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "fresh"))
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_zero_tolerance_fails_verification_and_writes_nothing(tiny_checkpoint, tmp_path):
+    with pytest.raises(VerificationError, match="max abs diff"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
+                                        tolerance=0.0))
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--format", "tensorrt", "--backend", "python"], "only Triton's tensorrt backend"),
+    (["--backend", "tensorrt"], "needs --format tensorrt"),
+    (["--ort-tensorrt"], "needs --backend onnxruntime"),
+    (["--image-size", "100"], "not a multiple of the patch size"),
+    (["--max-batch-size", "0"], ">= 1"),
+])
+def test_cli_reports_impossible_requests_clearly(tiny_checkpoint, tmp_path, capsys, extra, message):
+    argv = ["--checkpoint", str(tiny_checkpoint), "--task", "classify", "--out", str(tmp_path / "repo"), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "repo").exists()
+
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_tensorrt_format_without_tensorrt_is_a_clear_error(tiny_checkpoint, tmp_path, capsys):
+    argv = ["--checkpoint", str(tiny_checkpoint), "--task", "classify", "--out", str(tmp_path), "--format", "tensorrt"]
+    assert main(argv) == 2
+    assert "needs NVIDIA TensorRT, which is not installed" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TENSORRT, reason="needs TensorRT and a CUDA GPU")
+def test_tensorrt_engine_export(tiny_checkpoint, tmp_path):
+    published = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path,
+                                                format="tensorrt", max_batch_size=8))
+    card = json.loads((published.path / "model_card.json").read_text())
+    assert (published.path / "model.plan").stat().st_size > 0 and card["parity"]["tensorrt"]["precision"] == "fp16"
+    assert parse_pbtxt((published.path.parent / CONFIG_FILE).read_text()).platform == "tensorrt_plan"
+
+
+def test_options_refuse_labels_for_reconstruction(tmp_path):
+    with pytest.raises(UnsupportedCombinationError, match="--labels"):
+        ExportOptions(checkpoint=tmp_path / "x.pth", task="reconstruct", out=tmp_path, labels_file=tmp_path / "l")
+    with pytest.raises(ExportError, match="--name"):
+        ExportOptions(checkpoint=tmp_path / "x.pth", task="classify", out=tmp_path, name="../escape")
+
+
+def test_wrong_label_count_is_refused(tiny_checkpoint, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("only\ntwo\n")
+    with pytest.raises(ExportError, match="2 labels but the model has 3 classes"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
+                                        labels_file=labels))
+
+
+def test_task_and_checkpoint_kind_must_agree(official_dir, tmp_path):
+    with pytest.raises(CheckpointError, match="pretrained checkpoint"):
+        export_checkpoint(ExportOptions(checkpoint=official_dir / "official_pretrained.pth", task="classify",
+                                        out=tmp_path))
+    with pytest.raises(ExportError, match="at least 7x7"):
+        export_checkpoint(ExportOptions(checkpoint=official_dir / "official_pretrained.pth", task="reconstruct",
+                                        out=tmp_path, image_size=96))

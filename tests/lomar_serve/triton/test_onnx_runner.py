@@ -1,0 +1,127 @@
+"""The Python-backend ONNX Runtime runner: its helpers directly, and its behaviour inside the real Triton server.
+
+The test model is a small ONNX graph built with onnx.helper (no torch): image UINT8 [B, 3, 8, 8] -> per-channel
+means FP32 [B, 3]. Its config declares the image dims as [3, -1, -1] so that a request of the wrong size gets past
+Triton's own checks and reaches the runner, as a malformed request to a more permissive config would.
+"""
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from lomar_serve.triton import TritonServer, TritonServerConfig
+from lomar_serve.triton.distribution import find_distribution
+
+SIZE = 8
+CONFIG = """
+name: "means"
+backend: "python"
+max_batch_size: 16
+input [ { name: "image" data_type: TYPE_UINT8 dims: [ 3, -1, -1 ] } ]
+output [ { name: "means" data_type: TYPE_FP32 dims: [ 3 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+dynamic_batching { max_queue_delay_microseconds: 200000 }
+parameters { key: "intra_op_threads" value { string_value: "1" } }
+"""
+
+
+@pytest.fixture(scope="module")
+def runner():
+    """The runner module, importable outside Triton with the backend's own triton_python_backend_utils."""
+    sys.path.insert(0, str(find_distribution().python_backend))
+    try:
+        yield importlib.import_module("lomar_serve.triton.onnx_runner")
+    finally:
+        sys.path.remove(str(find_distribution().python_backend))
+
+
+def means_model(path: Path) -> None:
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 3, SIZE, SIZE])
+    means = helper.make_tensor_value_info("means", TensorProto.FLOAT, ["batch", 3])
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["pixels"], ["means"], axes=[2, 3], keepdims=0)],
+        "means", [image], [means])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def expected_means(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32).mean(axis=(2, 3))
+
+
+def test_input_spec_explains_bad_arrays(runner):
+    spec = runner.InputSpec("image", np.uint8, (3, SIZE, SIZE))
+    assert spec.problem(np.zeros((2, 3, SIZE, SIZE), np.uint8)) is None
+    assert "missing" in spec.problem(None)
+    assert "uint8" in spec.problem(np.zeros((2, 3, SIZE, SIZE), np.float32))
+    assert "shape [B, 3, 8, 8]" in spec.problem(np.zeros((2, 3, SIZE, SIZE + 1), np.uint8))
+    assert runner.InputSpec("image", np.uint8, (3, -1, -1)).problem(np.zeros((1, 3, 5, 9), np.uint8)) is None
+
+
+def test_run_batched_splits_outputs_per_request(runner, tmp_path):
+    means_model(tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = [{"image": rng.integers(0, 256, (n, 3, SIZE, SIZE), dtype=np.uint8)} for n in (1, 3, 2)]
+    results = runner.run_batched(session, feeds, ["means"])
+    assert [r["means"].shape for r in results] == [(1, 3), (3, 3), (2, 3)]
+    for feed, result in zip(feeds, results):
+        np.testing.assert_allclose(result["means"], expected_means(feed["image"]), rtol=1e-6)
+
+
+def test_settings_come_from_config_parameters(runner):
+    config = {"parameters": {"intra_op_threads": {"string_value": "2"},
+                             "execution_provider": {"string_value": "cpu"}}}
+    settings = runner.RunnerSettings.from_model_config(config)
+    assert (settings.intra_op_threads, settings.inter_op_threads) == (2, 0)
+    assert settings.providers(device_id=0) == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="execution_provider"):
+        runner.RunnerSettings.from_model_config({"parameters": {"execution_provider": {"string_value": "tpu"}}})
+
+
+@pytest.mark.e2e
+def test_runner_batches_requests_and_survives_a_bad_one(tmp_path):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    version = tmp_path / "repo" / "means" / "1"
+    version.mkdir(parents=True)
+    (version.parent / "config.pbtxt").write_text(CONFIG)
+    means_model(version / "model.onnx")
+    shutil.copyfile(Path(importlib.util.find_spec("lomar_serve.triton.onnx_runner").origin), version / "model.py")
+
+    def infer(images: np.ndarray) -> np.ndarray:
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            tensor = httpclient.InferInput("image", list(images.shape), "UINT8")
+            tensor.set_data_from_numpy(images)
+            return client.infer("means", [tensor]).as_numpy("means")
+        finally:
+            client.close()
+
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 256, (n, 3, SIZE, SIZE), dtype=np.uint8) for n in (1, 2, 3, 1, 2, 3)]
+    with TritonServer(TritonServerConfig(model_repository=tmp_path / "repo"), log_path=tmp_path / "log") as server:
+        with ThreadPoolExecutor(len(batches)) as pool:
+            results = list(pool.map(infer, batches))
+        for images, result in zip(batches, results):
+            np.testing.assert_allclose(result, expected_means(images), rtol=1e-6)
+        client = httpclient.InferenceServerClient(server.http_url)
+        stats = client.get_inference_statistics("means")["model_stats"][0]
+        assert stats["inference_count"] == sum(len(b) for b in batches)
+        assert stats["execution_count"] < len(batches), "the dynamic batcher never merged requests"
+
+        with pytest.raises(InferenceServerException, match="inference failed"):
+            infer(np.zeros((1, 3, SIZE + 1, SIZE), np.uint8))  # reaches ONNX Runtime, which refuses the shape
+        assert client.is_model_ready("means")
+        np.testing.assert_allclose(infer(batches[2]), expected_means(batches[2]), rtol=1e-6)
+        client.close()
