@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("training.finetune", "fine-tune a LoMaR classifier on a labelled image folder (also under torchrun)"),
     "evaluate": ("training.evaluate", "top-1/top-5 of a classifier, or k-NN/linear-probe of a pretrained encoder"),
     "data": ("training.data.cli", "data utilities: `lomar data synth` writes a synthetic labelled image set"),
+    "jobs": ("lomar_serve.lifecycle.admin_cli", "retrain jobs via the admin API: submit, list, follow, cancel"),
+    "deploy": ("lomar_serve.lifecycle.deploy_cli", "serve a model version (smoke-tested first, no downtime)"),
+    "rollback": ("lomar_serve.lifecycle.rollback_cli", "serve again the version deployed before the serving one"),
 }
 
 

@@ -79,7 +79,8 @@ def check_option(key: str, value: Scalar) -> Scalar:
     """A whitelisted training setting of the right type; strings are short and cannot look like flags."""
     kind = TRAINING_OPTIONS.get(key)
     if kind is None:
-        raise LifecycleError(f"unknown or disallowed training option {key!r}; allowed: {', '.join(sorted(TRAINING_OPTIONS))}")
+        raise LifecycleError(f"unknown or disallowed training option {key!r}; "
+                             f"allowed: {', '.join(sorted(TRAINING_OPTIONS))}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise LifecycleError(f"training option {key!r} must be a {kind.__name__}")
     if kind is str:

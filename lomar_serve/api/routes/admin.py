@@ -1,0 +1,104 @@
+"""Admin API (bearer token): retrain jobs, deploys and rollbacks. The work happens in lomar_serve.lifecycle.
+
+Routes are plain functions (FastAPI runs them on its thread pool): they talk to SQLite, start processes and wait
+for Triton to load models, none of which may block the event loop.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from lomar_serve.lifecycle.auth import DISABLED_MESSAGE
+from lomar_serve.lifecycle.errors import AdminDisabled
+from lomar_serve.lifecycle.service import Lifecycle
+from lomar_serve.lifecycle.spec import JobRequest
+
+LOGGER = logging.getLogger(__name__)
+LOG_CHUNK_BYTES = 64 * 1024
+
+
+def get_lifecycle(request: Request) -> Lifecycle:
+    lifecycle = getattr(request.app.state, "lifecycle", None)
+    if lifecycle is None:
+        raise AdminDisabled(DISABLED_MESSAGE)
+    return lifecycle
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Every admin route: the bearer token must be the admin token (checked before anything else is read)."""
+    get_lifecycle(request).auth.check(authorization)
+
+
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
+JobId = Annotated[str, Path(pattern=r"^[a-f0-9]{1,32}$", description="job id")]
+ModelName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Triton model name")]
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="the model version to serve")
+
+
+@router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
+def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> dict[str, Any]:
+    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir)
+    record = lifecycle.jobs.submit(plan)
+    LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
+    return record.to_dict()
+
+
+@router.get("/jobs", summary="Jobs, newest first")
+def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    return {"jobs": [record.to_dict() for record in lifecycle.store.list_jobs(limit)]}
+
+
+@router.get("/jobs/{job_id}", summary="A job: state, stage, progress, metrics, log tail")
+def show_job(job_id: JobId, lifecycle: LifecycleDep,
+             tail: Annotated[int, Query(ge=0, le=LOG_CHUNK_BYTES)] = 4000) -> dict[str, Any]:
+    return lifecycle.jobs.describe(job_id, tail)
+
+
+@router.get("/jobs/{job_id}/log", summary="A chunk of the job's log from a byte offset (for following it)")
+def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    record = lifecycle.store.get_job(job_id)
+    try:
+        with open(record.log_path, "rb") as log:
+            log.seek(offset)
+            chunk = log.read(LOG_CHUNK_BYTES)
+    except OSError:
+        chunk = b""
+    return {"state": record.state, "offset": offset + len(chunk), "text": chunk.decode("utf-8", errors="replace")}
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job")
+def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> dict[str, Any]:
+    LOGGER.info("admin: cancel job %s", job_id)
+    return lifecycle.jobs.cancel(job_id).to_dict()
+
+
+@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted or failed job from its last checkpoint")
+def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> dict[str, Any]:
+    LOGGER.info("admin: resume job %s", job_id)
+    return lifecycle.jobs.resume(job_id).to_dict()
+
+
+@router.get("/models/{name}", summary="Serving version, deployed versions, versions on disk, history")
+def model_status(name: ModelName, lifecycle: LifecycleDep) -> dict[str, Any]:
+    return lifecycle.deployer.status(name)
+
+
+@router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it")
+def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> dict[str, Any]:
+    LOGGER.info("admin: deploy %s version %d", name, body.version)
+    return lifecycle.deployer.deploy(name, body.version)
+
+
+@router.post("/models/{name}/rollback", summary="Serve again the version deployed before the serving one")
+def rollback(name: ModelName, lifecycle: LifecycleDep) -> dict[str, Any]:
+    LOGGER.info("admin: roll back %s", name)
+    return lifecycle.deployer.rollback(name)

@@ -1,0 +1,86 @@
+"""A small client of the gateway's admin API (used by `lomar jobs`, `lomar deploy`, `lomar rollback`).
+
+    client = AdminClient("http://127.0.0.1:8000", token=os.environ["LOMAR_ADMIN_TOKEN"])
+    job = client.submit({"data_dir": "new_images", "init": "base.pth", "epochs": 5})
+    for text in client.follow(job["id"]): print(text, end="")
+    client.deploy("lomar_classifier", 3)
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class AdminError(Exception):
+    """The gateway refused a request (the message is its JSON error) or could not be reached."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AdminClient:
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout_s: float = 600.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise AdminError(f"cannot reach the gateway at {self._http.base_url}: {error}") from error
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": {"code": "http_error", "message": response.text[:500]}}
+        if response.status_code >= 400:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise AdminError(f"{response.status_code} {error.get('code', '')}: {error.get('message', body)}",
+                             response.status_code)
+        return body
+
+    def submit(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/jobs", json=request)
+
+    def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/admin/jobs", params={"limit": limit})["jobs"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/admin/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/jobs/{job_id}/cancel")
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/jobs/{job_id}/resume")
+
+    def follow(self, job_id: str, poll_s: float = 1.0) -> Iterator[str]:
+        """The job's log as it grows, until the job ends (queued and running jobs are waited for)."""
+        offset = 0
+        while True:
+            chunk = self._call("GET", f"/v1/admin/jobs/{job_id}/log", params={"offset": offset})
+            offset = chunk["offset"]
+            if chunk["text"]:
+                yield chunk["text"]
+            elif chunk["state"] in FINAL_STATES:
+                return
+            else:
+                time.sleep(poll_s)
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/admin/models/{name}")
+
+    def deploy(self, name: str, version: int) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/models/{name}/deploy", json={"version": version})
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/models/{name}/rollback")

@@ -1,0 +1,73 @@
+"""The lifecycle's composition root: what the admin API needs, built once per gateway process.
+
+    lifecycle = Lifecycle(LifecycleConfig(admin_token=..., data_roots=(...), jobs_dir=..., model_repository=...,
+                                          triton_url="127.0.0.1:8001"))
+    lifecycle.start()          # interrupted-job recovery, job worker, deployed versions restored in Triton
+    lifecycle.routing.serving_version("lomar_classifier")   # what the inference path asks Triton for
+    lifecycle.close()
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lomar_serve.lifecycle.auth import AdminAuth
+from lomar_serve.lifecycle.deploy import Deployer, DeploySettings
+from lomar_serve.lifecycle.jobs import JobRunner, JobSettings
+from lomar_serve.lifecycle.paths import DataRoots
+from lomar_serve.lifecycle.repository import ModelRepository
+from lomar_serve.lifecycle.routing import Routing
+from lomar_serve.lifecycle.store import LifecycleStore
+
+LOGGER = logging.getLogger(__name__)
+STORE_FILE = "lifecycle.sqlite"
+
+
+def default_jobs_dir(model_repository: Path) -> Path:
+    """Job records and outputs live next to the model repository: REPO/../jobs."""
+    return Path(model_repository).resolve().parent / "jobs"
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    model_repository: Path
+    triton_url: str  # "host:port" of Triton's HTTP endpoint
+    admin_token: str | None = None  # None: the admin API is disabled
+    data_roots: tuple[Path, ...] = ()  # where job data may come from
+    jobs_dir: Path | None = None  # None: default_jobs_dir(model_repository)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+
+    def __repr__(self) -> str:  # the token never appears in logs
+        return (f"LifecycleConfig(model_repository={self.model_repository}, triton_url={self.triton_url}, "
+                f"admin_token={'********' if self.admin_token else None}, data_roots={self.data_roots}, "
+                f"jobs_dir={self.jobs_dir})")
+
+
+class Lifecycle:
+    """Admin auth, data-root policy, job runner, deployer and the routing table of one gateway."""
+
+    def __init__(self, config: LifecycleConfig, on_switch: Callable[[str, str], None] | None = None) -> None:
+        self.config = config
+        self.jobs_dir = (config.jobs_dir or default_jobs_dir(config.model_repository)).resolve()
+        self.auth = AdminAuth(config.admin_token)
+        self.roots = DataRoots.of(config.data_roots)
+        self.store = LifecycleStore(self.jobs_dir / STORE_FILE)
+        self.routing = Routing(self.store)
+        self.repository = ModelRepository(Path(config.model_repository))
+        self.deployer = Deployer(config.triton_url, self.repository, self.store, self.routing,
+                                 settings=config.deploy, on_switch=on_switch)
+        self.jobs = JobRunner(self.store, JobSettings(jobs_dir=self.jobs_dir, model_repository=self.repository.root),
+                              serving_version=self.deployer.serving_version, deploy=self.deployer.deploy)
+
+    def start(self) -> None:
+        """Recover jobs, start the worker, re-apply recorded deployments in Triton."""
+        self.jobs.start()
+        self.deployer.restore()
+        LOGGER.info("lifecycle ready: admin API %s, jobs in %s, data roots %s",
+                    "enabled" if self.auth.enabled else "disabled (no LOMAR_ADMIN_TOKEN)", self.jobs_dir,
+                    self.roots.describe())
+
+    def close(self) -> None:
+        self.jobs.stop()
