@@ -2,7 +2,7 @@
 
     lifecycle = Lifecycle(LifecycleConfig(admin_token=..., data_roots=(...), jobs_dir=..., model_repository=...,
                                           triton_url="127.0.0.1:8001"))
-    lifecycle.start()          # interrupted-job recovery, job worker, deployed versions restored in Triton
+    lifecycle.start()          # interrupted-job recovery, job worker, deployed versions kept loaded in Triton
     lifecycle.routing.serving_version("lomar_classifier")   # what the inference path asks Triton for
     lifecycle.close()
 """
@@ -20,6 +20,7 @@ from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.repository import ModelRepository
 from lomar_serve.lifecycle.routing import Routing
 from lomar_serve.lifecycle.store import LifecycleStore
+from lomar_serve.lifecycle.watch import DeploymentWatcher
 
 LOGGER = logging.getLogger(__name__)
 STORE_FILE = "lifecycle.sqlite"
@@ -60,14 +61,17 @@ class Lifecycle:
                                  settings=config.deploy, on_switch=on_switch)
         self.jobs = JobRunner(self.store, JobSettings(jobs_dir=self.jobs_dir, model_repository=self.repository.root),
                               serving_version=self.deployer.serving_version, deploy=self.deployer.deploy)
+        self.watcher = DeploymentWatcher(self.deployer)
 
     def start(self) -> None:
-        """Recover jobs, start the worker, re-apply recorded deployments in Triton."""
+        """Recover jobs, start the worker, re-apply recorded deployments in Triton and keep them applied."""
         self.jobs.start()
         self.deployer.restore()
+        self.watcher.start()
         LOGGER.info("lifecycle ready: admin API %s, jobs in %s, data roots %s",
                     "enabled" if self.auth.enabled else "disabled (no LOMAR_ADMIN_TOKEN)", self.jobs_dir,
                     self.roots.describe())
 
     def close(self) -> None:
+        self.watcher.stop()
         self.jobs.stop()

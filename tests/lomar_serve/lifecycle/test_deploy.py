@@ -15,6 +15,7 @@ from lomar_serve.lifecycle.errors import DeployError, NothingToRollBack, Version
 from lomar_serve.lifecycle.repository import ModelRepository
 from lomar_serve.lifecycle.routing import Routing
 from lomar_serve.lifecycle.store import LifecycleStore
+from lomar_serve.lifecycle.watch import DeploymentWatcher
 from lomar_serve.triton import TritonServer, TritonServerConfig
 from tests.lomar_serve.lifecycle.conftest import export_tiny
 
@@ -108,11 +109,12 @@ def test_deploy_failures_and_rollback_keep_serving(served: tuple[TritonServer, P
     status = deployer.status(NAME)
     assert status["serving_version"] == "1" and status["versions"] == ["1", "2", "3"]
 
-    # a fresh Triton loads what config.pbtxt says (the newest version); restore() brings back the deployed one
+    # a fresh Triton loads what config.pbtxt says (the newest version); the watcher brings back the deployed one
     shutil.rmtree(work / "repo" / NAME / "3")
     server.stop()
     server.start()
     assert ready(server.http_url) == ["2"]
-    deployer.triton_url = server.http_url
-    assert Deployer(server.http_url, ModelRepository(work / "repo"), store, Routing(store)).restore() == {NAME: "1"}
+    watcher = DeploymentWatcher(Deployer(server.http_url, ModelRepository(work / "repo"), store, Routing(store)))
+    assert watcher.check_once() is True
     assert ready(server.http_url) == ["1"]
+    assert watcher.check_once() is False
