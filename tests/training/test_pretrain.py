@@ -92,3 +92,15 @@ def test_corrupt_image_is_skipped_and_reported(tmp_path, synth_dir, caplog):
     assert "1 unreadable image(s) skipped" in caplog.text
     epoch_record = read_metrics(out, "epoch")[0]
     assert epoch_record["skipped_images"] == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_steps_on_cuda(tmp_path, synth_dir):
+    out = tmp_path / "run"
+    argv = TINY_PRETRAIN + ["--data-dir", str(synth_dir), "--output-dir", str(out), "--batch-size", "8",
+                            "--epochs", "1", "--device", "cuda", "--amp", "bf16"]
+    assert pretrain_main(argv) == 0
+    records = read_metrics(out)
+    assert records and all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert records[-1]["memory_mb"] > 0
