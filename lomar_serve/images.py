@@ -136,14 +136,13 @@ def _scale_to_cover(size: tuple[int, int], options: DecodeOptions) -> float:
 
 
 def _resize_crop(image: Image.Image, options: DecodeOptions) -> np.ndarray:
-    """Resize (shorter side first) so the crop covers `crop_fraction`, then centre crop. Returns (3, H, W)."""
+    """Centre crop covering `crop_fraction` of the shorter side (in source pixels), resized straight to the
+    model's size: only the crop is resampled. Returns (3, H, W)."""
     target_h, target_w = options.size
     scale = _scale_to_cover(image.size, options)
     width, height = image.size
-    resized = (max(target_w, round(width * scale)), max(target_h, round(height * scale)))
-    if resized != image.size:
-        image = image.resize(resized, Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left = (resized[0] - target_w) // 2
-    top = (resized[1] - target_h) // 2
-    crop = image.crop((left, top, left + target_w, top + target_h))
-    return np.ascontiguousarray(np.asarray(crop, dtype=np.uint8).transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)
+    box_w, box_h = min(width, target_w / scale), min(height, target_h / scale)
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    resized = image.resize((target_w, target_h), Image.Resampling.BICUBIC,
+                           box=(left, top, left + box_w, top + box_h), reducing_gap=3.0)
+    return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)

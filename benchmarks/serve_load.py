@@ -1,0 +1,278 @@
+"""Closed-loop load on the serving stack: the gateway (JPEG in, JSON out) against Triton called directly with the
+same images already preprocessed (UINT8 tensors, binary HTTP), side by side.
+
+    python benchmarks/serve_load.py                                    # exports the official tiny fixtures
+    python benchmarks/serve_load.py --model-repository model_repository --concurrency 1,4,16 --batch-sizes 1,8
+    python benchmarks/serve_load.py --url http://gw:8000 --triton-url triton:8000     # a running stack
+
+Without --url it starts `lomar serve` (Triton + gateway) on the repository and stops it at the end. Each cell
+runs `--duration` seconds after a warm-up: C clients each send a request of B images, wait for the answer and
+send the next (closed loop). Printed: images/s, p50 and p99 request latency, and gateway / Triton throughput.
+The load generator runs on the same machine, so on a small CPU it competes with the server for cores; both
+columns pay that cost.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lomar_serve.images import DecodeOptions, decode_image  # noqa: E402
+from lomar_serve.inference import TritonClient  # noqa: E402
+
+FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "cat", "coins")
+
+
+@dataclass
+class Cell:
+    """One (target, batch size, concurrency) measurement."""
+
+    target: str  # "gateway" or "triton"
+    batch_size: int
+    concurrency: int
+    images_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def photo_jpegs() -> list[bytes]:
+    """scikit-image's bundled photographs as JPEG (quality 90), sizes 300x451 .. 872x1000."""
+    import skimage.data
+    from PIL import Image
+
+    blobs = []
+    for name in PHOTOS:
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(getattr(skimage.data, name)())).convert("RGB").save(buffer, "JPEG", quality=90)
+        blobs.append(buffer.getvalue())
+    return blobs
+
+
+async def closed_loop(send, concurrency: int, warmup_s: float, duration_s: float) -> tuple[list[float], int, int]:
+    """Run `concurrency` workers calling `await send(worker, i)` back to back. Returns the latencies (s) of the
+    requests that completed inside the measured window (after the warm-up), the errors among them, and their
+    count."""
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
+
+    async def worker(index: int) -> None:
+        nonlocal errors
+        step = 0
+        while time.perf_counter() < stop_at:
+            begin = time.perf_counter()
+            ok = await send(index, step)
+            end = time.perf_counter()
+            step += 1
+            if measure_from <= end <= stop_at:
+                if ok:
+                    latencies.append(end - begin)
+                else:
+                    errors += 1
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return latencies, errors, len(latencies)
+
+
+def summarise(target: str, batch: int, concurrency: int, latencies: list[float], errors: int,
+              duration_s: float) -> Cell:
+    values = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
+    return Cell(target=target, batch_size=batch, concurrency=concurrency,
+                images_per_s=len(latencies) * batch / duration_s, p50_ms=float(np.percentile(values, 50)),
+                p99_ms=float(np.percentile(values, 99)), requests=len(latencies), errors=errors)
+
+
+async def run_gateway(url: str, endpoint: str, model: str, jpegs: list[bytes], batch: int, concurrency: int,
+                      warmup_s: float, duration_s: float) -> Cell:
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+        async def send(worker: int, step: int) -> bool:
+            form = aiohttp.FormData()
+            for k in range(batch):
+                blob = jpegs[(worker + step * batch + k) % len(jpegs)]
+                form.add_field("image", blob, filename=f"{k}.jpg", content_type="image/jpeg")
+            async with session.post(f"{url}/v1/{endpoint}", params={"model": model}, data=form) as response:
+                await response.read()
+                return response.status == 200
+
+        latencies, errors, _ = await closed_loop(send, concurrency, warmup_s, duration_s)
+    return summarise("gateway", batch, concurrency, latencies, errors, duration_s)
+
+
+async def run_triton(triton_url: str, model: str, output: str, tensors: np.ndarray, batch: int, concurrency: int,
+                     warmup_s: float, duration_s: float) -> Cell:
+    client = TritonClient(triton_url, timeout_s=120)
+    batches = [np.ascontiguousarray(np.take(tensors, range(i, i + batch), axis=0, mode="wrap"))
+               for i in range(len(tensors))]
+    try:
+        async def send(worker: int, step: int) -> bool:
+            try:
+                await client.infer(model, {"image": batches[(worker + step * batch) % len(batches)]}, [output])
+                return True
+            except Exception:  # noqa: BLE001 (counted as an error cell, the benchmark goes on)
+                return False
+
+        latencies, errors, _ = await closed_loop(send, concurrency, warmup_s, duration_s)
+    finally:
+        await client.close()
+    return summarise("triton", batch, concurrency, latencies, errors, duration_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def export_fixtures(directory: Path) -> Path:
+    """The official tiny checkpoints exported as lomar_classifier / lomar_reconstruction (needs torch)."""
+    from export.pipeline import ExportOptions, export_checkpoint
+
+    repository = directory / "model_repository"
+    export_checkpoint(ExportOptions(checkpoint=FIXTURES / "official_finetuned.pth", task="classify", out=repository))
+    export_checkpoint(ExportOptions(checkpoint=FIXTURES / "official_pretrained.pth", task="reconstruct",
+                                    out=repository))
+    return repository
+
+
+def start_stack(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str, str]:
+    """`lomar serve` on the repository; returns (process, gateway URL, Triton "host:port")."""
+    import urllib.request
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository",
+                                    str(repository), "--port", str(port), "--log-level", "warning"],
+                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"lomar serve exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+                if response.status == 200:
+                    return process, url, triton_url_of(process.pid)
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("lomar serve was not ready in time")
+
+
+def triton_url_of(parent: int) -> str:
+    """Triton's HTTP "host:port" from the command line of the tritonserver child of `parent`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if ppid == parent and argv[0].endswith("tritonserver"):
+            args = dict(arg.split("=", 1) for arg in argv[1:] if "=" in arg)
+            return f"{args['--http-address']}:{args['--http-port']}"
+    raise SystemExit("no tritonserver child found")
+
+
+def print_table(cells: list[Cell], endpoint: str, device: str) -> None:
+    print(f"\nclosed-loop load, {endpoint}, JPEG in ({device})")
+    print(f"{'batch':>5} {'conc':>4} | {'gateway img/s':>13} {'p50 ms':>8} {'p99 ms':>8} | "
+          f"{'triton img/s':>12} {'p50 ms':>8} {'p99 ms':>8} | {'gw/triton':>9}")
+    by_key = {(c.target, c.batch_size, c.concurrency): c for c in cells}
+    for batch, concurrency in sorted({(c.batch_size, c.concurrency) for c in cells}):
+        gw, tr = by_key.get(("gateway", batch, concurrency)), by_key.get(("triton", batch, concurrency))
+        ratio = f"{gw.images_per_s / tr.images_per_s:9.0%}" if gw and tr and tr.images_per_s else f"{'-':>9}"
+        gw_text = f"{gw.images_per_s:13.1f} {gw.p50_ms:8.1f} {gw.p99_ms:8.1f}" if gw else " " * 31
+        tr_text = f"{tr.images_per_s:12.1f} {tr.p50_ms:8.1f} {tr.p99_ms:8.1f}" if tr else " " * 30
+        print(f"{batch:5d} {concurrency:4d} | {gw_text} | {tr_text} | {ratio}")
+    failed = sum(c.errors for c in cells)
+    if failed:
+        print(f"warning: {failed} failed requests (not counted)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-repository", type=Path,
+                        help="repository to serve (default: export the official tiny fixtures to a temp dir)")
+    parser.add_argument("--url", help="a running gateway (then --triton-url is required too)")
+    parser.add_argument("--triton-url", help="host:port of the running gateway's Triton HTTP endpoint")
+    parser.add_argument("--endpoint", choices=("classify", "embed"), default="classify")
+    parser.add_argument("--model", default="lomar_classifier")
+    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated images per request")
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per cell before measuring")
+    parser.add_argument("--json", type=Path, help="also write the cells here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if bool(args.url) != bool(args.triton_url):
+        raise SystemExit("--url and --triton-url go together")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    jpegs = photo_jpegs()
+    tensors = np.stack([decode_image(blob, DecodeOptions(size=(224, 224))) for blob in jpegs])  # (N, 3, H, W)
+    output = "logits" if args.endpoint == "classify" else "embedding"
+    process = None
+    with tempfile.TemporaryDirectory(prefix="lomar-bench-") as scratch:
+        url, triton_url = args.url, args.triton_url
+        if url is None:
+            repository = args.model_repository or export_fixtures(Path(scratch))
+            process, url, triton_url = start_stack(repository, Path(scratch) / "serve.log")
+            print(f"serving {repository} at {url} (Triton {triton_url})")
+        try:
+            cells = []
+            for batch in batch_sizes:
+                for concurrency in concurrencies:
+                    for runner in ("triton", "gateway"):
+                        if runner == "triton":
+                            cell = asyncio.run(run_triton(triton_url, args.model, output, tensors, batch,
+                                                          concurrency, args.warmup, args.duration))
+                        else:
+                            cell = asyncio.run(run_gateway(url, args.endpoint, args.model, jpegs, batch,
+                                                           concurrency, args.warmup, args.duration))
+                        cells.append(cell)
+                        print(f"  {cell.target:7s} batch {batch:2d} x {concurrency:2d} clients: "
+                              f"{cell.images_per_s:7.1f} img/s  p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:6.1f} ms",
+                              flush=True)
+        finally:
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    device = f"{os.cpu_count()} CPU cores" if not _has_gpu() else "GPU"
+    print_table(cells, args.endpoint, device)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(c) for c in cells], indent=2))
+    return 0
+
+
+def _has_gpu() -> bool:
+    return Path("/dev/nvidia0").exists()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
