@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from training.errors import ConfigError
 
 AMP_CHOICES = ("bf16", "fp16", "none")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+CHOICES = {"amp": AMP_CHOICES, "device": DEVICE_CHOICES}
 
 
 @dataclass(frozen=True)
@@ -153,20 +156,36 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
+def field_comments(cls: type) -> dict[str, str]:
+    """The `# comment` after each field in the class bodies (subclass first): the flags' help texts."""
+    comments: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if not dataclasses.is_dataclass(klass):
+            continue
+        for line in inspect.getsource(klass).splitlines():
+            match = re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line)
+            if match:
+                comments.setdefault(match.group(1), match.group(2))
+    return comments
+
+
 def build_parser(cls: type[TrainConfig], prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with one flag per field; absent flags stay absent so YAML values are not overwritten."""
     parser = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML file of settings (field names as keys); flags override it")
-    hints = typing.get_type_hints(cls)
+    hints, comments = typing.get_type_hints(cls), field_comments(cls)
     for spec in dataclasses.fields(cls):
-        kind, default = hints[spec.name], spec.default
+        kind = hints[spec.name]
+        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        text = f"{comments.get(spec.name, '')} (default {default!r})".strip()
         if spec.name == "model_options":
             parser.add_argument("--model-option", dest="model_options", action="append", type=_parse_option,
-                                metavar="KEY=VALUE", help="architecture override (LoMaRConfig field), repeatable")
+                                metavar="KEY=VALUE", help=f"{comments[spec.name]}; repeatable")
         elif kind is bool:
-            parser.add_argument(_flag(spec.name), action=argparse.BooleanOptionalAction, help=f"default {default}")
+            parser.add_argument(_flag(spec.name), action=argparse.BooleanOptionalAction, help=text)
         else:
-            parser.add_argument(_flag(spec.name), type=kind, metavar=spec.name.upper(), help=f"default {default!r}")
+            parser.add_argument(_flag(spec.name), type=kind, metavar=spec.name.upper(), help=text,
+                                choices=CHOICES.get(spec.name))
     return parser
 
 
