@@ -200,16 +200,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
+def coerce(name: str, kind: Any, value: Any) -> Any:
+    """A YAML value as the field's type (YAML reads `1e-3` as a string and `5` as an int); else a ConfigError."""
+    if kind is bool and isinstance(value, bool) or kind is dict or kind is str and isinstance(value, str):
+        return value
+    try:
+        if kind is float and not isinstance(value, bool):
+            return float(value)
+        if kind is int and not isinstance(value, bool) and float(value) == int(float(value)):
+            return int(float(value))
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"setting {name} must be of type {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
 def make_config(cls: type[C], values: dict[str, Any]) -> C:
     """Build and validate a config from a mapping of field values; unknown keys are an error."""
-    names = {spec.name for spec in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from exc
+    kinds = {name: typing.get_origin(kind) or kind for name, kind in hints.items()}
+    return cls(**{name: coerce(name, kinds[name], value) for name, value in values.items()})
 
 
 def parse_config(cls: type[C], argv: list[str], prog: str, description: str) -> C:

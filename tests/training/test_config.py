@@ -14,14 +14,15 @@ def parse(cls, argv):
 
 def test_defaults_then_yaml_then_cli(tmp_path):
     config_file = tmp_path / "run.yaml"
-    config_file.write_text(yaml.safe_dump({"epochs": 7, "batch-size": 16, "blr": 0.01,
+    config_file.write_text("lr: 1e-3\nwarmup_epochs: 2\n" + yaml.safe_dump({"epochs": 7, "batch-size": 16, "blr": 0.01,
                                            "model_options": {"depth": 3, "embed_dim": 96}}))
     config = parse(PretrainConfig, ["--data-dir", "d", "--config", str(config_file), "--batch-size", "8",
                                     "--model-option", "depth=2", "--no-norm-pix-loss"])
     assert config.epochs == 7  # YAML over default 400
     assert config.batch_size == 8  # CLI over YAML
     assert config.blr == 0.01  # YAML
-    assert config.warmup_epochs == 20.0  # default
+    assert config.min_crop_scale == 0.2  # default
+    assert config.lr == 1e-3 and config.warmup_epochs == 2.0 and isinstance(config.warmup_epochs, float)
     assert config.model_options == {"depth": 2, "embed_dim": 96}  # CLI key over YAML key, others kept
     assert config.norm_pix_loss is False
 
@@ -30,6 +31,9 @@ def test_unknown_yaml_key_and_bad_values_are_refused(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text("epoch: 3\n")
     with pytest.raises(ConfigError, match="unknown PretrainConfig setting.*epoch"):
+        parse(PretrainConfig, ["--data-dir", "d", "--config", str(config_file)])
+    config_file.write_text("epochs: many\n")
+    with pytest.raises(ConfigError, match="setting epochs must be of type int, got 'many'"):
         parse(PretrainConfig, ["--data-dir", "d", "--config", str(config_file)])
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         parse(PretrainConfig, ["--data-dir", "d", "--batch-size", "0"])
