@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def plan_export(options: ExportOptions) -> ExportPlan:
                       inputs, outputs, ())
 
 
-def onnx_runtime_runner(path: Path, output_names: list[str]):
+def onnx_runtime_runner(path: Path, output_names: list[str]) -> Callable[[Arrays], Arrays]:
     """Run an ONNX file with ONNX Runtime (CUDA when available, else CPU) on numpy inputs."""
     wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     session = ort.InferenceSession(str(path), providers=wanted)

@@ -95,7 +95,10 @@ def run_batched(session: ort.InferenceSession, feeds: list[dict[str, np.ndarray]
         per request, {output name: array (B_i, ...)}.
     """
     sizes = [len(next(iter(feed.values()))) for feed in feeds]
-    batch = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
+    if len(feeds) == 1:
+        batch = feeds[0]
+    else:
+        batch = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
     outputs = session.run(output_names, batch)
     bounds = np.cumsum(sizes)[:-1]
     per_output = [np.split(output, bounds) for output in outputs]  # [output][request]

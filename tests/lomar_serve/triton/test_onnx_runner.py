@@ -7,6 +7,7 @@ Triton's own checks and reaches the runner, as a malformed request to a more per
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
