@@ -68,11 +68,18 @@ def find_distribution() -> TritonDistribution:
 
 
 def default_cache_dir() -> Path:
-    """Where prepared backend directories live: $LOMAR_TRITON_CACHE, else ~/.cache/lomar/triton."""
+    """Where prepared backend directories live: $LOMAR_TRITON_CACHE, else ~/.cache/lomar/triton if writable."""
     if "LOMAR_TRITON_CACHE" in os.environ:
         return Path(os.environ["LOMAR_TRITON_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "lomar" / "triton"
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lomar" / "triton"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    # a read-only home (some containers): a per-user folder in the temp directory
+    return Path(tempfile.gettempdir()) / f"lomar-triton-{os.getuid()}"
 
 
 def prepare_backend_directory(dist: TritonDistribution, cache_dir: Path | None = None) -> Path:

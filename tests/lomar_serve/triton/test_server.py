@@ -199,3 +199,13 @@ def test_stop_from_another_thread_aborts_a_start(tmp_path: Path) -> None:
     assert not thread.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], TritonStartError)
     assert wait_gone(pid, timeout_s=5.0), f"left behind: {group_members(pid)}"
+
+
+def test_backend_directory_is_assembled_once_with_the_stub(tmp_path: Path) -> None:
+    from lomar_serve.triton.distribution import STUB_NAME, find_distribution, prepare_backend_directory
+
+    dist = find_distribution()
+    first = prepare_backend_directory(dist, tmp_path)
+    assert (first / "python" / STUB_NAME).is_file() and (first / "python" / "libtriton_python.so").is_file()
+    assert prepare_backend_directory(dist, tmp_path) == first
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging folder left behind
