@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from lomar_serve.lifecycle.repository import ModelRepository
 from lomar_serve.lifecycle.routing import Routing
 from lomar_serve.lifecycle.store import LifecycleStore
 from lomar_serve.lifecycle.watch import DeploymentWatcher
+from lomar_serve.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 STORE_FILE = "lifecycle.sqlite"
@@ -75,3 +77,23 @@ class Lifecycle:
     def close(self) -> None:
         self.watcher.stop()
         self.jobs.stop()
+
+
+def build_lifecycle(settings: Settings, on_switch: Callable[[str, str], None] | None = None) -> Lifecycle | None:
+    """The gateway's lifecycle from its settings (needs `settings.triton_url`).
+
+    Without an admin token the lifecycle still routes to the recorded deployments; if its store cannot be
+    created then (e.g. a read-only model repository) the gateway runs without it. With a token that is an error.
+    """
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    config = LifecycleConfig(model_repository=settings.model_repository, triton_url=str(settings.triton_url),
+                             admin_token=token, data_roots=tuple(settings.data_roots), jobs_dir=settings.jobs_dir,
+                             deploy=DeploySettings(drain_s=settings.deploy_drain_s))
+    try:
+        return Lifecycle(config, on_switch)
+    except (OSError, sqlite3.Error) as error:
+        if token:
+            raise
+        LOGGER.warning("model lifecycle unavailable (%s); admin API disabled, Triton's version policy applies",
+                       error)
+        return None

@@ -48,3 +48,19 @@ def export_tiny(repository: Path, work: Path, classes: list[str], seed: int, ima
     published = export_checkpoint(ExportOptions(checkpoint=checkpoint, task="classify", out=repository, name=name,
                                                 max_batch_size=8))
     return published.version
+
+
+def export_tiny_reconstruction(repository: Path, work: Path, seed: int = 0) -> int:
+    """A random tiny pretrainer at 112 px (7x7 grid), exported as lomar_reconstruction (the gateway's default)."""
+    import torch
+
+    from export.pipeline import ExportOptions, export_checkpoint
+    from training.models import create_model, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = create_model("lomar_tiny_patch16", pretrain=True, depth=1, img_size=112).eval()
+    checkpoint = work / f"tiny-pretrained-{seed}.pth"
+    save_checkpoint(checkpoint, model)
+    published = export_checkpoint(ExportOptions(checkpoint=checkpoint, task="reconstruct", out=repository,
+                                                max_batch_size=8))
+    return published.version
