@@ -205,12 +205,15 @@ class TritonServer:
                 self._wait_ready(process, deadline)
                 LOGGER.info("Triton ready: pid %d, http %s, grpc %s", self.pid, self.http_url, self.grpc_url)
                 return
-            except TritonStartError as error:
+            except TritonStartError:
                 self._terminate(timeout_s=5.0)
                 if attempt + 1 < PORT_RETRIES and not self._stop_requested and self._port_clash():
                     LOGGER.warning("a picked port was taken meanwhile; retrying with new ports")
                     continue
-                raise error
+                raise
+            except BaseException:  # e.g. KeyboardInterrupt while waiting: never leave a half-started server
+                self._terminate(timeout_s=5.0)
+                raise
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the server: SIGINT, wait up to `timeout_s`, then SIGKILL the whole process group. Idempotent.
