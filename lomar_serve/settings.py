@@ -12,8 +12,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+DEFAULT_MODEL_REPOSITORY = Path("model_repository")  # relative to the working directory, as Triton's own flag
 
 ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 
