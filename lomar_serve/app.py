@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,12 +22,14 @@ from lomar_serve.settings import Settings, get_settings
 LOGGER = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, backend: InferenceBackend | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, backend: InferenceBackend | None = None, *,
+               version_for: Callable[[str], str | None] | None = None) -> FastAPI:
     """The gateway app.
 
     Args:
         settings: None reads them from the environment.
         backend: None connects a TritonClient to `settings.triton_url` (a fake backend is only for unit tests).
+        version_for: model name -> version to route requests to (the lifecycle's routing); None: Triton's policy.
     """
     settings = settings or get_settings()
     if backend is None and settings.triton_url is None:
@@ -39,7 +41,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         client = backend or TritonClient(
             str(settings.triton_url), timeout_s=settings.request_timeout_s, retry_after_s=settings.retry_after_s,
             on_error=lambda model, kind: metrics.triton_errors.labels(model, kind).inc())
-        app.state.gateway = Gateway(settings, client, metrics)
+        app.state.gateway = Gateway(settings, client, metrics, version_for=version_for or (lambda name: None))
         LOGGER.info("gateway ready; Triton at %s", settings.triton_url)
         try:
             yield

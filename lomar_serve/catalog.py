@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -79,8 +80,15 @@ class ModelCatalog:
     """Model specs by name, discovered lazily and cached for `ttl_s` seconds."""
 
     def __init__(self, backend: InferenceBackend, repository: Path | None, *, ttl_s: float = 30.0,
-                 retry_after_s: int = 2) -> None:
+                 retry_after_s: int = 2, version_for: Callable[[str], str | None] = lambda name: None) -> None:
+        """
+        Args:
+            repository: the model repository when it is on this machine (labels, model cards), else None.
+            ttl_s: how long a discovered spec is reused.
+            version_for: model name -> the version requests are routed to (None: the newest ready one).
+        """
         self._backend = backend
+        self._version_for = version_for
         self._repository = repository
         self._ttl_s = ttl_s
         self._retry_after_s = retry_after_s
@@ -159,7 +167,8 @@ class ModelCatalog:
             states = ", ".join(sorted({str(entry.get("state")) for entry in versions}))
             raise TritonUnavailable(f"model {name!r} is not ready ({states}); retry shortly",
                                     retry_after_s=self._retry_after_s)
-        version = max(ready, key=lambda v: int(v) if v.isdigit() else -1)
+        routed = self._version_for(name)
+        version = routed if routed in ready else max(ready, key=lambda v: int(v) if v.isdigit() else -1)
         spec = spec_from_config(config, version)
         if spec.kind == "classifier":
             num_classes = int(next(t for t in config["output"] if t["name"] == "logits")["dims"][-1])
@@ -184,7 +193,7 @@ class ModelCatalog:
     async def _triton_labels(self, spec: ModelSpec, num_classes: int) -> list[str]:
         """Labels from Triton's classification extension ("score:index:label" strings) on a blank image."""
         blank = np.zeros((1, 3, *spec.image_size), dtype=np.uint8)
-        result = await self._backend.infer(spec.name, {"image": blank}, ["logits"],
+        result = await self._backend.infer(spec.name, {"image": blank}, ["logits"], version=spec.version,
                                            class_count={"logits": num_classes})
         labels = [""] * num_classes
         for entry in result.outputs["logits"].reshape(-1):

@@ -43,12 +43,20 @@ class Reconstructions:
 class Gateway:
     """Classify, embed and reconstruct uploaded images with models served by Triton."""
 
-    def __init__(self, settings: Settings, backend: InferenceBackend, metrics: GatewayMetrics) -> None:
+    def __init__(self, settings: Settings, backend: InferenceBackend, metrics: GatewayMetrics, *,
+                 version_for: Callable[[str], str | None] = lambda name: None) -> None:
+        """
+        Args:
+            version_for: model name -> the version requests go to (the model lifecycle's routing table);
+                None = Triton's version policy (the newest ready version).
+        """
         self.settings = settings
         self.backend = backend
         self.metrics = metrics
+        self.version_for = version_for
         repository = settings.model_repository if settings.model_repository.is_dir() else None
-        self.catalog = ModelCatalog(backend, repository, retry_after_s=settings.retry_after_s)
+        self.catalog = ModelCatalog(backend, repository, retry_after_s=settings.retry_after_s,
+                                    version_for=version_for)
         self._executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="lomar-decode")
 
     async def close(self) -> None:
@@ -123,7 +131,8 @@ class Gateway:
         step = spec.max_batch_size
         start = time.perf_counter()
         parts = await asyncio.gather(*(
-            self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs)
+            self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs,
+                               version=self.version_for(spec.name) or "")
             for i in range(0, count, step)))
         self.metrics.triton_latency.labels(spec.name).observe(time.perf_counter() - start)
         if len(parts) == 1:

@@ -44,8 +44,12 @@ class Settings(BaseSettings):
     # Launching Triton (no --triton-url).
     triton_start_timeout_s: float = Field(120.0, gt=0)
     triton_max_restarts: int = Field(1000, ge=0)  # supervisor gives up after this many restarts in a row
-    # Admin token for the model-lifecycle API (unset: admin is disabled). Never logged.
+    # Model lifecycle (lomar_serve/lifecycle): admin token (unset: admin API disabled; never logged), the folders
+    # training jobs may read data from, where job records live (None: next to the repository), deploy drain time.
     admin_token: SecretStr | None = None
+    data_roots: tuple[Path, ...] = ()
+    jobs_dir: Path | None = None
+    deploy_drain_s: float = Field(1.0, ge=0)
     log_level: str = "info"
 
     @field_validator("triton_url")

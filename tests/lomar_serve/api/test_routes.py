@@ -174,3 +174,22 @@ def test_web_page_and_docs(client):
     assert not any(marker in page.text for marker in ('src="http', 'href="http', "url(http", "@import"))
     assert client.get("/docs").status_code == 200
     assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
+
+
+def test_version_routing(tmp_path):
+    backend = FakeBackend()
+    versions = []
+    original = backend.infer
+
+    async def recording_infer(model, inputs, outputs, *, version="", class_count=None):
+        versions.append(version)
+        return await original(model, inputs, outputs, version=version, class_count=class_count)
+
+    backend.infer = recording_infer
+    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor")
+    routes = {"fake_classifier": "1"}
+    with TestClient(create_app(settings, backend=backend, version_for=routes.get)) as test_client:
+        test_client.post("/v1/embed", **_raw(photo_bytes("coffee")))
+        test_client.post("/v1/reconstruct", **_raw(photo_bytes("coffee")))
+    assert versions == ["1", "1", ""]  # label discovery and embed on the routed version; reconstruct unrouted
