@@ -67,10 +67,9 @@ def photo_jpegs() -> list[bytes]:
     return blobs
 
 
-async def closed_loop(send, concurrency: int, warmup_s: float, duration_s: float) -> tuple[list[float], int, int]:
+async def closed_loop(send, concurrency: int, warmup_s: float, duration_s: float) -> tuple[list[float], int]:
     """Run `concurrency` workers calling `await send(worker, i)` back to back. Returns the latencies (s) of the
-    requests that completed inside the measured window (after the warm-up), the errors among them, and their
-    count."""
+    requests that completed inside the measured window (after the warm-up) and the count of errors among them."""
     latencies: list[float] = []
     errors = 0
     start = time.perf_counter()
@@ -91,7 +90,7 @@ async def closed_loop(send, concurrency: int, warmup_s: float, duration_s: float
                     errors += 1
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return latencies, errors, len(latencies)
+    return latencies, errors
 
 
 def summarise(target: str, batch: int, concurrency: int, latencies: list[float], errors: int,
@@ -103,7 +102,7 @@ def summarise(target: str, batch: int, concurrency: int, latencies: list[float],
 
 
 async def run_gateway(url: str, endpoint: str, model: str, jpegs: list[bytes], batch: int, concurrency: int,
-                      warmup_s: float, duration_s: float) -> Cell:
+                      warmup_s: float, duration_s: float) -> tuple[list[float], int]:
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
         async def send(worker: int, step: int) -> bool:
@@ -115,12 +114,12 @@ async def run_gateway(url: str, endpoint: str, model: str, jpegs: list[bytes], b
                 await response.read()
                 return response.status == 200
 
-        latencies, errors, _ = await closed_loop(send, concurrency, warmup_s, duration_s)
-    return summarise("gateway", batch, concurrency, latencies, errors, duration_s)
+        latencies, errors = await closed_loop(send, concurrency, warmup_s, duration_s)
+    return latencies, errors
 
 
 async def run_triton(triton_url: str, model: str, output: str, tensors: np.ndarray, batch: int, concurrency: int,
-                     warmup_s: float, duration_s: float) -> Cell:
+                     warmup_s: float, duration_s: float) -> tuple[list[float], int]:
     client = TritonClient(triton_url, timeout_s=120)
     batches = [np.ascontiguousarray(np.take(tensors, range(i, i + batch), axis=0, mode="wrap"))
                for i in range(len(tensors))]
@@ -132,10 +131,28 @@ async def run_triton(triton_url: str, model: str, output: str, tensors: np.ndarr
             except Exception:  # noqa: BLE001 (counted as an error cell, the benchmark goes on)
                 return False
 
-        latencies, errors, _ = await closed_loop(send, concurrency, warmup_s, duration_s)
+        latencies, errors = await closed_loop(send, concurrency, warmup_s, duration_s)
     finally:
         await client.close()
-    return summarise("triton", batch, concurrency, latencies, errors, duration_s)
+    return latencies, errors
+
+
+def measure_pair(args: argparse.Namespace, url: str, triton_url: str, jpegs: list[bytes], tensors: np.ndarray,
+                 output: str, batch: int, concurrency: int) -> list[Cell]:
+    """Triton direct and the gateway for one (batch, concurrency), alternating in `args.rounds` slices so that
+    drifts in a shared machine's load hit both alike. Returns [triton cell, gateway cell]."""
+    slice_s = args.duration / args.rounds
+    results: dict[str, tuple[list[float], int]] = {"triton": ([], 0), "gateway": ([], 0)}
+    for _ in range(args.rounds):
+        for target in ("triton", "gateway"):
+            if target == "triton":
+                run = run_triton(triton_url, args.model, output, tensors, batch, concurrency, args.warmup, slice_s)
+            else:
+                run = run_gateway(url, args.endpoint, args.model, jpegs, batch, concurrency, args.warmup, slice_s)
+            latencies, errors = asyncio.run(run)
+            results[target] = (results[target][0] + latencies, results[target][1] + errors)
+    return [summarise(target, batch, concurrency, latencies, errors, args.duration)
+            for target, (latencies, errors) in results.items()]
 
 
 def free_port() -> int:
@@ -222,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="lomar_classifier")
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated images per request")
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per cell before measuring")
+    parser.add_argument("--duration", type=float, default=9.0, help="measured seconds per cell and target")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before each measured slice")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating slices per cell and target")
     parser.add_argument("--json", type=Path, help="also write the cells here")
     return parser
 
@@ -248,14 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             for batch in batch_sizes:
                 for concurrency in concurrencies:
-                    for runner in ("triton", "gateway"):
-                        if runner == "triton":
-                            cell = asyncio.run(run_triton(triton_url, args.model, output, tensors, batch,
-                                                          concurrency, args.warmup, args.duration))
-                        else:
-                            cell = asyncio.run(run_gateway(url, args.endpoint, args.model, jpegs, batch,
-                                                           concurrency, args.warmup, args.duration))
-                        cells.append(cell)
+                    cells += measure_pair(args, url, triton_url, jpegs, tensors, output, batch, concurrency)
+                    for cell in cells[-2:]:
                         print(f"  {cell.target:7s} batch {batch:2d} x {concurrency:2d} clients: "
                               f"{cell.images_per_s:7.1f} img/s  p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:6.1f} ms",
                               flush=True)
