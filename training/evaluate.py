@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -29,7 +30,6 @@ from training.models import LoMaRClassifier, build_model, checkpoint_kind, load_
 from training.probes import knn_top1, linear_probe_top1
 from training.runner import run_guarded
 
-log = logging.getLogger(__name__)
 HOLD_OUT_EVERY = 5
 
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=0, help="default: the checkpoint's image size")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=4)
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16", help="autocast on CUDA only")
     parser.add_argument("--knn-k", type=int, default=20)
     return parser

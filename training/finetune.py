@@ -36,7 +36,7 @@ from training.runner import (
     Trainer, make_scaler, make_schedule, prepare_output, run_guarded, setup_logging, wrap_model,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("training.finetune")  # not "__main__" under python -m
 BEST = "checkpoint-best.pth"
 
 
