@@ -81,3 +81,15 @@ def test_pretrained_encoder_evaluation_reports_knn_and_linear_probe(tmp_path, sy
     assert result["kind"] == "pretrained" and (result["num_train"], result["num_test"]) == (48, 16)
     # even a random encoder's pooled features separate colour-coded classes better than chance (25 %)
     assert 25.0 < result["knn_top1"] <= 100.0 and 25.0 < result["linear_probe_top1"] <= 100.0
+
+
+def test_a_finetuned_checkpoint_can_be_the_starting_point(official_dir):
+    """Retraining starts from a classifier: encoder and fc_norm carry over, the head is new (other classes)."""
+    path = official_dir / "official_finetuned.pth"
+    config, state = read_init(path)
+    assert config.num_classes == 10
+    model = create_model("lomar_tiny_patch16", depth=4, num_classes=3)
+    load_encoder(model, state, path)
+    assert torch.equal(model.fc_norm.weight, state["fc_norm.weight"])
+    assert torch.equal(model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
+    assert model.head.weight.shape == (3, 192)
