@@ -20,6 +20,7 @@ from training.checkpointing import TrainingState, load_training_checkpoint, resu
 from training.config import PretrainConfig, parse_config
 from training.data import image_files, pretrain_transform
 from training.distributed import init_distributed
+from training.errors import ConfigError
 from training.models import LoMaRPretrainer, create_model
 from training.optim import param_groups
 from training.runner import (
@@ -32,7 +33,16 @@ def build_model(config: PretrainConfig) -> LoMaRPretrainer:
     options = dict(window_size=config.window_size, num_windows=config.num_windows, mask_ratio=config.mask_ratio,
                    norm_pix_loss=config.norm_pix_loss, img_size=config.image_size)
     options.update(config.model_options)
-    return create_model(config.model, pretrain=True, **options)
+    model = create_model(config.model, pretrain=True, **options)
+    c = model.config
+    positions = (config.image_size // c.patch_size - c.window_size + 1) ** 2
+    if positions < c.num_windows:
+        raise ConfigError(
+            f"--image-size {config.image_size} gives a {config.image_size // c.patch_size}-patch grid with "
+            f"{max(positions, 0)} positions for {c.window_size}x{c.window_size} windows, fewer than --num-windows "
+            f"{c.num_windows}: use a larger image size or fewer windows"
+        )
+    return model
 
 
 def pretrain_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

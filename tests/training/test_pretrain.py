@@ -65,6 +65,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, synth
         torch.testing.assert_close(right, left, rtol=0, atol=1e-6)
 
 
+def test_windows_that_do_not_fit_the_image_are_refused_before_training(tmp_path, synth_dir, capsys):
+    argv = TINY_PRETRAIN + ["--data-dir", str(synth_dir), "--output-dir", str(tmp_path), "--image-size", "112"]
+    assert pretrain_main(argv) == 2
+    assert "7-patch grid with 1 positions for 7x7 windows, fewer than --num-windows 2" in capsys.readouterr().err
+    assert not (tmp_path / "config.yaml").exists()
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_damaged_checkpoint_is_refused_clearly(tmp_path, synth_dir, capsys, damage):
     out = tmp_path / "run"
