@@ -28,16 +28,20 @@ from export.wrappers import ClassifierExport  # noqa: E402
 from training.models import create_model  # noqa: E402
 
 
-def timings(step: Callable[[], object], seconds: float, min_runs: int = 3, warmup: int = 2) -> list[float]:
-    """Seconds per call: at least `min_runs` calls, more until `seconds` have passed."""
+def paired_timings(first: Callable[[], object], second: Callable[[], object], seconds: float, min_runs: int = 3,
+                   warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Seconds per call of each, measured alternately (one call of each in turn) so that load from other
+    processes on a shared machine falls on both alike; at least `min_runs` pairs, more until `seconds` passed."""
     for _ in range(warmup):
-        step()
-    runs: list[float] = []
+        first()
+        second()
+    runs: tuple[list[float], list[float]] = ([], [])
     started = time.perf_counter()
-    while len(runs) < min_runs or time.perf_counter() - started < seconds:
-        begin = time.perf_counter()
-        step()
-        runs.append(time.perf_counter() - begin)
+    while len(runs[0]) < min_runs or time.perf_counter() - started < seconds:
+        for step, record in ((first, runs[0]), (second, runs[1])):
+            begin = time.perf_counter()
+            step()
+            record.append(time.perf_counter() - begin)
     return runs
 
 
@@ -71,7 +75,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and ONNX Runtime threads")
-    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per cell (at least 3 runs)")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="measuring time per row, both runtimes together (at least 3 runs each)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                         help="fp16: torch runs .half() (GPU), ONNX Runtime the fp16-converted graph")
@@ -99,8 +104,9 @@ def main() -> None:
             eager = ClassifierExport(model, dtype).to(args.device)
             for batch in args.batch_sizes:
                 images = rng.integers(0, 256, (batch, 3, args.image_size, args.image_size), dtype=np.uint8)
-                t_torch = statistics.median(timings(torch_step(eager, images, args.device), args.seconds))
-                t_onnx = statistics.median(timings(onnx_step(session, images), args.seconds))
+                runs = paired_timings(torch_step(eager, images, args.device), onnx_step(session, images),
+                                      args.seconds)
+                t_torch, t_onnx = (statistics.median(r) for r in runs)
                 print(f"{name:<7}{batch:>6}{t_torch * 1e3:>11.1f}{t_onnx * 1e3:>10.1f}{batch / t_torch:>13.1f}"
                       f"{batch / t_onnx:>12.1f}{t_torch / t_onnx:>9.2f}x", flush=True)
 
