@@ -6,7 +6,6 @@ Routes parse requests and format responses; everything else happens here, so it 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,6 @@ from lomar_serve.metrics import GatewayMetrics
 from lomar_serve.reconstruction import Panels, compose_panels, sample_mask
 from lomar_serve.settings import Settings
 
-LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
