@@ -118,7 +118,9 @@ class JobRunner:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the worker; a running job's process is terminated and the job marked interrupted (resumable)."""
         self._stopping.set()
-        self._terminate()
+        with self._lock:
+            process = self._process
+        self._terminate(process)
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -157,7 +159,10 @@ class JobRunner:
         with self._lock:
             if self._current == job_id:
                 self._cancelled.add(job_id)
-        self._terminate()
+                process = self._process
+            else:
+                process = None
+        self._terminate(process)
         deadline = time.monotonic() + self.settings.terminate_grace_s + 5.0
         while time.monotonic() < deadline and self.store.get_job(job_id).state == "running":
             time.sleep(0.1)
@@ -321,6 +326,8 @@ class JobRunner:
                                        preexec_fn=lambda: _die_with_parent(parent))
         with self._lock:
             self._process = process
+        if self._stopping.is_set() or job_id in self._cancelled:  # asked to stop while it was starting
+            self._terminate(process)
         try:
             while True:
                 try:
@@ -337,10 +344,8 @@ class JobRunner:
         if code != 0:
             raise StageFailed(f"{what} failed with exit code {code}: {last_error_line(paths.log)}")
 
-    def _terminate(self) -> None:
-        """SIGTERM the running stage's process group, SIGKILL it after the grace period."""
-        with self._lock:
-            process = self._process
+    def _terminate(self, process: subprocess.Popen[bytes] | None) -> None:
+        """SIGTERM a stage's process group, SIGKILL it after the grace period."""
         if process is None or process.poll() is not None:
             return
         try:

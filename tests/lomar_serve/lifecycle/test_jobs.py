@@ -46,8 +46,14 @@ def make_runner(workspace: Path, **kwargs) -> JobRunner:
 
 
 @pytest.fixture()
-def runner(workspace: Path) -> Iterator[JobRunner]:
-    runner = make_runner(workspace)
+def deployed() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture()
+def runner(workspace: Path, deployed: list[tuple[str, str]]) -> Iterator[JobRunner]:
+    """A runner whose auto-deploy records its calls (the deployer itself is tested against Triton)."""
+    runner = make_runner(workspace, deploy=lambda name, version: deployed.append((name, version)) or {})
     runner.start()
     yield runner
     runner.stop()
@@ -57,8 +63,10 @@ def request(data: str, epochs: int = 1, **options) -> JobRequest:
     return JobRequest(data_dir=data, epochs=epochs, options={**TINY_OPTIONS, **options}, **TINY_MODEL)
 
 
-def test_job_trains_exports_and_verifies(runner: JobRunner, data_root: Path, workspace: Path) -> None:
-    plan = request("base").plan(DataRoots.of([data_root]), runner.settings.jobs_dir)
+def test_job_trains_exports_verifies_and_deploys(runner: JobRunner, data_root: Path, workspace: Path,
+                                                 deployed: list[tuple[str, str]]) -> None:
+    plan = request("base").model_copy(update={"auto_deploy": True}).plan(DataRoots.of([data_root]),
+                                                                         runner.settings.jobs_dir)
     job = runner.submit(plan)
     record = wait_for(runner, job.id, finished)
     assert record.state == "succeeded", runner.describe(job.id)["log_tail"]
@@ -69,7 +77,8 @@ def test_job_trains_exports_and_verifies(runner: JobRunner, data_root: Path, wor
     assert record.metrics["training"]["epochs_done"] == 1 and "val_top1" in record.metrics["training"]
     verification = record.metrics["verification"]
     assert verification["metric"] == "top1" and verification["count"] == 12 and verification["baseline"] is None
-    assert 0.0 <= verification["value"] <= 100.0
+    assert 0.0 <= verification["value"] <= 100.0 and verification["not_worse"]
+    assert deployed == [("lomar_classifier", "1")] and record.metrics["deploy"]["deployed"] is True
     log = runner.describe(job.id)["log_tail"]
     assert "== stage verify ==" in log and "exported lomar_classifier version 1" in log
 
@@ -92,10 +101,10 @@ def test_cancel_terminates_the_running_stage(runner: JobRunner, data_root: Path)
 def test_interrupted_job_survives_and_resumes_from_its_checkpoint(workspace: Path, data_root: Path) -> None:
     first = make_runner(workspace)
     first.start()
-    plan = request("base", epochs=3, save_every_steps=1).plan(DataRoots.of([data_root]), first.settings.jobs_dir)
+    plan = request("base", epochs=2, save_every_steps=1).plan(DataRoots.of([data_root]), first.settings.jobs_dir)
     job = first.submit(plan)
     checkpoint = Path(job.output_dir) / "checkpoint-last.pth"
-    wait_for(first, job.id, lambda r: checkpoint.is_file() and r.metrics.get("training", {}).get("epochs_done"))
+    wait_for(first, job.id, lambda r: checkpoint.is_file() and r.metrics.get("training", {}).get("step"))
     # the gateway dies: its record says running, its process is gone
     with first._lock:
         process = first._process
@@ -114,6 +123,6 @@ def test_interrupted_job_survives_and_resumes_from_its_checkpoint(workspace: Pat
         record = wait_for(second, job.id, finished)
         assert record.state == "succeeded", second.describe(job.id)["log_tail"]
         assert "resumed from" in Path(record.log_path).read_text()
-        assert record.metrics["training"]["epochs_done"] >= 3
+        assert record.metrics["training"]["epochs_done"] >= 2 and record.model_version == "1"
     finally:
         second.stop()

@@ -12,6 +12,7 @@ from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAll
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.progress import job_progress, read_records, training_progress
 from lomar_serve.lifecycle.spec import JobPlan, JobRequest
+from lomar_serve.lifecycle.verify import Score, not_worse
 
 
 @pytest.fixture()
@@ -77,3 +78,12 @@ def test_progress_from_metrics_log(tmp_path: Path) -> None:
     assert figures["train_loss"] == 2.0 and figures["val_top1"] == 40.0 and figures["epochs_done"] == 1
     assert job_progress("train", fraction) == pytest.approx(0.2) and job_progress("export") == 0.8
     assert read_records(tmp_path / "missing") == []
+
+
+def test_auto_deploy_gate() -> None:
+    new = Score("2", "top1", 80.0, 10)
+    assert not_worse(new, None) and not_worse(new, Score("1", "top1", 80.0, 10))
+    assert not not_worse(new, Score("1", "top1", 80.1, 10))
+    error = Score("2", "masked_mse", 0.05, 10)
+    assert not_worse(error, Score("1", "masked_mse", 0.06, 10))
+    assert not not_worse(error, Score("1", "masked_mse", 0.04, 10))
