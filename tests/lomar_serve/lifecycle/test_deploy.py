@@ -118,3 +118,16 @@ def test_deploy_failures_and_rollback_keep_serving(served: tuple[TritonServer, P
     assert watcher.check_once() is True
     assert ready(server.http_url) == ["1"]
     assert watcher.check_once() is False
+
+
+def test_deploy_loads_a_model_triton_does_not_serve_yet(served: tuple[TritonServer, Path]) -> None:
+    server, work = served
+    assert export_tiny(work / "repo", work, OLD_CLASSES, seed=3, name="new_model") == 1
+    store = LifecycleStore(work / "other.sqlite")
+    deployer = Deployer(server.http_url, ModelRepository(work / "repo"), store, Routing(store))
+    assert deployer.serving_version("new_model") is None
+    result = deployer.deploy("new_model", 1)
+    assert result["changed"] and result["previous"] is None
+    assert deployer.ready_versions("new_model") == ["1"] and store.deployment("new_model").stack == ("1",)
+    with pytest.raises(NothingToRollBack):
+        deployer.rollback("new_model")
