@@ -188,11 +188,11 @@ class JobRunner:
                 self._finish(job_id, "failed", "internal error while running the job (see the gateway log)")
 
     def _run(self, job_id: str) -> None:
-        try:
-            record = self.store.transition(job_id, ("queued",), "running", "running")
-        except JobConflict:
-            return  # cancelled while queued
-        with self._lock:
+        with self._lock:  # a cancel sees the job running only once it can reach its process
+            try:
+                record = self.store.transition(job_id, ("queued",), "running", "running")
+            except JobConflict:
+                return  # cancelled while queued
             self._current = job_id
         plan = JobPlan.from_dict(record.params)
         paths = StagePaths(self.settings.jobs_dir / job_id)
