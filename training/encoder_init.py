@@ -9,7 +9,7 @@ import torch
 
 from training.errors import CheckpointError, ConfigError
 from training.models import LoMaRClassifier, LoMaRConfig, read_checkpoint
-from training.models.checkpoint import UNUSED_OFFICIAL_KEYS, _stored_args, infer_config, state_dict_of
+from training.models.checkpoint import UNUSED_OFFICIAL_KEYS, stored_args, infer_config, state_dict_of
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def read_init(path: str | Path) -> tuple[LoMaRConfig, dict[str, torch.Tensor]]:
     if "model_args" in data:
         config = LoMaRConfig.from_dict(data["model_args"])
     else:
-        config = infer_config(state, _stored_args(data), "encoder_pred.weight" in state, path)
+        config = infer_config(state, stored_args(data), "encoder_pred.weight" in state, path)
     return config, state
 
 

@@ -1,9 +1,11 @@
 """`lomar data`: data-set utilities.
 
     lomar data synth --out DIR --classes N --per-class M --size S [--seed 0] [--format png|jpg] [--val-per-class V]
+    lomar data photos --out DIR --per-class M --size S [--seed 0] [--val-per-class V]
 
-writes a synthetic labelled set as real image files: DIR/CLASS/*.png, or DIR/train/CLASS and DIR/val/CLASS when
---val-per-class is given.
+`synth` writes a synthetic labelled set as real image files; `photos` writes random views of the sample
+photographs scikit-image ships, one class per photograph (offline data for the built-in model). Both write
+DIR/CLASS/*, or DIR/train/CLASS and DIR/val/CLASS when --val-per-class is given.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.data.sample_photos import write_sample_photos
 from training.data.synth import FORMATS, write_synthetic
 
 
@@ -25,20 +28,32 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=224, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--format", choices=sorted(FORMATS), default="png")
+    photos = commands.add_parser("photos", help="write views of scikit-image's sample photographs (class per photo)")
+    photos.add_argument("--out", required=True, help="output folder")
+    photos.add_argument("--per-class", type=int, default=80, help="training images per class")
+    photos.add_argument("--val-per-class", type=int, default=0, help="if > 0, also write OUT/val (and OUT/train)")
+    photos.add_argument("--size", type=int, default=224, help="image side in pixels")
+    photos.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+    if args.command == "synth":
+        def write(folder: Path, per_class: int, seed: int) -> list[str]:
+            return write_synthetic(folder, args.classes, per_class, args.size, seed, args.format)
+    else:
+        def write(folder: Path, per_class: int, seed: int) -> list[str]:
+            return write_sample_photos(folder, per_class, args.size, seed)
     try:
         if args.val_per_class > 0:
-            names = write_synthetic(out / "train", args.classes, args.per_class, args.size, args.seed, args.format)
-            write_synthetic(out / "val", args.classes, args.val_per_class, args.size, args.seed + 1, args.format)
+            names = write(out / "train", args.per_class, args.seed)
+            write(out / "val", args.val_per_class, args.seed + 1)
         else:
-            names = write_synthetic(out, args.classes, args.per_class, args.size, args.seed, args.format)
+            names = write(out, args.per_class, args.seed)
     except (ValueError, OSError) as exc:
-        print(f"lomar data synth: {exc}", file=sys.stderr)
+        print(f"lomar data {args.command}: {exc}", file=sys.stderr)
         return 2
     total = len(names) * (args.per_class + args.val_per_class)
     print(f"wrote {total} images of {len(names)} classes to {out}")

@@ -38,10 +38,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"checkpoint {path} was refused: it holds objects outside the allow-list of safe types "
-            f"(weights_only loading); details: {str(exc).splitlines()[0]}"
-        ) from exc
+        refused = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        if refused:
+            raise CheckpointError(
+                f"checkpoint {path} was refused: it holds objects outside the allow-list of safe types "
+                f"(weights_only loading): {refused[0]}"
+            ) from exc
+        raise CheckpointError(f"checkpoint {path} is not a readable checkpoint (corrupt or another format)") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt?): {exc}") from exc
     if not isinstance(data, dict):
@@ -57,7 +60,8 @@ def state_dict_of(data: dict[str, Any], path: str | os.PathLike) -> dict[str, to
     return state
 
 
-def _stored_args(data: dict[str, Any]) -> dict[str, Any]:
+def stored_args(data: dict[str, Any]) -> dict[str, Any]:
+    """The training arguments stored in a checkpoint (official files: an argparse.Namespace), as a dict."""
     args = data.get("args")
     if isinstance(args, argparse.Namespace):
         return vars(args)
@@ -99,7 +103,7 @@ def _load(path: str | os.PathLike, pretrain: bool) -> LoMaRClassifier | LoMaRPre
     if "model_args" in data:
         config = LoMaRConfig.from_dict(data["model_args"])
     else:
-        config = infer_config(state, _stored_args(data), pretrain, path)
+        config = infer_config(state, stored_args(data), pretrain, path)
     model = build_model(config, pretrain)
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)

@@ -31,3 +31,11 @@ def test_views_vary_and_are_reproducible(tmp_path):
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError):
         write_sample_photos(tmp_path, per_class=0, size=64)
+
+
+def test_cli_writes_train_and_val(tmp_path):
+    from training.data.cli import main
+
+    assert main(["photos", "--out", str(tmp_path), "--per-class", "1", "--val-per-class", "1", "--size", "32"]) == 0
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == sorted(PHOTOS)
+    assert len(list((tmp_path / "val" / "cat").iterdir())) == 1
