@@ -5,9 +5,12 @@ import asyncio
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,7 +19,7 @@ from lomar_serve.catalog import ModelCatalog
 from lomar_serve.images import DecodeOptions, decode_image
 from lomar_serve.inference import TritonClient
 from lomar_serve.reconstruction import GAP, MASK_GREY, sample_mask
-from tests.lomar_serve.e2e.conftest import E2E_LABELS, REPO
+from tests.lomar_serve.e2e.conftest import E2E_LABELS, REPO, children, free_port
 from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_array, photo_bytes
 from tests.lomar_serve.test_images import png_bomb
 
@@ -191,3 +194,29 @@ def test_command_line_client(gateway, tmp_path):
     assert Image.open(png).size == (4 * 224 + 3 * GAP, 224)
     refused = lomar("classify", str(photo), "--top-k", "50")
     assert refused.returncode == 1 and "top_k" in refused.stderr
+
+
+def test_gateway_in_front_of_an_existing_triton(gateway, model_repository, tmp_path):
+    """`lomar serve --triton-url` launches nothing, serves through that Triton and leaves it running on exit."""
+    triton_pid, port = gateway.triton_pid(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lomar_serve.cli", "serve", "--triton-url", gateway.triton_http_url(),
+         "--model-repository", str(model_repository), "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        response = httpx.post(f"{url}/v1/classify", content=photo_bytes("coffee"),
+                              headers={"content-type": "image/jpeg"}, timeout=60)
+        assert response.status_code == 200 and len(response.json()["results"][0]["labels"]) == 5
+        assert children(process.pid) == []  # no Triton of its own
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert gateway.triton_pid() == triton_pid  # the existing Triton keeps running
