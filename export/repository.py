@@ -81,6 +81,7 @@ def write_atomic(path: Path, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it private; Triton may run as another user
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
