@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.observe import ObserveRequests
-from lomar_serve.api.routes import classify, embed, health, models, reconstruct, web
+from lomar_serve.api.routes import classify, docs, embed, health, models, reconstruct, web
 from lomar_serve.inference import InferenceBackend, TritonClient
 from lomar_serve.metrics import GatewayMetrics
 from lomar_serve.service import Gateway
@@ -50,8 +50,9 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
 
     app = FastAPI(title="LoMaR gateway", version="1",
                   description="Labels, embeddings and masked reconstructions from LoMaR models served by Triton.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    docs.install(app)
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
     app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,
                        known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))

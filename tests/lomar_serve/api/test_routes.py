@@ -172,7 +172,11 @@ def test_web_page_and_docs(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="file-input"' in page.text
     assert not any(marker in page.text for marker in ('src="http', 'href="http', "url(http", "@import"))
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert not any(marker in docs.text for marker in ('src="http', 'href="http'))  # works offline
+    script = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
     assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
 
 
