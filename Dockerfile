@@ -24,7 +24,10 @@ WORKDIR /opt/lomar
 # Dependencies first (cached layer), then the code.
 COPY pyproject.toml README.md ./
 COPY lomar_serve ./lomar_serve
-RUN python3 -m pip install ".[serve]" onnxruntime-gpu
+# onnxruntime (CPU, from the serve extra) and onnxruntime-gpu install the same module: keep only the GPU one.
+RUN python3 -m pip install ".[serve]" \
+    && python3 -m pip uninstall -y onnxruntime \
+    && python3 -m pip install onnxruntime-gpu
 
 # The built-in default models; mount your own repository over /models.
 COPY model_repository /models
