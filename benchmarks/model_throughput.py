@@ -105,7 +105,6 @@ def main() -> int:
                                         args.warmup, args.iters)
         print(f"{size:>5} {'pretrain':<10} {lomar_train:>12.1f} {plain_train:>16.1f} {lomar_train / plain_train:>6.2f}x")
         print(f"{size:>5} {'inference':<10} {lomar_infer:>12.1f} {plain_infer:>16.1f} {lomar_infer / plain_infer:>6.2f}x")
-        del lomar_pre, lomar_clf, plain
     return 0
 
 

@@ -93,6 +93,17 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
+def launch_serve(args: list[str], log_path: Path, env: dict[str, str]) -> GatewayProcess:
+    """Start `lomar serve ARGS --port FREE` from the repository root (not yet ready: call wait_ready)."""
+    port = free_port()
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lomar_serve.cli", "serve", *args, "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
+    return GatewayProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Path:
     """The official tiny fine-tuned (classify, 10 classes) and pretrained (reconstruct) checkpoints, exported
@@ -114,15 +125,10 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory, official_dir: Pat
 def gateway(model_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     """`lomar serve` on the exported repository: it launches and supervises Triton and runs the gateway.
     At the end SIGTERM must stop the gateway and Triton and leave no process behind."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("serve_logs") / "lomar_serve.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_MAX_IMAGES": "16", "LOMAR_RETRY_AFTER_S": "1"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository", str(model_repository),
-             "--port", str(port), "--log-level", "info"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
-    served = GatewayProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    served = launch_serve(["--model-repository", str(model_repository), "--log-level", "info"],
+                          tmp_path_factory.mktemp("serve_logs") / "lomar_serve.log",
+                          {"LOMAR_MAX_IMAGES": "16", "LOMAR_RETRY_AFTER_S": "1"})
+    process = served.process
     try:
         served.wait_ready()
         yield served

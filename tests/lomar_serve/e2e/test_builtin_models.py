@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.lomar_serve.e2e.conftest import REPO, GatewayProcess, free_port
+from tests.lomar_serve.e2e.conftest import REPO, launch_serve
 from tests.lomar_serve.photos import photo_bytes
 
 pytestmark = pytest.mark.e2e
@@ -24,14 +21,9 @@ BUILTIN = REPO / "model_repository"
 def builtin_gateway(tmp_path_factory: pytest.TempPathFactory):
     if not (BUILTIN / "lomar_classifier").is_dir():
         pytest.fail("model_repository/ has no built-in lomar_classifier (run `make default-models`)")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("builtin") / "lomar_serve.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("LOMAR_MODEL_REPOSITORY", None)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "serve", "--port", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
-    served = GatewayProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    # no --model-repository: the default, ./model_repository, as `make serve` runs it
+    served = launch_serve([], tmp_path_factory.mktemp("builtin") / "lomar_serve.log", {})
+    process = served.process
     try:
         served.wait_ready()
         yield served
