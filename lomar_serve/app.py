@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,8 +14,9 @@ from fastapi import FastAPI
 
 from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.observe import ObserveRequests
-from lomar_serve.api.routes import classify, docs, embed, health, models, reconstruct, web
+from lomar_serve.api.routes import admin, classify, docs, embed, health, models, reconstruct, web
 from lomar_serve.inference import InferenceBackend, TritonClient
+from lomar_serve.lifecycle.service import build_lifecycle
 from lomar_serve.metrics import GatewayMetrics
 from lomar_serve.service import Gateway
 from lomar_serve.settings import Settings, get_settings
@@ -41,11 +43,20 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         client = backend or TritonClient(
             str(settings.triton_url), timeout_s=settings.request_timeout_s, retry_after_s=settings.retry_after_s,
             on_error=lambda model, kind: metrics.triton_errors.labels(model, kind).inc())
-        app.state.gateway = Gateway(settings, client, metrics, version_for=version_for or (lambda name: None))
+        # The model lifecycle (admin API, jobs, deploys) needs the real Triton; it then owns the routing.
+        lifecycle = None if backend is not None or version_for is not None else build_lifecycle(
+            settings, on_switch=lambda name, version: app.state.gateway.catalog.invalidate(name))
+        route = lifecycle.routing.serving_version if lifecycle is not None else version_for
+        app.state.gateway = Gateway(settings, client, metrics, version_for=route or (lambda name: None))
+        if lifecycle is not None:
+            await asyncio.to_thread(lifecycle.start)
+            app.state.lifecycle = lifecycle
         LOGGER.info("gateway ready; Triton at %s", settings.triton_url)
         try:
             yield
         finally:
+            if lifecycle is not None:
+                await asyncio.to_thread(lifecycle.close)
             await app.state.gateway.close()
 
     app = FastAPI(title="LoMaR gateway", version="1",
@@ -56,6 +67,6 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
     app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,
                        known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))
-    for module in (classify, embed, reconstruct, models, health, web):
+    for module in (classify, embed, reconstruct, models, health, web, admin):
         app.include_router(module.router)
     return app

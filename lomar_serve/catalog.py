@@ -113,10 +113,10 @@ class ModelCatalog:
             ModelNotFound, WrongModelKind, TritonUnavailable (model still loading, Triton down).
         """
         cached = self._cache.get(name)
-        if cached is None or time.monotonic() - cached[0] > self._ttl_s:
+        if self._stale(name, cached):
             async with self._lock:
                 cached = self._cache.get(name)
-                if cached is None or time.monotonic() - cached[0] > self._ttl_s:
+                if self._stale(name, cached):
                     cached = (time.monotonic(), await self._discover(name))
                     self._cache[name] = cached
         spec = cached[1]
@@ -124,6 +124,13 @@ class ModelCatalog:
             verb = "classify or embed" if kind == "classifier" else "reconstruct"
             raise WrongModelKind(f"model {name!r} is a {spec.kind} model; it cannot {verb}")
         return spec
+
+    def _stale(self, name: str, cached: tuple[float, ModelSpec] | None) -> bool:
+        """Not cached, too old, or cached for another version than the one requests are routed to now."""
+        if cached is None or time.monotonic() - cached[0] > self._ttl_s:
+            return True
+        routed = self._version_for(name)
+        return routed is not None and routed != cached[1].version
 
     async def describe_all(self) -> list[dict[str, Any]]:
         """Every model in the repository with versions, states, kind, sizes and model cards (GET /v1/models)."""
@@ -137,7 +144,8 @@ class ModelCatalog:
         models = []
         for name, entries in sorted(versions.items()):
             ready = [e["version"] for e in entries if e["state"] == "READY" and e["version"]]
-            info: dict[str, Any] = {"name": name, "serving_version": max(ready, key=int, default=None),
+            serving = self._version_for(name) or max(ready, key=int, default=None)
+            info: dict[str, Any] = {"name": name, "serving_version": serving,
                                     "versions": sorted(entries, key=lambda e: int(e["version"] or 0))}
             if ready:
                 try:
@@ -168,7 +176,10 @@ class ModelCatalog:
             raise TritonUnavailable(f"model {name!r} is not ready ({states}); retry shortly",
                                     retry_after_s=self._retry_after_s)
         routed = self._version_for(name)
-        version = routed if routed in ready else max(ready, key=lambda v: int(v) if v.isdigit() else -1)
+        if routed is not None and routed not in ready:
+            raise TritonUnavailable(f"model {name!r} version {routed} is not loaded right now (being restored); "
+                                    "retry shortly", retry_after_s=self._retry_after_s)
+        version = routed or max(ready, key=lambda v: int(v) if v.isdigit() else -1)
         spec = spec_from_config(config, version)
         if spec.kind == "classifier":
             num_classes = int(next(t for t in config["output"] if t["name"] == "logits")["dims"][-1])
@@ -181,6 +192,9 @@ class ModelCatalog:
         """labels.txt of the version, else the model's `label_filename`; [] when the repository is not local."""
         if self._repository is None:
             return []
+        classes = (self.model_card(name, version) or {}).get("classes")  # per version; labels.txt is per model
+        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+            return classes
         label_file = next((t.get("label_filename", "") for t in config["output"] if t["name"] == "logits"), "")
         candidates = [self._repository / name / version / LABEL_FILE]
         if label_file:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -124,7 +125,8 @@ class TritonClient:
         status, message = str(error.status() or ""), str(error.message() or error)
         if status == "404" or "unknown model" in message:
             self._count(model, "not_found")
-            if "has no available versions" in message:
+            # loading, or a routed version being loaded again after a Triton restart
+            if "has no available versions" in message or re.search(r"' version \d+ is not", message):
                 return TritonUnavailable(f"model {model!r} is not loaded right now; retry shortly",
                                          retry_after_s=self.retry_after_s)
             return ModelNotFound(f"unknown model {model!r}")

@@ -130,7 +130,7 @@ class Gateway:
         start = time.perf_counter()
         parts = await asyncio.gather(*(
             self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs,
-                               version=self.version_for(spec.name) or "")
+                               version=spec.version if self.version_for(spec.name) else "")
             for i in range(0, count, step)))
         self.metrics.triton_latency.labels(spec.name).observe(time.perf_counter() - start)
         if len(parts) == 1:

@@ -5,12 +5,13 @@ logged with secrets masked, and never mutated afterwards.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")  # relative to the working directory, as Triton's own flag
 
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
     # Model lifecycle (lomar_serve/lifecycle): admin token (unset: admin API disabled; never logged), the folders
     # training jobs may read data from, where job records live (None: next to the repository), deploy drain time.
     admin_token: SecretStr | None = None
-    data_roots: tuple[Path, ...] = ()
+    data_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # LOMAR_DATA_ROOTS: separated by os.pathsep
     jobs_dir: Path | None = None
     deploy_drain_s: float = Field(1.0, ge=0)
     log_level: str = "info"
@@ -65,6 +66,13 @@ class Settings(BaseSettings):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"triton_url must look like host:port, got {value!r}")
+        return value
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part for part in value.split(os.pathsep) if part)
         return value
 
     @field_validator("log_level")
