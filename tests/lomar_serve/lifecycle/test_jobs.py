@@ -101,7 +101,7 @@ def test_cancel_terminates_the_running_stage(runner: JobRunner, data_root: Path)
 def test_interrupted_job_survives_and_resumes_from_its_checkpoint(workspace: Path, data_root: Path) -> None:
     first = make_runner(workspace)
     first.start()
-    plan = request("base", epochs=2, save_every_steps=1).plan(DataRoots.of([data_root]), first.settings.jobs_dir)
+    plan = request("base", epochs=4, save_every_steps=1).plan(DataRoots.of([data_root]), first.settings.jobs_dir)
     job = first.submit(plan)
     checkpoint = Path(job.output_dir) / "checkpoint-last.pth"
     wait_for(first, job.id, lambda r: checkpoint.is_file() and r.metrics.get("training", {}).get("step"))
@@ -123,6 +123,6 @@ def test_interrupted_job_survives_and_resumes_from_its_checkpoint(workspace: Pat
         record = wait_for(second, job.id, finished)
         assert record.state == "succeeded", second.describe(job.id)["log_tail"]
         assert "resumed from" in Path(record.log_path).read_text()
-        assert record.metrics["training"]["epochs_done"] >= 2 and record.model_version == "1"
+        assert record.metrics["training"]["epochs_done"] >= 4 and record.model_version == "1"
     finally:
         second.stop()
