@@ -15,8 +15,6 @@ whole process group (training's data-loader workers included).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -38,6 +36,7 @@ from lomar_serve.lifecycle.progress import job_progress, log_tail, read_records,
 from lomar_serve.lifecycle.repository import ModelRepository
 from lomar_serve.lifecycle.spec import JobPlan
 from lomar_serve.lifecycle.store import JobRecord, LifecycleStore
+from lomar_serve.processes import die_with_parent
 
 LOGGER = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -63,15 +62,6 @@ class JobSettings:
     python: str = sys.executable  # the interpreter that runs training, export and verification
     poll_interval_s: float = 1.0  # how often a running stage's progress is read
     terminate_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """preexec_fn: SIGTERM when the gateway goes (Linux); leave at once if it is already gone."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 class JobRunner:
@@ -323,7 +313,7 @@ class JobRunner:
         with open(paths.log, "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        env=env, cwd=paths.job_dir, start_new_session=True,
-                                       preexec_fn=lambda: _die_with_parent(parent))
+                                       preexec_fn=lambda: die_with_parent(parent))
         with self._lock:
             self._process = process
         if self._stopping.is_set() or job_id in self._cancelled:  # asked to stop while it was starting

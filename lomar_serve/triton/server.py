@@ -12,8 +12,6 @@ the public surface (its HTTP endpoint is known to crash on large JSON tensors).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import re
@@ -32,6 +30,7 @@ from types import TracebackType
 
 from lomar_serve.triton.distribution import find_distribution, prepare_backend_directory
 from lomar_serve.triton.errors import TritonError, TritonStartError
+from lomar_serve.processes import die_with_parent
 
 LOGGER = logging.getLogger(__name__)
 MODEL_CONTROL_MODES = ("none", "poll", "explicit")
@@ -102,15 +101,6 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """preexec_fn: ask the kernel for SIGTERM when the parent goes, and leave if it is already gone."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 class TritonServer:
@@ -265,7 +255,7 @@ class TritonServer:
             parent = os.getpid()
             process = subprocess.Popen(
                 command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=lambda: _die_with_parent(parent),
+                start_new_session=True, preexec_fn=lambda: die_with_parent(parent),
             )
         with self._lock:
             self._process = process

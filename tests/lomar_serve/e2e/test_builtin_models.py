@@ -22,7 +22,8 @@ def builtin_gateway(tmp_path_factory: pytest.TempPathFactory):
     if not (BUILTIN / "lomar_classifier").is_dir():
         pytest.fail("model_repository/ has no built-in lomar_classifier (run `make default-models`)")
     # no --model-repository: the default, ./model_repository, as `make serve` runs it
-    served = launch_serve([], tmp_path_factory.mktemp("builtin") / "lomar_serve.log", {})
+    folder = tmp_path_factory.mktemp("builtin")
+    served = launch_serve([], folder / "lomar_serve.log", {"LOMAR_JOBS_DIR": str(folder / "jobs")})
     process = served.process
     try:
         served.wait_ready()
