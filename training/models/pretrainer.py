@@ -49,9 +49,13 @@ class LoMaRPretrainer(LoMaRViT):
         Returns:
             pred (B, M, K*K, p*p*3): head output for every window token, in normalised-pixel space.
         """
-        k, p = self.config.window_size, self.config.patch_size
-        batch, count, _ = windows.shape
-        crops = crop_windows(x, windows, k, p)  # (B*M, 3, K*p, K*p): cropped before embedding
+        crops = crop_windows(x, windows, self.config.window_size, self.config.patch_size)  # before embedding
+        return self._predict(crops, mask)
+
+    def _predict(self, crops: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """crops (B*M, 3, K*p, K*p), mask (B, M, K*K) -> pred (B, M, K*K, p*p*3)."""
+        k = self.config.window_size
+        batch, count, _ = mask.shape
         patches = self.patch_embed(crops)  # (B*M, K, K, D)
         hidden = mask.reshape(batch * count, k, k, 1)
         patches = torch.where(hidden, self.mask_token.to(patches.dtype).view(1, 1, 1, -1), patches)
@@ -61,8 +65,11 @@ class LoMaRPretrainer(LoMaRViT):
 
     def window_loss(self, x: torch.Tensor, windows: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Norm-pix MSE over the hidden patches of the windows; shapes as in reconstruct_windows."""
-        k, p = self.config.window_size, self.config.patch_size
-        target = reconstruction_targets(crop_windows(x, windows, k, p), p, self.config.norm_pix_loss)
+        return self._loss(crop_windows(x, windows, self.config.window_size, self.config.patch_size), pred, mask)
+
+    def _loss(self, crops: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Norm-pix MSE of pred (B, M, K*K, P) against crops (B*M, 3, K*p, K*p) over the hidden patches."""
+        target = reconstruction_targets(crops, self.config.patch_size, self.config.norm_pix_loss)
         return masked_mse(pred, target.view(pred.shape), mask)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,5 +83,6 @@ class LoMaRPretrainer(LoMaRViT):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, 3, H, W) -> (loss, pred (B, M, K*K, p*p*3), mask (B, M, K*K)); samples windows and masks itself."""
         windows, mask = self.sample(x)
-        pred = self.reconstruct_windows(x, windows, mask)
-        return self.window_loss(x, windows, pred, mask), pred, mask
+        crops = crop_windows(x, windows, self.config.window_size, self.config.patch_size)  # once for both
+        pred = self._predict(crops, mask)
+        return self._loss(crops, pred, mask), pred, mask
