@@ -21,7 +21,8 @@ from training.errors import ConfigError
 
 AMP_CHOICES = ("bf16", "fp16", "none")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-CHOICES = {"amp": AMP_CHOICES, "device": DEVICE_CHOICES}
+DECODE_CHOICES = ("cpu", "gpu")
+CHOICES = {"amp": AMP_CHOICES, "device": DEVICE_CHOICES, "decode": DECODE_CHOICES}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "bf16"  # bf16 | fp16 | none; autocast is used on CUDA only
     compile: bool = False  # torch.compile the model
+    tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA (fp32 work outside autocast)
     num_workers: int = 8  # data-loading worker processes per training process
     pin_memory: bool = True
     seed: int = 0
@@ -98,9 +100,12 @@ class PretrainConfig(TrainConfig):
     num_windows: int = 4  # M windows per image
     mask_ratio: float = 0.8  # floor(K*K*r) patches hidden per window
     norm_pix_loss: bool = True
+    decode: str = "cpu"  # cpu | gpu: decode JPEGs (nvJPEG) and crop/flip on the GPU; cpu without CUDA
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decode not in DECODE_CHOICES:
+            raise ConfigError(f"decode must be one of {DECODE_CHOICES}, got {self.decode!r}")
         if not 0.0 < self.min_crop_scale <= 1.0:
             raise ConfigError(f"min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
 

@@ -31,9 +31,9 @@ from training.encoder_init import check_same_architecture, load_encoder, read_in
 from training.engine import LossFn, evaluate_classifier
 from training.errors import ConfigError
 from training.models import LoMaRClassifier, LoMaRConfig, build_model, model_config
-from training.optim import param_groups
+from training.optim import adamw, param_groups
 from training.runner import (
-    Trainer, make_scaler, make_schedule, prepare_output, run_guarded, setup_logging, wrap_model,
+    Trainer, configure_backends, make_scaler, make_schedule, prepare_output, run_guarded, setup_logging, wrap_model,
 )
 
 log = logging.getLogger("training.finetune")  # not "__main__" under python -m
@@ -102,6 +102,7 @@ def eval_loader(dataset: ImageDataset, ctx: DistContext, config: FinetuneConfig)
 def run(config: FinetuneConfig) -> int:
     setup_logging()
     ctx = init_distributed(config.device, config.dist_backend)
+    configure_backends(config, ctx)
     train_dir, val_dir = split_dirs(config)
     train_set, classes = image_folder(train_dir, finetune_transform(config.image_size, config.auto_augment,
                                                                     config.reprob), seed=config.seed)
@@ -113,7 +114,7 @@ def run(config: FinetuneConfig) -> int:
         load_encoder(model, init_state, config.init)
     metrics = prepare_output(config, ctx)
     model.to(ctx.device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, config.layer_decay), lr=0.0)
+    optimizer = adamw(param_groups(model, config.weight_decay, config.layer_decay), ctx.device)
     scaler = make_scaler(config, ctx)
     ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
     state = TrainingState(extra={"best_top1": -1.0})

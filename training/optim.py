@@ -43,6 +43,11 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
     return [groups[key] for key in sorted(groups)]
 
 
+def adamw(groups: list[dict[str, Any]], device: torch.device, **options: Any) -> torch.optim.AdamW:
+    """AdamW over `groups`; the fused CUDA implementation (one kernel for all parameters) on CUDA."""
+    return torch.optim.AdamW(groups, lr=0.0, fused=device.type == "cuda", **options)
+
+
 @dataclass(frozen=True)
 class CosineSchedule:
     """Linear warmup over warmup_epochs to lr, then half-cycle cosine down to min_lr at `epochs`."""

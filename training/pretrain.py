@@ -18,13 +18,14 @@ import torch
 
 from training.checkpointing import TrainingState, load_training_checkpoint, resume_path
 from training.config import PretrainConfig, parse_config
-from training.data import image_files, pretrain_transform
+from training.data import ImageDataset, image_files, pretrain_transform
+from training.data.gpu_decode import EncodedImageDataset, resolve_decode
 from training.distributed import init_distributed
 from training.errors import ConfigError
 from training.models import LoMaRPretrainer, create_model
-from training.optim import param_groups
+from training.optim import adamw, param_groups
 from training.runner import (
-    Trainer, make_scaler, make_schedule, prepare_output, run_guarded, setup_logging, wrap_model,
+    Trainer, configure_backends, make_scaler, make_schedule, prepare_output, run_guarded, setup_logging, wrap_model,
 )
 
 
@@ -45,6 +46,15 @@ def build_model(config: PretrainConfig) -> LoMaRPretrainer:
     return model
 
 
+def build_dataset(config: PretrainConfig) -> ImageDataset:
+    """Decoded and augmented in the workers (--decode cpu), or read there and decoded on the GPU (--decode gpu)."""
+    dataset = image_files(config.data_dir, pretrain_transform(config.image_size, config.min_crop_scale),
+                          seed=config.seed)
+    if resolve_decode(config.decode) == "gpu":
+        return EncodedImageDataset(dataset.samples, config.image_size, config.min_crop_scale, seed=config.seed)
+    return dataset
+
+
 def pretrain_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """images (B, 3, H, W) -> norm-pix MSE over the hidden patches of M random windows per image."""
     return model(images)[0]
@@ -53,13 +63,13 @@ def pretrain_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
 def run(config: PretrainConfig) -> int:
     setup_logging()
     ctx = init_distributed(config.device, config.dist_backend)
+    configure_backends(config, ctx)
     torch.manual_seed(config.seed)  # identical initial weights on every process
     model = build_model(config)
-    dataset = image_files(config.data_dir, pretrain_transform(config.image_size, config.min_crop_scale),
-                          seed=config.seed)
+    dataset = build_dataset(config)
     metrics = prepare_output(config, ctx)
     model.to(ctx.device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=0.0, betas=(0.9, 0.95))
+    optimizer = adamw(param_groups(model, config.weight_decay), ctx.device, betas=(0.9, 0.95))
     scaler = make_scaler(config, ctx)
     state = TrainingState()
     checkpoint = resume_path(config.output_dir, config.resume, config.auto_resume)

@@ -72,6 +72,13 @@ def prepare_output(config: TrainConfig, ctx: DistContext) -> MetricsLogger:
     return MetricsLogger(config.output_dir, enabled=ctx.is_main)
 
 
+def configure_backends(config: TrainConfig, ctx: DistContext) -> None:
+    """TF32 matmuls and cuDNN convolutions on CUDA unless --no-tf32 (bf16/fp16 autocast covers most of the rest)."""
+    if ctx.device.type == "cuda":
+        torch.set_float32_matmul_precision("high" if config.tf32 else "highest")
+        torch.backends.cudnn.allow_tf32 = config.tf32
+
+
 def wrap_model(model: nn.Module, ctx: DistContext, compile_model: bool) -> nn.Module:
     """Move to the device, optionally torch.compile, wrap in DDP when distributed."""
     model.to(ctx.device)
@@ -134,6 +141,7 @@ class Trainer:
         return DataLoader(
             self.dataset, batch_size=self.config.batch_size, sampler=self.sampler, drop_last=True,
             num_workers=self.config.num_workers, pin_memory=self.config.pin_memory and self.ctx.device.type == "cuda",
+            collate_fn=getattr(self.dataset, "collate", None),  # EncodedImageDataset (--decode gpu) has its own
         )
 
     def save(self, position: Position, name: str = LAST) -> None:
