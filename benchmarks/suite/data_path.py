@@ -53,9 +53,9 @@ def write_jpegs(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def cpu_per_worker(folder: Path, seconds: float) -> float:
+def cpu_per_worker(folder: Path, seconds: float, size: int = SIZE) -> float:
     """img/s of one data-loading worker (one thread): the training dataset's __getitem__ back to back."""
-    dataset = image_files(folder, pretrain_transform(SIZE, MIN_SCALE))
+    dataset = image_files(folder, pretrain_transform(size, MIN_SCALE))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
     try:

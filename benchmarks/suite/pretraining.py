@@ -17,22 +17,25 @@ def run(settings: Settings, record: Recorder) -> None:
     device = torch.device(settings.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
-    for compiled in settings.compile_modes:  # every eager figure first: they are cheap
-        for size in settings.pretrain_sizes:
-            for kind in ("lomar", "mae"):
-                mode = "compiled" if compiled else "eager"
-                if record.time_left() <= 0:
-                    record.note(f"{kind} {size} {mode}: not measured, part time cap reached")
-                    continue
-                try:
-                    result = measure(kind, settings.model, size, settings.pretrain_batch, settings.steps,
-                                     settings.warmup, settings.device, compiled)
-                    record.add(model=kind, size=size, mode=mode, batch=settings.pretrain_batch,
-                               img_per_s=round(result["img_per_s"], 1), peak_mib=round(result["peak_mib"]))
-                except Exception as exc:  # one failed measurement must not stop the others
-                    record.add(model=kind, size=size, mode=mode, batch=settings.pretrain_batch, error=error_text(exc))
-                release(device)
-                summarise(record)
+    # every eager figure first (cheap); then LoMaR at each size and MAE from the largest size down, so that a
+    # time cap falls on the least needed figure (MAE at 224 compiled)
+    order = [("lomar", size) for size in settings.pretrain_sizes]
+    order += [("mae", size) for size in reversed(settings.pretrain_sizes)]
+    for compiled in settings.compile_modes:
+        for kind, size in order:
+            mode = "compiled" if compiled else "eager"
+            if record.time_left() <= 0:
+                record.note(f"{kind} {size} {mode}: not measured, part time cap reached")
+                continue
+            try:
+                result = measure(kind, settings.model, size, settings.pretrain_batch, settings.steps,
+                                 settings.warmup, settings.device, compiled)
+                record.add(model=kind, size=size, mode=mode, batch=settings.pretrain_batch,
+                           img_per_s=round(result["img_per_s"], 1), peak_mib=round(result["peak_mib"]))
+            except Exception as exc:  # one failed measurement must not stop the others
+                record.add(model=kind, size=size, mode=mode, batch=settings.pretrain_batch, error=error_text(exc))
+            release(device)
+            summarise(record)
     if settings.quick:
         record.note("quick mode: eager only (compilation takes minutes on a small CPU)")
 
