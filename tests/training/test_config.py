@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from training.config import FinetuneConfig, PretrainConfig, parse_config, save_config
+from training.config import FinetuneConfig, PretrainConfig, make_config, parse_config, save_config
 from training.errors import ConfigError
 
 
@@ -49,3 +49,11 @@ def test_effective_lr_and_saved_config_round_trip(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     again = parse(FinetuneConfig, ["--config", str(tmp_path / "config.yaml")])
     assert again == config
+
+
+def test_decode_and_tf32_flags():
+    config = parse(PretrainConfig, ["--data-dir", "d", "--decode", "gpu", "--no-tf32"])
+    assert config.decode == "gpu" and config.tf32 is False
+    assert parse(PretrainConfig, ["--data-dir", "d"]).decode == "cpu"
+    with pytest.raises(ConfigError, match="decode must be one of"):
+        make_config(PretrainConfig, {"data_dir": "d", "decode": "nvjpeg"})
