@@ -18,16 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from training.data.folders import ImageDataset
+from training.data.transforms import pretrain_transform
 
 log = logging.getLogger(__name__)
 
 EXIF_ORIENTATION = 0x0112
-RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect-ratio range, as in pretrain_transform
 
 
 def resolve_decode(decode: str) -> str:
@@ -93,18 +91,20 @@ def decode_images(items: list[torch.Tensor], device: torch.device) -> list[torch
 
 
 def random_resized_crop(images: list[torch.Tensor], size: int, min_scale: float) -> torch.Tensor:
-    """uint8 (3, H_i, W_i) images -> float (B, 3, size, size) in [0, 1], random crop + resize + flip, normalised."""
+    """uint8 (3, H_i, W_i) images -> float (B, 3, size, size): the steps of `pretrain_transform` (its crop range,
+    flip probability and normalisation), as tensor operations on the images' device."""
+    crop_step, flip_step, _, normalize = pretrain_transform(size, min_scale).transforms
     crops = []
     for image in images:
-        top, left, height, width = T.RandomResizedCrop.get_params(image, scale=(min_scale, 1.0), ratio=list(RATIO))
+        top, left, height, width = crop_step.get_params(image, crop_step.scale, crop_step.ratio)
         crop = image[None, :, top:top + height, left:left + width].float()  # (1, 3, h, w), 0..255
         crop = F.interpolate(crop, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-        if torch.rand(1).item() < 0.5:
+        if torch.rand(1).item() < flip_step.p:  # the draw RandomHorizontalFlip makes
             crop = crop.flip(-1)
         crops.append(crop)
-    batch = (torch.cat(crops).clamp_(0, 255).round_() / 255.0)  # (B, 3, S, S), the uint8 grid as ToTensor sees it
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=batch.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_DEFAULT_STD, device=batch.device).view(1, 3, 1, 1)
+    batch = torch.cat(crops).clamp_(0, 255).round_() / 255.0  # (B, 3, S, S): the uint8 grid, as ToTensor sees it
+    mean = torch.tensor(normalize.mean, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(normalize.std, device=batch.device).view(1, 3, 1, 1)
     return (batch - mean) / std
 
 
