@@ -68,7 +68,7 @@ def test_same_crop_and_flip_as_the_cpu_pipeline(tmp_path: Path):
             expected = cpu_dataset.transform(cpu_dataset.load(cpu_dataset.samples[0][0]))
         with seeded(seed):
             actual = EncodedBatch([gpu_dataset[0][0]], size, 0.2).to("cpu")[0]
-        assert (actual - expected).abs().mean() < 0.05  # normalised units (about 1/80 of the 0..255 range)
+        assert (actual - expected).abs().mean() < 0.02  # normalised units; a wrong flip or box gives ~1
 
 
 def test_a_corrupt_jpeg_in_the_batch_is_replaced(folder: Path, caplog):
