@@ -25,6 +25,8 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
+from contracts.model_card import ModelCard
+from contracts.model_repository import is_version
 from lomar_serve.lifecycle.errors import DeployError, NothingToRollBack, VersionNotFound
 from lomar_serve.lifecycle.paths import check_model_name, check_version
 from lomar_serve.lifecycle.repository import ModelRepository
@@ -32,7 +34,6 @@ from lomar_serve.lifecycle.routing import Routing
 from lomar_serve.lifecycle.store import LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
-COMPARED_CARD_FIELDS = ("task", "image_size")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class DeploySettings:
 
 def _dims(tensor: dict[str, Any]) -> list[int]:
     return [int(d) for d in tensor["dims"]]
+
+
+def _interface(card: ModelCard) -> dict[str, str]:
+    """What versions of one model must agree on: {"task": ..., tensor name: "UINT8 [B,3,224,224]", ...}."""
+    tensors = {**card.inputs, **card.outputs}
+    return {"task": card.task, **{name: spec.describe() for name, spec in tensors.items()}}
 
 
 class Deployer:
@@ -76,7 +83,7 @@ class Deployer:
         except (InferenceServerException, OSError) as error:
             raise DeployError(f"Triton's model repository API is not reachable: {error}") from error
         ready = [str(e.get("version", "")) for e in index if e.get("name") == name and e.get("state") == "READY"]
-        return sorted((v for v in ready if v.isdigit()), key=int)
+        return sorted((v for v in ready if is_version(v)), key=int)
 
     def serving_version(self, name: str) -> str | None:
         """The routed version, else the newest version Triton serves (None when none is loaded or Triton is down)."""
@@ -198,17 +205,19 @@ class Deployer:
             raise DeployError(f"Triton could not load {name} versions {versions}: {error}") from error
 
     def _check_compatible(self, name: str, current: str | None, target: str) -> None:
-        """Versions of one model share one config: same task, input size and number of classes."""
+        """Versions of one model share one config: same task, inputs and outputs (shapes, so class count too).
+
+        Checked from the model cards; a version without a readable card is left to the smoke inference."""
         if current is None:
             return
         old, new = self.repository.card(name, current), self.repository.card(name, target)
-        for field in COMPARED_CARD_FIELDS:
-            if old.get(field) != new.get(field):
-                raise DeployError(f"version {target} of {name} has {field} {new.get(field)} but the serving version "
-                                  f"{current} has {old.get(field)}; versions of one model must share one config")
-        if len(old.get("classes") or ()) != len(new.get("classes") or ()):
-            raise DeployError(f"version {target} of {name} has {len(new.get('classes') or ())} classes, the serving "
-                              f"version {current} {len(old.get('classes') or ())}: they cannot share one config")
+        if old is None or new is None:
+            return
+        old_io, new_io = _interface(old), _interface(new)
+        for key in sorted(old_io.keys() | new_io.keys()):
+            if old_io.get(key) != new_io.get(key):
+                raise DeployError(f"version {target} of {name} has {key} {new_io.get(key)} but the serving version "
+                                  f"{current} has {old_io.get(key)}; versions of one model must share one config")
 
     def _smoke(self, name: str, version: str) -> None:
         """One inference on generated inputs: every configured output comes back, shaped as configured, finite."""

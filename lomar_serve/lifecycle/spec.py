@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.checkpoints import final_checkpoint
+from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, DEFAULT_RECONSTRUCTOR
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots, check_model_name
 
@@ -27,7 +29,8 @@ TRAINING_OPTIONS: dict[str, type] = {
     "auto_augment": str, "reprob": float, "crop_pct": float, "mask_ratio": float, "num_windows": int,
     "min_crop_scale": float,
 }
-DEFAULT_MODEL_NAMES = {"finetune": "lomar_classifier", "pretrain": "lomar_reconstruction"}
+JOB_ID_PATTERN = r"^[a-f0-9]{1,32}$"  # JobRunner.submit makes hex ids
+EXPORT_TASKS = {"finetune": "classify", "pretrain": "reconstruct"}  # job kind -> what its export serves
 Scalar = bool | int | float | str
 
 
@@ -40,12 +43,12 @@ class JobRequest(BaseModel):
     data_dir: str = Field(description="labelled image folder (CLASS/*.png, or train/ and val/), inside a data root")
     val_dir: str | None = Field(None, description="validation folder inside a data root (default: DATA_DIR/val)")
     init: str | None = Field(None, description="checkpoint to start from, inside a data root")
-    from_job: str | None = Field(None, pattern=r"^[a-f0-9]{1,32}$",
+    from_job: str | None = Field(None, pattern=JOB_ID_PATTERN,
                                  description="start from the checkpoint of this earlier job")
     model: str | None = Field(None, description="architecture name, e.g. lomar_tiny_patch16")
     model_options: dict[str, Scalar] = Field(default_factory=dict, description="architecture overrides, e.g. depth")
-    model_name: str | None = Field(None, description="Triton model to add the version to "
-                                                     "(default lomar_classifier / lomar_reconstruction)")
+    model_name: str | None = Field(None, description="Triton model to add the version to (default "
+                                                     f"{DEFAULT_CLASSIFIER} / {DEFAULT_RECONSTRUCTOR})")
     epochs: int = Field(10, ge=1, le=100_000)
     options: dict[str, Scalar] = Field(default_factory=dict,
                                        description=f"training settings: {', '.join(sorted(TRAINING_OPTIONS))}")
@@ -71,7 +74,7 @@ class JobRequest(BaseModel):
         options = {key: check_option(key, value) for key, value in self.options.items()}
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),
-                       model_name=check_model_name(self.model_name or DEFAULT_MODEL_NAMES[self.kind]),
+                       model_name=check_model_name(self.model_name or DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]]),
                        epochs=self.epochs, options=options, auto_deploy=self.auto_deploy)
 
 
@@ -97,9 +100,9 @@ def job_checkpoint(jobs_dir: Path, job_id: str, kind: str) -> Path:
     train_dir = (jobs_dir / job_id / "train").resolve()
     if not train_dir.is_relative_to(jobs_dir.resolve()):
         raise PathNotAllowed(f"invalid job id {job_id!r}")
-    for name in ("checkpoint-best.pth", "checkpoint-last.pth"):
-        if (train_dir / name).is_file():
-            return train_dir / name
+    checkpoint = final_checkpoint(train_dir)
+    if checkpoint is not None:
+        return checkpoint
     raise PathNotAllowed(f"job {job_id} left no checkpoint to start a {kind} job from")
 
 
@@ -121,7 +124,7 @@ class JobPlan:
     @property
     def task(self) -> str:
         """The export task: a fine-tuned classifier or a pretrained reconstruction model."""
-        return "classify" if self.kind == "finetune" else "reconstruct"
+        return EXPORT_TASKS[self.kind]
 
     @property
     def eval_dir(self) -> Path:

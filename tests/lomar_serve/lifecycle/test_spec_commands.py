@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from contracts.checkpoints import LAST_CHECKPOINT
 from lomar_serve.lifecycle.commands import StagePaths, export_command, training_command, verification_command
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots
@@ -37,7 +38,7 @@ def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> 
     assert f"--output-dir={paths.train}" in command and "--epochs=3" in command
     export = export_command(plan, paths, tmp_path / "repo", 112, "py")
     assert "--task=classify" in export and "--image-size=112" in export and "--name=lomar_classifier" in export
-    assert f"--checkpoint={paths.train / 'checkpoint-last.pth'}" in export
+    assert f"--checkpoint={paths.train / LAST_CHECKPOINT}" in export
     verify = verification_command(plan, paths, tmp_path / "repo", "4", "3", "py")
     assert "--version=4" in verify and "--baseline=3" in verify
 
