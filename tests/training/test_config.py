@@ -1,10 +1,12 @@
 """Config precedence (defaults < YAML < command line), validation, and the saved resolved config."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
-from training.config import FinetuneConfig, PretrainConfig, parse_config, save_config
+from training.config import FinetuneConfig, PretrainConfig, field_help, option_types, parse_config, save_config
 from training.errors import ConfigError
 
 
@@ -49,3 +51,23 @@ def test_effective_lr_and_saved_config_round_trip(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     again = parse(FinetuneConfig, ["--config", str(tmp_path / "config.yaml")])
     assert again == config
+
+
+@pytest.mark.parametrize("cls", [PretrainConfig, FinetuneConfig])
+def test_every_flag_has_a_help_text_from_field_metadata(cls, capsys):
+    with pytest.raises(SystemExit):
+        parse(cls, ["--help"])
+    text = capsys.readouterr().out
+    for spec in dataclasses.fields(cls):
+        assert field_help(cls, spec.name), f"{cls.__name__}.{spec.name} has no help text"
+    assert "per process (per GPU) (default 64)" in text  # TrainConfig's help, shown for the subclass
+    assert "LoMaRConfig overrides, e.g. depth=2; repeatable" in text
+    assert field_help(PretrainConfig, "epochs") == "epochs to train"  # an override inherits the base help
+
+
+def test_option_types_are_the_scalar_settings_that_are_not_paths():
+    types = option_types(FinetuneConfig)
+    assert types["batch_size"] is int and types["blr"] is float and types["model_ema"] is bool
+    assert types["auto_augment"] is str and "mask_ratio" not in types
+    assert not {"data_dir", "output_dir", "resume", "init", "val_dir", "model_options"} & set(types)
+    assert option_types(PretrainConfig)["mask_ratio"] is float and "layer_decay" not in option_types(PretrainConfig)
