@@ -87,7 +87,7 @@ class ExportOptions:
 
     @property
     def model_name(self) -> str:
-        return self.name or DEFAULT_MODEL_NAMES[self.task]
+        return DEFAULT_MODEL_NAMES[self.task] if self.name is None else self.name
 
     @property
     def backend_name(self) -> str:

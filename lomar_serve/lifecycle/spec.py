@@ -74,9 +74,10 @@ class JobRequest(BaseModel):
             if not OPTION_KEY.fullmatch(key):
                 raise InvalidName(f"invalid model option {key!r}")
         options = {key: check_option(self.kind, key, value) for key, value in self.options.items()}
+        name = DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]] if self.model_name is None else self.model_name
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),
-                       model_name=check_model_name(self.model_name or DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]]),
+                       model_name=check_model_name(name),
                        epochs=self.epochs, options=options, auto_deploy=self.auto_deploy)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton_http
 
+from contracts.model_repository import MODEL_NAME_MAX_LENGTH
 from lomar_serve.lifecycle.deploy import Deployer, DeploySettings
 from lomar_serve.lifecycle.errors import DeployError, NothingToRollBack, VersionNotFound
 from lomar_serve.lifecycle.repository import ModelRepository
@@ -121,13 +122,15 @@ def test_deploy_failures_and_rollback_keep_serving(served: tuple[TritonServer, P
 
 
 def test_deploy_loads_a_model_triton_does_not_serve_yet(served: tuple[TritonServer, Path]) -> None:
+    """...under the longest dotted name the naming rule allows: what export accepts, Triton serves and deploys."""
     server, work = served
-    assert export_tiny(work / "repo", work, OLD_CLASSES, seed=3, name="new_model") == 1
+    name = "new.model-" + "x" * (MODEL_NAME_MAX_LENGTH - 10)
+    assert export_tiny(work / "repo", work, OLD_CLASSES, seed=3, name=name) == 1
     store = LifecycleStore(work / "other.sqlite")
     deployer = Deployer(server.http_url, ModelRepository(work / "repo"), store, Routing(store))
-    assert deployer.serving_version("new_model") is None
-    result = deployer.deploy("new_model", 1)
+    assert deployer.serving_version(name) is None
+    result = deployer.deploy(name, 1)
     assert result["changed"] and result["previous"] is None
-    assert deployer.ready_versions("new_model") == ["1"] and store.deployment("new_model").stack == ("1",)
+    assert deployer.ready_versions(name) == ["1"] and store.deployment(name).stack == ("1",)
     with pytest.raises(NothingToRollBack):
-        deployer.rollback("new_model")
+        deployer.rollback(name)
