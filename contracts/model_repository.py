@@ -21,7 +21,9 @@ from pathlib import Path
 MODEL_NAME_MAX_LENGTH = 64
 MODEL_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MODEL_NAME_MAX_LENGTH - 1}}}$"
 MODEL_NAME_RULE = (f"1-{MODEL_NAME_MAX_LENGTH} letters, digits, '_', '.' or '-', starting with a letter or a digit")
-VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"  # Triton's version numbers are int64; nine digits are plenty
+VERSION_DIGITS = 9  # Triton's version numbers are int64; nine digits are plenty
+MAX_VERSION = 10 ** VERSION_DIGITS - 1
+VERSION_PATTERN = rf"^[1-9][0-9]{{0,{VERSION_DIGITS - 1}}}$"
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _VERSION = re.compile(VERSION_PATTERN)
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from contracts.model_repository import MODEL_NAME_MAX_LENGTH, is_model_name
+from contracts.model_repository import MAX_VERSION, MODEL_NAME_MAX_LENGTH, is_model_name, is_version
 from export.errors import ExportError
 from export.pipeline import ExportOptions
 from lomar_serve.api.errors import install_error_handlers
@@ -104,3 +104,8 @@ def test_admin_deploy_path(admin_api: TestClient, name: str) -> None:
                               headers={"Authorization": f"Bearer {TOKEN}"})
     expected = (404, "version_not_found") if is_model_name(name) else (422, "invalid_parameter")
     assert (response.status_code, response.json()["error"]["code"]) == expected, response.text
+
+
+def test_versions_are_positive_integers_up_to_max_version() -> None:
+    assert is_version(1) and is_version("12") and is_version(MAX_VERSION) and is_version(str(MAX_VERSION))
+    assert not any(is_version(bad) for bad in (0, -1, "01", "1.5", "x", True, None, MAX_VERSION + 1, "1/.."))
