@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from contracts.model_repository import MODEL_NAME_PATTERN
-from lomar_serve.service import Gateway
+from lomar_serve.gateway import Gateway
 from lomar_serve.settings import Settings
 
 

@@ -10,6 +10,11 @@ A switch from the serving version S to a target T:
 Any failure in 1-3 unloads T again and leaves S serving with routing untouched. A rollback is the same switch
 to the version deployed before. `restore()` re-applies the recorded versions after Triton (re)starts, since a
 fresh Triton loads what config.pbtxt says.
+
+The routing table (`Routing`) says which version of each model the gateway asks Triton for: the inference path
+calls `serving_version(name)` on every request (a dictionary read, no I/O) and passes the answer as
+`model_version`; None means Triton's own version policy. Entries come from the lifecycle store at start-up, so
+routing survives restarts.
 """
 from __future__ import annotations
 
@@ -29,8 +34,7 @@ from contracts.model_card import ModelCard
 from contracts.model_repository import is_version
 from lomar_serve.lifecycle.errors import DeployError, NothingToRollBack, VersionNotFound
 from lomar_serve.lifecycle.paths import check_model_name, check_version
-from lomar_serve.lifecycle.repository import ModelRepository
-from lomar_serve.lifecycle.routing import Routing
+from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.store import LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
@@ -52,10 +56,31 @@ def _interface(card: ModelCard) -> dict[str, str]:
     return {"task": card.task, **{name: spec.describe() for name, spec in tensors.items()}}
 
 
+class Routing:
+    """Model name -> the version requests go to; safe to read from the event loop and any thread."""
+
+    def __init__(self, store: LifecycleStore | None = None) -> None:
+        self._lock = threading.Lock()
+        self._versions: dict[str, str] = {}
+        if store is not None:
+            self._versions = {name: d.serving for name, d in store.deployments().items() if d.serving}
+
+    def serving_version(self, name: str) -> str | None:
+        return self._versions.get(name)
+
+    def set(self, name: str, version: str) -> None:
+        """Send `name`'s requests to `version` from now on."""
+        with self._lock:
+            self._versions = {**self._versions, name: version}
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self._versions)
+
+
 class Deployer:
     """Switches the serving version of models in one Triton server; one switch at a time."""
 
-    def __init__(self, triton_url: str, repository: ModelRepository, store: LifecycleStore, routing: Routing, *,
+    def __init__(self, triton_url: str, repository: RepositoryView, store: LifecycleStore, routing: Routing, *,
                  settings: DeploySettings | None = None,
                  on_switch: Callable[[str, str], None] | None = None) -> None:
         """

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from contracts.checkpoints import file_sha256
-from lomar_serve.lifecycle.commands import StagePaths, export_command, training_command, verification_command
 from lomar_serve.lifecycle.errors import JobConflict, LifecycleError
 from lomar_serve.lifecycle.progress import job_progress, log_tail, read_records, training_progress
-from lomar_serve.lifecycle.repository import ModelRepository
+from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.spec import JobPlan
+from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
 from lomar_serve.lifecycle.store import JobRecord, LifecycleStore
 from lomar_serve.processes import die_with_parent
 
@@ -80,7 +80,7 @@ class JobRunner:
         """
         self.store = store
         self.settings = settings
-        self.repository = ModelRepository(settings.model_repository)
+        self.repository = RepositoryView(settings.model_repository)
         self._serving_version = serving_version
         self._deploy = deploy
         self._queue: queue.Queue[str] = queue.Queue()

@@ -8,12 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.checkpoints import LAST_CHECKPOINT
-from lomar_serve.lifecycle.commands import StagePaths, export_command, training_command, verification_command
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.progress import job_progress, read_records, training_progress
+from lomar_serve.lifecycle.scoring import Score, not_worse
 from lomar_serve.lifecycle.spec import TRAINING_CONFIGS, TRAINING_OPTIONS, JobPlan, JobRequest
-from lomar_serve.lifecycle.verify import Score, not_worse
+from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
 from training.config import CHOICES, build_parser
 
 

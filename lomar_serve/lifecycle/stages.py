@@ -71,7 +71,7 @@ def export_command(plan: JobPlan, paths: StagePaths, repository: Path, image_siz
 def verification_command(plan: JobPlan, paths: StagePaths, repository: Path, version: str, baseline: str | None,
                          python: str = sys.executable) -> list[str]:
     """Score the exported version (and the serving one, for comparison) on the job's evaluation images."""
-    command = [python, "-m", "lomar_serve.lifecycle.verify", f"--repository={repository}",
+    command = [python, "-m", "lomar_serve.lifecycle.scoring", f"--repository={repository}",
                f"--name={plan.model_name}", f"--version={version}", f"--data-dir={plan.eval_dir}",
                f"--out={paths.verification}"]
     if baseline:

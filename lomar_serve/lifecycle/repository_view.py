@@ -22,7 +22,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ModelRepository:
+class RepositoryView:
     root: Path
 
     def model_dir(self, name: str) -> Path:

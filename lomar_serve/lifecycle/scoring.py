@@ -1,6 +1,6 @@
 """A job's verification stage: score an exported version, as served, on the job's evaluation images.
 
-    python -m lomar_serve.lifecycle.verify --repository REPO --name NAME --version 3 --data-dir VAL \
+    python -m lomar_serve.lifecycle.scoring --repository REPO --name NAME --version 3 --data-dir VAL \
         [--baseline 2] --out verification.json
 
 Runs the version's ONNX file with ONNX Runtime on images decoded exactly as the gateway decodes uploads
@@ -27,7 +27,7 @@ from contracts.model_repository import ONNX_FILE
 from lomar_serve.images import DecodeOptions, decode_image
 from lomar_serve.reconstruction import sample_mask
 
-LOGGER = logging.getLogger("lomar_serve.lifecycle.verify")
+LOGGER = logging.getLogger("lomar_serve.lifecycle.scoring")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 BATCH = 16
 MASK_RATIO, MASK_SEED = 0.75, 0
@@ -128,7 +128,7 @@ def not_worse(new: Score, baseline: Score | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lomar_serve.lifecycle.verify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lomar_serve.lifecycle.scoring", description=__doc__)
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--version", required=True)
