@@ -11,7 +11,8 @@ digit keeps out hidden folders and the path components `.` and `..`. Export, the
 parameter, the gateway's default-model settings, the admin API and the lifecycle all check this one rule, so a
 model that can be exported can be served and deployed.
 
-Versions: a folder named by a positive integer without leading zeros (Triton ignores other folders).
+Versions: a folder named by a positive integer without leading zeros, at most MAX_VERSION (Triton ignores other
+folders); the admin API and the lifecycle accept the same numbers.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 MODEL_NAME_MAX_LENGTH = 64
 MODEL_NAME_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MODEL_NAME_MAX_LENGTH - 1}}}$"
-MODEL_NAME_RULE = (f"1-{MODEL_NAME_MAX_LENGTH} letters, digits, '_', '.' or '-', starting with a letter or a digit")
+MODEL_NAME_RULE = f"1-{MODEL_NAME_MAX_LENGTH} letters, digits, '_', '.' or '-', starting with a letter or a digit"
 VERSION_DIGITS = 9  # Triton's version numbers are int64; nine digits are plenty
 MAX_VERSION = 10 ** VERSION_DIGITS - 1
 VERSION_PATTERN = rf"^[1-9][0-9]{{0,{VERSION_DIGITS - 1}}}$"
