@@ -23,7 +23,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /opt/lomar
 # Dependencies first (cached layer), then the code.
 COPY pyproject.toml README.md ./
+COPY contracts ./contracts
 COPY lomar_serve ./lomar_serve
+# training/config.py (no torch): the admin API's job options are the training configs' fields.
+COPY training ./training
 # onnxruntime (CPU, from the serve extra) and onnxruntime-gpu install the same module: keep only the GPU one.
 RUN python3 -m pip install ".[serve]" \
     && python3 -m pip uninstall -y onnxruntime \

@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from contracts.model_repository import DEFAULT_CLASSIFIER  # noqa: E402
 from lomar_serve.images import DecodeOptions, decode_image  # noqa: E402
 from lomar_serve.inference import TritonClient  # noqa: E402
 
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="a running gateway (then --triton-url is required too)")
     parser.add_argument("--triton-url", help="host:port of the running gateway's Triton HTTP endpoint")
     parser.add_argument("--endpoint", choices=("classify", "embed"), default="classify")
-    parser.add_argument("--model", default="lomar_classifier")
+    parser.add_argument("--model", default=DEFAULT_CLASSIFIER)
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated client counts")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated images per request")
     parser.add_argument("--duration", type=float, default=9.0, help="measured seconds per cell and target")

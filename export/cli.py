@@ -11,8 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
+from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_RULE, TASKS
 from export.errors import ExportError
-from export.pipeline import (BACKENDS, FORMATS, PRECISIONS, TASKS, ExportOptions, export_checkpoint)
+from export.pipeline import FORMATS, PRECISIONS, ExportOptions, export_checkpoint
+from export.triton_config import FLAVOURS
 from export.verify import FP32_TOLERANCE
 from training.errors import TrainingError
 
@@ -25,13 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a .pth file: ours or the paper's (fine-tuned for classify, pretrained for reconstruct)")
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="model repository root (created if missing)")
-    parser.add_argument("--name", help="Triton model name (default: lomar_classifier / lomar_reconstruction)")
+    parser.add_argument("--name", help=f"Triton model name, {MODEL_NAME_RULE} (default: {DEFAULT_CLASSIFIER} / "
+                                       f"{DEFAULT_RECONSTRUCTOR})")
     parser.add_argument("--image-size", type=int, help="input height = width (default: the checkpoint's)")
     parser.add_argument("--format", choices=FORMATS, default="onnx")
     parser.add_argument("--precision", choices=PRECISIONS, help="default: fp32 for onnx, fp16 for tensorrt")
     parser.add_argument("--labels", type=Path, help="class names, one per line (default: the checkpoint's "
                                                     "class_names, else class_0..class_{C-1})")
-    parser.add_argument("--backend", choices=BACKENDS,
+    parser.add_argument("--backend", choices=FLAVOURS,
                         help="Triton backend: python (ONNX Runtime inside the Python backend; runs on the Triton "
                              "bundled with nvidia-pytriton), onnxruntime or tensorrt (NVIDIA's Triton container); "
                              "default: python for onnx, tensorrt for tensorrt")

@@ -1,15 +1,15 @@
-"""The model card written into every version directory (model_card.json): where the model came from and how
-faithfully the exported artefact reproduces PyTorch."""
+"""What an export puts in its model card (contracts.model_card.ModelCard) beyond the plan: tensors in the card's
+form, the software that made it, and when."""
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
-from pathlib import Path
-from typing import Any
 
-CARD_FILE = "model_card.json"
+from contracts.model_card import TensorSpec
+from export.triton_config import TensorConfig
+
+SOFTWARE = ("lomar", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt")
 
 
 def package_versions(*names: str) -> dict[str, str]:
@@ -23,33 +23,11 @@ def package_versions(*names: str) -> dict[str, str]:
     return found
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    """JSON-serialisable description of one exported version."""
+def tensor_specs(tensors: Iterable[TensorConfig]) -> dict[str, TensorSpec]:
+    """Name -> TensorSpec ("TYPE_UINT8" becomes "UINT8"; dims without the batch axis, as in config.pbtxt)."""
+    return {t.name: TensorSpec(t.data_type.removeprefix("TYPE_"), t.dims) for t in tensors}
 
-    name: str
-    task: str  # "classify" or "reconstruct"
-    format: str  # "onnx" or "tensorrt"
-    precision: str  # "fp32" or "fp16"
-    backend: str  # Triton flavour: "python", "onnxruntime" or "tensorrt"
-    source_checkpoint: str
-    source_sha256: str
-    architecture: dict[str, Any]  # LoMaRConfig fields
-    image_size: tuple[int, int]  # (H, W) the graph takes
-    inputs: dict[str, str]  # name -> "UINT8 [B,3,H,W]" ...
-    outputs: dict[str, str]
-    parity: dict[str, Any]  # figures from export/verify.py
-    classes: tuple[str, ...] = ()  # classifiers: label of each logit
-    opset: int = 0
-    exported_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    software: dict[str, str] = field(
-        default_factory=lambda: package_versions("lomar", "torch", "onnx", "onnxruntime", "onnxruntime-gpu",
-                                                 "tensorrt"))
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
-
-    def write(self, directory: Path) -> Path:
-        path = directory / CARD_FILE
-        path.write_text(self.to_json())
-        return path
+def utc_now() -> str:
+    """ISO 8601 time of the export, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,25 +16,26 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from contracts.checkpoints import file_sha256
+from contracts.model_card import ModelCard
+from contracts.model_repository import (
+    CARD_FILE, DEFAULT_MODEL_NAMES, LABELS_FILE, MODEL_NAME_RULE, ONNX_FILE, PYTHON_FILE, TASKS, TENSORRT_FILE,
+    is_model_name)
 from export.errors import ExportError, UnsupportedCombinationError
-from export.model_card import CARD_FILE, ModelCard
+from export.model_card import SOFTWARE, package_versions, tensor_specs, utc_now
 from export.onnx_export import EXAMPLE_BATCH, OPSET, convert_to_fp16, export_onnx
 from export.repository import PublishedVersion, publish
 from export.tensorrt import build_engine, engine_runner, require_tensorrt
-from export.triton_config import DynamicBatchingConfig, TensorConfig, TritonModelConfig
+from export.triton_config import FLAVOURS, DynamicBatchingConfig, TensorConfig, TritonModelConfig
 from export.verify import FP32_TOLERANCE, Arrays, InputSpace, torch_runner, verify
 from export.wrappers import ClassifierExport, ReconstructionExport
-from training.models import file_sha256, load_classifier, load_pretrained, read_checkpoint
+from training.models import load_classifier, load_pretrained, read_checkpoint
 from training.models.config import LoMaRConfig
 
 LOGGER = logging.getLogger(__name__)
-TASKS = ("classify", "reconstruct")
 FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
-BACKENDS = ("python", "onnxruntime", "tensorrt")
-DEFAULT_NAMES = {"classify": "lomar_classifier", "reconstruct": "lomar_reconstruction"}
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-RUNNER_MODULE = "lomar_serve.triton.onnx_runner"  # copied into python-flavour versions as model.py
+RUNNER_MODULE = "lomar_serve.triton.onnx_runner"  # copied into python-flavour versions as PYTHON_FILE
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class ExportOptions:
     def __post_init__(self) -> None:
         for field_name, value, allowed in (("task", self.task, TASKS), ("format", self.format, FORMATS),
                                            ("precision", self.precision, (None, *PRECISIONS)),
-                                           ("backend", self.backend, (None, *BACKENDS))):
+                                           ("backend", self.backend, (None, *FLAVOURS))):
             if value not in allowed:
                 raise ExportError(f"--{field_name} must be one of {[a for a in allowed if a]}, got {value!r}")
         if self.format == "tensorrt" and self.backend_name != "tensorrt":
@@ -76,8 +76,8 @@ class ExportOptions:
                                               "--backend onnxruntime")
         if self.labels_file is not None and self.task != "classify":
             raise UnsupportedCombinationError("--labels applies to --task classify only")
-        if not MODEL_NAME.match(self.model_name):
-            raise ExportError(f"--name {self.model_name!r} is not a valid model name (letters, digits, _ . -)")
+        if not is_model_name(self.model_name):
+            raise ExportError(f"--name {self.model_name!r} is not a valid model name: {MODEL_NAME_RULE}")
         if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
             raise ExportError("--max-batch-size and --instances must be >= 1, the queue delay >= 0")
         if self.image_size is not None and self.image_size < 1:
@@ -87,7 +87,7 @@ class ExportOptions:
 
     @property
     def model_name(self) -> str:
-        return self.name or DEFAULT_NAMES[self.task]
+        return DEFAULT_MODEL_NAMES[self.task] if self.name is None else self.name
 
     @property
     def backend_name(self) -> str:
@@ -146,7 +146,7 @@ def plan_export(options: ExportOptions) -> ExportPlan:
     if options.task == "classify":
         if config.num_classes < 1:
             raise ExportError(f"checkpoint {options.checkpoint} has no classification head")
-        outputs = (TensorConfig("logits", "TYPE_FP32", (config.num_classes,), label_filename="labels.txt"),
+        outputs = (TensorConfig("logits", "TYPE_FP32", (config.num_classes,), label_filename=LABELS_FILE),
                    TensorConfig("embedding", "TYPE_FP32", (config.embed_dim,)))
         return ExportPlan(ClassifierExport(model), config, InputSpace((size, size)), (image,), outputs,
                           read_labels(options, config.num_classes))
@@ -214,35 +214,29 @@ def export_checkpoint(options: ExportOptions) -> PublishedVersion:
         example = tuple(torch.from_numpy(a) for a in plan.space.sample(EXAMPLE_BATCH).values())
         fp32_onnx = work / "model.fp32.onnx"
         export_onnx(plan.module, example, input_names, output_names, fp32_onnx)
-        files = {"model.onnx": fp32_onnx}
+        files = {ONNX_FILE: fp32_onnx}
         parity = {}
         if options.format == "onnx":
             if precision == "fp16":
-                files["model.onnx"] = work / "model.fp16.onnx"
-                convert_to_fp16(fp32_onnx, files["model.onnx"])
-            parity["onnxruntime"] = verify(reference, onnx_runtime_runner(files["model.onnx"], output_names),
+                files[ONNX_FILE] = work / "model.fp16.onnx"
+                convert_to_fp16(fp32_onnx, files[ONNX_FILE])
+            parity["onnxruntime"] = verify(reference, onnx_runtime_runner(files[ONNX_FILE], output_names),
                                            plan.space, precision, options.tolerance)
         else:
-            files["model.plan"] = work / "model.plan"
-            build_engine(fp32_onnx, files["model.plan"], {t.name: t.dims for t in plan.inputs},
+            files[TENSORRT_FILE] = work / TENSORRT_FILE
+            build_engine(fp32_onnx, files[TENSORRT_FILE], {t.name: t.dims for t in plan.inputs},
                          options.max_batch_size, precision)
-            parity["tensorrt"] = verify(reference, engine_runner(files["model.plan"], output_names), plan.space,
+            parity["tensorrt"] = verify(reference, engine_runner(files[TENSORRT_FILE], output_names), plan.space,
                                         precision, options.tolerance)
         if options.backend_name == "python":
-            files["model.py"] = runner_source()
+            files[PYTHON_FILE] = runner_source()
         card = ModelCard(
             name=options.model_name, task=options.task, format=options.format, precision=precision,
-            backend=options.backend_name, source_checkpoint=str(options.checkpoint.resolve()),
+            backend=options.backend_name, source_checkpoint=options.checkpoint.name,
             source_sha256=file_sha256(options.checkpoint), architecture=plan.config.to_dict(),
             image_size=plan.space.image_size, classes=plan.classes, opset=OPSET,
-            inputs={t.name: describe(t) for t in plan.inputs}, outputs={t.name: describe(t) for t in plan.outputs},
-            parity=parity)
+            inputs=tensor_specs(plan.inputs), outputs=tensor_specs(plan.outputs), parity=parity,
+            exported_at=utc_now(), software=package_versions(*SOFTWARE))
         files[CARD_FILE] = card.write(work)
         labels = list(plan.classes) if options.task == "classify" else None
         return publish(options.out, triton_config(options, plan), files, labels)
-
-
-def describe(tensor: TensorConfig) -> str:
-    """'UINT8 [B,3,224,224]' for the model card."""
-    return f"{tensor.data_type.removeprefix('TYPE_')} [B,{','.join(map(str, tensor.dims))}]"
-

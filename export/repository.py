@@ -1,9 +1,6 @@
 """Write an exported model into a Triton model repository as a new version, atomically.
 
-Layout (standard Triton):
-    REPO/NAME/config.pbtxt
-    REPO/NAME/labels.txt            (classifiers: the label file of the `logits` output)
-    REPO/NAME/<version>/model.onnx, model_card.json, and the flavour's file (model.py or model.plan)
+The layout and its file names are contracts.model_repository's.
 
 A version directory is assembled in a hidden staging directory inside REPO/NAME (same file system) and renamed
 to its number in one step, so Triton never sees a half-written version. The number is the highest existing one
@@ -19,12 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.model_repository import CONFIG_FILE, LABELS_FILE, versions
 from export.errors import ExportError
 from export.triton_config import TritonModelConfig, parse_pbtxt
 
 LOGGER = logging.getLogger(__name__)
-CONFIG_FILE = "config.pbtxt"
-LABELS_FILE = "labels.txt"
 STAGING_PREFIX = ".staging-"
 RENAME_ATTEMPTS = 20
 
@@ -36,13 +32,6 @@ class PublishedVersion:
     name: str
     version: int
     path: Path  # REPO/NAME/<version>
-
-
-def versions(model_dir: Path) -> list[int]:
-    """Version numbers present in a model directory, ascending."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def next_version(model_dir: Path) -> int:

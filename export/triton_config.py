@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from contracts.model_repository import MODEL_FILES
 from export.errors import ExportError
 
-FLAVOURS = ("python", "onnxruntime", "tensorrt")
+FLAVOURS = tuple(MODEL_FILES)  # Triton backends an export can target
 INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU")
-MODEL_FILES = {"python": "model.py", "onnxruntime": "model.onnx", "tensorrt": "model.plan"}
 
 
 @dataclass(frozen=True)

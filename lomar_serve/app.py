@@ -18,7 +18,7 @@ from lomar_serve.api.routes import admin, classify, docs, embed, health, models,
 from lomar_serve.inference import InferenceBackend, TritonClient
 from lomar_serve.lifecycle.service import build_lifecycle
 from lomar_serve.metrics import GatewayMetrics
-from lomar_serve.service import Gateway
+from lomar_serve.gateway import Gateway
 from lomar_serve.settings import Settings, get_settings
 
 LOGGER = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ extension. Entries are cached for a short time so a redeployed version is picked
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,18 +16,18 @@ from typing import Any, Literal
 
 import numpy as np
 
+from contracts.model_card import ModelCard, ModelCardError
+from contracts.model_repository import LABELS_FILE, is_version
 from lomar_serve.errors import ModelNotFound, TritonUnavailable, WrongModelKind
 from lomar_serve.inference import InferenceBackend
 
 LOGGER = logging.getLogger(__name__)
 ModelKind = Literal["classifier", "reconstructor"]
-LABEL_FILE = "labels.txt"
-MODEL_CARD_FILE = "model_card.json"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One servable model, as the gateway uses it (Model I/O contract in ARCHITECTURE.md)."""
+    """One servable model, as the gateway uses it (the model I/O contract: docs/architecture.md)."""
 
     name: str
     kind: ModelKind
@@ -139,7 +138,7 @@ class ModelCatalog:
             version = str(entry.get("version", ""))
             versions.setdefault(entry["name"], []).append({
                 "version": version, "state": entry.get("state", "UNKNOWN"), "reason": entry.get("reason", ""),
-                "model_card": self.model_card(entry["name"], version),
+                "model_card": _card_dict(self.model_card(entry["name"], version)),
             })
         models = []
         for name, entries in sorted(versions.items()):
@@ -155,14 +154,17 @@ class ModelCatalog:
             models.append(info)
         return models
 
-    def model_card(self, name: str, version: str) -> dict[str, Any] | None:
-        """The version's model_card.json from the local repository, if there is one."""
-        if self._repository is None or not version:
+    def model_card(self, name: str, version: str) -> ModelCard | None:
+        """The version's model card from the local repository; None without one (or unreadable: logged)."""
+        if self._repository is None or not is_version(version):
             return None
-        path = self._repository / name / version / MODEL_CARD_FILE
+        version_dir = self._repository / name / version
+        if not version_dir.is_dir():
+            return None
         try:
-            return dict(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            return ModelCard.read(version_dir)
+        except ModelCardError as error:
+            LOGGER.warning("%s", error)
             return None
 
     async def _discover(self, name: str) -> ModelSpec:
@@ -179,7 +181,7 @@ class ModelCatalog:
         if routed is not None and routed not in ready:
             raise TritonUnavailable(f"model {name!r} version {routed} is not loaded right now (being restored); "
                                     "retry shortly", retry_after_s=self._retry_after_s)
-        version = routed or max(ready, key=lambda v: int(v) if v.isdigit() else -1)
+        version = routed or max(ready, key=lambda v: int(v) if is_version(v) else -1)
         spec = spec_from_config(config, version)
         if spec.kind == "classifier":
             num_classes = int(next(t for t in config["output"] if t["name"] == "logits")["dims"][-1])
@@ -189,14 +191,15 @@ class ModelCatalog:
         return spec
 
     def _local_labels(self, name: str, version: str, config: dict[str, Any]) -> list[str]:
-        """labels.txt of the version, else the model's `label_filename`; [] when the repository is not local."""
+        """The version's model card classes, else its labels file, else the model's `label_filename`; [] when the
+        repository is not local."""
         if self._repository is None:
             return []
-        classes = (self.model_card(name, version) or {}).get("classes")  # per version; labels.txt is per model
-        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
-            return classes
+        card = self.model_card(name, version)  # per version; the label file is per model
+        if card is not None and card.classes:
+            return list(card.classes)
         label_file = next((t.get("label_filename", "") for t in config["output"] if t["name"] == "logits"), "")
-        candidates = [self._repository / name / version / LABEL_FILE]
+        candidates = [self._repository / name / version / LABELS_FILE]
         if label_file:
             candidates.append(self._repository / name / label_file)
         for path in candidates:
@@ -215,6 +218,10 @@ class ModelCatalog:
             if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < num_classes:
                 labels[int(parts[1])] = parts[2]
         return labels
+
+
+def _card_dict(card: ModelCard | None) -> dict[str, Any] | None:
+    return None if card is None else card.to_dict()
 
 
 def _fit_labels(name: str, labels: list[str], num_classes: int) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-# subcommand -> (module with main(argv) -> int, one-line description)
+# subcommand -> ("module" with main(argv) -> int, or "module:function" taking argv, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("lomar_serve.serve", "run the Triton server and the HTTP gateway"),
     "classify": ("lomar_serve.commands.classify", "top-k labels of image files from a running gateway (JSON)"),
@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "top-1/top-5 of a classifier, or k-NN/linear-probe of a pretrained encoder"),
     "data": ("training.data.cli", "data utilities: `lomar data synth` writes a synthetic labelled image set"),
     "jobs": ("lomar_serve.lifecycle.admin_cli", "retrain jobs via the admin API: submit, list, follow, cancel"),
-    "deploy": ("lomar_serve.lifecycle.deploy_cli", "serve a model version (smoke-tested first, no downtime)"),
-    "rollback": ("lomar_serve.lifecycle.rollback_cli", "serve again the version deployed before the serving one"),
+    "deploy": ("lomar_serve.lifecycle.admin_cli:deploy", "serve a model version (smoke-tested first, no downtime)"),
+    "rollback": ("lomar_serve.lifecycle.admin_cli:rollback", "serve again the version deployed before the serving one"),
 }
 
 
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"lomar: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module_name, _, function = COMMANDS[name][0].partition(":")
+    return int(getattr(importlib.import_module(module_name), function or "main")(rest) or 0)
 
 
 if __name__ == "__main__":

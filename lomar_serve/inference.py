@@ -2,7 +2,7 @@
 
 One gateway request is one Triton request (the whole batch of images in it); Triton's dynamic batcher merges
 requests from concurrent clients. JSON-encoded tensors are never sent: Triton 2.51's HTTP endpoint crashes on
-large ones (ARCHITECTURE.md).
+large ones (docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -13,9 +13,11 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_PATTERN
+
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")  # relative to the working directory, as Triton's own flag
 
-ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 
 
 class Settings(BaseSettings):
@@ -30,8 +32,8 @@ class Settings(BaseSettings):
     model_repository: Path = DEFAULT_MODEL_REPOSITORY
     # An existing Triton (e.g. NVIDIA's container), "host:port" of its HTTP endpoint; None = launch our own.
     triton_url: str | None = None
-    default_classifier: ModelName = "lomar_classifier"
-    default_reconstructor: ModelName = "lomar_reconstruction"
+    default_classifier: ModelName = DEFAULT_CLASSIFIER
+    default_reconstructor: ModelName = DEFAULT_RECONSTRUCTOR
     # Input limits (a bad upload is a 4xx, never a crash or an out-of-memory).
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)  # whole request body
     max_pixels: int = Field(40_000_000, gt=0)  # width * height of one decoded image (decompression bombs)

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from contracts.checkpoints import LAST_CHECKPOINT
 from training.errors import CheckpointError
 from training.models import read_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-LAST = "checkpoint-last.pth"
 TRAINING_KEYS = ("model", "optimizer", "epoch", "iteration", "step", "config")
 
 
@@ -121,5 +121,5 @@ def resume_path(output_dir: str | Path, resume: str, auto_resume: bool) -> Path 
         if not Path(resume).is_file():
             raise CheckpointError(f"--resume {resume}: no such file")
         return Path(resume)
-    last = Path(output_dir) / LAST
+    last = Path(output_dir) / LAST_CHECKPOINT
     return last if auto_resume and last.is_file() else None

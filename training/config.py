@@ -3,14 +3,24 @@
 Each dataclass field becomes a flag (`batch_size` -> `--batch-size`; booleans get `--x/--no-x`; `model_options`
 takes repeated `--model-option KEY=VALUE`). A config validates itself at construction and is never mutated after;
 the resolved config is saved as `config.yaml` in the output directory and inside every checkpoint.
+
+Style (the project's one style for typed configs with help texts): frozen dataclasses whose fields carry their help
+in field metadata, written with `setting(default, "help")`. Why: the configs are already typed, frozen, validated
+in `__post_init__` and saved as plain dicts in checkpoints; metadata keeps each help text on its field's line with
+no new dependency, and nothing reads source code at run time. pydantic would make training depend on the
+gateway's extra and change how configs validate and serialise; tyro would add a dependency with its own flag
+conventions. A subclass that only changes a default (`epochs: int = 400`) inherits the help of the field it
+overrides. The gateway's `Settings` stays pydantic-settings: it reads `LOMAR_*` environment variables.
+
+`option_types` lists the scalar settings that are not paths: a retrain job request may set those
+(lomar_serve/lifecycle/spec.py), apart from the few the job sets itself.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,39 +35,48 @@ DECODE_CHOICES = ("cpu", "gpu")
 CHOICES = {"amp": AMP_CHOICES, "device": DEVICE_CHOICES, "decode": DECODE_CHOICES}
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
+            path: bool = False) -> Any:
+    """A config field with its help text; `path`: the value names a file or folder; `factory` for mutable defaults."""
+    return field(default=default, default_factory=factory, metadata={"help": help, "path": path})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings shared by pretraining and fine-tuning."""
 
-    data_dir: str = ""  # image folder (pretraining: any layout; fine-tuning: class sub-folders, or train/ + val/)
-    output_dir: str = "runs/train"  # checkpoints, config.yaml, metrics.jsonl, TensorBoard events
-    model: str = ""  # registered architecture name (training.models.list_models())
-    model_options: dict[str, Any] = field(default_factory=dict)  # LoMaRConfig overrides, e.g. depth=2
-    image_size: int = 224  # training resolution (a multiple of the patch size)
-    epochs: int = 100
-    steps_per_epoch: int = 0  # optimizer steps per epoch; 0 = one pass over the data
-    batch_size: int = 64  # per process (per GPU)
-    accum_iter: int = 1  # gradient accumulation: micro-batches per optimizer step
-    lr: float = 0.0  # absolute learning rate; 0 = blr * effective batch / 256
-    blr: float = 1e-3  # base learning rate
-    min_lr: float = 0.0  # floor of the cosine schedule
-    weight_decay: float = 0.05
-    warmup_epochs: float = 5.0
-    clip_grad: float = 0.0  # max gradient norm; 0 = no clipping
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "bf16"  # bf16 | fp16 | none; autocast is used on CUDA only
-    compile: bool = False  # torch.compile the model
-    tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA (fp32 work outside autocast)
-    num_workers: int = 8  # data-loading worker processes per training process
-    pin_memory: bool = True
-    seed: int = 0
-    resume: str = ""  # checkpoint to resume from; empty = OUTPUT_DIR/checkpoint-last.pth when it exists
-    auto_resume: bool = True  # resume from OUTPUT_DIR/checkpoint-last.pth when present
-    save_every_epochs: int = 20  # also keep checkpoint-EPOCH.pth every N epochs; 0 = never
-    save_every_steps: int = 0  # refresh checkpoint-last.pth every N optimizer steps inside an epoch; 0 = never
-    log_every: int = 20  # optimizer steps between metric records
-    progress: bool = True  # progress bars (rank 0)
-    dist_backend: str = ""  # DDP backend; empty = nccl on CUDA, gloo on CPU
+    data_dir: str = setting("", "image folder (pretraining: any layout; fine-tuning: class sub-folders, or train/ + "
+                                "val/)", path=True)
+    output_dir: str = setting("runs/train", "checkpoints, config.yaml, metrics.jsonl, TensorBoard events", path=True)
+    model: str = setting("", "registered architecture name (training.models.list_models())")
+    model_options: dict[str, Any] = setting(help="LoMaRConfig overrides, e.g. depth=2", factory=dict)
+    image_size: int = setting(224, "training resolution (a multiple of the patch size)")
+    epochs: int = setting(100, "epochs to train")
+    steps_per_epoch: int = setting(0, "optimizer steps per epoch; 0 = one pass over the data")
+    batch_size: int = setting(64, "per process (per GPU)")
+    accum_iter: int = setting(1, "gradient accumulation: micro-batches per optimizer step")
+    lr: float = setting(0.0, "absolute learning rate; 0 = blr * effective batch / 256")
+    blr: float = setting(1e-3, "base learning rate")
+    min_lr: float = setting(0.0, "floor of the cosine schedule")
+    weight_decay: float = setting(0.05, "AdamW weight decay")
+    warmup_epochs: float = setting(5.0, "linear learning-rate warm-up, in epochs")
+    clip_grad: float = setting(0.0, "max gradient norm; 0 = no clipping")
+    device: str = setting("auto", "auto | cpu | cuda")
+    amp: str = setting("bf16", "bf16 | fp16 | none; autocast is used on CUDA only")
+    compile: bool = setting(False, "torch.compile the model")
+    tf32: bool = setting(True, "TF32 matmuls and cuDNN convolutions on CUDA (fp32 work outside autocast)")
+    num_workers: int = setting(8, "data-loading worker processes per training process")
+    pin_memory: bool = setting(True, "page-locked host memory for batches (faster copies to the GPU)")
+    seed: int = setting(0, "random seed (weights, data order, augmentations)")
+    resume: str = setting("", "checkpoint to resume from; empty = OUTPUT_DIR/checkpoint-last.pth when it exists",
+                          path=True)
+    auto_resume: bool = setting(True, "resume from OUTPUT_DIR/checkpoint-last.pth when present")
+    save_every_epochs: int = setting(20, "also keep checkpoint-EPOCH.pth every N epochs; 0 = never")
+    save_every_steps: int = setting(0, "refresh checkpoint-last.pth every N optimizer steps inside an epoch; "
+                                       "0 = never")
+    log_every: int = setting(20, "optimizer steps between metric records")
+    progress: bool = setting(True, "progress bars (rank 0)")
+    dist_backend: str = setting("", "DDP backend; empty = nccl on CUDA, gloo on CPU")
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "accum_iter", "image_size", "log_every")
@@ -95,12 +114,12 @@ class PretrainConfig(TrainConfig):
     epochs: int = 400
     blr: float = 1.5e-4
     warmup_epochs: float = 20.0
-    min_crop_scale: float = 0.2  # RandomResizedCrop scale range (min_crop_scale, 1)
-    window_size: int = 7  # K: windows are K x K patches
-    num_windows: int = 4  # M windows per image
-    mask_ratio: float = 0.8  # floor(K*K*r) patches hidden per window
-    norm_pix_loss: bool = True
-    decode: str = "cpu"  # cpu | gpu: decode JPEGs (nvJPEG) and crop/flip on the GPU; cpu without CUDA
+    min_crop_scale: float = setting(0.2, "RandomResizedCrop scale range (min_crop_scale, 1)")
+    window_size: int = setting(7, "K: windows are K x K patches")
+    num_windows: int = setting(4, "M windows per image")
+    mask_ratio: float = setting(0.8, "floor(K*K*r) patches hidden per window")
+    norm_pix_loss: bool = setting(True, "reconstruct per-patch normalised pixels")
+    decode: str = setting("cpu", "cpu | gpu: decode JPEGs (nvJPEG) and crop/flip on the GPU; cpu without CUDA")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,24 +134,24 @@ class FinetuneConfig(TrainConfig):
     """LoMaR fine-tuning (recipe of the paper: layer decay 0.65, drop path 0.1, mixup/cutmix, RandAugment)."""
 
     output_dir: str = "runs/finetune"
-    model: str = ""  # empty = the architecture of the --init checkpoint
-    init: str = ""  # pretrained (ours or official) checkpoint to start from; empty = random init
-    val_dir: str = ""  # labelled validation folder; empty = DATA_DIR/val, or DATA_DIR itself
+    model: str = setting("", "registered architecture name; empty = the architecture of the --init checkpoint")
+    init: str = setting("", "pretrained (ours or official) checkpoint to start from; empty = random init", path=True)
+    val_dir: str = setting("", "labelled validation folder; empty = DATA_DIR/val, or DATA_DIR itself", path=True)
     blr: float = 5e-4
     min_lr: float = 1e-6
-    layer_decay: float = 0.65
-    drop_path: float = 0.1
-    global_pool: bool = True
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    smoothing: float = 0.1
-    auto_augment: str = "rand-m9-mstd0.5-inc1"  # timm auto-augment spec; empty = none
-    reprob: float = 0.25  # random erasing probability
-    crop_pct: float = 0.875  # evaluation: resize to image_size / crop_pct, then centre crop
-    model_ema: bool = False
-    model_ema_decay: float = 0.9999
+    layer_decay: float = setting(0.65, "layer-wise learning-rate decay")
+    drop_path: float = setting(0.1, "stochastic depth rate")
+    global_pool: bool = setting(True, "classify the mean of the patch tokens (else the class token)")
+    mixup: float = setting(0.8, "mixup alpha; 0 = off")
+    cutmix: float = setting(1.0, "cutmix alpha; 0 = off")
+    mixup_prob: float = setting(1.0, "probability of mixup or cutmix per batch")
+    mixup_switch_prob: float = setting(0.5, "probability of cutmix rather than mixup when both are on")
+    smoothing: float = setting(0.1, "label smoothing")
+    auto_augment: str = setting("rand-m9-mstd0.5-inc1", "timm auto-augment spec; empty = none")
+    reprob: float = setting(0.25, "random erasing probability")
+    crop_pct: float = setting(0.875, "evaluation: resize to image_size / crop_pct, then centre crop")
+    model_ema: bool = setting(False, "keep an exponential moving average of the weights (evaluated too)")
+    model_ema_decay: float = setting(0.9999, "EMA decay per optimizer step")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,31 +180,40 @@ def _parse_option(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` after each field in the class bodies (subclass first): the flags' help texts."""
-    comments: dict[str, str] = {}
+def field_metadata(cls: type, name: str) -> Mapping[str, Any]:
+    """The `setting` metadata of field `name`: its own, else that of the field it overrides in a base class (a
+    subclass that only changes a default keeps the help and the path flag)."""
     for klass in cls.__mro__:
-        if not dataclasses.is_dataclass(klass):
-            continue
-        for line in inspect.getsource(klass).splitlines():
-            match = re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line)
-            if match:
-                comments.setdefault(match.group(1), match.group(2))
-    return comments
+        if dataclasses.is_dataclass(klass):
+            spec = {f.name: f for f in dataclasses.fields(klass)}.get(name)
+            if spec is not None and spec.metadata:
+                return spec.metadata
+    return {}
+
+
+def field_help(cls: type, name: str) -> str:
+    return str(field_metadata(cls, name).get("help", ""))
+
+
+def option_types(cls: type[TrainConfig]) -> dict[str, type]:
+    """Name -> type of the config's scalar (bool, int, float, str) settings that are not paths."""
+    hints = typing.get_type_hints(cls)
+    return {spec.name: hints[spec.name] for spec in dataclasses.fields(cls)
+            if hints[spec.name] in (bool, int, float, str) and not field_metadata(cls, spec.name).get("path")}
 
 
 def build_parser(cls: type[TrainConfig], prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with one flag per field; absent flags stay absent so YAML values are not overwritten."""
     parser = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML file of settings (field names as keys); flags override it")
-    hints, comments = typing.get_type_hints(cls), field_comments(cls)
+    hints = typing.get_type_hints(cls)
     for spec in dataclasses.fields(cls):
         kind = hints[spec.name]
         default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
-        text = f"{comments.get(spec.name, '')} (default {default!r})".strip()
+        text = f"{field_help(cls, spec.name)} (default {default!r})".strip()
         if spec.name == "model_options":
             parser.add_argument("--model-option", dest="model_options", action="append", type=_parse_option,
-                                metavar="KEY=VALUE", help=f"{comments[spec.name]}; repeatable")
+                                metavar="KEY=VALUE", help=f"{field_help(cls, spec.name)}; repeatable")
         elif kind is bool:
             parser.add_argument(_flag(spec.name), action=argparse.BooleanOptionalAction, help=text)
         else:

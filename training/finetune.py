@@ -23,6 +23,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from contracts.checkpoints import BEST_CHECKPOINT
 from training.checkpointing import TrainingState, load_training_checkpoint, resume_path
 from training.config import FinetuneConfig, parse_config
 from training.data import ImageDataset, eval_transform, finetune_transform, image_folder
@@ -37,7 +38,6 @@ from training.runner import (
 )
 
 log = logging.getLogger("training.finetune")  # not "__main__" under python -m
-BEST = "checkpoint-best.pth"
 
 
 def split_dirs(config: FinetuneConfig) -> tuple[Path, Path]:
@@ -141,7 +141,7 @@ def run(config: FinetuneConfig) -> int:
                  result["count"])
         if result["top1"] > best["top1"]:
             best["top1"] = result["top1"]
-            return [BEST]
+            return [BEST_CHECKPOINT]
         return []
 
     trainer = Trainer(

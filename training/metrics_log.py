@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-METRICS_FILE = "metrics.jsonl"
+from contracts.checkpoints import METRICS_FILE
 
 
 def peak_memory_mb(device: torch.device) -> float:

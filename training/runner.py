@@ -14,7 +14,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from training.checkpointing import LAST, Position, TrainingState, save_training_checkpoint
+from contracts.checkpoints import CONFIG_FILE, LAST_CHECKPOINT, periodic_checkpoint
+from training.checkpointing import Position, TrainingState, save_training_checkpoint
 from training.config import TrainConfig, save_config
 from training.data import ImageDataset, ResumableSampler
 from training.distributed import DistContext, check_replicas, close_distributed
@@ -67,7 +68,7 @@ def prepare_output(config: TrainConfig, ctx: DistContext) -> MetricsLogger:
     """Create the output folder, save the resolved config there (rank 0), open the metrics log."""
     if ctx.is_main:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        save_config(config, Path(config.output_dir) / "config.yaml")
+        save_config(config, Path(config.output_dir) / CONFIG_FILE)
         log.info("resolved config: %s", config.to_dict())
     return MetricsLogger(config.output_dir, enabled=ctx.is_main)
 
@@ -144,7 +145,7 @@ class Trainer:
             collate_fn=getattr(self.dataset, "collate", None),  # EncodedImageDataset (--decode gpu) has its own
         )
 
-    def save(self, position: Position, name: str = LAST) -> None:
+    def save(self, position: Position, name: str = LAST_CHECKPOINT) -> None:
         if not self.ctx.is_main:
             return
         path = Path(self.config.output_dir) / name
@@ -175,6 +176,6 @@ class Trainer:
                 self.save(position, name)
             self.save(position)
             if c.save_every_epochs and (epoch + 1) % c.save_every_epochs == 0:
-                self.save(position, f"checkpoint-{epoch + 1:04d}.pth")
+                self.save(position, periodic_checkpoint(epoch + 1))
         check_replicas(self.model, self.ctx)
         return position

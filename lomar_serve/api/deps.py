@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from lomar_serve.service import Gateway
+from contracts.model_repository import MODEL_NAME_PATTERN
+from lomar_serve.gateway import Gateway
 from lomar_serve.settings import Settings
 
 
@@ -21,5 +22,5 @@ def get_settings(request: Request) -> Settings:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 # ?model=NAME; None picks the settings' default for the endpoint.
-ModelQuery = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+ModelQuery = Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN,
                                          description="Triton model name; default: the gateway's default model")]

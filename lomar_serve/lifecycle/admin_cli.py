@@ -1,9 +1,13 @@
-"""`lomar jobs`: retrain jobs through the gateway's admin API (and helpers shared by `lomar deploy|rollback`).
+"""`lomar jobs|deploy|rollback`: retrain jobs, deploys and rollbacks through the gateway's admin API.
 
     lomar jobs submit --data-dir new_images --init runs/finetune/checkpoint-best.pth --epochs 5 --follow
     lomar jobs list
     lomar jobs show ID            lomar jobs follow ID
     lomar jobs cancel ID          lomar jobs resume ID
+    lomar deploy NAME VERSION     load a version in Triton, smoke-test it, then route requests to it (the version
+                                  that served before keeps serving until the new one is ready; on failure nothing
+                                  changes)
+    lomar rollback NAME           serve again the version deployed before the serving one (same safe switch)
 
 --url (default $LOMAR_URL or http://127.0.0.1:8000) and --token (default $LOMAR_ADMIN_TOKEN) pick the gateway.
 Paths are resolved by the gateway, inside its data roots (LOMAR_DATA_ROOTS).
@@ -44,6 +48,11 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
+def _print(answer: dict[str, Any]) -> int:
+    print_json(answer)
+    return 0
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -52,7 +61,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lomar jobs", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="lomar jobs", description="retrain jobs through the gateway's admin API",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="jobs, newest first")
@@ -120,6 +129,29 @@ def main(argv: list[str]) -> int:
         return 0
 
     return run_with_client(args, action)
+
+
+def deploy(argv: list[str]) -> int:
+    """`lomar deploy NAME VERSION`."""
+    parser = argparse.ArgumentParser(prog="lomar deploy", description="load a model version in Triton, smoke-test "
+                                     "it, then route the gateway's requests to it")
+    parser.add_argument("name", help="Triton model name, e.g. lomar_classifier")
+    parser.add_argument("version", type=int, help="version number in the model repository")
+    add_connection_args(parser)
+    args = parser.parse_args(argv)
+    args.prog = parser.prog
+    return run_with_client(args, lambda client: _print(client.deploy(args.name, args.version)))
+
+
+def rollback(argv: list[str]) -> int:
+    """`lomar rollback NAME`."""
+    parser = argparse.ArgumentParser(prog="lomar rollback", description="serve again the version of NAME deployed "
+                                     "before the serving one (the same safe switch as lomar deploy)")
+    parser.add_argument("name", help="Triton model name, e.g. lomar_classifier")
+    add_connection_args(parser)
+    args = parser.parse_args(argv)
+    args.prog = parser.prog
+    return run_with_client(args, lambda client: _print(client.rollback(args.name)))
 
 
 if __name__ == "__main__":

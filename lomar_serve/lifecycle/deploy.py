@@ -10,6 +10,11 @@ A switch from the serving version S to a target T:
 Any failure in 1-3 unloads T again and leaves S serving with routing untouched. A rollback is the same switch
 to the version deployed before. `restore()` re-applies the recorded versions after Triton (re)starts, since a
 fresh Triton loads what config.pbtxt says.
+
+The routing table (`Routing`) says which version of each model the gateway asks Triton for: the inference path
+calls `serving_version(name)` on every request (a dictionary read, no I/O) and passes the answer as
+`model_version`; None means Triton's own version policy. Entries come from the lifecycle store at start-up, so
+routing survives restarts.
 """
 from __future__ import annotations
 
@@ -25,14 +30,14 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
+from contracts.model_card import ModelCard
+from contracts.model_repository import is_version
 from lomar_serve.lifecycle.errors import DeployError, NothingToRollBack, VersionNotFound
 from lomar_serve.lifecycle.paths import check_model_name, check_version
-from lomar_serve.lifecycle.repository import ModelRepository
-from lomar_serve.lifecycle.routing import Routing
+from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.store import LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
-COMPARED_CARD_FIELDS = ("task", "image_size")
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,37 @@ def _dims(tensor: dict[str, Any]) -> list[int]:
     return [int(d) for d in tensor["dims"]]
 
 
+def _interface(card: ModelCard) -> dict[str, str]:
+    """What versions of one model must agree on: {"task": ..., tensor name: "UINT8 [B,3,224,224]", ...}."""
+    tensors = {**card.inputs, **card.outputs}
+    return {"task": card.task, **{name: spec.describe() for name, spec in tensors.items()}}
+
+
+class Routing:
+    """Model name -> the version requests go to; safe to read from the event loop and any thread."""
+
+    def __init__(self, store: LifecycleStore | None = None) -> None:
+        self._lock = threading.Lock()
+        self._versions: dict[str, str] = {}
+        if store is not None:
+            self._versions = {name: d.serving for name, d in store.deployments().items() if d.serving}
+
+    def serving_version(self, name: str) -> str | None:
+        return self._versions.get(name)
+
+    def set(self, name: str, version: str) -> None:
+        """Send `name`'s requests to `version` from now on."""
+        with self._lock:
+            self._versions = {**self._versions, name: version}
+
+    def snapshot(self) -> dict[str, str]:
+        return dict(self._versions)
+
+
 class Deployer:
     """Switches the serving version of models in one Triton server; one switch at a time."""
 
-    def __init__(self, triton_url: str, repository: ModelRepository, store: LifecycleStore, routing: Routing, *,
+    def __init__(self, triton_url: str, repository: RepositoryView, store: LifecycleStore, routing: Routing, *,
                  settings: DeploySettings | None = None,
                  on_switch: Callable[[str, str], None] | None = None) -> None:
         """
@@ -76,7 +108,7 @@ class Deployer:
         except (InferenceServerException, OSError) as error:
             raise DeployError(f"Triton's model repository API is not reachable: {error}") from error
         ready = [str(e.get("version", "")) for e in index if e.get("name") == name and e.get("state") == "READY"]
-        return sorted((v for v in ready if v.isdigit()), key=int)
+        return sorted((v for v in ready if is_version(v)), key=int)
 
     def serving_version(self, name: str) -> str | None:
         """The routed version, else the newest version Triton serves (None when none is loaded or Triton is down)."""
@@ -198,17 +230,19 @@ class Deployer:
             raise DeployError(f"Triton could not load {name} versions {versions}: {error}") from error
 
     def _check_compatible(self, name: str, current: str | None, target: str) -> None:
-        """Versions of one model share one config: same task, input size and number of classes."""
+        """Versions of one model share one config: same task, inputs and outputs (shapes, so class count too).
+
+        Checked from the model cards; a version without a readable card is left to the smoke inference."""
         if current is None:
             return
         old, new = self.repository.card(name, current), self.repository.card(name, target)
-        for field in COMPARED_CARD_FIELDS:
-            if old.get(field) != new.get(field):
-                raise DeployError(f"version {target} of {name} has {field} {new.get(field)} but the serving version "
-                                  f"{current} has {old.get(field)}; versions of one model must share one config")
-        if len(old.get("classes") or ()) != len(new.get("classes") or ()):
-            raise DeployError(f"version {target} of {name} has {len(new.get('classes') or ())} classes, the serving "
-                              f"version {current} {len(old.get('classes') or ())}: they cannot share one config")
+        if old is None or new is None:
+            return
+        old_io, new_io = _interface(old), _interface(new)
+        for key in sorted(old_io.keys() | new_io.keys()):
+            if old_io.get(key) != new_io.get(key):
+                raise DeployError(f"version {target} of {name} has {key} {new_io.get(key)} but the serving version "
+                                  f"{current} has {old_io.get(key)}; versions of one model must share one config")
 
     def _smoke(self, name: str, version: str) -> None:
         """One inference on generated inputs: every configured output comes back, shaped as configured, finite."""

@@ -4,7 +4,7 @@ each stage as a subprocess whose output goes to the job's log file.
 One job runs at a time, on one long-lived worker thread (the children get SIGTERM if the gateway dies, and the
 kernel ties that signal to the thread that started them). Records live in the lifecycle store, so they survive
 restarts: at start-up a job that was running is marked `interrupted` (its log and checkpoints are kept) and can
-be resumed; training then continues from OUTPUT_DIR/checkpoint-last.pth. Cancelling terminates the stage's
+be resumed; training then continues from its last checkpoint (contracts.checkpoints). Cancelling terminates the stage's
 whole process group (training's data-loader workers included).
 
     runner = JobRunner(store, JobSettings(jobs_dir=..., model_repository=...))
@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lomar_serve.lifecycle.commands import StagePaths, export_command, training_command, verification_command
+from contracts.checkpoints import file_sha256
 from lomar_serve.lifecycle.errors import JobConflict, LifecycleError
 from lomar_serve.lifecycle.progress import job_progress, log_tail, read_records, training_progress
-from lomar_serve.lifecycle.repository import ModelRepository
+from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.spec import JobPlan
+from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
 from lomar_serve.lifecycle.store import JobRecord, LifecycleStore
 from lomar_serve.processes import die_with_parent
 
@@ -79,7 +80,7 @@ class JobRunner:
         """
         self.store = store
         self.settings = settings
-        self.repository = ModelRepository(settings.model_repository)
+        self.repository = RepositoryView(settings.model_repository)
         self._serving_version = serving_version
         self._deploy = deploy
         self._queue: queue.Queue[str] = queue.Queue()
@@ -237,8 +238,8 @@ class JobRunner:
 
         self._run_stage(record.id, "training", training_command(plan, paths, self.settings.python), paths, poll)
         poll()
-        if not paths.checkpoint(plan).is_file():
-            raise StageFailed(f"training ended without writing {paths.checkpoint(plan).name}; see the job log")
+        if not paths.checkpoint.is_file():
+            raise StageFailed(f"training ended without writing {paths.checkpoint.name}; see the job log")
 
     def _export(self, record: JobRecord, plan: JobPlan, paths: StagePaths) -> None:
         if record.model_version:  # a resumed job whose export had finished
@@ -247,9 +248,11 @@ class JobRunner:
         command = export_command(plan, paths, self.settings.model_repository,
                                  self.repository.image_size(plan.model_name), self.settings.python)
         self._run_stage(record.id, "export", command, paths)
-        checkpoint = str(paths.checkpoint(plan).resolve())
-        new = [v for v in self.repository.versions(plan.model_name) if v not in before
-               and self.repository.card(plan.model_name, v).get("source_checkpoint") == checkpoint]
+        checkpoint = paths.checkpoint
+        sha256 = file_sha256(checkpoint)
+        cards = {v: self.repository.card(plan.model_name, v) for v in self.repository.versions(plan.model_name)
+                 if v not in before}
+        new = [v for v, card in cards.items() if card is not None and card.source_sha256 == sha256]
         if not new:
             raise StageFailed(f"export finished but no new version of {plan.model_name} comes from {checkpoint}")
         self.store.update_job(record.id, model_version=new[-1])

@@ -1,35 +1,31 @@
 """Which paths and names an admin request may use.
 
 Data paths in requests are confined to configured data roots: a path is resolved (symlinks followed, `..`
-collapsed) and must then lie inside one resolved root. Model names and versions are validated against strict
-patterns before they are ever joined to a directory.
+collapsed) and must then lie inside one resolved root. Model names and versions are validated against the
+repository contract (contracts.model_repository) before they are ever joined to a directory.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.model_repository import MODEL_NAME_RULE, is_model_name, is_version
 from lomar_serve.lifecycle.errors import InvalidName, PathNotAllowed
-
-MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
 
 
 def check_model_name(name: str) -> str:
-    """`name` if it is a valid model name (letters, digits, _ and -, at most 64), else InvalidName."""
-    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
-        raise InvalidName(f"invalid model name {name!r}: use 1-64 letters, digits, '_' or '-'")
+    """`name` if it follows the model-name rule, else InvalidName."""
+    if not is_model_name(name):
+        raise InvalidName(f"invalid model name {name!r}: use {MODEL_NAME_RULE}")
     return name
 
 
 def check_version(version: int | str) -> str:
     """The version as Triton spells it ("3") if it is a positive integer, else InvalidName."""
-    text = str(version)
-    if isinstance(version, bool) or not VERSION.fullmatch(text):
+    if not is_version(version):
         raise InvalidName(f"invalid model version {version!r}: a positive integer is expected")
-    return text
+    return str(version)
 
 
 @dataclass(frozen=True)

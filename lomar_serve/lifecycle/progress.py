@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
+from contracts.checkpoints import METRICS_FILE
 STAGE_START = {"train": 0.0, "export": 0.8, "verify": 0.9, "deploy": 0.95, "done": 1.0}
 TRAIN_SHARE = 0.8
 LOG_TAIL_BYTES = 4000

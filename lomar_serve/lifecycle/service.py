@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lomar_serve.lifecycle.auth import AdminAuth
-from lomar_serve.lifecycle.deploy import Deployer, DeploySettings
+from lomar_serve.lifecycle.deploy import Deployer, DeploySettings, Routing
 from lomar_serve.lifecycle.jobs import JobRunner, JobSettings
 from lomar_serve.lifecycle.paths import DataRoots
-from lomar_serve.lifecycle.repository import ModelRepository
-from lomar_serve.lifecycle.routing import Routing
+from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.store import LifecycleStore
 from lomar_serve.lifecycle.watch import DeploymentWatcher
 from lomar_serve.settings import Settings
@@ -58,7 +57,7 @@ class Lifecycle:
         self.roots = DataRoots.of(config.data_roots)
         self.store = LifecycleStore(self.jobs_dir / STORE_FILE)
         self.routing = Routing(self.store)
-        self.repository = ModelRepository(Path(config.model_repository))
+        self.repository = RepositoryView(Path(config.model_repository))
         self.deployer = Deployer(config.triton_url, self.repository, self.store, self.routing,
                                  settings=config.deploy, on_switch=on_switch)
         self.jobs = JobRunner(self.store, JobSettings(jobs_dir=self.jobs_dir, model_repository=self.repository.root),

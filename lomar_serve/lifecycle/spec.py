@@ -1,8 +1,9 @@
 """What a retrain job is asked to do: the request (validated at the HTTP edge) and the resolved plan it runs.
 
 A request names data and a starting point; `JobRequest.plan()` confines every path to the data roots (or, for
-checkpoints, to earlier jobs' folders), checks names, and keeps only whitelisted training settings, each
-passed to the training program as one `--flag=value` argument (never through a shell).
+checkpoints, to earlier jobs' folders), checks names, and keeps only allowed training settings, each passed to
+the training program as one `--flag=value` argument (never through a shell). The allowed settings are the
+training config's own scalar fields (training.config.option_types: no paths), less those the job sets itself.
 """
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.checkpoints import final_checkpoint
+from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, DEFAULT_RECONSTRUCTOR
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots, check_model_name
+from training.config import FinetuneConfig, PretrainConfig, TrainConfig, option_types  # no torch
 
 ARCHITECTURE = re.compile(r"^[a-z0-9_]{1,64}$")
 OPTION_KEY = re.compile(r"^[a-z_]{1,32}$")
-# Training settings a request may set (TrainConfig / FinetuneConfig / PretrainConfig fields) and their types.
-TRAINING_OPTIONS: dict[str, type] = {
-    "batch_size": int, "image_size": int, "steps_per_epoch": int, "accum_iter": int, "lr": float, "blr": float,
-    "min_lr": float, "weight_decay": float, "warmup_epochs": float, "clip_grad": float, "seed": int,
-    "num_workers": int, "save_every_steps": int, "save_every_epochs": int, "log_every": int, "device": str, "amp": str,
-    "layer_decay": float, "drop_path": float, "mixup": float, "cutmix": float, "smoothing": float,
-    "auto_augment": str, "reprob": float, "crop_pct": float, "mask_ratio": float, "num_windows": int,
-    "min_crop_scale": float,
-}
-DEFAULT_MODEL_NAMES = {"finetune": "lomar_classifier", "pretrain": "lomar_reconstruction"}
+TRAINING_CONFIGS: dict[str, type[TrainConfig]] = {"finetune": FinetuneConfig, "pretrain": PretrainConfig}
+SET_BY_JOB = ("epochs", "model", "progress", "auto_resume")  # commands.training_command passes these itself
+# Training settings a request may set, per job kind, with their types.
+TRAINING_OPTIONS: dict[str, dict[str, type]] = {
+    kind: {name: type_ for name, type_ in option_types(config).items() if name not in SET_BY_JOB}
+    for kind, config in TRAINING_CONFIGS.items()}
+JOB_ID_PATTERN = r"^[a-f0-9]{1,32}$"  # JobRunner.submit makes hex ids
+EXPORT_TASKS = {"finetune": "classify", "pretrain": "reconstruct"}  # job kind -> what its export serves
 Scalar = bool | int | float | str
 
 
@@ -40,20 +42,23 @@ class JobRequest(BaseModel):
     data_dir: str = Field(description="labelled image folder (CLASS/*.png, or train/ and val/), inside a data root")
     val_dir: str | None = Field(None, description="validation folder inside a data root (default: DATA_DIR/val)")
     init: str | None = Field(None, description="checkpoint to start from, inside a data root")
-    from_job: str | None = Field(None, pattern=r"^[a-f0-9]{1,32}$",
+    from_job: str | None = Field(None, pattern=JOB_ID_PATTERN,
                                  description="start from the checkpoint of this earlier job")
     model: str | None = Field(None, description="architecture name, e.g. lomar_tiny_patch16")
     model_options: dict[str, Scalar] = Field(default_factory=dict, description="architecture overrides, e.g. depth")
-    model_name: str | None = Field(None, description="Triton model to add the version to "
-                                                     "(default lomar_classifier / lomar_reconstruction)")
+    model_name: str | None = Field(None, description="Triton model to add the version to (default "
+                                                     f"{DEFAULT_CLASSIFIER} / {DEFAULT_RECONSTRUCTOR})")
     epochs: int = Field(10, ge=1, le=100_000)
-    options: dict[str, Scalar] = Field(default_factory=dict,
-                                       description=f"training settings: {', '.join(sorted(TRAINING_OPTIONS))}")
+    options: dict[str, Scalar] = Field(default_factory=dict, description="training settings: " + "; ".join(
+        f"{kind}: {', '.join(sorted(names))}" for kind, names in TRAINING_OPTIONS.items()))
     auto_deploy: bool = Field(False, description="deploy the new version when its evaluation is not worse "
                                                  "than the serving version's")
 
     def plan(self, roots: DataRoots, jobs_dir: Path) -> JobPlan:
         """Resolve and check everything; raises PathNotAllowed / InvalidName / LifecycleError."""
+        if self.kind == "pretrain" and (self.init or self.from_job):
+            raise LifecycleError("a pretrain job starts from a new model (give `model`); init and from_job are "
+                                 "starting points of finetune jobs")
         data_dir = roots.resolve(self.data_dir, kind="data_dir", must_be_dir=True)
         val_dir = roots.resolve(self.val_dir, kind="val_dir", must_be_dir=True) if self.val_dir else None
         init = roots.resolve(self.init, kind="init", must_be_dir=False) if self.init else None
@@ -68,20 +73,26 @@ class JobRequest(BaseModel):
         for key in self.model_options:
             if not OPTION_KEY.fullmatch(key):
                 raise InvalidName(f"invalid model option {key!r}")
-        options = {key: check_option(key, value) for key, value in self.options.items()}
+        options = {key: check_option(self.kind, key, value) for key, value in self.options.items()}
+        name = DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]] if self.model_name is None else self.model_name
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),
-                       model_name=check_model_name(self.model_name or DEFAULT_MODEL_NAMES[self.kind]),
+                       model_name=check_model_name(name),
                        epochs=self.epochs, options=options, auto_deploy=self.auto_deploy)
 
 
-def check_option(key: str, value: Scalar) -> Scalar:
-    """A whitelisted training setting of the right type; strings are short and cannot look like flags."""
-    kind = TRAINING_OPTIONS.get(key)
+def check_option(job_kind: str, key: str, value: Scalar) -> Scalar:
+    """An allowed training setting of the right type; strings are short and cannot look like flags."""
+    allowed = TRAINING_OPTIONS[job_kind]
+    kind = allowed.get(key)
     if kind is None:
-        raise LifecycleError(f"unknown or disallowed training option {key!r}; "
-                             f"allowed: {', '.join(sorted(TRAINING_OPTIONS))}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise LifecycleError(f"unknown or disallowed training option {key!r} for a {job_kind} job; "
+                             f"allowed: {', '.join(sorted(allowed))}")
+    if kind is bool or isinstance(value, bool):
+        if kind is not bool or not isinstance(value, bool):
+            raise LifecycleError(f"training option {key!r} must be a {kind.__name__}")
+        return value
+    if not isinstance(value, (int, float, str)):
         raise LifecycleError(f"training option {key!r} must be a {kind.__name__}")
     if kind is str:
         if not isinstance(value, str) or len(value) > 64 or value.startswith("-") or "\n" in value:
@@ -97,9 +108,9 @@ def job_checkpoint(jobs_dir: Path, job_id: str, kind: str) -> Path:
     train_dir = (jobs_dir / job_id / "train").resolve()
     if not train_dir.is_relative_to(jobs_dir.resolve()):
         raise PathNotAllowed(f"invalid job id {job_id!r}")
-    for name in ("checkpoint-best.pth", "checkpoint-last.pth"):
-        if (train_dir / name).is_file():
-            return train_dir / name
+    checkpoint = final_checkpoint(train_dir)
+    if checkpoint is not None:
+        return checkpoint
     raise PathNotAllowed(f"job {job_id} left no checkpoint to start a {kind} job from")
 
 
@@ -121,7 +132,7 @@ class JobPlan:
     @property
     def task(self) -> str:
         """The export task: a fine-tuned classifier or a pretrained reconstruction model."""
-        return "classify" if self.kind == "finetune" else "reconstruct"
+        return EXPORT_TASKS[self.kind]
 
     @property
     def eval_dir(self) -> Path:

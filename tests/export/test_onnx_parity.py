@@ -40,7 +40,7 @@ def test_classifier_matches_reference_logits_and_features(official_classifier, r
 def test_classifier_card_records_parity_and_source(official_classifier, official_dir):
     card = json.loads((official_classifier.path / "model_card.json").read_text())
     expected = hashlib.sha256((official_dir / "official_finetuned.pth").read_bytes()).hexdigest()
-    assert card["source_sha256"] == expected
+    assert card["source_sha256"] == expected and card["source_checkpoint"] == "official_finetuned.pth"
     assert card["architecture"]["depth"] == 4 and card["image_size"] == [224, 224]
     assert card["classes"] == [f"class_{i}" for i in range(10)]
     batches = card["parity"]["onnxruntime"]["batches"]

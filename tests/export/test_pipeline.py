@@ -11,9 +11,10 @@ from onnx import numpy_helper
 
 import export.pipeline
 from export.cli import main
+from contracts.model_card import ModelCard
+from contracts.model_repository import CONFIG_FILE, LABELS_FILE
 from export.errors import ExportError, UnsupportedCombinationError, VerificationError
 from export.pipeline import ExportOptions, export_checkpoint
-from export.repository import CONFIG_FILE, LABELS_FILE
 from export.triton_config import parse_pbtxt
 from lomar_serve.cli import main as lomar_main
 from training.errors import CheckpointError
@@ -46,8 +47,11 @@ def test_labels_file_and_image_size_options(tiny_checkpoint, tmp_path):
     labels.write_text("rose\ntulip\ndaisy\n")
     published = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
                                                 labels_file=labels, image_size=64, name="flowers"))
-    card = json.loads((published.path / "model_card.json").read_text())
-    assert card["classes"] == ["rose", "tulip", "daisy"] and card["image_size"] == [64, 64]
+    card = ModelCard.read(published.path)
+    assert card.classes == ("rose", "tulip", "daisy") and card.image_size == (64, 64)
+    assert card.inputs["image"].dims == (3, 64, 64) and card.outputs["logits"].dims == (3,)
+    assert card.source_checkpoint == tiny_checkpoint.name  # the file name: no path of the building machine
+    assert str(tiny_checkpoint.parent) not in (published.path / "model_card.json").read_text()
     assert (tmp_path / "repo" / "flowers" / LABELS_FILE).read_text() == "rose\ntulip\ndaisy\n"
 
 

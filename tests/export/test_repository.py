@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from export.errors import ExportError
-from export.repository import CONFIG_FILE, LABELS_FILE, next_version, publish, versions
+from contracts.model_repository import CONFIG_FILE, LABELS_FILE, versions
+from export.repository import next_version, publish
 from export.triton_config import TensorConfig, TritonModelConfig, parse_pbtxt
 
 

@@ -1,10 +1,13 @@
 """Config precedence (defaults < YAML < command line), validation, and the saved resolved config."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
-from training.config import FinetuneConfig, PretrainConfig, make_config, parse_config, save_config
+from training.config import (FinetuneConfig, PretrainConfig, field_help, make_config, option_types, parse_config,
+                             save_config)
 from training.errors import ConfigError
 
 
@@ -57,3 +60,23 @@ def test_decode_and_tf32_flags():
     assert parse(PretrainConfig, ["--data-dir", "d"]).decode == "cpu"
     with pytest.raises(ConfigError, match="decode must be one of"):
         make_config(PretrainConfig, {"data_dir": "d", "decode": "nvjpeg"})
+
+
+@pytest.mark.parametrize("cls", [PretrainConfig, FinetuneConfig])
+def test_every_flag_has_a_help_text_from_field_metadata(cls, capsys):
+    with pytest.raises(SystemExit):
+        parse(cls, ["--help"])
+    text = capsys.readouterr().out
+    for spec in dataclasses.fields(cls):
+        assert field_help(cls, spec.name), f"{cls.__name__}.{spec.name} has no help text"
+    assert "per process (per GPU) (default 64)" in text  # TrainConfig's help, shown for the subclass
+    assert "LoMaRConfig overrides, e.g. depth=2; repeatable" in text
+    assert field_help(PretrainConfig, "epochs") == "epochs to train"  # an override inherits the base help
+
+
+def test_option_types_are_the_scalar_settings_that_are_not_paths():
+    types = option_types(FinetuneConfig)
+    assert types["batch_size"] is int and types["blr"] is float and types["model_ema"] is bool
+    assert types["auto_augment"] is str and "mask_ratio" not in types
+    assert not {"data_dir", "output_dir", "resume", "init", "val_dir", "model_options"} & set(types)
+    assert option_types(PretrainConfig)["mask_ratio"] is float and "layer_decay" not in option_types(PretrainConfig)

@@ -1,7 +1,6 @@
 """LoMaR models: `create_model` by registered name, and loaders for this project's and the paper's checkpoints."""
 from training.models.checkpoint import (
     checkpoint_kind,
-    file_sha256,
     load_classifier,
     load_pretrained,
     read_checkpoint,
@@ -14,6 +13,6 @@ from training.models.registry import ARCHITECTURES, build_model, create_model, l
 
 __all__ = [
     "ARCHITECTURES", "LoMaRClassifier", "LoMaRConfig", "LoMaRPretrainer", "build_model", "checkpoint_kind",
-    "create_model", "file_sha256", "list_models", "load_classifier", "load_pretrained", "masked_mse",
+    "create_model", "list_models", "load_classifier", "load_pretrained", "masked_mse",
     "model_config", "read_checkpoint", "reconstruction_targets", "save_checkpoint",
 ]

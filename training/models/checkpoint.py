@@ -7,7 +7,6 @@ files store their arguments in): nothing else is ever unpickled. The architectur
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
 import re
@@ -158,9 +157,3 @@ def save_checkpoint(path: str | os.PathLike, model: LoMaRClassifier | LoMaRPretr
         raise
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.model_repository import MODEL_NAME_PATTERN
 from lomar_serve.lifecycle.auth import DISABLED_MESSAGE
 from lomar_serve.lifecycle.errors import AdminDisabled
 from lomar_serve.lifecycle.service import Lifecycle
-from lomar_serve.lifecycle.spec import JobRequest
+from lomar_serve.lifecycle.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
 LOG_CHUNK_BYTES = 64 * 1024
@@ -33,8 +34,8 @@ def require_admin(request: Request, authorization: Annotated[str | None, Header(
 
 
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
-JobId = Annotated[str, Path(pattern=r"^[a-f0-9]{1,32}$", description="job id")]
-ModelName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Triton model name")]
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="job id")]
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Triton model name")]
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 

@@ -11,12 +11,19 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from contracts.model_card import ModelCard, TensorSpec
+from contracts.model_repository import LABELS_FILE
 from lomar_serve.app import create_app
 from lomar_serve.settings import Settings
-from tests.lomar_serve.fake_backend import NUM_CLASSES, FakeBackend
+from tests.lomar_serve.fake_backend import DIM, NUM_CLASSES, SIZE, FakeBackend
 from tests.lomar_serve.photos import photo_bytes
 
 LABELS = [f"thing {i}" for i in range(NUM_CLASSES)]
+CARD = ModelCard(name="fake_classifier", task="classify", format="onnx", precision="fp32", backend="python",
+                 source_checkpoint="fake.pth", source_sha256="0" * 64, architecture={"embed_dim": DIM},
+                 image_size=(SIZE, SIZE), inputs={"image": TensorSpec("UINT8", (3, SIZE, SIZE))},
+                 outputs={"logits": TensorSpec("FP32", (NUM_CLASSES,)), "embedding": TensorSpec("FP32", (DIM,))},
+                 parity={})  # no classes: the labels come from the label file
 
 
 @pytest.fixture()
@@ -28,8 +35,8 @@ def backend() -> FakeBackend:
 def client(tmp_path, backend):
     version_dir = tmp_path / "fake_classifier" / "1"
     version_dir.mkdir(parents=True)
-    (version_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    (version_dir / "model_card.json").write_text('{"architecture": "fake"}')
+    (version_dir / LABELS_FILE).write_text("\n".join(LABELS) + "\n")
+    CARD.write(version_dir)
     settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
     with TestClient(create_app(settings, backend=backend)) as test_client:
@@ -150,7 +157,7 @@ def test_models_listing(client):
     models = {model["name"]: model for model in body["models"]}
     assert models["fake_classifier"]["kind"] == "classifier"
     assert models["fake_classifier"]["num_classes"] == NUM_CLASSES
-    assert models["fake_classifier"]["versions"][0]["model_card"] == {"architecture": "fake"}
+    assert models["fake_classifier"]["versions"][0]["model_card"] == CARD.to_dict()
     assert models["fake_reconstructor"]["patch_size"] == 8 and models["fake_reconstructor"]["serving_version"] == "1"
 
 

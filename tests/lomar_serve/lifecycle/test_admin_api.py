@@ -68,7 +68,7 @@ def test_paths_and_names_are_checked(tmp_path: Path) -> None:
     assert response.status_code == 422
     response = client.post("/v1/admin/jobs", json={**JOB, "options": {"output_dir": "/tmp"}}, headers=AUTH)
     assert response.status_code == 400
-    assert client.post("/v1/admin/models/a.b/deploy", json={"version": 1}, headers=AUTH).status_code == 422
+    assert client.post("/v1/admin/models/-a/deploy", json={"version": 1}, headers=AUTH).status_code == 422
     assert client.post("/v1/admin/models/m/deploy", json={"version": 0}, headers=AUTH).status_code == 422
     assert client.post("/v1/admin/models/%2e%2e/rollback", headers=AUTH).status_code in (404, 422)
     assert client.get("/v1/admin/jobs/..%2f..", headers=AUTH).status_code in (404, 422)

@@ -34,12 +34,12 @@ def test_bearer_token_checks() -> None:
     assert "s3cret" not in repr(auth)
 
 
-@pytest.mark.parametrize("name", ["lomar_classifier", "a", "A-1_b", "x" * 64])
+@pytest.mark.parametrize("name", ["lomar_classifier", "a", "A-1_b", "a.b", "x" * 64])
 def test_valid_model_names(name: str) -> None:
     assert check_model_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "..", "../etc", "a/b", "a.b", "x" * 65, "a b", "a\x00"])
+@pytest.mark.parametrize("name", ["", ".", "..", "../etc", "a/b", ".a", "-a", "x" * 65, "a b", "a\x00"])
 def test_invalid_model_names(name: str) -> None:
     with pytest.raises(InvalidName):
         check_model_name(name)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tritonclient.http as triton_http
 
-from lomar_serve.lifecycle.deploy import Deployer, DeploySettings
+from contracts.model_repository import MODEL_NAME_MAX_LENGTH
+from lomar_serve.lifecycle.deploy import Deployer, DeploySettings, Routing
 from lomar_serve.lifecycle.errors import DeployError, NothingToRollBack, VersionNotFound
-from lomar_serve.lifecycle.repository import ModelRepository
-from lomar_serve.lifecycle.routing import Routing
+from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.store import LifecycleStore
 from lomar_serve.lifecycle.watch import DeploymentWatcher
 from lomar_serve.triton import TritonServer, TritonServerConfig
@@ -76,7 +76,7 @@ def test_deploy_failures_and_rollback_keep_serving(served: tuple[TritonServer, P
     store = LifecycleStore(work / "lifecycle.sqlite")
     routing = Routing(store)
     switched: list[tuple[str, str]] = []
-    deployer = Deployer(server.http_url, ModelRepository(work / "repo"), store, routing,
+    deployer = Deployer(server.http_url, RepositoryView(work / "repo"), store, routing,
                         settings=DeploySettings(drain_s=0.5), on_switch=lambda n, v: switched.append((n, v)))
     assert deployer.serving_version(NAME) == "1" and ready(server.http_url) == ["1"]
     with pytest.raises(NothingToRollBack):
@@ -114,20 +114,22 @@ def test_deploy_failures_and_rollback_keep_serving(served: tuple[TritonServer, P
     server.stop()
     server.start()
     assert ready(server.http_url) == ["2"]
-    watcher = DeploymentWatcher(Deployer(server.http_url, ModelRepository(work / "repo"), store, Routing(store)))
+    watcher = DeploymentWatcher(Deployer(server.http_url, RepositoryView(work / "repo"), store, Routing(store)))
     assert watcher.check_once() is True
     assert ready(server.http_url) == ["1"]
     assert watcher.check_once() is False
 
 
 def test_deploy_loads_a_model_triton_does_not_serve_yet(served: tuple[TritonServer, Path]) -> None:
+    """...under the longest dotted name the naming rule allows: what export accepts, Triton serves and deploys."""
     server, work = served
-    assert export_tiny(work / "repo", work, OLD_CLASSES, seed=3, name="new_model") == 1
+    name = "new.model-" + "x" * (MODEL_NAME_MAX_LENGTH - 10)
+    assert export_tiny(work / "repo", work, OLD_CLASSES, seed=3, name=name) == 1
     store = LifecycleStore(work / "other.sqlite")
-    deployer = Deployer(server.http_url, ModelRepository(work / "repo"), store, Routing(store))
-    assert deployer.serving_version("new_model") is None
-    result = deployer.deploy("new_model", 1)
+    deployer = Deployer(server.http_url, RepositoryView(work / "repo"), store, Routing(store))
+    assert deployer.serving_version(name) is None
+    result = deployer.deploy(name, 1)
     assert result["changed"] and result["previous"] is None
-    assert deployer.ready_versions("new_model") == ["1"] and store.deployment("new_model").stack == ("1",)
+    assert deployer.ready_versions(name) == ["1"] and store.deployment(name).stack == ("1",)
     with pytest.raises(NothingToRollBack):
-        deployer.rollback("new_model")
+        deployer.rollback(name)

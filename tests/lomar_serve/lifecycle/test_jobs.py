@@ -1,7 +1,6 @@
 """The job runner with real training, export and verification subprocesses on a tiny synthetic set."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -9,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from contracts.checkpoints import BEST_CHECKPOINT, file_sha256
+from contracts.model_card import ModelCard
+from contracts.model_repository import DEFAULT_CLASSIFIER
 from lomar_serve.lifecycle.jobs import JobRunner, JobSettings
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.spec import JobRequest
@@ -71,9 +73,10 @@ def test_job_trains_exports_verifies_and_deploys(runner: JobRunner, data_root: P
     record = wait_for(runner, job.id, finished)
     assert record.state == "succeeded", runner.describe(job.id)["log_tail"]
     assert (record.stage, record.progress, record.model_version) == ("done", 1.0, "1")
-    card = json.loads((workspace / "repo" / "lomar_classifier" / "1" / "model_card.json").read_text())
-    assert card["classes"] == ["class_000_circle", "class_001_square", "class_002_triangle"]
-    assert card["source_checkpoint"] == str(Path(record.output_dir, "checkpoint-best.pth"))
+    card = ModelCard.read(workspace / "repo" / DEFAULT_CLASSIFIER / "1")
+    assert card.classes == ("class_000_circle", "class_001_square", "class_002_triangle")
+    assert card.source_checkpoint == BEST_CHECKPOINT
+    assert card.source_sha256 == file_sha256(Path(record.output_dir, BEST_CHECKPOINT))
     assert record.metrics["training"]["epochs_done"] == 1 and "val_top1" in record.metrics["training"]
     verification = record.metrics["verification"]
     assert verification["metric"] == "top1" and verification["count"] == 12 and verification["baseline"] is None

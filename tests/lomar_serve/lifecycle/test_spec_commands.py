@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lomar_serve.lifecycle.commands import StagePaths, export_command, training_command, verification_command
+from contracts.checkpoints import LAST_CHECKPOINT
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.progress import job_progress, read_records, training_progress
-from lomar_serve.lifecycle.spec import JobPlan, JobRequest
-from lomar_serve.lifecycle.verify import Score, not_worse
+from lomar_serve.lifecycle.scoring import Score, not_worse
+from lomar_serve.lifecycle.spec import TRAINING_CONFIGS, TRAINING_OPTIONS, JobPlan, JobRequest
+from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
+from training.config import CHOICES, build_parser
 
 
 @pytest.fixture()
@@ -37,7 +39,7 @@ def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> 
     assert f"--output-dir={paths.train}" in command and "--epochs=3" in command
     export = export_command(plan, paths, tmp_path / "repo", 112, "py")
     assert "--task=classify" in export and "--image-size=112" in export and "--name=lomar_classifier" in export
-    assert f"--checkpoint={paths.train / 'checkpoint-last.pth'}" in export
+    assert f"--checkpoint={paths.train / LAST_CHECKPOINT}" in export
     verify = verification_command(plan, paths, tmp_path / "repo", "4", "3", "py")
     assert "--version=4" in verify and "--baseline=3" in verify
 
@@ -52,14 +54,34 @@ def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> 
     ({"options": {"batch_size": "--output-dir=/x"}}, LifecycleError),
     ({"options": {"device": "--output-dir=/x"}}, LifecycleError),
     ({"options": {"batch_size": 1.5}}, LifecycleError),
+    ({"options": {"model_ema": 1}}, LifecycleError),  # a bool setting takes a JSON boolean
+    ({"options": {"batch_size": True}}, LifecycleError),
+    ({"options": {"mask_ratio": 0.5}}, LifecycleError),  # a pretraining setting in a finetune job
+    ({"options": {"epochs": 3}}, LifecycleError),  # the job sets it (the request's own `epochs`)
+    ({"options": {"resume": "x.pth"}}, LifecycleError),  # paths are never options
     ({"init": None}, LifecycleError),  # no starting point
     ({"from_job": "abc", "init": None}, PathNotAllowed),  # no such job
     ({"from_job": "abc"}, LifecycleError),  # both init and from_job
+    ({"kind": "pretrain"}, LifecycleError),  # `lomar pretrain` has no --init
 ])
 def test_bad_requests_are_refused(roots: DataRoots, tmp_path: Path, changes: dict, error: type) -> None:
     values = {"data_dir": "set", "init": "base.pth", **changes}
     with pytest.raises(error):
         JobRequest(**values).plan(roots, tmp_path / "jobs")
+
+
+@pytest.mark.parametrize("kind", ["finetune", "pretrain"])
+def test_every_allowed_option_reaches_the_training_program(roots: DataRoots, tmp_path: Path, kind: str) -> None:
+    """Each allowed option becomes a flag that the training program parses back to the same value."""
+    samples = {bool: False, int: 3, float: 0.5, str: "x"}
+    options = {name: CHOICES[name][-1] if name in CHOICES else samples[type_]
+               for name, type_ in TRAINING_OPTIONS[kind].items()}
+    assert {"batch_size", "blr", "seed", "device"} <= set(options)
+    plan = JobRequest(kind=kind, data_dir="set", model="lomar_tiny_patch16", options=options).plan(roots,
+                                                                                                  tmp_path / "jobs")
+    command = training_command(plan, StagePaths(tmp_path / "jobs" / "j1"), "py")
+    parsed = vars(build_parser(TRAINING_CONFIGS[kind], "test", "test").parse_args(command[4:]))
+    assert {name: parsed[name] for name in options} == options
 
 
 def test_unknown_fields_and_bad_job_ids_fail_validation() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lomar_serve.lifecycle.errors import JobConflict, JobNotFound, NothingToRollBack
-from lomar_serve.lifecycle.routing import Routing
+from lomar_serve.lifecycle.deploy import Routing
 from lomar_serve.lifecycle.store import LifecycleStore
 
 

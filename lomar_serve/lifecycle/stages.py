@@ -9,10 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.checkpoints import LAST_CHECKPOINT, final_checkpoint
 from lomar_serve.lifecycle.spec import JobPlan
-
-CHECKPOINT_BEST = "checkpoint-best.pth"
-CHECKPOINT_LAST = "checkpoint-last.pth"
 
 
 @dataclass(frozen=True)
@@ -33,11 +31,10 @@ class StagePaths:
     def verification(self) -> Path:
         return self.job_dir / "verification.json"
 
-    def checkpoint(self, plan: JobPlan) -> Path:
-        """What gets exported: the best fine-tuned checkpoint, or the last pretraining one."""
-        if plan.kind == "finetune" and (self.train / CHECKPOINT_BEST).is_file():
-            return self.train / CHECKPOINT_BEST
-        return self.train / CHECKPOINT_LAST
+    @property
+    def checkpoint(self) -> Path:
+        """What gets exported: the best fine-tuned checkpoint, else the last one (pretraining keeps no best)."""
+        return final_checkpoint(self.train) or self.train / LAST_CHECKPOINT
 
 
 def _flag(name: str, value: object) -> str:
@@ -47,7 +44,7 @@ def _flag(name: str, value: object) -> str:
 
 
 def training_command(plan: JobPlan, paths: StagePaths, python: str = sys.executable) -> list[str]:
-    """`lomar finetune|pretrain` for the plan; resumes from OUTPUT_DIR/checkpoint-last.pth when it exists."""
+    """`lomar finetune|pretrain` for the plan; resumes from the output folder's last checkpoint when it exists."""
     command = [python, "-m", "lomar_serve.cli", plan.kind, f"--data-dir={plan.data_dir}",
                f"--output-dir={paths.train}", f"--epochs={plan.epochs}", "--no-progress", "--auto-resume"]
     if plan.val_dir and plan.kind == "finetune":
@@ -64,7 +61,7 @@ def training_command(plan: JobPlan, paths: StagePaths, python: str = sys.executa
 def export_command(plan: JobPlan, paths: StagePaths, repository: Path, image_size: int | None,
                    python: str = sys.executable) -> list[str]:
     """`lomar export` of the job's checkpoint as a new version of `plan.model_name`."""
-    command = [python, "-m", "lomar_serve.cli", "export", f"--checkpoint={paths.checkpoint(plan)}",
+    command = [python, "-m", "lomar_serve.cli", "export", f"--checkpoint={paths.checkpoint}",
                f"--task={plan.task}", f"--out={repository}", f"--name={plan.model_name}"]
     if image_size:
         command.append(f"--image-size={image_size}")
@@ -74,7 +71,7 @@ def export_command(plan: JobPlan, paths: StagePaths, repository: Path, image_siz
 def verification_command(plan: JobPlan, paths: StagePaths, repository: Path, version: str, baseline: str | None,
                          python: str = sys.executable) -> list[str]:
     """Score the exported version (and the serving one, for comparison) on the job's evaluation images."""
-    command = [python, "-m", "lomar_serve.lifecycle.verify", f"--repository={repository}",
+    command = [python, "-m", "lomar_serve.lifecycle.scoring", f"--repository={repository}",
                f"--name={plan.model_name}", f"--version={version}", f"--data-dir={plan.eval_dir}",
                f"--out={paths.verification}"]
     if baseline:

@@ -5,7 +5,7 @@ protobuf schema (shipped by tritonclient) and returned in the JSON form Triton's
 """
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,15 +13,16 @@ from typing import Any
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
+from contracts.model_card import ModelCard, ModelCardError
+from contracts.model_repository import CONFIG_FILE, versions
 from lomar_serve.lifecycle.errors import VersionNotFound
 from lomar_serve.lifecycle.paths import check_model_name, check_version
 
-CONFIG_FILE = "config.pbtxt"
-CARD_FILE = "model_card.json"
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ModelRepository:
+class RepositoryView:
     root: Path
 
     def model_dir(self, name: str) -> Path:
@@ -29,10 +30,7 @@ class ModelRepository:
 
     def versions(self, name: str) -> list[str]:
         """Version directories of `name`, ascending ([] when the model does not exist)."""
-        directory = self.model_dir(name)
-        if not directory.is_dir():
-            return []
-        return [str(v) for v in sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())]
+        return [str(v) for v in versions(self.model_dir(name))]
 
     def version_dir(self, name: str, version: str) -> Path:
         """The version's directory; VersionNotFound when it does not exist."""
@@ -41,12 +39,13 @@ class ModelRepository:
             raise VersionNotFound(f"model {name!r} has no version {version} in the model repository")
         return path
 
-    def card(self, name: str, version: str) -> dict[str, Any]:
-        """The version's model card ({} when it has none or it is unreadable)."""
+    def card(self, name: str, version: str) -> ModelCard | None:
+        """The version's model card; None when it has none or it is unreadable (logged)."""
         try:
-            return dict(json.loads((self.version_dir(name, version) / CARD_FILE).read_text()))
-        except (OSError, ValueError):
-            return {}
+            return ModelCard.read(self.version_dir(name, version))
+        except ModelCardError as error:
+            LOGGER.warning("%s", error)
+            return None
 
     def config(self, name: str) -> dict[str, Any] | None:
         """config.pbtxt as Triton's JSON model configuration; None when the model has none yet."""

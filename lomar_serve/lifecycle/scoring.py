@@ -1,9 +1,9 @@
 """A job's verification stage: score an exported version, as served, on the job's evaluation images.
 
-    python -m lomar_serve.lifecycle.verify --repository REPO --name NAME --version 3 --data-dir VAL \
+    python -m lomar_serve.lifecycle.scoring --repository REPO --name NAME --version 3 --data-dir VAL \
         [--baseline 2] --out verification.json
 
-Runs the version's `model.onnx` with ONNX Runtime on images decoded exactly as the gateway decodes uploads
+Runs the version's ONNX file with ONNX Runtime on images decoded exactly as the gateway decodes uploads
 (uint8 RGB, resize + centre crop), so it checks the artefact Triton will load, not the PyTorch checkpoint.
 Classifiers: top-1 accuracy (%) with predictions compared by label name against the class folders, so a
 baseline version with other classes is scored fairly. Reconstruction models: mean squared error (0..1 pixel
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.model_card import ModelCard
+from contracts.model_repository import ONNX_FILE
 from lomar_serve.images import DecodeOptions, decode_image
 from lomar_serve.reconstruction import sample_mask
 
-LOGGER = logging.getLogger("lomar_serve.lifecycle.verify")
+LOGGER = logging.getLogger("lomar_serve.lifecycle.scoring")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 BATCH = 16
 MASK_RATIO, MASK_SEED = 0.75, 0
@@ -64,10 +66,10 @@ class Version:
 
         directory = repository / name / version
         self.version = version
-        self.card = json.loads((directory / "model_card.json").read_text())
-        self.session = ort.InferenceSession(str(directory / "model.onnx"), providers=["CPUExecutionProvider"])
-        self.size = tuple(int(s) for s in self.card["image_size"])
-        self.classes = list(self.card.get("classes") or [])
+        self.card = ModelCard.read(directory)
+        self.session = ort.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
+        self.size = self.card.image_size
+        self.classes = list(self.card.classes)
 
     def run(self, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
         return self.session.run([output], inputs)[0]
@@ -94,7 +96,9 @@ def top1(version: Version, samples: list[Sample]) -> Score:
 
 
 def masked_mse(version: Version, samples: list[Sample]) -> Score:
-    grid = tuple(int(g) for g in version.card["inputs"]["mask"].split("[", 1)[1].rstrip("]").split(",")[1:])
+    grid = version.card.mask_grid
+    if grid is None:
+        raise ValueError(f"version {version.version} has no mask input in its model card")
     mask = sample_mask(grid, MASK_RATIO, MASK_SEED)  # (h, w) True = hidden
     patch = version.size[0] // grid[0]
     pixels = np.kron(mask, np.ones((patch, patch), dtype=bool))  # (H, W)
@@ -113,7 +117,7 @@ def masked_mse(version: Version, samples: list[Sample]) -> Score:
 
 def score(repository: Path, name: str, version: str, samples: list[Sample]) -> Score:
     loaded = Version(repository, name, version)
-    return top1(loaded, samples) if loaded.card.get("task") == "classify" else masked_mse(loaded, samples)
+    return top1(loaded, samples) if loaded.card.task == "classify" else masked_mse(loaded, samples)
 
 
 def not_worse(new: Score, baseline: Score | None) -> bool:
@@ -124,7 +128,7 @@ def not_worse(new: Score, baseline: Score | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lomar_serve.lifecycle.verify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lomar_serve.lifecycle.scoring", description=__doc__)
     parser.add_argument("--repository", type=Path, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--version", required=True)

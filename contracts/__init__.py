@@ -1,0 +1,1 @@
+"""Rules shared by training, export and serving; imports only the core dependencies (numpy, pillow)."""
