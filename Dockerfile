@@ -23,6 +23,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /opt/lomar
 # Dependencies first (cached layer), then the code.
 COPY pyproject.toml README.md ./
+COPY contracts ./contracts
 COPY lomar_serve ./lomar_serve
 # onnxruntime (CPU, from the serve extra) and onnxruntime-gpu install the same module: keep only the GPU one.
 RUN python3 -m pip install ".[serve]" \

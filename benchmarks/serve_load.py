@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lomar_serve.images import DecodeOptions, decode_image  # noqa: E402
+from contracts.preprocessing import DecodeOptions, decode_image  # noqa: E402
 from lomar_serve.inference import TritonClient  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"

@@ -21,7 +21,7 @@ from lomar_serve.inference import TritonClient
 from lomar_serve.reconstruction import GAP, MASK_GREY, sample_mask
 from tests.lomar_serve.e2e.conftest import E2E_LABELS, REPO, children, free_port
 from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_array, photo_bytes
-from tests.lomar_serve.test_images import png_bomb
+from tests.contracts.samples import png_bomb
 
 pytestmark = pytest.mark.e2e
 OPTIONS = DecodeOptions(size=(224, 224))
