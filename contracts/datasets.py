@@ -53,5 +53,10 @@ def val_dir(data_dir: str | Path) -> Path | None:
     return split if split.is_dir() else None
 
 
+def has_splits(data_dir: str | Path) -> bool:
+    """Both DATA_DIR/train and DATA_DIR/val present."""
+    return (Path(data_dir) / TRAIN_SPLIT).is_dir() and (Path(data_dir) / VAL_SPLIT).is_dir()
+
+
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)

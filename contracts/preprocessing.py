@@ -39,6 +39,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = tuple(sorted(
 MAX_PIXELS = 40_000_000  # width * height limit, checked before decoding (decompression bombs)
 MIN_SIDE = 8  # smaller images are refused
 CROP_FRACTION = 0.875  # evaluation: the centre crop covers this fraction of the shorter side
+# The models' input normalisation (after scaling uint8 to 0..1): ImageNet statistics, as the paper's models.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}

@@ -125,7 +125,6 @@ class FinetuneConfig(TrainConfig):
     smoothing: float = 0.1
     auto_augment: str = "rand-m9-mstd0.5-inc1"  # timm auto-augment spec; empty = none
     reprob: float = 0.25  # random erasing probability
-    crop_pct: float = 0.875  # evaluation: resize to image_size / crop_pct, then centre crop
     model_ema: bool = False
     model_ema_decay: float = 0.9999
 

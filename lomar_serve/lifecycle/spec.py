@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts import datasets
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots, check_model_name
 
@@ -24,7 +25,7 @@ TRAINING_OPTIONS: dict[str, type] = {
     "min_lr": float, "weight_decay": float, "warmup_epochs": float, "clip_grad": float, "seed": int,
     "num_workers": int, "save_every_steps": int, "save_every_epochs": int, "log_every": int, "device": str, "amp": str,
     "layer_decay": float, "drop_path": float, "mixup": float, "cutmix": float, "smoothing": float,
-    "auto_augment": str, "reprob": float, "crop_pct": float, "mask_ratio": float, "num_windows": int,
+    "auto_augment": str, "reprob": float, "mask_ratio": float, "num_windows": int,
     "min_crop_scale": float,
 }
 DEFAULT_MODEL_NAMES = {"finetune": "lomar_classifier", "pretrain": "lomar_reconstruction"}
@@ -128,13 +129,12 @@ class JobPlan:
         """Labelled images the verification scores: val_dir, else DATA_DIR/val, else DATA_DIR."""
         if self.val_dir:
             return Path(self.val_dir)
-        val = Path(self.data_dir) / "val"
-        return val if val.is_dir() else Path(self.data_dir)
+        return datasets.val_dir(self.data_dir) or Path(self.data_dir)
 
     @property
     def train_dir(self) -> Path:
-        train = Path(self.data_dir) / "train"
-        return train if train.is_dir() else Path(self.data_dir)
+        """DATA_DIR/train, else DATA_DIR (`contracts.datasets`)."""
+        return datasets.train_dir(self.data_dir)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
