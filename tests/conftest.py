@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-OFFICIAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"
+OFFICIAL_FIXTURES = REPO / "tests" / "fixtures" / "official_lomar_micro"  # made by the paper's reference code
 ARTIFACTS = REPO / "test-artifacts"
 
 

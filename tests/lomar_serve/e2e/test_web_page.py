@@ -34,7 +34,7 @@ def browser():
         driver.quit()
 
 
-def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, artifacts_dir):
+def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, artifacts_dir, reference_meta):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -51,7 +51,7 @@ def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, arti
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.strip").is_displayed())
     width = browser.execute_script("return document.querySelector('img.strip').naturalWidth")
     assert width == 4 * 224 + 3 * 4
-    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".embedding .dim"), "192 dimensions"))
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".embedding .dim"), f"{reference_meta['embed_dim']} dimensions"))
     # Moving the mask-ratio slider asks for a new reconstruction.
     browser.execute_script("const s = document.getElementById('mask-ratio'); s.value = '0.5';"
                            "s.dispatchEvent(new Event('input'));")
