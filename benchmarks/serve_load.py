@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from contracts.model_repository import DEFAULT_CLASSIFIER  # noqa: E402
-from lomar_serve.images import DecodeOptions, decode_image  # noqa: E402
+from contracts.preprocessing import DecodeOptions, decode_image  # noqa: E402
 from lomar_serve.inference import TritonClient  # noqa: E402
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"

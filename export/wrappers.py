@@ -13,13 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from contracts.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from export.errors import ExportError
 from training.models import LoMaRClassifier, LoMaRPretrainer
 from training.models.windows import patchify, unpatchify
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 class ImageNormalize(nn.Module):
     """UINT8 (B, 3, H, W) -> float (B, 3, H, W) ImageNet-normalised, in `dtype`."""

@@ -3,6 +3,8 @@ the conversion to a JSON response happens only at the route edge (`lomar_serve.a
 """
 from __future__ import annotations
 
+from contracts import preprocessing
+
 
 class GatewayError(Exception):
     """Base of every error the gateway reports to a client."""
@@ -69,3 +71,16 @@ class InferenceFailed(GatewayError):
     """Triton answered with an error for a well-formed request (a model bug, not the client's fault)."""
 
     status, code = 502, "inference_failed"
+
+
+_IMAGE_ERRORS: dict[type[preprocessing.ImageError], type[GatewayError]] = {
+    preprocessing.InvalidImage: InvalidImage,
+    preprocessing.UnsupportedImage: UnsupportedMediaType,
+    preprocessing.ImageTooLarge: PayloadTooLarge,
+}
+
+
+def from_image_error(error: preprocessing.ImageError) -> GatewayError:
+    """The gateway's error for a preprocessing error (`contracts.preprocessing`), with the same message."""
+    kind = next((gateway for image, gateway in _IMAGE_ERRORS.items() if isinstance(error, image)), InvalidImage)
+    return kind(error.message)

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_PATTERN
+from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
 
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")  # relative to the working directory, as Triton's own flag
 
@@ -36,9 +37,9 @@ class Settings(BaseSettings):
     default_reconstructor: ModelName = DEFAULT_RECONSTRUCTOR
     # Input limits (a bad upload is a 4xx, never a crash or an out-of-memory).
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)  # whole request body
-    max_pixels: int = Field(40_000_000, gt=0)  # width * height of one decoded image (decompression bombs)
+    max_pixels: int = Field(MAX_PIXELS, gt=0)  # width * height of one decoded image (decompression bombs)
     max_images: int = Field(32, ge=1)  # images per request
-    min_image_side: int = Field(8, ge=1)  # smaller images carry no usable content
+    min_image_side: int = Field(MIN_SIDE, ge=1)  # smaller images carry no usable content
     max_top_k: int = Field(100, ge=1)
     # Triton calls.
     request_timeout_s: float = Field(30.0, gt=0)  # one inference round trip

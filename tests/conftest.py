@@ -2,14 +2,28 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-OFFICIAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"
+OFFICIAL_FIXTURES = REPO / "tests" / "fixtures" / "official_lomar_micro"  # made by the paper's reference code
 ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test-fast` (-m "not e2e") starts no training run, Triton or gateway: a test that starts any process
+    must be marked e2e."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refuse(self: subprocess.Popen, args, *rest, **kwargs) -> None:
+        raise AssertionError(f"a unit test started a process ({args!r}): mark the test e2e")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -149,7 +149,6 @@ class FinetuneConfig(TrainConfig):
     smoothing: float = setting(0.1, "label smoothing")
     auto_augment: str = setting("rand-m9-mstd0.5-inc1", "timm auto-augment spec; empty = none")
     reprob: float = setting(0.25, "random erasing probability")
-    crop_pct: float = setting(0.875, "evaluation: resize to image_size / crop_pct, then centre crop")
     model_ema: bool = setting(False, "keep an exponential moving average of the weights (evaluated too)")
     model_ema_decay: float = setting(0.9999, "EMA decay per optimizer step")
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from training.data import eval_transform, image_folder
+from contracts import datasets
+from training.data import EvalTransform, image_folder
 from training.distributed import DistContext, resolve_device
 from training.encoder_init import load_encoder, read_init
 from training.engine import autocast, evaluate_classifier
@@ -54,9 +55,9 @@ def evaluate_classifier_file(args: argparse.Namespace, ctx: DistContext) -> dict
     model = load_classifier(args.checkpoint).to(ctx.device)
     names = read_checkpoint(args.checkpoint).get("class_names")
     root = Path(args.data_dir)
-    folder = root / "val" if (root / "val").is_dir() else root
+    folder = datasets.val_dir(root) or root
     size = args.image_size or model.config.img_size
-    dataset, classes = image_folder(folder, eval_transform(size), classes=list(names) if names else None)
+    dataset, classes = image_folder(folder, EvalTransform(size), classes=list(names) if names else None)
     if len(classes) != model.config.num_classes:
         raise DataError(f"{folder} has {len(classes)} classes but the model predicts {model.config.num_classes}")
     result = evaluate_classifier(model, loader_of(dataset, args), ctx, args.amp)
@@ -80,10 +81,10 @@ def evaluate_encoder_file(args: argparse.Namespace, ctx: DistContext) -> dict:
     model = build_model(init_config.replace(num_classes=0, global_pool=True, img_size=size), pretrain=False)
     load_encoder(model, state, args.checkpoint)
     model.to(ctx.device).eval()
-    root, transform = Path(args.data_dir), eval_transform(size)
-    if (root / "train").is_dir() and (root / "val").is_dir():
-        train_set, classes = image_folder(root / "train", transform)
-        test_set, _ = image_folder(root / "val", transform, classes=classes)
+    root, transform = Path(args.data_dir), EvalTransform(size)
+    if datasets.has_splits(root):
+        train_set, classes = image_folder(root / datasets.TRAIN_SPLIT, transform)
+        test_set, _ = image_folder(root / datasets.VAL_SPLIT, transform, classes=classes)
     else:
         dataset, classes = image_folder(root, transform)
         held = [i for i in range(len(dataset)) if i % HOLD_OUT_EVERY == 0]

@@ -23,10 +23,11 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from contracts import datasets
 from contracts.checkpoints import BEST_CHECKPOINT
 from training.checkpointing import TrainingState, load_training_checkpoint, resume_path
 from training.config import FinetuneConfig, parse_config
-from training.data import ImageDataset, eval_transform, finetune_transform, image_folder
+from training.data import EvalTransform, ImageDataset, finetune_transform, image_folder
 from training.distributed import DistContext, init_distributed
 from training.encoder_init import check_same_architecture, load_encoder, read_init
 from training.engine import LossFn, evaluate_classifier
@@ -41,13 +42,14 @@ log = logging.getLogger("training.finetune")  # not "__main__" under python -m
 
 
 def split_dirs(config: FinetuneConfig) -> tuple[Path, Path]:
-    """(train folder, validation folder): DATA_DIR/train and DATA_DIR/val when present, else DATA_DIR for both."""
-    root = Path(config.data_dir)
-    train = root / "train" if (root / "train").is_dir() else root
+    """(train folder, validation folder): DATA_DIR/train and DATA_DIR/val when present (`contracts.datasets`),
+    else DATA_DIR for both."""
+    train = datasets.train_dir(config.data_dir)
     if config.val_dir:
         return train, Path(config.val_dir)
-    if (root / "val").is_dir():
-        return train, root / "val"
+    val = datasets.val_dir(config.data_dir)
+    if val is not None:
+        return train, val
     log.warning("no validation folder (DATA_DIR/val or --val-dir): evaluating on the training images")
     return train, train
 
@@ -106,7 +108,7 @@ def run(config: FinetuneConfig) -> int:
     train_dir, val_dir = split_dirs(config)
     train_set, classes = image_folder(train_dir, finetune_transform(config.image_size, config.auto_augment,
                                                                     config.reprob), seed=config.seed)
-    val_set, _ = image_folder(val_dir, eval_transform(config.image_size, config.crop_pct), classes=classes)
+    val_set, _ = image_folder(val_dir, EvalTransform(config.image_size), classes=classes)
     arch, init_state = classifier_config(config, len(classes))
     torch.manual_seed(config.seed)  # identical head initialisation on every process
     model: LoMaRClassifier = build_model(arch, pretrain=False)

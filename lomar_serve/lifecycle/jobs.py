@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import datasets
 from contracts.checkpoints import file_sha256
 from lomar_serve.lifecycle.errors import JobConflict, LifecycleError
 from lomar_serve.lifecycle.progress import job_progress, log_tail, read_records, training_progress
@@ -130,6 +131,12 @@ class JobRunner:
 
     def get(self, job_id: str) -> JobRecord:
         return self.store.get_job(job_id)
+
+    @property
+    def running_pid(self) -> int | None:
+        """Process id (also its process group's id) of the stage that runs now; None when none runs."""
+        with self._lock:
+            return None if self._process is None else self._process.pid
 
     def describe(self, job_id: str, tail_bytes: int = 4000) -> dict[str, Any]:
         """The record with the tail of its log."""
@@ -297,7 +304,7 @@ class JobRunner:
         expected = self.repository.num_classes(plan.model_name)
         if plan.kind != "finetune" or expected is None:
             return
-        classes = [p for p in plan.train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        classes = datasets.class_names(plan.train_dir)
         if len(classes) != expected:
             raise StageFailed(
                 f"model {plan.model_name} has {expected} classes but {plan.train_dir} has {len(classes)} class "

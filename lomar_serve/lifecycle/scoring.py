@@ -3,8 +3,9 @@
     python -m lomar_serve.lifecycle.scoring --repository REPO --name NAME --version 3 --data-dir VAL \
         [--baseline 2] --out verification.json
 
-Runs the version's ONNX file with ONNX Runtime on images decoded exactly as the gateway decodes uploads
-(uint8 RGB, resize + centre crop), so it checks the artefact Triton will load, not the PyTorch checkpoint.
+Runs the version's `model.onnx` with ONNX Runtime on images found and decoded by the shared contracts
+(`contracts.datasets`, `contracts.preprocessing`: exactly as the gateway decodes uploads and training evaluates),
+so it checks the artefact Triton will load, not the PyTorch checkpoint.
 Classifiers: top-1 accuracy (%) with predictions compared by label name against the class folders, so a
 baseline version with other classes is scored fairly. Reconstruction models: mean squared error (0..1 pixel
 scale) of the reconstruction on hidden patches at mask ratio 0.75, fixed seed. The same figure for the baseline
@@ -22,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.datasets import image_files
 from contracts.model_card import ModelCard
 from contracts.model_repository import ONNX_FILE
-from lomar_serve.images import DecodeOptions, decode_image
+from contracts.preprocessing import DecodeOptions, ImageError, decode_image
 from lomar_serve.reconstruction import sample_mask
 
 LOGGER = logging.getLogger("lomar_serve.lifecycle.scoring")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 BATCH = 16
 MASK_RATIO, MASK_SEED = 0.75, 0
 
@@ -51,7 +52,7 @@ class Score:
 
 def list_samples(data_dir: Path, limit: int) -> list[Sample]:
     """Images under data_dir, labelled by their class folder (data_dir/CLASS/IMAGE), sorted, at most `limit`."""
-    files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(data_dir)
     samples = [Sample(p, p.parent.name if p.parent != data_dir else "") for p in files]
     if len(samples) > limit:  # an even spread over the classes, not the first few folders
         samples = [samples[round(i * len(samples) / limit)] for i in range(limit)]
@@ -76,9 +77,19 @@ class Version:
 
 
 def decode(samples: list[Sample], size: tuple[int, int]) -> np.ndarray:
-    """(N, 3, H, W) uint8, decoded as the gateway decodes uploads."""
+    """(N, 3, H, W) uint8, decoded as the gateway decodes uploads.
+
+    Raises:
+        ImageError: an image cannot be decoded (the message names the file).
+    """
     options = DecodeOptions(size=size)
-    return np.stack([decode_image(sample.path.read_bytes(), options) for sample in samples])
+    images = []
+    for sample in samples:
+        try:
+            images.append(decode_image(sample.path, options))
+        except ImageError as error:
+            raise type(error)(f"{sample.path}: {error.message}") from error
+    return np.stack(images)
 
 
 def top1(version: Version, samples: list[Sample]) -> Score:
@@ -142,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         print(f"verify: no images under {args.data_dir}", file=sys.stderr)
         return 2
-    new = score(args.repository, args.name, args.version, samples)
-    LOGGER.info("version %s: %s = %.4f on %d images", new.version, new.metric, new.value, new.count)
-    baseline = None
-    if args.baseline and args.baseline != args.version:
-        baseline = score(args.repository, args.name, args.baseline, samples)
-        LOGGER.info("baseline version %s: %s = %.4f", baseline.version, baseline.metric, baseline.value)
+    try:
+        new = score(args.repository, args.name, args.version, samples)
+        LOGGER.info("version %s: %s = %.4f on %d images", new.version, new.metric, new.value, new.count)
+        baseline = None
+        if args.baseline and args.baseline != args.version:
+            baseline = score(args.repository, args.name, args.baseline, samples)
+            LOGGER.info("baseline version %s: %s = %.4f", baseline.version, baseline.metric, baseline.value)
+    except ImageError as error:
+        print(f"verify: an evaluation image cannot be decoded: {error.message}", file=sys.stderr)
+        return 2
     result = {"metric": new.metric, "value": new.value, "count": new.count, "version": new.version,
               "baseline": None if baseline is None else {"version": baseline.version, "value": baseline.value},
               "not_worse": not_worse(new, baseline)}

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts import datasets
 from contracts.checkpoints import final_checkpoint
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, DEFAULT_RECONSTRUCTOR
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
@@ -139,13 +140,12 @@ class JobPlan:
         """Labelled images the verification scores: val_dir, else DATA_DIR/val, else DATA_DIR."""
         if self.val_dir:
             return Path(self.val_dir)
-        val = Path(self.data_dir) / "val"
-        return val if val.is_dir() else Path(self.data_dir)
+        return datasets.val_dir(self.data_dir) or Path(self.data_dir)
 
     @property
     def train_dir(self) -> Path:
-        train = Path(self.data_dir) / "train"
-        return train if train.is_dir() else Path(self.data_dir)
+        """DATA_DIR/train, else DATA_DIR (`contracts.datasets`)."""
+        return datasets.train_dir(self.data_dir)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

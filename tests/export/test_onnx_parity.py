@@ -37,12 +37,13 @@ def test_classifier_matches_reference_logits_and_features(official_classifier, r
     np.testing.assert_allclose(embedding, reference_outputs["features"], atol=TOLERANCE, rtol=0)
 
 
-def test_classifier_card_records_parity_and_source(official_classifier, official_dir):
+def test_classifier_card_records_parity_and_source(official_classifier, official_dir, reference_meta):
     card = json.loads((official_classifier.path / "model_card.json").read_text())
     expected = hashlib.sha256((official_dir / "official_finetuned.pth").read_bytes()).hexdigest()
     assert card["source_sha256"] == expected and card["source_checkpoint"] == "official_finetuned.pth"
-    assert card["architecture"]["depth"] == 4 and card["image_size"] == [224, 224]
-    assert card["classes"] == [f"class_{i}" for i in range(10)]
+    assert card["architecture"]["depth"] == reference_meta["depth"]
+    assert card["image_size"] == [reference_meta["img_size"]] * 2
+    assert card["classes"] == [f"class_{i}" for i in range(reference_meta["num_classes"])]
     batches = card["parity"]["onnxruntime"]["batches"]
     assert [b["batch_size"] for b in batches] == [1, 8]
     assert all(o["max_abs_diff"] <= TOLERANCE for b in batches for o in b["outputs"].values())

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lomar_serve.cli import main as cli_main
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -16,17 +18,17 @@ def _serve(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=180)
 
 
-def test_missing_repository_is_a_usage_error(tmp_path):
-    result = _serve("--model-repository", str(tmp_path / "nowhere"))
-    assert result.returncode == 2 and "not a directory" in result.stderr
+def test_missing_repository_is_a_usage_error(tmp_path, capsys):
+    assert cli_main(["serve", "--model-repository", str(tmp_path / "nowhere")]) == 2  # in-process: starts nothing
+    assert "not a directory" in capsys.readouterr().err
 
 
-def test_bad_port_is_a_usage_error(tmp_path):
-    result = _serve("--model-repository", str(tmp_path), "--port", "99999")
-    assert result.returncode == 2 and "port" in result.stderr
+def test_bad_port_is_a_usage_error(tmp_path, capsys):
+    assert cli_main(["serve", "--model-repository", str(tmp_path), "--port", "99999"]) == 2
+    assert "port" in capsys.readouterr().err
 
 
-@pytest.mark.e2e
+@pytest.mark.e2e  # the `lomar serve` process starts Triton
 def test_broken_model_exits_with_triton_errors(tmp_path):
     (tmp_path / "broken" / "1").mkdir(parents=True)
     (tmp_path / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "no_such_backend"\n')

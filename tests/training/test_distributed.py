@@ -6,10 +6,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.training.conftest import REPO, TINY_PRETRAIN, child_env
 from training.models import create_model, read_checkpoint
+
+pytestmark = pytest.mark.e2e  # starts torchrun and two training processes
 
 
 def free_port() -> int:

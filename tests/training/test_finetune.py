@@ -41,7 +41,7 @@ def test_loss_decreases_and_outputs_load(tmp_path, synth_split, capsys):
     assert result["top1"] == pytest.approx(best["best_top1"]) and result["top5"] >= result["top1"]
 
 
-def test_finetune_from_official_pretrained(tmp_path, synth_split, official_dir):
+def test_finetune_from_official_pretrained(tmp_path, synth_split, official_dir, reference_meta):
     out = tmp_path / "run"
     init = official_dir / "official_pretrained.pth"
     argv = FAST + ["--data-dir", str(synth_split), "--output-dir", str(out), "--init", str(init),
@@ -49,27 +49,37 @@ def test_finetune_from_official_pretrained(tmp_path, synth_split, official_dir):
                    "--model-ema", "--model-ema-decay", "0.9"]  # default recipe: mixup, cutmix, RandAugment, erasing
     assert finetune_main(argv) == 0
     model = load_classifier(out / "checkpoint-last.pth")
-    assert (model.config.embed_dim, model.config.depth, model.config.num_classes) == (192, 4, 4)
+    assert (model.config.embed_dim, model.config.depth, model.config.num_classes) == \
+        (reference_meta["embed_dim"], reference_meta["depth"], 4)
     assert "model_ema" in read_checkpoint(out / "checkpoint-last.pth")
     assert "ema_top1" in read_metrics(out, "val")[0]
 
 
-def test_encoder_weights_come_from_the_init_checkpoint(official_dir):
+def micro_model(meta: dict, num_classes: int):
+    """A classifier of the reference fixture's architecture (D, depth and heads from its meta.json)."""
+    return create_model("lomar_tiny_patch16", embed_dim=meta["embed_dim"], depth=meta["depth"],
+                        num_heads=meta["num_heads"], num_classes=num_classes)
+
+
+def test_encoder_weights_come_from_the_init_checkpoint(official_dir, reference_meta):
     path = official_dir / "official_pretrained.pth"
     config, state = read_init(path)
-    model = create_model("lomar_tiny_patch16", depth=4, num_classes=3)
+    model = micro_model(reference_meta, num_classes=3)
     load_encoder(model, state, path)
-    assert torch.equal(model.blocks[3].attn.rpe_k.lookup_table_weight, state["blocks.3.attn.rpe_k.lookup_table_weight"])
+    last = reference_meta["depth"] - 1
+    assert torch.equal(model.blocks[last].attn.rpe_k.lookup_table_weight,
+                       state[f"blocks.{last}.attn.rpe_k.lookup_table_weight"])
     assert torch.equal(model.cls_token, state["cls_token"])
-    assert config.depth == 4 and config.embed_dim == 192
+    assert config.depth == reference_meta["depth"] and config.embed_dim == reference_meta["embed_dim"]
 
 
-def test_contradicting_model_is_a_clear_error(tmp_path, synth_split, official_dir, capsys):
+def test_contradicting_model_is_a_clear_error(tmp_path, synth_split, official_dir, reference_meta, capsys):
     argv = FAST + ["--data-dir", str(synth_split), "--output-dir", str(tmp_path / "x"), "--image-size", "32",
                    "--init", str(official_dir / "official_pretrained.pth"), "--model", "lomar_small_patch16"]
     assert finetune_main(argv) == 2
     err = capsys.readouterr().err
-    assert "--model lomar_small_patch16 contradicts the --init checkpoint" in err and "embed_dim 384 vs 192" in err
+    assert "--model lomar_small_patch16 contradicts the --init checkpoint" in err
+    assert f"embed_dim 384 vs {reference_meta['embed_dim']}" in err
 
 
 def test_pretrained_encoder_evaluation_reports_knn_and_linear_probe(tmp_path, synth_split, capsys):
@@ -83,13 +93,13 @@ def test_pretrained_encoder_evaluation_reports_knn_and_linear_probe(tmp_path, sy
     assert 25.0 < result["knn_top1"] <= 100.0 and 25.0 < result["linear_probe_top1"] <= 100.0
 
 
-def test_a_finetuned_checkpoint_can_be_the_starting_point(official_dir):
+def test_a_finetuned_checkpoint_can_be_the_starting_point(official_dir, reference_meta):
     """Retraining starts from a classifier: encoder and fc_norm carry over, the head is new (other classes)."""
     path = official_dir / "official_finetuned.pth"
     config, state = read_init(path)
-    assert config.num_classes == 10
-    model = create_model("lomar_tiny_patch16", depth=4, num_classes=3)
+    assert config.num_classes == reference_meta["num_classes"]
+    model = micro_model(reference_meta, num_classes=3)
     load_encoder(model, state, path)
     assert torch.equal(model.fc_norm.weight, state["fc_norm.weight"])
     assert torch.equal(model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
-    assert model.head.weight.shape == (3, 192)
+    assert model.head.weight.shape == (3, reference_meta["embed_dim"])

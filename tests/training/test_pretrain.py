@@ -31,6 +31,7 @@ def test_loss_decreases(tmp_path, synth_dir):
     assert read_checkpoint(out / "checkpoint-last.pth")["config"]["lr"] == 3e-3
 
 
+@pytest.mark.e2e  # training subprocesses
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, synth_dir):
     common = TINY_PRETRAIN + ["--data-dir", str(synth_dir), "--batch-size", "2", "--epochs", "2",
                               "--steps-per-epoch", "10", "--warmup-epochs", "1", "--lr", "1e-3",

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from contracts.datasets import TRAIN_SPLIT, VAL_SPLIT
 from training.data.sample_photos import write_sample_photos
 from training.data.synth import FORMATS, write_synthetic
 
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             return write_sample_photos(folder, per_class, args.size, seed)
     try:
         if args.val_per_class > 0:
-            names = write(out / "train", args.per_class, args.seed)
-            write(out / "val", args.val_per_class, args.seed + 1)
+            names = write(out / TRAIN_SPLIT, args.per_class, args.seed)
+            write(out / VAL_SPLIT, args.val_per_class, args.seed + 1)
         else:
             names = write(out, args.per_class, args.seed)
     except (ValueError, OSError) as exc:

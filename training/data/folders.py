@@ -1,5 +1,10 @@
 """Image-folder datasets: any folder of images (recursive, unlabelled) and the ImageFolder layout (labelled).
 
+Which files are images and what a class folder is: `contracts.datasets`. Every image is decoded by
+`contracts.preprocessing.load_rgb` (EXIF orientation, alpha on white, 16-bit, palette, CMYK), exactly as the
+gateway decodes uploads; a transform that declares `decode_options` (the evaluation transform) gets the image
+decoded for its model size, as served.
+
 Unreadable images never crash a run: a sample that fails to decode is replaced by the next readable one (so batch
 shapes stay fixed under DDP), its path is logged once per process, and every sample reports how many unreadable
 files were skipped to produce it, so the training loop can count them.
@@ -18,19 +23,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from contracts import datasets
+from contracts.preprocessing import IMAGE_EXTENSIONS, ImageError, load_rgb
 from training.errors import DataError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 Sample = tuple[torch.Tensor, int, int]  # (image (3, H, W), label (-1 when unlabelled), unreadable files skipped)
-
-
-def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 @contextmanager
@@ -49,7 +51,8 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 class ImageDataset(Dataset):
-    """A list of (path, label) decoded with PIL to RGB and transformed; epoch-seeded augmentation."""
+    """A list of (path, label) decoded to RGB by the preprocessing contract and transformed; epoch-seeded
+    augmentation."""
 
     def __init__(self, samples: list[tuple[Path, int]], transform: Callable | None, seed: int = 0) -> None:
         if not samples:
@@ -68,18 +71,23 @@ class ImageDataset(Dataset):
         return len(self.samples)
 
     def load(self, path: Path) -> Image.Image:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        """RGB, upright; decoded for the transform's model input when it declares `decode_options`, else at full
+        resolution (augmentations crop from it).
+
+        Raises:
+            contracts.preprocessing.ImageError: unreadable, unsupported or too large.
+        """
+        return load_rgb(path, getattr(self.transform, "decode_options", None))
 
     def __getitem__(self, index: int) -> Sample:
         for skipped in range(len(self.samples)):
             path, label = self.samples[(index + skipped) % len(self.samples)]
             try:
                 image = self.load(path)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+            except ImageError as exc:
                 if path not in self._reported:
                     self._reported.add(path)
-                    log.warning("skipping unreadable image %s: %s", path, exc)
+                    log.warning("skipping unreadable image %s: %s", path, exc.message)
                 continue
             if self.transform is not None:
                 with seeded(hash((self.seed, self.epoch, index)) & (2**62 - 1)):
@@ -92,7 +100,7 @@ def find_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    return sorted(path for path in root.rglob("*") if is_image(path))
+    return datasets.image_files(root)
 
 
 def image_files(root: str | Path, transform: Callable | None, seed: int = 0) -> ImageDataset:
@@ -107,7 +115,7 @@ def find_classes(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    classes = datasets.class_names(root)
     if not classes:
         raise DataError(f"{root} has no class sub-folders (expected ImageFolder layout: ROOT/CLASS/IMAGE)")
     return classes

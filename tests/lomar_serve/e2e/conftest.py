@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a model repository exported from the official tiny checkpoints, and ONE real
+"""End-to-end fixtures: a model repository exported from the official micro checkpoints, and ONE real
 `lomar serve` process (real Triton, supervised, plus the uvicorn gateway) shared by the whole session."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-E2E_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+E2E_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog")  # the micro fixture has 6 classes
 START_TIMEOUT_S = 240.0
 
 
@@ -106,7 +106,7 @@ def launch_serve(args: list[str], log_path: Path, env: dict[str, str]) -> Gatewa
 
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Path:
-    """The official tiny fine-tuned (classify, 10 classes) and pretrained (reconstruct) checkpoints, exported
+    """The official micro fine-tuned (classify, 6 classes) and pretrained (reconstruct) checkpoints, exported
     with `lomar export`'s Python API as lomar_classifier and lomar_reconstruction."""
     from export.pipeline import ExportOptions, export_checkpoint
 

@@ -21,7 +21,7 @@ from lomar_serve.inference import TritonClient
 from lomar_serve.reconstruction import GAP, MASK_GREY, sample_mask
 from tests.lomar_serve.e2e.conftest import E2E_LABELS, REPO, children, free_port
 from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_array, photo_bytes
-from tests.lomar_serve.test_images import png_bomb
+from tests.contracts.samples import png_bomb
 
 pytestmark = pytest.mark.e2e
 OPTIONS = DecodeOptions(size=(224, 224))
@@ -42,12 +42,13 @@ def _triton_direct(gateway, model, inputs, outputs):
     return asyncio.run(call())
 
 
-def test_classify_photos_matches_triton_direct(client, gateway):
+def test_classify_photos_matches_triton_direct(client, gateway, reference_meta):
     jpeg = photo_bytes("chelsea")
-    body = client.post("/v1/classify?top_k=10", content=jpeg, headers={"content-type": "image/jpeg"}).json()
+    classes = reference_meta["num_classes"]
+    body = client.post(f"/v1/classify?top_k={classes}", content=jpeg, headers={"content-type": "image/jpeg"}).json()
     labels = body["results"][0]["labels"]
     assert body["model"] == "lomar_classifier" and body["model_version"] == "1"
-    assert sorted(item["index"] for item in labels) == list(range(10))
+    assert sorted(item["index"] for item in labels) == list(range(classes))
     assert all(item["label"] == E2E_LABELS[item["index"]] for item in labels)  # labels.txt of the export
     assert abs(sum(item["score"] for item in labels) - 1.0) < 1e-6
     # The same preprocessed tensor sent to Triton directly gives the same probabilities.
@@ -72,11 +73,11 @@ def test_batch_of_8_equals_8_single_requests(client):
         np.testing.assert_allclose(vector["results"][0]["embedding"], embeddings[index]["embedding"], atol=1e-5)
 
 
-def test_embeddings_unit_norm_deterministic_and_distinct(client):
+def test_embeddings_unit_norm_deterministic_and_distinct(client, reference_meta):
     blobs = [photo_bytes(name) for name in ("astronaut", "coffee", "camera")]
     first = np.array([r["embedding"] for r in client.post("/v1/embed", files=_files(blobs)).json()["results"]])
     second = np.array([r["embedding"] for r in client.post("/v1/embed", files=_files(blobs)).json()["results"]])
-    assert first.shape == (3, 192)
+    assert first.shape == (3, reference_meta["embed_dim"])
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-9)
     np.testing.assert_array_equal(first, second)
     assert np.abs(first[0] - first[1]).max() > 1e-3  # different photographs, different vectors
@@ -149,12 +150,13 @@ def test_bad_parameters(client, path, status, code):
     assert response.status_code == status and response.json()["error"]["code"] == code
 
 
-def test_models_health_metrics(client):
+def test_models_health_metrics(client, reference_meta):
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
-    assert models["lomar_classifier"]["kind"] == "classifier" and models["lomar_classifier"]["num_classes"] == 10
+    classifier = models["lomar_classifier"]
+    assert classifier["kind"] == "classifier" and classifier["num_classes"] == reference_meta["num_classes"]
     assert models["lomar_reconstruction"]["patch_size"] == 16
     card = models["lomar_classifier"]["versions"][0]["model_card"]
-    assert card["source_sha256"] and card["architecture"]["embed_dim"] == 192
+    assert card["source_sha256"] and card["architecture"]["embed_dim"] == reference_meta["embed_dim"]
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["models"] == {"lomar_classifier": "1", "lomar_reconstruction": "1"}
     metrics = client.get("/metrics").text
@@ -162,7 +164,7 @@ def test_models_health_metrics(client):
     assert 'lomar_batch_size_bucket{endpoint="classify",le="8.0"}' in metrics
 
 
-def test_labels_from_triton_when_repository_is_remote(gateway):
+def test_labels_from_triton_when_repository_is_remote(gateway, reference_meta):
     """Without local files the catalog reads the labels through Triton's classification extension."""
     async def discover():
         triton = TritonClient(gateway.triton_http_url())
@@ -171,7 +173,8 @@ def test_labels_from_triton_when_repository_is_remote(gateway):
         finally:
             await triton.close()
     spec = asyncio.run(discover())
-    assert spec.labels == E2E_LABELS and spec.embedding_dim == 192 and spec.image_size == (224, 224)
+    assert spec.labels == E2E_LABELS and spec.embedding_dim == reference_meta["embed_dim"]
+    assert spec.image_size == (reference_meta["img_size"],) * 2
 
 
 def test_command_line_client(gateway, tmp_path):

@@ -34,7 +34,7 @@ def browser():
         driver.quit()
 
 
-def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, artifacts_dir):
+def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, artifacts_dir, reference_meta):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -49,9 +49,12 @@ def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, arti
     labels = [item.text for item in browser.find_elements(By.CSS_SELECTOR, ".labels li.label")]
     assert all(any(text.startswith(name) for name in E2E_LABELS) and "%" in text for text in labels), labels
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.strip").is_displayed())
-    width = browser.execute_script("return document.querySelector('img.strip').naturalWidth")
-    assert width == 4 * 224 + 3 * 4
-    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".embedding .dim"), "192 dimensions"))
+    # Shown is not yet decoded: wait for the strip's pixels before reading its size.
+    natural_width = "const img = document.querySelector('img.strip'); return img.complete ? img.naturalWidth : 0"
+    wait.until(lambda d: d.execute_script(natural_width) > 0)
+    assert browser.execute_script(natural_width) == 4 * 224 + 3 * 4
+    dimensions = f"{reference_meta['embed_dim']} dimensions"
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".embedding .dim"), dimensions))
     # Moving the mask-ratio slider asks for a new reconstruction.
     browser.execute_script("const s = document.getElementById('mask-ratio'); s.value = '0.5';"
                            "s.dispatchEvent(new Event('input'));")

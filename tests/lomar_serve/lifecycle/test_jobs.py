@@ -1,4 +1,5 @@
-"""The job runner with real training, export and verification subprocesses on a tiny synthetic set."""
+"""The job runner with real training, export and verification subprocesses on a tiny synthetic set (e2e: it
+starts training processes)."""
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from lomar_serve.lifecycle.spec import JobRequest
 from lomar_serve.lifecycle.store import JobRecord, LifecycleStore
 from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def wait_for(runner: JobRunner, job_id: str, done, timeout_s: float = 240.0) -> JobRecord:
@@ -89,8 +90,8 @@ def test_job_trains_exports_verifies_and_deploys(runner: JobRunner, data_root: P
 def test_cancel_terminates_the_running_stage(runner: JobRunner, data_root: Path) -> None:
     job = runner.submit(request("base", epochs=500).plan(DataRoots.of([data_root]), runner.settings.jobs_dir))
     wait_for(runner, job.id, lambda r: r.state == "running" and r.metrics.get("training", {}).get("step"))
-    with runner._lock:
-        pid = runner._process.pid
+    pid = runner.running_pid
+    assert pid is not None
     record = runner.cancel(job.id)
     assert record.state == "cancelled"
     time.sleep(0.5)
@@ -109,11 +110,10 @@ def test_interrupted_job_survives_and_resumes_from_its_checkpoint(workspace: Pat
     checkpoint = Path(job.output_dir) / "checkpoint-last.pth"
     wait_for(first, job.id, lambda r: checkpoint.is_file() and r.metrics.get("training", {}).get("step"))
     # the gateway dies: its record says running, its process is gone
-    with first._lock:
-        process = first._process
-    os.killpg(process.pid, 9)
-    first._stopping.set()
-    first._thread.join(30)
+    pid = first.running_pid
+    assert pid is not None
+    os.killpg(pid, 9)
+    first.stop()
     first.store.transition(job.id, ("interrupted", "failed", "running"), "running")
 
     second = make_runner(workspace)

@@ -4,7 +4,6 @@ No GPU here: the batched code path runs with device="cpu" (torchvision's CPU JPE
 same calls otherwise)."""
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from contracts.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from training.data import EvalTransform
 from training.models import load_classifier, load_pretrained
 
 TOLERANCE = 1e-4
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def test_normalisation_matches_reference(reference_outputs):
-    images = torch.from_numpy(reference_outputs["images_uint8"]).float() / 255
+def test_normalisation_matches_reference(reference_outputs, reference_meta):
+    """The contract's statistics are the reference code's, and the evaluation transform normalises like it."""
+    assert list(IMAGENET_MEAN) == reference_meta["normalization"]["mean"]
+    assert list(IMAGENET_STD) == reference_meta["normalization"]["std"]
+    normalize = EvalTransform(reference_meta["img_size"]).normalize
+    images = torch.from_numpy(reference_outputs["images_uint8"])  # uint8 (N, 3, H, W)
     expected = torch.from_numpy(reference_outputs["normalized_input"])
-    assert torch.allclose((images - MEAN) / STD, expected, atol=1e-6)
+    assert torch.allclose(torch.stack([normalize(image) for image in images]), expected, atol=1e-6)
 
 
 def test_classifier_features_and_logits(official_dir, reference_outputs, reference_meta):
