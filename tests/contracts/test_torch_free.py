@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # each check starts a fresh interpreter
+
 
 @pytest.mark.parametrize("module", ["contracts.model_repository", "contracts.model_card", "contracts.checkpoints",
                                     "lomar_serve.app", "lomar_serve.lifecycle.service", "lomar_serve.lifecycle.spec"])
