@@ -66,9 +66,9 @@ class Gateway:
         """Top-k labels with softmax scores for each image."""
         name = model or self.settings.default_classifier
         spec = await self.catalog.get(name, "classifier")
-        limit = min(len(spec.labels), self.settings.max_top_k)
-        if not 1 <= top_k <= limit:
-            raise InvalidParameter(f"top_k must be between 1 and {limit} for model {name!r}, got {top_k}")
+        if top_k < 1:
+            raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
+        top_k = min(top_k, len(spec.labels), self.settings.max_top_k)  # more than the classes: all of them
         images = await self._decode("classify", blobs, spec)
         result = await self._infer(spec, {"image": images}, ["logits"])
         probabilities = _softmax(result.outputs["logits"])  # (N, C)

@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, gt=0)  # width * height of one decoded image (decompression bombs)
     max_images: int = Field(32, ge=1)  # images per request
     min_image_side: int = Field(8, ge=1)  # smaller images carry no usable content
-    max_top_k: int = Field(100, ge=1)
+    max_top_k: int = Field(100, ge=1)  # labels per image at most (a larger top_k is capped, never refused)
+    # Reading requests: a connection must deliver a request's headers, and then its whole body, within these.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(60.0, gt=0)
     # Triton calls.
     request_timeout_s: float = Field(30.0, gt=0)  # one inference round trip
     retry_after_s: int = Field(2, ge=1)  # Retry-After sent with 503 while Triton is down

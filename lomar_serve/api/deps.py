@@ -20,6 +20,7 @@ def get_settings(request: Request) -> Settings:
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # ?model=NAME; None picks the settings' default for the endpoint.
-ModelQuery = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+ModelQuery = Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN,
                                          description="Triton model name; default: the gateway's default model")]

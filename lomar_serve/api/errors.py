@@ -5,12 +5,15 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from lomar_serve.errors import GatewayError
 
 LOGGER = logging.getLogger(__name__)
+# nginx's "client closed request": never sent (the client is gone), only seen by the request metrics.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -35,6 +38,12 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, code, str(error.detail), dict(error.headers or {}))
 
 
+async def _client_disconnect(request: Request, _: Exception) -> Response:
+    """The client went away while sending its body: not an error of the server."""
+    LOGGER.debug("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     LOGGER.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal server error (logged on the server)")
@@ -44,4 +53,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)

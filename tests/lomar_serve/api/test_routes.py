@@ -113,7 +113,7 @@ def test_too_many_images(client):
 
 @pytest.mark.parametrize("query,status,code", [
     ("/v1/classify?top_k=0", 422, "invalid_parameter"),
-    ("/v1/classify?top_k=11", 422, "invalid_parameter"),
+    ("/v1/classify?top_k=100001", 422, "invalid_parameter"),
     ("/v1/classify?top_k=abc", 422, "invalid_parameter"),
     ("/v1/classify?model=nope", 404, "model_not_found"),
     ("/v1/classify?model=../etc", 422, "invalid_parameter"),
@@ -124,6 +124,12 @@ def test_too_many_images(client):
 ])
 def test_bad_parameters(client, query, status, code):
     _assert_error(client.post(query, **_raw(photo_bytes("camera"))), status, code)
+
+
+def test_top_k_above_the_class_count_returns_every_class(client):
+    for top_k in (NUM_CLASSES, NUM_CLASSES + 1, 100_000):
+        labels = client.post(f"/v1/classify?top_k={top_k}", **_raw(photo_bytes("camera"))).json()["results"][0]
+        assert sorted(item["index"] for item in labels["labels"]) == list(range(NUM_CLASSES))
 
 
 def test_unknown_route_is_json(client):
