@@ -1,0 +1,96 @@
+"""Header and body read timeouts and client disconnects, over real sockets to a real uvicorn server (in a thread)
+running the gateway app on the FAKE backend."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from lomar_serve.api.timeouts import header_timeout_protocol
+from lomar_serve.app import create_app
+from lomar_serve.settings import Settings
+from tests.lomar_serve.e2e.conftest import free_port
+from tests.lomar_serve.fake_backend import FakeBackend
+from tests.lomar_serve.photos import photo_bytes
+
+TIMEOUT_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    settings = Settings(model_repository=tmp_path_factory.mktemp("repo"), default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", header_timeout_s=TIMEOUT_S,
+                        body_timeout_s=TIMEOUT_S)
+    port = free_port()
+    config = uvicorn.Config(create_app(settings, backend=FakeBackend()), host="127.0.0.1", port=port,
+                            log_level="warning", http=header_timeout_protocol(settings.header_timeout_s))
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", port
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def _read_until_closed(sock: socket.socket, limit_s: float = 10.0) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    start, data = time.monotonic(), b""
+    sock.settimeout(limit_s)
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data, time.monotonic() - start
+        data += chunk
+
+
+def test_incomplete_headers_are_cut_off(server):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-")
+        data, seconds = _read_until_closed(sock)
+    assert data == b"" and seconds < TIMEOUT_S + 3
+
+
+def test_a_short_body_is_408_after_the_body_timeout(server):
+    _, port = server
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"\xff" * 5000)
+        data, seconds = _read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in data
+    assert seconds < TIMEOUT_S + 3
+
+
+def test_keep_alive_connection_serves_more_requests(server):
+    url, _ = server
+    with httpx.Client(base_url=url) as client:
+        for _ in range(3):
+            assert client.post("/v1/classify", content=photo_bytes("coins"),
+                               headers={"content-type": "image/jpeg"}).status_code == 200
+            time.sleep(TIMEOUT_S * 1.5)  # longer than the header timeout, shorter than uvicorn's keep-alive (5 s)
+
+
+def test_client_disconnect_is_counted_apart_and_not_an_error(server, caplog):
+    url, port = server
+    with caplog.at_level(logging.DEBUG, logger="lomar_serve"):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                         b"Content-Length: 100000\r\n\r\n" + b"\xff" * 5000)
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while 'endpoint="embed",model="fake_classifier",status="499"' not in httpx.get(f"{url}/metrics").text:
+            assert time.monotonic() < deadline, "the disconnect was not counted as status 499"
+            time.sleep(0.05)
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'status="500"' not in metrics
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert any("disconnected" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
