@@ -4,41 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 
 import httpx
-import pytest
-import uvicorn
 
-from lomar_serve.api.timeouts import header_timeout_protocol
-from lomar_serve.app import create_app
-from lomar_serve.settings import Settings
-from tests.lomar_serve.e2e.conftest import free_port
-from tests.lomar_serve.fake_backend import FakeBackend
+from tests.lomar_serve.api.conftest import TIMEOUT_S
 from tests.lomar_serve.photos import photo_bytes
-
-TIMEOUT_S = 0.5
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    settings = Settings(model_repository=tmp_path_factory.mktemp("repo"), default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", header_timeout_s=TIMEOUT_S,
-                        body_timeout_s=TIMEOUT_S)
-    port = free_port()
-    config = uvicorn.Config(create_app(settings, backend=FakeBackend()), host="127.0.0.1", port=port,
-                            log_level="warning", http=header_timeout_protocol(settings.header_timeout_s))
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", port
-    instance.should_exit = True
-    thread.join(timeout=10)
 
 
 def _read_until_closed(sock: socket.socket, limit_s: float = 10.0) -> tuple[bytes, float]:
@@ -52,16 +23,16 @@ def _read_until_closed(sock: socket.socket, limit_s: float = 10.0) -> tuple[byte
         data += chunk
 
 
-def test_incomplete_headers_are_cut_off(server):
-    _, port = server
+def test_incomplete_headers_are_cut_off(live_server):
+    _, port = live_server
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-")
         data, seconds = _read_until_closed(sock)
     assert data == b"" and seconds < TIMEOUT_S + 3
 
 
-def test_a_short_body_is_408_after_the_body_timeout(server):
-    _, port = server
+def test_a_short_body_is_408_after_the_body_timeout(live_server):
+    _, port = live_server
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
                      b"Content-Length: 100000\r\n\r\n" + b"\xff" * 5000)
@@ -70,8 +41,8 @@ def test_a_short_body_is_408_after_the_body_timeout(server):
     assert seconds < TIMEOUT_S + 3
 
 
-def test_keep_alive_connection_serves_more_requests(server):
-    url, _ = server
+def test_keep_alive_connection_serves_more_requests(live_server):
+    url, _ = live_server
     with httpx.Client(base_url=url) as client:
         for _ in range(3):
             assert client.post("/v1/classify", content=photo_bytes("coins"),
@@ -79,8 +50,8 @@ def test_keep_alive_connection_serves_more_requests(server):
             time.sleep(TIMEOUT_S * 1.5)  # longer than the header timeout, shorter than uvicorn's keep-alive (5 s)
 
 
-def test_client_disconnect_is_counted_apart_and_not_an_error(server, caplog):
-    url, port = server
+def test_client_disconnect_is_counted_apart_and_not_an_error(live_server, caplog):
+    url, port = live_server
     with caplog.at_level(logging.DEBUG, logger="lomar_serve"):
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
