@@ -5,17 +5,19 @@ package works against the gateway with `base_url="http://HOST:PORT/v1"`.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lomar_serve.api.deps import MODEL_NAME_PATTERN
+from lomar_serve.api.schemas import EXAMPLE_IMAGE
 
 
 class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"model": "lomar_classifier", "input": [EXAMPLE_IMAGE]}]})
 
-    input: str | list[str] = Field(description="an image, or a list of images: data URIs "
+    input: str | Annotated[list[str], Field(min_length=1)] = Field(description="an image, or a list of images: data URIs "
                                    "(`data:image/png;base64,...`) or plain base64; text is not accepted")
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="a classifier served by the gateway, e.g. "
                        "lomar_classifier")

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Upper bound of `top_k` in the schema; a top_k above the model's class count returns every class.
 MAX_TOP_K = 100_000
+# The example image of the OpenAPI document (/docs): a 16x16 red/green checkerboard PNG.
+EXAMPLE_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAFUlEQVR42mNg+E9jyDBqw6gNQ8YG"
+                 "ANlXfpDfjE6XAAAAAElFTkSuQmCC")
 
 
 class ErrorDetail(BaseModel):
@@ -26,7 +29,7 @@ class ErrorBody(BaseModel):
 class ImagesRequest(BaseModel):
     """JSON body of /v1/classify, /v1/embed and /v1/reconstruct (the images are never fetched from URLs)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE]}]})
 
     images: list[str] = Field(min_length=1, description="one entry per image: a data URI "
                               "(`data:image/jpeg;base64,...`) or plain base64 of the file's bytes")

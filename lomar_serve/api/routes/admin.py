@@ -20,6 +20,7 @@ from lomar_serve.lifecycle.spec import JobRequest
 
 LOGGER = logging.getLogger(__name__)
 LOG_CHUNK_BYTES = 64 * 1024
+MAX_VERSION = 999_999_999  # the largest version lomar_serve.lifecycle.paths.VERSION accepts (9 digits)
 
 
 def get_lifecycle(request: Request) -> Lifecycle:
@@ -45,7 +46,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="the model version to serve")
+    version: int = Field(ge=1, le=MAX_VERSION, description="the model version to serve")
 
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")

@@ -14,7 +14,7 @@ from lomar_serve.api.deps import GatewayDep
 from lomar_serve.api.openai_schemas import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse
 from lomar_serve.api.openapi import INFERENCE_ERRORS, error_responses, json_request_body
 from lomar_serve.api.uploads import JSON_TYPE, decode_base64_images, parse_json, read_body
-from lomar_serve.errors import InvalidParameter, UnsupportedMediaType
+from lomar_serve.errors import BadRequest, UnsupportedMediaType
 
 router = APIRouter(tags=["inference"])
 
@@ -28,13 +28,11 @@ async def embeddings(request: Request, gateway: GatewayDep) -> EmbeddingsRespons
     if not content_type.startswith(JSON_TYPE):
         raise UnsupportedMediaType(f"send a JSON body (Content-Type: {JSON_TYPE}), got {content_type!r}")
     body = parse_json(EmbeddingsRequest, await read_body(request, gateway.settings.max_upload_bytes))
-    items = [body.input] if isinstance(body.input, str) else body.input
-    if not items:
-        raise InvalidParameter("input: give at least one image")
-    blobs = decode_base64_images(items, gateway.settings.max_images)
+    blobs = decode_base64_images([body.input] if isinstance(body.input, str) else body.input,
+                                 gateway.settings.max_images)
     spec = await gateway.catalog.get(body.model, "classifier")
-    if body.dimensions is not None and body.dimensions != spec.embedding_dim:
-        raise InvalidParameter(f"dimensions: model {body.model!r} gives {spec.embedding_dim}-dimensional vectors "
+    if body.dimensions is not None and body.dimensions != spec.embedding_dim:  # 400, as OpenAI's API
+        raise BadRequest(f"dimensions: model {body.model!r} gives {spec.embedding_dim}-dimensional vectors "
                                f"and does not truncate them; omit dimensions or pass {spec.embedding_dim}")
     result = await gateway.embed(blobs, body.model, normalize=True)
     vectors = [item["embedding"] for item in result["results"]]

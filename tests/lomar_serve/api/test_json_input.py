@@ -67,7 +67,7 @@ def test_openai_embeddings_float_and_base64(client):
 
 
 @pytest.mark.parametrize("body,status,code", [
-    ({"model": "fake_classifier", "input": ["aGk="], "dimensions": DIM + 1}, 422, "invalid_parameter"),
+    ({"model": "fake_classifier", "input": ["aGk="], "dimensions": DIM + 1}, 400, "bad_request"),
     ({"model": "fake_classifier", "input": []}, 422, "invalid_parameter"),
     ({"model": "fake_classifier", "input": ["aGk="], "encoding_format": "int8"}, 422, "invalid_parameter"),
     ({"input": ["aGk="]}, 422, "invalid_parameter"),
