@@ -36,17 +36,18 @@ def admin_gateway(gateway: GatewayProcess, model_repository: Path, tmp_path_fact
         served.process.wait(timeout=60)
 
 
-def _schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess:
+def _schemathesis(url: str, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`st run` in `workdir` (it keeps a cache folder in its working directory)."""
     st = Path(sys.executable).with_name("st")
     return subprocess.run([str(st), "--config-file", str(CONFIG), "run", f"{url}/openapi.json", "--checks", "all",
                            "--mode", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "11", "--workers", "1",
                            "--request-timeout", "60", "--no-shrink", *extra],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=workdir)
 
 
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["anonymous", "admin-token"])
-def test_no_server_error_and_no_schema_violation(admin_gateway, token):
-    result = _schemathesis(admin_gateway.url, *(["--header", f"Authorization: Bearer {token}"] if token else []))
+def test_no_server_error_and_no_schema_violation(admin_gateway, token, tmp_path):
+    result = _schemathesis(admin_gateway.url, tmp_path, *(["--header", f"Authorization: Bearer {token}"] if token else []))
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{output[-12000:]}\n--- gateway log ---\n{admin_gateway.log_tail()}"
     assert "Tested: 17" in output, output[-3000:]  # every operation, none skipped
