@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)  # one inference round trip
     retry_after_s: int = Field(2, ge=1)  # Retry-After sent with 503 while Triton is down
     decode_threads: int = Field(4, ge=1)  # image decoding off the event loop
+    # Pixels decoded at once over all requests (~4 bytes each; images with alpha count twice), read from the
+    # headers before decoding; an image that can never fit is a 413 (lomar_serve/decode_budget.py).
+    decode_budget_pixels: int = Field(96_000_000, ge=1)
     # Launching Triton (no --triton-url).
     triton_start_timeout_s: float = Field(120.0, gt=0)
     triton_max_restarts: int = Field(1000, ge=0)  # supervisor gives up after this many restarts in a row
