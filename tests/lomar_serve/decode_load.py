@@ -61,11 +61,15 @@ class DecodeLoad:
 
 def run_decode_load(url: str, pid: int, *, count: int = 32, settle_s: float = 3.0, small_interval_s: float = 0.05,
                     endpoint: str = "/v1/embed") -> DecodeLoad:
-    """Send `count` big PNGs in one request to `endpoint` while small JPEGs go to /v1/classify one after another;
-    sample the RSS of process `pid` every 10 ms from before the big request until `settle_s` after it."""
+    """After a warm-up, send `count` big PNGs in one request to `endpoint` while small JPEGs go to /v1/classify
+    one after another; sample the RSS of process `pid` every 10 ms from before the big request until `settle_s`
+    after it."""
     process = psutil.Process(pid)
     big = big_rgba_png()
     small = photo_bytes("coffee")
+    with httpx.Client(base_url=url, timeout=60.0) as client:  # warm up: model catalog, first inferences
+        for path in ("/v1/classify", endpoint) * 3:
+            client.post(path, content=small, headers={"content-type": "image/jpeg"}).raise_for_status()
     start_rss = process.memory_info().rss
     peak, done, sampling = [start_rss], threading.Event(), threading.Event()
     latencies: list[float] = []
