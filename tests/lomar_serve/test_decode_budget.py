@@ -108,5 +108,5 @@ def test_one_40_megapixel_rgba_png_decodes_in_bounded_memory():
     assert result.returncode == 0, result.stderr
     memory = json.loads(result.stdout)
     assert memory["shape"] == [3, 224, 224]
-    assert memory["peak"] - memory["before"] < 400, memory
+    assert memory["peak"] - memory["before"] < 480, memory  # measured ~310 MB; ~920 MB without the reduction
     assert memory["after"] - memory["before"] < 60, memory
