@@ -1,5 +1,5 @@
-"""A real uvicorn server (in a thread, real sockets) running the gateway app on the FAKE backend, with short
-read timeouts."""
+"""The gateway app on the FAKE backend: in-process (`client`, FastAPI's TestClient) and behind a real uvicorn
+server in a thread with short read timeouts (`live_server`, real sockets)."""
 from __future__ import annotations
 
 import threading
@@ -7,14 +7,16 @@ import time
 
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
 from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
 from lomar_serve.settings import Settings
 from tests.lomar_serve.e2e.conftest import free_port
-from tests.lomar_serve.fake_backend import FakeBackend
+from tests.lomar_serve.fake_backend import NUM_CLASSES, FakeBackend
 
 TIMEOUT_S = 0.5  # header and body timeouts of the live server
+LABELS = [f"thing {i}" for i in range(NUM_CLASSES)]
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +37,20 @@ def live_server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}", port
     instance.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture()
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture()
+def client(tmp_path, backend):
+    version_dir = tmp_path / "fake_classifier" / "1"
+    version_dir.mkdir(parents=True)
+    (version_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    (version_dir / "model_card.json").write_text('{"architecture": "fake"}')
+    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
+    with TestClient(create_app(settings, backend=backend)) as test_client:
+        yield test_client

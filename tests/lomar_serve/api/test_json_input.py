@@ -7,7 +7,7 @@ import base64
 import numpy as np
 import pytest
 
-from tests.lomar_serve.api.test_routes import _assert_error, _raw, backend, client  # noqa: F401 (fixtures)
+from tests.lomar_serve.api.test_routes import _assert_error, _raw
 from tests.lomar_serve.fake_backend import DIM
 from tests.lomar_serve.photos import photo_bytes
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lomar_serve.api.test_routes import backend, client  # noqa: F401 (fixtures)
-
 INFERENCE = ("/v1/classify", "/v1/embed", "/v1/reconstruct")
 
 

@@ -13,27 +13,9 @@ from PIL import Image
 
 from lomar_serve.app import create_app
 from lomar_serve.settings import Settings
+from tests.lomar_serve.api.conftest import LABELS
 from tests.lomar_serve.fake_backend import NUM_CLASSES, FakeBackend
 from tests.lomar_serve.photos import photo_bytes
-
-LABELS = [f"thing {i}" for i in range(NUM_CLASSES)]
-
-
-@pytest.fixture()
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture()
-def client(tmp_path, backend):
-    version_dir = tmp_path / "fake_classifier" / "1"
-    version_dir.mkdir(parents=True)
-    (version_dir / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    (version_dir / "model_card.json").write_text('{"architecture": "fake"}')
-    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
-    with TestClient(create_app(settings, backend=backend)) as test_client:
-        yield test_client
 
 
 def _raw(data: bytes, content_type: str = "image/jpeg") -> dict:
