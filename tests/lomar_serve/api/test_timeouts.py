@@ -9,7 +9,6 @@ import time
 import httpx
 
 from tests.lomar_serve.api.conftest import TIMEOUT_S
-from tests.lomar_serve.photos import photo_bytes
 
 
 def _read_until_closed(sock: socket.socket, limit_s: float = 10.0) -> tuple[bytes, float]:
@@ -41,13 +40,26 @@ def test_a_short_body_is_408_after_the_body_timeout(live_server):
     assert seconds < TIMEOUT_S + 3
 
 
-def test_keep_alive_connection_serves_more_requests(live_server):
-    url, _ = live_server
-    with httpx.Client(base_url=url) as client:
-        for _ in range(3):
-            assert client.post("/v1/classify", content=photo_bytes("coins"),
-                               headers={"content-type": "image/jpeg"}).status_code == 200
-            time.sleep(TIMEOUT_S * 1.5)  # longer than the header timeout, shorter than uvicorn's keep-alive (5 s)
+def _get_healthz(sock: socket.socket) -> bytes:
+    """One keep-alive GET /healthz on an open connection; the whole response."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < len(b'{"status":"ok"}'):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
+
+
+def test_keep_alive_connection_has_the_header_timeout_for_its_next_request(live_server):
+    _, port = live_server
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for _ in range(3):  # each next request within the timeout: the connection stays open
+            assert _get_healthz(sock).startswith(b"HTTP/1.1 200 ")
+            time.sleep(TIMEOUT_S / 3)
+        data, seconds = _read_until_closed(sock)  # no next request: closed after the header timeout
+    assert data == b"" and seconds < TIMEOUT_S + 3
 
 
 def test_client_disconnect_is_counted_apart_and_not_an_error(live_server, caplog):
