@@ -49,7 +49,9 @@ def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, arti
     labels = [item.text for item in browser.find_elements(By.CSS_SELECTOR, ".labels li.label")]
     assert all(any(text.startswith(name) for name in E2E_LABELS) and "%" in text for text in labels), labels
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.strip").is_displayed())
-    width = browser.execute_script("return document.querySelector('img.strip').naturalWidth")
+    natural_width = "return document.querySelector('img.strip').naturalWidth"
+    wait.until(lambda d: d.execute_script(natural_width) > 0)  # seen 0 for a moment under load after onload
+    width = browser.execute_script(natural_width)
     assert width == 4 * 224 + 3 * 4
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".embedding .dim"), "192 dimensions"))
     # Moving the mask-ratio slider asks for a new reconstruction.
