@@ -90,10 +90,14 @@ def rss_mb():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
+def peak_mb():  # VmHWM: this process's own high-water mark (ru_maxrss also counts the parent's, across fork+exec)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
 png = big_rgba_png()
 before = rss_mb()
 out = decode_image(png, DecodeOptions(size=(224, 224)))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_mb()
 release_memory()
 print(json.dumps({"before": before, "peak": peak, "after": rss_mb(), "shape": list(out.shape)}))
 """
