@@ -44,7 +44,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _WHITE = (255, 255, 255, 255)
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+# Modes Image.reduce averages correctly (not palette or 1-bit images, not the I;16 variants).
+_REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F", "La", "RGBa"}
+_REDUCING_GAP = 3.0  # as in resize_crop: after the integer reduction, the resampling still shrinks >= 3x
 
 Source = bytes | str | os.PathLike
 
@@ -120,12 +123,12 @@ def resize_crop(image: Image.Image, options: DecodeOptions) -> np.ndarray:
         uint8 array (3, H, W), C-contiguous.
     """
     target_h, target_w = options.size
-    scale = _scale_to_cover(image.size, options)
+    scale = scale_to_cover(image.size, options)
     width, height = image.size
     box_w, box_h = min(width, target_w / scale), min(height, target_h / scale)
     left, top = (width - box_w) / 2, (height - box_h) / 2
     resized = image.resize((target_w, target_h), Image.Resampling.BICUBIC,
-                           box=(left, top, left + box_w, top + box_h), reducing_gap=3.0)
+                           box=(left, top, left + box_w, top + box_h), reducing_gap=_REDUCING_GAP)
     return np.ascontiguousarray(np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)
 
 
@@ -145,7 +148,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+    if mode in ALPHA_MODES or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _WHITE)
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -159,7 +162,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def _load(file: BinaryIO, options: DecodeOptions | None, max_pixels: int, min_side: int) -> Image.Image:
     image = _open(file, options, max_pixels, min_side)
-    return to_rgb(ImageOps.exif_transpose(image))
+    ImageOps.exif_transpose(image, in_place=True)  # copies only an image that must be turned
+    if options is not None:
+        image = _reduce_to_cover(image, options)
+    return to_rgb(image)
+
+
+def _reduce_to_cover(image: Image.Image, options: DecodeOptions) -> Image.Image:
+    """Shrink a freshly decoded image by the integer factor the final resize would apply anyway (its
+    reducing_gap), before any full-size conversion copies it: a 40-megapixel RGBA PNG is composited on white at
+    ~1 megapixel instead of 40 (the gateway's decode memory budget counts on it)."""
+    if image.mode not in _REDUCIBLE_MODES:
+        return image
+    factor = int(1.0 / scale_to_cover(image.size, options) / _REDUCING_GAP)
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _open(file: BinaryIO, options: DecodeOptions | None, max_pixels: int, min_side: int) -> Image.Image:
@@ -181,10 +197,8 @@ def _open(file: BinaryIO, options: DecodeOptions | None, max_pixels: int, min_si
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if min(width, height) < min_side:
         raise InvalidImage(f"image is {width}x{height}; both sides must be at least {min_side} pixels")
-    if options is not None and isinstance(image, JpegImagePlugin.JpegImageFile):
-        # Ask the decoder for the smallest power-of-two reduction that still covers the resize target.
-        scale = _scale_to_cover(image.size, options)
-        image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+    if options is not None:
+        draft(image, options)
     try:
         image.load()  # multi-frame files: the first frame (the file is positioned there after open)
     except Image.DecompressionBombError as error:
@@ -204,8 +218,16 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
-def _scale_to_cover(size: tuple[int, int], options: DecodeOptions) -> float:
-    """Scale factor that makes (width, height) cover the resize target before the centre crop."""
+def draft(image: Image.Image, options: DecodeOptions) -> None:
+    """Configure a JPEG's decoder (nothing is decoded yet) for the smallest power-of-two reduction that still
+    covers the resize target; other formats are left as they are. `image.size` is then the size it decodes to."""
+    if isinstance(image, JpegImagePlugin.JpegImageFile):
+        scale = scale_to_cover(image.size, options)
+        image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+
+
+def scale_to_cover(size: tuple[int, int], options: DecodeOptions) -> float:
+    """The scale factor that makes (width, height) cover the resize target before the centre crop."""
     width, height = size
     target_h, target_w = options.size
     return max(target_w / width, target_h / height) / options.crop_fraction

@@ -14,7 +14,11 @@ from fastapi import FastAPI
 
 from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.observe import ObserveRequests
-from lomar_serve.api.routes import admin, classify, docs, embed, health, models, reconstruct, web
+from lomar_serve.api.openai_schemas import EmbeddingsRequest
+from lomar_serve.api.openapi import add_schemas
+from lomar_serve.api.routes import admin, classify, docs, embed, embeddings, health, models, reconstruct, web
+from lomar_serve.api.schemas import ImagesRequest, ReconstructResponse
+from lomar_serve.api.timeouts import BodyReadTimeout
 from lomar_serve.inference import InferenceBackend, TritonClient
 from lomar_serve.lifecycle.service import build_lifecycle
 from lomar_serve.metrics import GatewayMetrics
@@ -64,9 +68,11 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     docs.install(app)
+    app.add_middleware(BodyReadTimeout, timeout_s=settings.body_timeout_s)
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
     app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,
                        known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))
-    for module in (classify, embed, reconstruct, models, health, web, admin):
+    for module in (classify, embed, embeddings, reconstruct, models, health, web, admin):
         app.include_router(module.router)
+    add_schemas(app, [ImagesRequest, EmbeddingsRequest, ReconstructResponse])
     return app

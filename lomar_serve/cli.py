@@ -10,9 +10,9 @@ import sys
 # subcommand -> ("module" with main(argv) -> int, or "module:function" taking argv, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("lomar_serve.serve", "run the Triton server and the HTTP gateway"),
-    "classify": ("lomar_serve.commands.classify", "top-k labels of image files from a running gateway (JSON)"),
-    "embed": ("lomar_serve.commands.embed", "embeddings of image files from a running gateway (JSON)"),
-    "reconstruct": ("lomar_serve.commands.reconstruct", "masked-reconstruction PNG strips from a running gateway"),
+    "classify": ("lomar_serve.client_cli:classify", "top-k labels of image files from a running gateway (JSON)"),
+    "embed": ("lomar_serve.client_cli:embed", "embeddings of image files from a running gateway (JSON)"),
+    "reconstruct": ("lomar_serve.client_cli:reconstruct", "masked-reconstruction PNG strips from a running gateway"),
     "export": ("export.cli", "export a checkpoint to a verified ONNX/TensorRT version in a Triton model repository"),
     "pretrain": ("training.pretrain", "LoMaR pretraining on a folder of images (also under torchrun)"),
     "finetune": ("training.finetune", "fine-tune a LoMaR classifier on a labelled image folder (also under torchrun)"),

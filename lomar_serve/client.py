@@ -1,9 +1,9 @@
-"""A small Python client for the gateway (httpx).
+"""A small Python client for the gateway (httpx), answering with the gateway's own response models.
 
     from lomar_serve.client import LomarClient
     with LomarClient("http://127.0.0.1:8000") as client:
-        client.classify(["cat.jpg"], top_k=3)["results"][0]["labels"]
-        client.embed(["cat.jpg", "dog.png"])["results"][1]["embedding"]
+        client.classify(["cat.jpg"], top_k=3).results[0].labels[0].label
+        client.embed(["cat.jpg", "dog.png"]).results[1].embedding
         open("strip.png", "wb").write(client.reconstruct_png(["cat.jpg"], mask_ratio=0.75, seed=0))
 """
 from __future__ import annotations
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from lomar_serve.api.schemas import (ClassifyResponse, EmbedResponse, ErrorBody, ModelsResponse,
+                                     ReconstructResponse)
 
 ImageInput = str | Path | bytes
 
@@ -41,20 +44,23 @@ class LomarClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def classify(self, images: Sequence[ImageInput], *, top_k: int = 5, model: str | None = None) -> dict[str, Any]:
-        """{"model", "model_version", "results": [{"labels": [{"label", "index", "score"}]}]}, one per image."""
-        return self._post("/v1/classify", images, {"top_k": top_k, "model": model}).json()
+    def classify(self, images: Sequence[ImageInput], *, top_k: int = 5, model: str | None = None,
+                 ) -> ClassifyResponse:
+        """Top-k labels per image (all of them when top_k exceeds the model's classes)."""
+        response = self._post("/v1/classify", images, {"top_k": top_k, "model": model})
+        return ClassifyResponse.model_validate_json(response.content)
 
-    def embed(self, images: Sequence[ImageInput], *, normalize: bool = True,
-              model: str | None = None) -> dict[str, Any]:
-        """{"model", "model_version", "dim", "normalized", "results": [{"embedding": [...]}]}."""
-        return self._post("/v1/embed", images, {"normalize": str(normalize).lower(), "model": model}).json()
+    def embed(self, images: Sequence[ImageInput], *, normalize: bool = True, model: str | None = None,
+              ) -> EmbedResponse:
+        """One vector per image, unit-norm unless `normalize` is False."""
+        response = self._post("/v1/embed", images, {"normalize": str(normalize).lower(), "model": model})
+        return EmbedResponse.model_validate_json(response.content)
 
     def reconstruct(self, images: Sequence[ImageInput], *, mask_ratio: float = 0.8, seed: int | None = None,
-                    model: str | None = None) -> dict[str, Any]:
-        """JSON with base64 PNGs per image: strip, original, masked, reconstruction, pasted."""
+                    model: str | None = None) -> ReconstructResponse:
+        """Base64 PNGs per image: strip, original, masked, reconstruction, pasted."""
         params = {"mask_ratio": mask_ratio, "seed": seed, "model": model, "format": "json"}
-        return self._post("/v1/reconstruct", images, params).json()
+        return ReconstructResponse.model_validate_json(self._post("/v1/reconstruct", images, params).content)
 
     def reconstruct_png(self, images: Sequence[ImageInput], *, mask_ratio: float = 0.8, seed: int | None = None,
                         model: str | None = None) -> bytes:
@@ -62,8 +68,8 @@ class LomarClient:
         params = {"mask_ratio": mask_ratio, "seed": seed, "model": model, "format": "png"}
         return self._post("/v1/reconstruct", images, params).content
 
-    def models(self) -> dict[str, Any]:
-        return self._checked(self._http.get("/v1/models")).json()
+    def models(self) -> ModelsResponse:
+        return ModelsResponse.model_validate_json(self._checked(self._http.get("/v1/models")).content)
 
     def ready(self) -> bool:
         try:
@@ -83,10 +89,10 @@ class LomarClient:
         if response.is_success:
             return response
         try:
-            error = response.json()["error"]
-            raise GatewayClientError(response.status_code, error["code"], error["message"])
-        except (ValueError, KeyError, TypeError):
+            error = ErrorBody.model_validate_json(response.content).error
+        except ValueError:
             raise GatewayClientError(response.status_code, "http_error", response.text[:500]) from None
+        raise GatewayClientError(response.status_code, error.code, error.message)
 
 
 def _file_part(index: int, image: ImageInput) -> tuple[str, bytes, str]:

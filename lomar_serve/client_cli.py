@@ -5,7 +5,7 @@
     lomar reconstruct photo.jpg --mask-ratio 0.75 --seed 0 --out-dir previews/    # writes PNG strips
 
 The gateway URL defaults to $LOMAR_URL, else http://127.0.0.1:8000. Exit status: 0 ok, 1 the gateway refused
-(its error is printed), 2 bad usage.
+(its error is printed), 2 bad usage. `lomar_serve/cli.py` dispatches to `classify`, `embed` and `reconstruct`.
 """
 from __future__ import annotations
 
@@ -15,15 +15,33 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
+from lomar_serve.api.schemas import ReconstructResponse
 from lomar_serve.client import GatewayClientError, LomarClient
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+Command = Literal["classify", "embed", "reconstruct"]
 
 
-def build_parser(command: str) -> argparse.ArgumentParser:
+def classify(argv: list[str]) -> int:
+    """`lomar classify FILE...`: top-k labels as JSON."""
+    return run("classify", argv)
+
+
+def embed(argv: list[str]) -> int:
+    """`lomar embed FILE...`: embeddings as JSON."""
+    return run("embed", argv)
+
+
+def reconstruct(argv: list[str]) -> int:
+    """`lomar reconstruct FILE...`: PNG strips written to --out-dir, their paths as JSON."""
+    return run("reconstruct", argv)
+
+
+def build_parser(command: Command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"lomar {command}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (sent as one batch)")
@@ -31,7 +49,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model name (default: the gateway's default)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     if command == "classify":
-        parser.add_argument("--top-k", type=int, default=5)
+        parser.add_argument("--top-k", type=int, default=5, help="labels per image (more than the classes: all)")
     elif command == "embed":
         parser.add_argument("--no-normalize", action="store_true", help="raw vectors instead of unit-norm ones")
     else:
@@ -41,7 +59,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(command: str, argv: list[str]) -> int:
+def run(command: Command, argv: list[str]) -> int:
     """Entry point shared by the three commands."""
     args = build_parser(command).parse_args(argv)
     missing = [str(path) for path in args.files if not path.is_file()]
@@ -51,9 +69,9 @@ def run(command: str, argv: list[str]) -> int:
     try:
         with LomarClient(args.url, timeout_s=args.timeout) as client:
             if command == "classify":
-                result = client.classify(args.files, top_k=args.top_k, model=args.model)
+                result = client.classify(args.files, top_k=args.top_k, model=args.model).model_dump()
             elif command == "embed":
-                result = client.embed(args.files, normalize=not args.no_normalize, model=args.model)
+                result = client.embed(args.files, normalize=not args.no_normalize, model=args.model).model_dump()
             else:
                 result = _write_strips(client.reconstruct(args.files, mask_ratio=args.mask_ratio, seed=args.seed,
                                                           model=args.model), args.files, args.out_dir)
@@ -69,12 +87,12 @@ def run(command: str, argv: list[str]) -> int:
     return 0
 
 
-def _write_strips(result: dict, files: list[Path], out_dir: Path) -> dict:
+def _write_strips(result: ReconstructResponse, files: list[Path], out_dir: Path) -> dict[str, Any]:
     """Save each strip as OUT_DIR/<stem>.reconstruction.png; the JSON keeps the paths instead of base64."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path, item in zip(files, result["results"]):
+    for path, item in zip(files, result.results):
         target = out_dir / f"{path.stem}.reconstruction.png"
-        target.write_bytes(base64.b64decode(item["strip"]))
+        target.write_bytes(base64.b64decode(item.strip))
         written.append({"png": str(target)})
-    return {**result, "results": written}
+    return {**result.model_dump(exclude={"results"}), "results": written}

@@ -28,6 +28,15 @@ class InvalidImage(GatewayError):
     status, code = 400, "invalid_image"
 
 
+class RequestTimeout(GatewayError):
+    """The request body did not arrive within the body timeout; the connection is closed."""
+
+    status, code = 408, "request_timeout"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class UnsupportedMediaType(GatewayError):
     status, code = 415, "unsupported_media_type"
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from lomar_serve.catalog import ModelCatalog, ModelSpec
 from lomar_serve.errors import InvalidParameter, PayloadTooLarge
-from lomar_serve.images import DecodeOptions, decode_batch
+from lomar_serve.decode_budget import PixelBudget, decode_batch_within
+from lomar_serve.images import DecodeOptions
 from lomar_serve.inference import InferenceBackend, InferResult
 from lomar_serve.metrics import GatewayMetrics
 from lomar_serve.reconstruction import Panels, compose_panels, sample_mask
@@ -56,6 +57,7 @@ class Gateway:
         self.catalog = ModelCatalog(backend, repository, retry_after_s=settings.retry_after_s,
                                     version_for=version_for)
         self._executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="lomar-decode")
+        self._decode_budget = PixelBudget(settings.decode_budget_pixels)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -66,9 +68,9 @@ class Gateway:
         """Top-k labels with softmax scores for each image."""
         name = model or self.settings.default_classifier
         spec = await self.catalog.get(name, "classifier")
-        limit = min(len(spec.labels), self.settings.max_top_k)
-        if not 1 <= top_k <= limit:
-            raise InvalidParameter(f"top_k must be between 1 and {limit} for model {name!r}, got {top_k}")
+        if top_k < 1:
+            raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
+        top_k = min(top_k, len(spec.labels), self.settings.max_top_k)  # more than the classes: all of them
         images = await self._decode("classify", blobs, spec)
         result = await self._infer(spec, {"image": images}, ["logits"])
         probabilities = _softmax(result.outputs["logits"])  # (N, C)
@@ -118,7 +120,7 @@ class Gateway:
         options = DecodeOptions(size=spec.image_size, max_pixels=self.settings.max_pixels,
                                 min_side=self.settings.min_image_side)
         start = time.perf_counter()
-        images = await decode_batch(blobs, options, self._executor)
+        images = await decode_batch_within(blobs, options, self._executor, self._decode_budget)
         self.metrics.decode.labels(endpoint).observe(time.perf_counter() - start)
         self.metrics.batch_size.labels(endpoint).observe(len(images))
         return images

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
 from lomar_serve.settings import Settings
 from lomar_serve.triton.server import TritonServerConfig
@@ -67,7 +68,8 @@ def main(argv: list[str]) -> int:
         if stopping.is_set():
             return 0
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                                               log_level=settings.log_level, lifespan="on"))
+                                               log_level=settings.log_level, lifespan="on",
+                                               http=header_timeout_protocol(settings.header_timeout_s)))
         server.run()  # handles SIGINT/SIGTERM itself while it runs, then hands them back to us
         return 0 if server.started or stopping.is_set() else 1
     finally:

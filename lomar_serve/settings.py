@@ -40,11 +40,17 @@ class Settings(BaseSettings):
     max_pixels: int = Field(MAX_PIXELS, gt=0)  # width * height of one decoded image (decompression bombs)
     max_images: int = Field(32, ge=1)  # images per request
     min_image_side: int = Field(MIN_SIDE, ge=1)  # smaller images carry no usable content
-    max_top_k: int = Field(100, ge=1)
+    max_top_k: int = Field(100, ge=1)  # labels per image at most (a larger top_k is capped, never refused)
+    # Reading requests: a connection must deliver a request's headers, and then its whole body, within these.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(60.0, gt=0)
     # Triton calls.
     request_timeout_s: float = Field(30.0, gt=0)  # one inference round trip
     retry_after_s: int = Field(2, ge=1)  # Retry-After sent with 503 while Triton is down
     decode_threads: int = Field(4, ge=1)  # image decoding off the event loop
+    # Pixels decoded at once over all requests (~4 bytes each; images with alpha count twice), read from the
+    # headers before decoding; an image that can never fit is a 413 (lomar_serve/decode_budget.py).
+    decode_budget_pixels: int = Field(96_000_000, ge=1)
     # Launching Triton (no --triton-url).
     triton_start_timeout_s: float = Field(120.0, gt=0)
     triton_max_restarts: int = Field(1000, ge=0)  # supervisor gives up after this many restarts in a row

@@ -12,8 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lomar_serve.metrics import GatewayMetrics
 
-ENDPOINTS = {"/v1/classify": "classify", "/v1/embed": "embed", "/v1/reconstruct": "reconstruct"}
-DEFAULT_MODEL = {"classify": "classifier", "embed": "classifier", "reconstruct": "reconstructor"}
+ENDPOINTS = {"/v1/classify": "classify", "/v1/embed": "embed", "/v1/embeddings": "embeddings",
+             "/v1/reconstruct": "reconstruct"}
+# The label of requests without ?model= (/v1/embeddings names its model in the body: counted as the default).
+DEFAULT_MODEL = {"classify": "classifier", "embed": "classifier", "embeddings": "classifier",
+                 "reconstruct": "reconstructor"}
 
 
 class ObserveRequests:

@@ -6,12 +6,14 @@ for Triton to load models, none of which may block the event loop.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.model_repository import MODEL_NAME_PATTERN
+from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
+from lomar_serve.api.admin_schemas import Job, JobDetail, JobList, LogChunk, ModelStatus, Switch
+from lomar_serve.api.openapi import error_responses
 from lomar_serve.lifecycle.auth import DISABLED_MESSAGE
 from lomar_serve.lifecycle.errors import AdminDisabled
 from lomar_serve.lifecycle.service import Lifecycle
@@ -36,36 +38,38 @@ def require_admin(request: Request, authorization: Annotated[str | None, Header(
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="job id")]
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Triton model name")]
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+# 400: a body FastAPI could not read; 503/504: Triton down or slow while loading a version.
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   responses=error_responses(400, 401, 403, 404, 409, 422, 503, 504))
 
 
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, description="the model version to serve")
+    version: int = Field(ge=1, le=MAX_VERSION, description="the model version to serve")
 
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
-def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> dict[str, Any]:
+def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
     plan = body.plan(lifecycle.roots, lifecycle.jobs_dir)
     record = lifecycle.jobs.submit(plan)
     LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
-    return record.to_dict()
+    return Job.model_validate(record.to_dict())
 
 
 @router.get("/jobs", summary="Jobs, newest first")
-def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    return {"jobs": [record.to_dict() for record in lifecycle.store.list_jobs(limit)]}
+def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobList:
+    return JobList.model_validate({"jobs": [record.to_dict() for record in lifecycle.store.list_jobs(limit)]})
 
 
 @router.get("/jobs/{job_id}", summary="A job: state, stage, progress, metrics, log tail")
 def show_job(job_id: JobId, lifecycle: LifecycleDep,
-             tail: Annotated[int, Query(ge=0, le=LOG_CHUNK_BYTES)] = 4000) -> dict[str, Any]:
-    return lifecycle.jobs.describe(job_id, tail)
+             tail: Annotated[int, Query(ge=0, le=LOG_CHUNK_BYTES)] = 4000) -> JobDetail:
+    return JobDetail.model_validate(lifecycle.jobs.describe(job_id, tail))
 
 
 @router.get("/jobs/{job_id}/log", summary="A chunk of the job's log from a byte offset (for following it)")
-def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query(ge=0)] = 0) -> LogChunk:
     record = lifecycle.store.get_job(job_id)
     try:
         with open(record.log_path, "rb") as log:
@@ -73,33 +77,33 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query
             chunk = log.read(LOG_CHUNK_BYTES)
     except OSError:
         chunk = b""
-    return {"state": record.state, "offset": offset + len(chunk), "text": chunk.decode("utf-8", errors="replace")}
+    return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job")
-def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> dict[str, Any]:
+def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: cancel job %s", job_id)
-    return lifecycle.jobs.cancel(job_id).to_dict()
+    return Job.model_validate(lifecycle.jobs.cancel(job_id).to_dict())
 
 
 @router.post("/jobs/{job_id}/resume", summary="Resume an interrupted or failed job from its last checkpoint")
-def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> dict[str, Any]:
+def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: resume job %s", job_id)
-    return lifecycle.jobs.resume(job_id).to_dict()
+    return Job.model_validate(lifecycle.jobs.resume(job_id).to_dict())
 
 
 @router.get("/models/{name}", summary="Serving version, deployed versions, versions on disk, history")
-def model_status(name: ModelName, lifecycle: LifecycleDep) -> dict[str, Any]:
-    return lifecycle.deployer.status(name)
+def model_status(name: ModelName, lifecycle: LifecycleDep) -> ModelStatus:
+    return ModelStatus.model_validate(lifecycle.deployer.status(name))
 
 
 @router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it")
-def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> dict[str, Any]:
+def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: deploy %s version %d", name, body.version)
-    return lifecycle.deployer.deploy(name, body.version)
+    return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
 
 
 @router.post("/models/{name}/rollback", summary="Serve again the version deployed before the serving one")
-def rollback(name: ModelName, lifecycle: LifecycleDep) -> dict[str, Any]:
+def rollback(name: ModelName, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: roll back %s", name)
-    return lifecycle.deployer.rollback(name)
+    return Switch.model_validate(lifecycle.deployer.rollback(name))

@@ -1,23 +1,26 @@
 """POST /v1/classify: top-k labels with scores for each uploaded image."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from lomar_serve.api.deps import GatewayDep, ModelQuery
+from lomar_serve.api.openapi import INFERENCE_ERRORS, error_responses, image_request_body
+from lomar_serve.api.schemas import MAX_TOP_K, ClassifyResponse
 from lomar_serve.api.uploads import read_images
 
 router = APIRouter(tags=["inference"])
 
 
-@router.post("/v1/classify", summary="Top-k labels for each image")
+@router.post("/v1/classify", summary="Top-k labels for each image", response_model=ClassifyResponse,
+             responses=error_responses(*INFERENCE_ERRORS), openapi_extra=image_request_body())
 async def classify(request: Request, gateway: GatewayDep, model: ModelQuery = None,
-                   top_k: Annotated[int, Query(description="labels per image, 1..classes")] = 5) -> dict[str, Any]:
-    """Images as multipart field `image` (repeat for a batch) or one raw `image/*` body.
-
-    Returns `{"model", "model_version", "results": [{"labels": [{"label", "index", "score"}, ...]}, ...]}`,
-    one result per image in upload order; scores are softmax probabilities.
-    """
+                   top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="labels per image; more than the "
+                                               "model's classes returns every class")] = 5,
+                   ) -> ClassifyResponse:
+    """Images as multipart field `image` (repeat it for a batch), one raw `image/*` body, or JSON
+    `{"images": [data URI or base64, ...]}`. One result per image in upload order; scores are softmax
+    probabilities."""
     blobs = await read_images(request, gateway.settings)
-    return await gateway.classify(blobs, model, top_k)
+    return ClassifyResponse.model_validate(await gateway.classify(blobs, model, top_k))

@@ -11,36 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from contracts.model_card import ModelCard, TensorSpec
-from contracts.model_repository import LABELS_FILE
 from lomar_serve.app import create_app
 from lomar_serve.settings import Settings
-from tests.lomar_serve.fake_backend import DIM, NUM_CLASSES, SIZE, FakeBackend
+from tests.lomar_serve.api.conftest import CARD, LABELS
+from tests.lomar_serve.fake_backend import NUM_CLASSES, FakeBackend
 from tests.lomar_serve.photos import photo_bytes
-
-LABELS = [f"thing {i}" for i in range(NUM_CLASSES)]
-CARD = ModelCard(name="fake_classifier", task="classify", format="onnx", precision="fp32", backend="python",
-                 source_checkpoint="fake.pth", source_sha256="0" * 64, architecture={"embed_dim": DIM},
-                 image_size=(SIZE, SIZE), inputs={"image": TensorSpec("UINT8", (3, SIZE, SIZE))},
-                 outputs={"logits": TensorSpec("FP32", (NUM_CLASSES,)), "embedding": TensorSpec("FP32", (DIM,))},
-                 parity={})  # no classes: the labels come from the label file
-
-
-@pytest.fixture()
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture()
-def client(tmp_path, backend):
-    version_dir = tmp_path / "fake_classifier" / "1"
-    version_dir.mkdir(parents=True)
-    (version_dir / LABELS_FILE).write_text("\n".join(LABELS) + "\n")
-    CARD.write(version_dir)
-    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
-    with TestClient(create_app(settings, backend=backend)) as test_client:
-        yield test_client
 
 
 def _raw(data: bytes, content_type: str = "image/jpeg") -> dict:
@@ -120,7 +95,7 @@ def test_too_many_images(client):
 
 @pytest.mark.parametrize("query,status,code", [
     ("/v1/classify?top_k=0", 422, "invalid_parameter"),
-    ("/v1/classify?top_k=11", 422, "invalid_parameter"),
+    ("/v1/classify?top_k=100001", 422, "invalid_parameter"),
     ("/v1/classify?top_k=abc", 422, "invalid_parameter"),
     ("/v1/classify?model=nope", 404, "model_not_found"),
     ("/v1/classify?model=../etc", 422, "invalid_parameter"),
@@ -131,6 +106,12 @@ def test_too_many_images(client):
 ])
 def test_bad_parameters(client, query, status, code):
     _assert_error(client.post(query, **_raw(photo_bytes("camera"))), status, code)
+
+
+def test_top_k_above_the_class_count_returns_every_class(client):
+    for top_k in (NUM_CLASSES, NUM_CLASSES + 1, 100_000):
+        labels = client.post(f"/v1/classify?top_k={top_k}", **_raw(photo_bytes("camera"))).json()["results"][0]
+        assert sorted(item["index"] for item in labels["labels"]) == list(range(NUM_CLASSES))
 
 
 def test_unknown_route_is_json(client):

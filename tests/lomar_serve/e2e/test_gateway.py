@@ -141,7 +141,7 @@ def test_bad_inputs_then_still_serving(client, kwargs, status, code):
     ("/v1/classify?model=no_such_model", 404, "model_not_found"),
     ("/v1/embed?model=no_such_model", 404, "model_not_found"),
     ("/v1/classify?top_k=0", 422, "invalid_parameter"),
-    ("/v1/classify?top_k=11", 422, "invalid_parameter"),
+    ("/v1/classify?top_k=100001", 422, "invalid_parameter"),
     ("/v1/classify?model=lomar_reconstruction", 422, "wrong_model_kind"),
     ("/v1/reconstruct?mask_ratio=-0.1", 422, "invalid_parameter"),
 ])
@@ -195,8 +195,10 @@ def test_command_line_client(gateway, tmp_path):
     png = tmp_path / "out" / "coffee.reconstruction.png"
     assert json.loads(reconstructed.stdout)["results"][0]["png"] == str(png)
     assert Image.open(png).size == (4 * 224 + 3 * GAP, 224)
-    refused = lomar("classify", str(photo), "--top-k", "50")
-    assert refused.returncode == 1 and "top_k" in refused.stderr
+    everything = lomar("classify", str(photo), "--top-k", "50")  # more than the 10 classes: all of them
+    assert everything.returncode == 0 and len(json.loads(everything.stdout)["results"][0]["labels"]) == 10
+    refused = lomar("embed", str(photo), "--model", "no_such_model")
+    assert refused.returncode == 1 and "model_not_found" in refused.stderr
 
 
 def test_gateway_in_front_of_an_existing_triton(gateway, model_repository, tmp_path):

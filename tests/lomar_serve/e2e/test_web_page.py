@@ -61,3 +61,31 @@ def test_upload_shows_labels_and_reconstruction(browser, gateway, tmp_path, arti
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".recon-status"), "mask ratio 0.5"))
     assert not browser.find_elements(By.CSS_SELECTOR, ".error")
     browser.save_screenshot(str(artifacts_dir / "web_page.png"))
+
+
+def test_docs_page_tries_classify_with_a_photo(browser, gateway, tmp_path, artifacts_dir):
+    """/docs (Swagger UI served by the gateway, offline): "Try it out" on POST /v1/classify with a real file."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "chelsea.jpg"
+    photo.write_bytes(photo_bytes("chelsea"))
+    browser.get(gateway.url + "/docs")
+    wait = WebDriverWait(browser, 90)
+    operation = wait.until(lambda d: d.find_element(By.ID, "operations-inference-classify_v1_classify_post"))
+    operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    wait.until(lambda d: operation.find_element(By.CSS_SELECTOR, ".try-out__btn")).click()
+    content_type = operation.find_element(By.CSS_SELECTOR, ".opblock-section-request-body select.content-type")
+    assert content_type.get_attribute("value") == "multipart/form-data"
+    wait.until(lambda d: operation.find_element(By.CSS_SELECTOR, ".opblock-section-request-body input[type=file]")
+               ).send_keys(str(photo))
+    operation.find_element(By.CSS_SELECTOR, ".execute").click()
+    body = wait.until(lambda d: operation.find_element(By.CSS_SELECTOR,
+                                                       ".live-responses-table .response-col_description pre"))
+    wait.until(lambda d: '"labels"' in body.text)
+    status = operation.find_element(By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status").text
+    labels = json.loads(body.text)["results"][0]["labels"]
+    assert status.split()[0] == "200" and len(labels) == 5 and all(item["label"] in E2E_LABELS for item in labels), body.text
+    browser.save_screenshot(str(artifacts_dir / "docs_try_it_out.png"))
