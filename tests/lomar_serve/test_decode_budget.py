@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts.preprocessing import draft
 from lomar_serve.decode_budget import PixelBudget, decode_batch_within, decode_cost
 from lomar_serve.errors import PayloadTooLarge
-from lomar_serve.images import DecodeOptions, _open, decode_batch
+from lomar_serve.images import DecodeOptions, decode_batch
 from tests.lomar_serve.e2e.conftest import REPO
 from tests.lomar_serve.photos import photo_bytes
 
@@ -61,7 +62,9 @@ def test_a_reservation_that_can_never_fit_is_413():
                                   _png("L", (300, 200)), _png("RGB", (640, 480))],
                          ids=["jpeg-512", "jpeg-872", "png-grey", "png-rgb"])
 def test_cost_is_what_the_decoder_holds(blob):
-    image = _open(blob, OPTIONS)  # JPEGs: draft mode, as decode_image asks it
+    image = Image.open(io.BytesIO(blob))
+    draft(image, OPTIONS)  # JPEGs: draft mode, as decode_image asks it
+    image.load()  # what the decoder really holds
     assert decode_cost(blob, OPTIONS) == image.width * image.height
 
 
@@ -103,6 +106,7 @@ print(json.dumps({"before": before, "peak": peak, "after": rss_mb(), "shape": li
 """
 
 
+@pytest.mark.e2e  # measures a fresh interpreter's memory
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_one_40_megapixel_rgba_png_decodes_in_bounded_memory():
     """40 MP RGBA = 160 MB decoded. Reduced right after decoding (its premultiplied copy: another 160 MB), it is
