@@ -33,7 +33,8 @@ from lomar_serve.catalog import ModelSpec
 from lomar_serve.errors import GatewayError, InvalidParameter
 from lomar_serve.search.collection import Collection, Hit, VersionsChanged
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DimensionMismatch
+from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch,
+                                       VersionUnavailable)
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem
 from lomar_serve.service import Gateway
@@ -211,7 +212,8 @@ class SearchService:
                                            where=where, exclude=item_id)
             if hits is not None:
                 return SearchAnswer(collection=name, model=collection.info.model, model_version=version, hits=hits)
-        raise GatewayError("the collection switched versions repeatedly during the search; retry")
+        raise VersionUnavailable(f"collection {name!r} switched model versions during the search; retry",
+                                 retry_after_s=1)
 
     # -- re-index ---------------------------------------------------------------------------------------------
     def hold_for_switch(self, model: str, version: str) -> None:
@@ -261,6 +263,9 @@ class SearchService:
             self._errors[collection.name] = error.message
             LOGGER.warning("collection %s: re-index to version %s stopped: %s", collection.name, version,
                            error.message)
+        except (OSError, ValueError, RuntimeError) as error:  # disk full, a broken index file: logged, retried
+            self._errors[collection.name] = f"{type(error).__name__}: {error}"
+            LOGGER.exception("collection %s: re-index to version %s failed", collection.name, version)
 
     async def _watch(self) -> None:
         """Compare each collection's version with its model's serving version; save changed indexes."""
@@ -279,7 +284,10 @@ class SearchService:
             if time.monotonic() - last_save >= self.settings.save_interval_s:
                 last_save = time.monotonic()
                 for collection in list(self._collections.values()):
-                    await asyncio.to_thread(collection.save)
+                    try:
+                        await asyncio.to_thread(collection.save)
+                    except (OSError, GatewayError) as error:  # rebuilt from the store at the next start
+                        LOGGER.warning("collection %s: index not saved: %s", collection.name, error)
 
     # -- inference --------------------------------------------------------------------------------------------
     async def _spec(self, model: str) -> ModelSpec:

