@@ -227,7 +227,7 @@ async def delete_image(name: CollectionName, image_id: ImageId, request: Request
 async def search_collection(name: CollectionName, request: Request, gateway: GatewayDep,
                             top_k: Annotated[int, Query(ge=1)] = 10,
                             threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
-                            filter: Annotated[str | None, Query(description='JSON object, e.g. {"kind": "cat"}')] = None,
+                            filter: Annotated[str | None, Query(description='JSON, e.g. {"kind": "cat"}')] = None,
                             id: Annotated[str | None, Query(description="search with this indexed image")] = None,
                             ) -> dict[str, Any]:
     """A near-duplicate search is a search with a `threshold` (e.g. 0.9)."""

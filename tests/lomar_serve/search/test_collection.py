@@ -38,7 +38,8 @@ def new(folder: Path) -> Collection:
 
 
 def add(collection: Collection, pixels: np.ndarray, ids: list[str], **kwargs) -> None:
-    items = [NewItem(id=i, metadata={"n": n, "odd": n % 2 == 1}, image=p) for n, (i, p) in enumerate(zip(ids, pixels))]
+    items = [NewItem(id=i, metadata={"n": n, "odd": n % 2 == 1}, image=p)
+             for n, (i, p) in enumerate(zip(ids, pixels))]
     vectors = {version: embedder(version)(pixels) for version in collection.versions()}
     collection.add(items, vectors, **kwargs)
 
