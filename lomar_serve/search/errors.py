@@ -38,3 +38,9 @@ class EngineError(GatewayError):
     """The vector engine failed (e.g. the PostgreSQL server is down): retry later."""
 
     status, code = 503, "search_engine_unavailable"
+
+
+class StorageError(GatewayError):
+    """The collection's files or SQLite database failed (disk full, read-only folder): retry later."""
+
+    status, code = 503, "search_storage_unavailable"

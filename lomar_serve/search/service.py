@@ -22,10 +22,12 @@ import logging
 import re
 import secrets
 import shutil
+import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from lomar_serve.catalog import ModelSpec
 from lomar_serve.errors import GatewayError, InvalidParameter
 from lomar_serve.search.collection import Collection, Hit, VersionsChanged
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch,
+from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, StorageError,
                                        VersionUnavailable)
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem
@@ -41,6 +43,7 @@ from lomar_serve.service import Gateway
 from lomar_serve.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
@@ -131,7 +134,7 @@ class SearchService:
                                   created=time.time())
             folder = self.settings.folder / name
             shutil.rmtree(folder, ignore_errors=True)  # leftovers of a collection deleted while half-written
-            collection = await asyncio.to_thread(Collection, folder, self.settings.engine, info)
+            collection = await _stored(Collection, folder, self.settings.engine, info)
             self._collections[name] = collection
         LOGGER.info("collection %s created (%s version %s, %d dims)", name, spec.name, spec.version,
                     spec.embedding_dim)
@@ -146,7 +149,7 @@ class SearchService:
                 await asyncio.gather(running[1], return_exceptions=True)
             del self._collections[name]
             self._errors.pop(name, None)
-            await asyncio.to_thread(collection.drop)
+            await _stored(collection.drop)
         LOGGER.info("collection %s deleted", name)
 
     def describe(self, collection: Collection) -> dict[str, Any]:
@@ -178,13 +181,13 @@ class SearchService:
                 if version not in vectors:
                     vectors[version] = await self._embed(spec, images, version, collection)
             try:
-                await asyncio.to_thread(collection.add, items, vectors, upsert=upsert)
+                await _stored(collection.add, items, vectors, upsert=upsert)
                 return ids, collection.info.version
             except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
                 wanted = changed.missing
 
     async def remove(self, name: str, item_id: str) -> None:
-        await asyncio.to_thread(self.get(name).delete, item_id)
+        await _stored(self.get(name).delete, item_id)
 
     async def search(self, name: str, *, image: bytes | None = None, item_id: str | None = None, top_k: int = 10,
                      threshold: float | None = None, where: dict[str, Any] | None = None) -> SearchAnswer:
@@ -201,14 +204,14 @@ class SearchService:
         images = None
         for _ in range(3):  # the live version may switch between embedding and searching: embed again
             if item_id is not None:
-                version, query = await asyncio.to_thread(collection.vector_of, item_id)
+                version, query = await _stored(collection.vector_of, item_id)
             else:
                 spec = await self._spec(collection.info.model)
                 if images is None:
                     images = await self.gateway.decode_inputs("collections", [image], spec)
                 version = collection.info.version
                 query = (await self._embed(spec, images, version, collection))[0]
-            hits = await asyncio.to_thread(collection.search, version, query, top_k, threshold=threshold,
+            hits = await _stored(collection.search, version, query, top_k, threshold=threshold,
                                            where=where, exclude=item_id)
             if hits is not None:
                 return SearchAnswer(collection=name, model=collection.info.model, model_version=version, hits=hits)
@@ -299,6 +302,15 @@ class SearchService:
             raise DimensionMismatch(f"model {spec.name!r} version {version} embeds into {vectors.shape[1]} "
                                     f"dimensions; collection {collection.name!r} holds {collection.info.dim}")
         return vectors
+
+
+async def _stored(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run store/index work off the event loop; a failing disk or database is a 503, never a 500."""
+    try:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    except (OSError, sqlite3.Error) as error:
+        LOGGER.error("collection storage failed: %s: %s", type(error).__name__, error)
+        raise StorageError(f"the collection store failed ({type(error).__name__}); retry later") from error
 
 
 def _in_event_loop() -> bool:

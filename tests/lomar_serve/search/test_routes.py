@@ -109,3 +109,13 @@ def test_openapi_lists_the_collection_models(client: TestClient) -> None:
     assert "application/json" in search["requestBody"]["content"]
     assert "multipart/form-data" in search["requestBody"]["content"]
     assert {"CollectionOut", "SearchResults", "Added"} <= set(schema["components"]["schemas"])
+
+
+def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "not-a-folder").write_text("a file where the collections folder should be")
+    settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", search_dir=tmp_path / "not-a-folder")
+    with TestClient(create_app(settings, backend=FakeBackend())) as client:
+        error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_storage_unavailable")
+        error(client.get("/v1/collections/pics"), 404, "collection_not_found")
