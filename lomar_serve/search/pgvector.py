@@ -27,11 +27,11 @@ class PgvectorIndex(VectorIndex):
         self.dim = dim
         self.table = TABLE_PREFIX + re.sub(r"[^a-z0-9_]", "_", name.lower())
         self._config = config
+        self._url = url
+        self._ef_search = config.expansion_search
         self._lock = threading.Lock()
         try:
-            self._connection = psycopg.connect(url, autocommit=True)
-            self._connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            register_vector(self._connection)
+            self._connection = self._connect()
             self._connection.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
                                      "(name text PRIMARY KEY, generation bigint NOT NULL)")
             self._connection.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
@@ -47,12 +47,25 @@ class PgvectorIndex(VectorIndex):
             raise EngineError(f"PostgreSQL/pgvector is not usable: {error}") from error
         if column is not None and int(column[0]) != dim:
             raise DimensionMismatch(f"table {self.table} holds vectors of dimension {column[0]}, not {dim}")
-        self.tune(config.expansion_search)
+
+    def _connect(self) -> psycopg.Connection:
+        """A new session with the vector type registered and this index's ef_search."""
+        connection = psycopg.connect(self._url, autocommit=True)
+        connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(connection)
+        connection.execute(f"SET hnsw.ef_search = {int(self._ef_search)}")
+        return connection
+
+    def _session(self) -> psycopg.Connection:
+        """The connection, opened again after the server restarted or the network dropped (hold the lock)."""
+        if self._connection.closed or self._connection.broken:
+            self._connection = self._connect()
+        return self._connection
 
     def _run(self, sql: str, params: tuple = (), *, fetch: bool = False) -> list[tuple]:
         try:
             with self._lock:
-                cursor = self._connection.execute(sql, params)
+                cursor = self._session().execute(sql, params)
                 return cursor.fetchall() if fetch else []
         except psycopg.Error as error:
             raise EngineError(f"PostgreSQL/pgvector error: {error}") from error
@@ -61,7 +74,7 @@ class PgvectorIndex(VectorIndex):
         if not len(keys):
             return
         try:
-            with self._lock, self._connection.cursor() as cursor:
+            with self._lock, self._session().cursor() as cursor:
                 with cursor.copy(f"COPY {self.table} (key, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
                     copy.set_types(["int8", "vector"])
                     for key, vector in zip(keys.tolist(), vectors.astype(np.float32)):
@@ -111,6 +124,7 @@ class PgvectorIndex(VectorIndex):
             self._connection.close()
 
     def tune(self, expansion_search: int) -> None:
+        self._ef_search = expansion_search
         self._run(f"SET hnsw.ef_search = {int(expansion_search)}")
 
     def memory_bytes(self) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lomar_serve.search.engine import EngineConfig, exact_top_k, open_index
-from lomar_serve.search.errors import DimensionMismatch
+from lomar_serve.search.errors import DimensionMismatch, EngineError
 
 DIM = 32
 
@@ -74,3 +74,18 @@ def test_pgvector_needs_a_url() -> None:
         EngineConfig(kind="pgvector")
 
 
+
+
+def test_pgvector_reconnects_after_its_session_is_killed(postgres_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    index = open_index(EngineConfig(kind="pgvector", pg_url=postgres_url), tmp_path, "reconnect", "1", DIM)
+    index.clear()
+    index.add(np.arange(3, dtype=np.int64), unit(np.random.default_rng(2), 3))
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE pid <> pg_backend_pid() AND datname = current_database()")
+    with pytest.raises(EngineError):
+        len(index)  # the query that finds the session gone fails cleanly ...
+    assert len(index) == 3  # ... and the next one opens a new session
+    index.drop()
