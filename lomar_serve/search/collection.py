@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lomar_serve.search.engine import EngineConfig, VectorIndex, open_index
-from lomar_serve.search.errors import ImageNotFound
+from lomar_serve.search.errors import EngineError, ImageNotFound
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, CollectionStore, NewItem, decode_input
 
 LOGGER = logging.getLogger(__name__)
@@ -121,7 +121,14 @@ class Collection:
                 return None
             index = self._indexes[version]
         allowed = self.store.matching(where) if where else None
-        keys, scores = index.search(query, top_k + (1 if exclude else 0), allowed)
+        try:
+            keys, scores = index.search(query, top_k + (1 if exclude else 0), allowed)
+        except EngineError:
+            if self.info.version != version:  # the index was retired under this search
+                return None
+            raise
+        if self.info.version != version:  # switched during the search: the old index may have been emptied
+            return None
         rows = self.store.rows(keys)
         hits = [Hit(id=rows[key][0], score=float(score), metadata=rows[key][1])
                 for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key][0] != exclude]
