@@ -93,6 +93,8 @@ def test_reindex_switches_at_once_and_keeps_adds_made_meanwhile(tmp_path: Path) 
         steps.append(collection.versions())
         if len(steps) == 2:  # during the re-index: an add lands in both indexes
             add(collection, late, [f"late{i}" for i in range(6)])
+        if len(steps) == 3:  # ... so the old index finds it before the switch
+            assert collection.search("1", embedder("1")(late[2:3])[0], 1)[0].id == "late2"
         live = collection.info.version
         query = embedder(live)(pixels[0:1])[0]
         assert collection.search(live, query, 1)[0].id == "p0"  # the old index answers throughout
