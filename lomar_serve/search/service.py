@@ -211,8 +211,8 @@ class SearchService:
                     images = await self.gateway.decode_inputs("collections", [image], spec)
                 version = collection.info.version
                 query = (await self._embed(spec, images, version, collection))[0]
-            hits = await _stored(collection.search, version, query, top_k, threshold=threshold,
-                                           where=where, exclude=item_id)
+            hits = await _stored(collection.search, version, query, top_k, threshold=threshold, where=where,
+                                 exclude=item_id)
             if hits is not None:
                 return SearchAnswer(collection=name, model=collection.info.model, model_version=version, hits=hits)
         raise VersionUnavailable(f"collection {name!r} switched model versions during the search; retry",
