@@ -69,7 +69,7 @@ class UsearchIndex(VectorIndex):
             if not count:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             wanted = k if allowed is None else min(count, k * 20)
-            matches = self._index.search(query, min(wanted, count))
+            matches = self._index.search(query, min(wanted, count), threads=1)  # one query: no thread pool
         keys = matches.keys.astype(np.int64)
         scores = (1.0 - matches.distances).astype(np.float32)  # usearch's "ip" distance is 1 - <a, b>
         if allowed is not None:
