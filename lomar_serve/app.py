@@ -16,13 +16,15 @@ from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.observe import ObserveRequests
 from lomar_serve.api.openai_schemas import EmbeddingsRequest
 from lomar_serve.api.openapi import add_schemas
-from lomar_serve.api.routes import admin, classify, docs, embed, embeddings, health, models, reconstruct, web
+from lomar_serve.api.routes import (admin, classify, collections, docs, embed, embeddings, health, models,
+                                    reconstruct, web)
 from lomar_serve.api.schemas import ImagesRequest, ReconstructResponse
 from lomar_serve.api.timeouts import BodyReadTimeout
 from lomar_serve.inference import InferenceBackend, TritonClient
 from lomar_serve.lifecycle.service import build_lifecycle
-from lomar_serve.metrics import GatewayMetrics
 from lomar_serve.gateway import Gateway
+from lomar_serve.metrics import GatewayMetrics
+from lomar_serve.search.service import SearchService, search_settings
 from lomar_serve.settings import Settings, get_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -47,11 +49,18 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         client = backend or TritonClient(
             str(settings.triton_url), timeout_s=settings.request_timeout_s, retry_after_s=settings.retry_after_s,
             on_error=lambda model, kind: metrics.triton_errors.labels(model, kind).inc())
+
+        def on_switch(name: str, version: str) -> None:
+            app.state.gateway.catalog.invalidate(name)
+            app.state.search.hold_for_switch(name, version)  # re-index collections before the old one unloads
+
         # The model lifecycle (admin API, jobs, deploys) needs the real Triton; it then owns the routing.
         lifecycle = None if backend is not None or version_for is not None else build_lifecycle(
-            settings, on_switch=lambda name, version: app.state.gateway.catalog.invalidate(name))
+            settings, on_switch=on_switch)
         route = lifecycle.routing.serving_version if lifecycle is not None else version_for
         app.state.gateway = Gateway(settings, client, metrics, version_for=route or (lambda name: None))
+        app.state.search = SearchService(search_settings(settings), app.state.gateway)
+        await app.state.search.start()
         if lifecycle is not None:
             await asyncio.to_thread(lifecycle.start)
             app.state.lifecycle = lifecycle
@@ -61,6 +70,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         finally:
             if lifecycle is not None:
                 await asyncio.to_thread(lifecycle.close)
+            await app.state.search.close()
             await app.state.gateway.close()
 
     app = FastAPI(title="LoMaR gateway", version="1",
@@ -72,7 +82,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
     app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,
                        known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))
-    for module in (classify, embed, embeddings, reconstruct, models, health, web, admin):
+    for module in (classify, embed, embeddings, reconstruct, models, health, web, admin, collections):
         app.include_router(module.router)
     add_schemas(app, [ImagesRequest, EmbeddingsRequest, ReconstructResponse])
     return app

@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("lomar_serve.client_cli:classify", "top-k labels of image files from a running gateway (JSON)"),
     "embed": ("lomar_serve.client_cli:embed", "embeddings of image files from a running gateway (JSON)"),
     "reconstruct": ("lomar_serve.client_cli:reconstruct", "masked-reconstruction PNG strips from a running gateway"),
+    "collections": ("lomar_serve.search.cli:collections_main", "collections of images for similar-image search"),
+    "search": ("lomar_serve.search.cli:search_main", "the images of a collection most similar to an image file"),
     "export": ("export.cli", "export a checkpoint to a verified ONNX/TensorRT version in a Triton model repository"),
     "pretrain": ("training.pretrain", "LoMaR pretraining on a folder of images (also under torchrun)"),
     "finetune": ("training.finetune", "fine-tune a LoMaR classifier on a labelled image folder (also under torchrun)"),

@@ -5,9 +5,13 @@
         client.classify(["cat.jpg"], top_k=3).results[0].labels[0].label
         client.embed(["cat.jpg", "dog.png"]).results[1].embedding
         open("strip.png", "wb").write(client.reconstruct_png(["cat.jpg"], mask_ratio=0.75, seed=0))
+        client.create_collection("photos")
+        client.add_images("photos", ["cat.jpg"], ids=["cat"], metadata=[{"kind": "pet"}])
+        client.search("photos", "cat-small.jpg", top_k=3)["results"][0]["id"]
 """
 from __future__ import annotations
 
+import json
 import mimetypes
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +74,50 @@ class LomarClient:
 
     def models(self) -> ModelsResponse:
         return ModelsResponse.model_validate_json(self._checked(self._http.get("/v1/models")).content)
+
+    # -- collections (similar-image search) -------------------------------------------------------------------
+    def create_collection(self, name: str, *, model: str | None = None, dim: int | None = None) -> dict[str, Any]:
+        body = {key: value for key, value in {"name": name, "model": model, "dim": dim}.items() if value is not None}
+        return self._checked(self._http.post("/v1/collections", json=body)).json()
+
+    def collections(self) -> dict[str, Any]:
+        """{"collections": [{"name", "model", "model_version", "dim", "count", ...}]}."""
+        return self._checked(self._http.get("/v1/collections")).json()
+
+    def collection(self, name: str) -> dict[str, Any]:
+        return self._checked(self._http.get(f"/v1/collections/{name}")).json()
+
+    def delete_collection(self, name: str) -> dict[str, Any]:
+        return self._checked(self._http.delete(f"/v1/collections/{name}")).json()
+
+    def add_images(self, name: str, images: Sequence[ImageInput], *, ids: Sequence[str] | None = None,
+                   metadata: Sequence[dict[str, Any]] | None = None, upsert: bool = False) -> dict[str, Any]:
+        """{"collection", "ids", "model_version", "count"}; ids are generated when not given."""
+        params: dict[str, Any] = {"upsert": str(upsert).lower()}
+        if ids:
+            params["id"] = list(ids)
+        if metadata:
+            params["metadata"] = [json.dumps(item) for item in metadata]
+        return self._post(f"/v1/collections/{name}/images", images, params).json()
+
+    def images(self, name: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        return self._checked(self._http.get(f"/v1/collections/{name}/images",
+                                            params={"offset": offset, "limit": limit})).json()
+
+    def delete_image(self, name: str, image_id: str) -> dict[str, Any]:
+        return self._checked(self._http.delete(f"/v1/collections/{name}/images/{image_id}")).json()
+
+    def search(self, name: str, image: ImageInput | None = None, *, image_id: str | None = None, top_k: int = 10,
+               threshold: float | None = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The nearest images to `image` (or to the indexed image `image_id`):
+        {"collection", "model", "model_version", "results": [{"id", "score", "metadata"}]}."""
+        params = {"top_k": top_k, "threshold": threshold, "id": image_id,
+                  "filter": json.dumps(where) if where else None}
+        path = f"/v1/collections/{name}/search"
+        if image is None:
+            query = {key: value for key, value in params.items() if value is not None}
+            return self._checked(self._http.post(path, params=query)).json()
+        return self._post(path, [image], params).json()
 
     def ready(self) -> bool:
         try:

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from lomar_serve.catalog import ModelCatalog, ModelSpec
-from lomar_serve.errors import InvalidParameter, PayloadTooLarge
 from lomar_serve.decode_budget import PixelBudget, decode_batch_within
+from lomar_serve.errors import InferenceFailed, InvalidParameter, PayloadTooLarge
 from lomar_serve.images import DecodeOptions
 from lomar_serve.inference import InferenceBackend, InferResult
 from lomar_serve.metrics import GatewayMetrics
@@ -89,7 +89,7 @@ class Gateway:
         result = await self._infer(spec, {"image": images}, ["embedding"])
         embeddings = result.outputs["embedding"].astype(np.float64)  # (N, D)
         if normalize:
-            embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+            embeddings = unit_rows(embeddings)
         return {"model": name, "model_version": result.model_version, "dim": int(embeddings.shape[1]),
                 "normalized": normalize,
                 "results": [{"embedding": [float(v) for v in row]} for row in embeddings]}
@@ -125,14 +125,20 @@ class Gateway:
         self.metrics.batch_size.labels(endpoint).observe(len(images))
         return images
 
-    async def _infer(self, spec: ModelSpec, inputs: dict[str, np.ndarray], outputs: list[str]) -> InferResult:
-        """One Triton request, or one per `max_batch_size` images when the upload is bigger than that."""
+    async def _infer(self, spec: ModelSpec, inputs: dict[str, np.ndarray], outputs: list[str], *,
+                     version: str | None = None) -> InferResult:
+        """One Triton request, or one per `max_batch_size` images when the upload is bigger than that.
+
+        Args:
+            version: this version of the model; None: the routed one (or Triton's policy without routing).
+        """
         count = len(next(iter(inputs.values())))
         step = spec.max_batch_size
+        if version is None:
+            version = spec.version if self.version_for(spec.name) else ""
         start = time.perf_counter()
         parts = await asyncio.gather(*(
-            self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs,
-                               version=spec.version if self.version_for(spec.name) else "")
+            self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs, version=version)
             for i in range(0, count, step)))
         self.metrics.triton_latency.labels(spec.name).observe(time.perf_counter() - start)
         if len(parts) == 1:
@@ -140,9 +146,31 @@ class Gateway:
         return InferResult(outputs={k: np.concatenate([p.outputs[k] for p in parts]) for k in outputs},
                            model_version=parts[-1].model_version)
 
+    # -- for the similar-image search (lomar_serve/search) ------------------------------------------------------
+    async def decode_inputs(self, endpoint: str, blobs: Sequence[bytes], spec: ModelSpec) -> np.ndarray:
+        """Uploads -> (N, 3, H, W) uint8 inputs of `spec`'s model (the same decoding as every endpoint)."""
+        return await self._decode(endpoint, blobs, spec)
+
+    async def embed_inputs(self, spec: ModelSpec, images: np.ndarray, version: str) -> np.ndarray:
+        """(N, 3, H, W) uint8 -> (N, D) float32 unit embeddings computed by exactly `version` of the model.
+
+        Raises:
+            InferenceFailed: Triton answered from another version; TritonUnavailable: that version is not loaded.
+        """
+        result = await self._infer(spec, {"image": images}, ["embedding"], version=version)
+        if result.model_version and result.model_version != version:
+            raise InferenceFailed(f"asked {spec.name} version {version}, Triton answered with "
+                                  f"{result.model_version}")
+        return unit_rows(result.outputs["embedding"].astype(np.float64)).astype(np.float32)
+
     async def offload(self, function: Callable[..., T], *args: Any) -> T:
         """Run CPU work (PNG encoding) on the decode threads, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, D) rows scaled to unit L2 norm (zero rows stay zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

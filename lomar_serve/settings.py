@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     data_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # LOMAR_DATA_ROOTS: separated by os.pathsep
     jobs_dir: Path | None = None
     deploy_drain_s: float = Field(1.0, ge=0)
+    # Similar-image search (lomar_serve/search): where collections live (None: next to the repository), the
+    # engine (embedded usearch files, or PostgreSQL+pgvector at search_pg_url), images per re-index inference
+    # call, and how long a deploy keeps the old version loaded for the collections' re-index.
+    search_dir: Path | None = None
+    search_engine: Literal["embedded", "pgvector"] = "embedded"
+    search_pg_url: SecretStr | None = None
+    search_reindex_batch: int = Field(16, ge=1)
+    search_check_interval_s: float = Field(5.0, gt=0)
+    search_hold_s: float = Field(600.0, ge=0)
     log_level: str = "info"
 
     @field_validator("triton_url")
@@ -91,6 +100,12 @@ class Settings(BaseSettings):
         if value not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"unknown log level {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _pgvector_needs_url(self) -> Settings:
+        if self.search_engine == "pgvector" and self.search_pg_url is None:
+            raise ValueError("search_engine pgvector needs search_pg_url (LOMAR_SEARCH_PG_URL, postgresql://...)")
+        return self
 
     @model_validator(mode="after")
     def _repository_needed_to_launch(self) -> Settings:

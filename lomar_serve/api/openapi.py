@@ -17,9 +17,10 @@ _ERROR_DESCRIPTIONS = {
     400: "malformed request: invalid image, bad base64, malformed multipart or JSON",
     401: "no bearer token",
     403: "wrong token, admin API disabled, or a path outside the data roots",
-    404: "no such model, job or version",
+    404: "no such model, job, version, collection or image",
     408: "the request body did not arrive in time (settings: body_timeout_s)",
-    409: "the job or deployment is not in a state that allows this",
+    409: "a conflict: the job or deployment is not in a state that allows this, the collection or image id exists, "
+         "or the collection belongs to a model of another embedding size",
     413: "too many bytes, pixels or images",
     415: "not an image, or a Content-Type the route does not take",
     422: "a parameter or body field out of range, or the wrong kind of model",

@@ -86,7 +86,8 @@ class Deployer:
         """
         Args:
             triton_url: "host:port" of Triton's HTTP endpoint.
-            on_switch: called with (model, version) right after the routing changed (e.g. to refresh caches).
+            on_switch: called with (model, version) right after the routing changed, before the old version is
+                unloaded (the gateway refreshes caches and re-indexes image collections there; it may block).
         """
         self.triton_url = triton_url
         self.repository = repository

@@ -1,0 +1,218 @@
+"""One collection: its store, the live index (one model version) and, during a re-index, the index being built.
+
+Every vector in an index comes from the index's model version; a search embeds its query with the version of
+the index it reads. Adds are written to every index the collection has (live and building), so a re-index that
+finishes loses nothing; the switch to the new index happens under the collection's lock, in one step.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lomar_serve.search.engine import EngineConfig, VectorIndex, open_index
+from lomar_serve.search.errors import EngineError, ImageNotFound
+from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, CollectionStore, NewItem, decode_input
+
+LOGGER = logging.getLogger(__name__)
+
+
+class VersionsChanged(Exception):
+    """The collection's versions changed while vectors were being computed: compute the missing ones."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"vectors of versions {missing} are missing")
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class Collection:
+    """Thread-safe: mutations take the collection's lock; searches only the index's own."""
+
+    def __init__(self, folder: Path, engine: EngineConfig, info: CollectionInfo | None = None) -> None:
+        """Open the collection in `folder` (create it from `info` when given)."""
+        self.folder = Path(folder)
+        self.engine = engine
+        self.store = CollectionStore(self.folder / STORE_FILE_NAME)
+        if info is not None:
+            self.store.create(info)
+        loaded = self.store.info()
+        if loaded is None:
+            raise FileNotFoundError(f"{self.folder} holds no collection")
+        self.info: CollectionInfo = loaded
+        self._lock = threading.RLock()
+        self._indexes: dict[str, VectorIndex] = {}
+        for version in self.versions():
+            self._indexes[version] = self._open(version)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def versions(self) -> list[str]:
+        """The live version, then the one being built (if any)."""
+        return [self.info.version] + ([self.info.building] if self.info.building else [])
+
+    def _open(self, version: str) -> VectorIndex:
+        """The index of `version`, rebuilt from the store when it does not reflect the store's generation."""
+        index = open_index(self.engine, self.folder, self.name, version, self.info.dim)
+        generation = self.store.generation()
+        if index.generation() != generation:
+            LOGGER.info("collection %s: rebuilding the index of version %s from the store", self.name, version)
+            index.clear()
+            for keys, vectors in self.store.vectors(version):
+                index.add(keys, vectors)
+            index.save(generation)
+        return index
+
+    # -- images -----------------------------------------------------------------------------------------------
+    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False) -> None:
+        """Store `items` with their vectors (version -> (N, D) float32) and add them to every index.
+
+        Raises:
+            VersionsChanged: `vectors` lacks a version the collection now has (a re-index started meanwhile).
+            DuplicateId.
+        """
+        with self._lock:
+            wanted = self.versions()
+            missing = [version for version in wanted if version not in vectors]
+            if missing:
+                raise VersionsChanged(missing)
+            keys, replaced = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
+            for version in wanted:
+                self._indexes[version].remove(replaced)
+                self._indexes[version].add(keys, vectors[version])
+
+    def delete(self, item_id: str) -> None:
+        with self._lock:
+            key = self.store.delete(item_id)
+            if key is None:
+                raise ImageNotFound(f"no image {item_id!r} in collection {self.name!r}")
+            for index in self._indexes.values():
+                index.remove(np.array([key], dtype=np.int64))
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def indexed(self) -> int:
+        """Vectors in the live index (equals `count()` when nothing is lost or duplicated)."""
+        with self._lock:
+            return len(self._indexes[self.info.version])
+
+    # -- search -----------------------------------------------------------------------------------------------
+    def search(self, version: str, query: np.ndarray, top_k: int, *, threshold: float | None = None,
+               where: dict[str, Any] | None = None, exclude: str | None = None) -> list[Hit] | None:
+        """The nearest images to `query` (D,), a vector of model `version`.
+
+        Returns None when `version` is no longer live (the collection switched meanwhile: embed again).
+        """
+        with self._lock:
+            if version != self.info.version:
+                return None
+            index = self._indexes[version]
+        allowed = self.store.matching(where) if where else None
+        try:
+            keys, scores = index.search(query, top_k + (1 if exclude else 0), allowed)
+        except EngineError:
+            if self.info.version != version:  # the index was retired under this search
+                return None
+            raise
+        if self.info.version != version:  # switched during the search: the old index may have been emptied
+            return None
+        rows = self.store.rows(keys)
+        hits = [Hit(id=rows[key][0], score=float(score), metadata=rows[key][1])
+                for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key][0] != exclude]
+        if threshold is not None:
+            hits = [hit for hit in hits if hit.score >= threshold]
+        return hits[:top_k]
+
+    def vector_of(self, item_id: str) -> tuple[str, np.ndarray]:
+        """(live version, the vector of an indexed image). Raises ImageNotFound."""
+        with self._lock:
+            version = self.info.version
+            vector = self.store.vector_of(version, item_id)
+        if vector is None:
+            raise ImageNotFound(f"no image {item_id!r} in collection {self.name!r}")
+        return version, vector
+
+    # -- re-index ---------------------------------------------------------------------------------------------
+    def begin_reindex(self, version: str) -> None:
+        """Start building the index of `version` (an unfinished build of it is continued)."""
+        with self._lock:
+            if version == self.info.version or version == self.info.building:
+                return
+            if self.info.building is not None:
+                self._retire(self.info.building)
+            self._indexes[version] = self._open(version)
+            self.info = replace(self.info, building=version)
+            self.store.set_versions(self.info.version, version)
+
+    def missing(self, version: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to `limit` images still without a vector of `version`: keys (n,), model inputs (n, 3, H, W)."""
+        rows = self.store.missing(version, limit)
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 3, 1, 1), dtype=np.uint8)
+        return np.array([row[0] for row in rows], dtype=np.int64), np.stack([decode_input(row[1]) for row in rows])
+
+    def put_vectors(self, version: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """A re-index batch: vectors (n, D) of `version` for `keys` (deleted meanwhile: skipped)."""
+        with self._lock:
+            if version != self.info.building:
+                return
+            kept = self.store.put_vectors(version, keys, vectors)
+            self._indexes[version].add(kept, vectors[np.isin(keys, kept)])
+
+    def finish_reindex(self, version: str) -> bool:
+        """Make `version` live if every image has its vector; the old index is deleted. False: some are missing."""
+        with self._lock:
+            if version != self.info.building or self.store.missing(version, 1):
+                return False
+            old = self.info.version
+            self.info = replace(self.info, version=version, building=None)
+            self.store.set_versions(version, None)
+            self._retire(old)
+            self._indexes[version].save(self.store.generation())
+            LOGGER.info("collection %s: now answers with version %s (was %s)", self.name, version, old)
+            return True
+
+    def _retire(self, version: str) -> None:
+        index = self._indexes.pop(version)
+        self.store.drop_vectors(version)
+        index.drop()
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Persist the indexes (they are rebuilt from the store after a crash otherwise)."""
+        with self._lock:
+            generation = self.store.generation()
+            for index in self._indexes.values():
+                if index.generation() != generation:
+                    index.save(generation)
+
+    def close(self) -> None:
+        self.save()
+        with self._lock:
+            for index in self._indexes.values():
+                index.close()
+            self.store.close()
+
+    def drop(self) -> None:
+        """Delete the collection's indexes and files."""
+        with self._lock:
+            for index in self._indexes.values():
+                index.drop()
+            self._indexes.clear()
+            self.store.close()
+        for path in sorted(self.folder.glob("*"), reverse=True):
+            path.unlink(missing_ok=True)
+        self.folder.rmdir()

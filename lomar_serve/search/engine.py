@@ -1,0 +1,109 @@
+"""The vector index interface every engine implements, and the factory that opens one.
+
+An index holds unit vectors of ONE model version under int64 keys and answers inner-product (= cosine) top-k.
+Indexes are derived data: the collection store (SQLite) keeps every vector, and an index whose `generation`
+differs from the store's is rebuilt from it (after a crash between the store's commit and the index's save).
+
+    index = open_index(EngineConfig(kind="embedded"), folder, "photos", version="2", dim=192)
+    index.add(np.array([1, 2]), vectors)                # (N,) int64, (N, D) float32 unit rows
+    keys, scores = index.search(query, k=10)            # query (D,), best first
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+EngineKind = Literal["embedded", "pgvector"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine stores the collections' indexes."""
+
+    kind: EngineKind = "embedded"
+    pg_url: str | None = None  # pgvector: a libpq connection string (postgresql://...)
+    connectivity: int = 16  # HNSW graph degree (M)
+    expansion_add: int = 128  # HNSW ef_construction
+    expansion_search: int = 64  # HNSW ef_search
+
+    def __post_init__(self) -> None:
+        if self.kind == "pgvector" and not self.pg_url:
+            raise ValueError("the pgvector engine needs a PostgreSQL URL (LOMAR_SEARCH_PG_URL)")
+
+
+class VectorIndex(ABC):
+    """Unit vectors under int64 keys; inner-product top-k. Methods are thread-safe."""
+
+    dim: int
+
+    @abstractmethod
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """keys (N,) int64 not yet present; vectors (N, D) float32."""
+
+    @abstractmethod
+    def remove(self, keys: np.ndarray) -> None:
+        """Drop these keys (absent ones are ignored)."""
+
+    @abstractmethod
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` nearest keys to `query` (D,) and their inner products, best first.
+
+        Args:
+            allowed: only these keys (M,) may be returned (a metadata filter); None: any.
+        Returns:
+            keys (<=k,) int64, scores (<=k,) float32.
+        """
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def generation(self) -> int:
+        """The store generation this index reflects (-1: unknown, rebuild)."""
+
+    @abstractmethod
+    def save(self, generation: int) -> None:
+        """Persist the index as reflecting store generation `generation`."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove every vector (before a rebuild)."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Delete the index and its files or tables for good."""
+
+    def close(self) -> None:
+        """Release connections (the data stays)."""
+
+    @abstractmethod
+    def tune(self, expansion_search: int) -> None:
+        """Set the graph search breadth (HNSW ef_search): higher is slower with better recall."""
+
+    @abstractmethod
+    def memory_bytes(self) -> int:
+        """Bytes the index occupies (RAM for the embedded engine, table + index size for pgvector)."""
+
+
+def open_index(config: EngineConfig, folder: Path, collection: str, version: str, dim: int) -> VectorIndex:
+    """The index of `collection`'s vectors of model `version` (created empty if new)."""
+    if config.kind == "embedded":
+        from lomar_serve.search.embedded import UsearchIndex
+
+        return UsearchIndex(folder / f"vectors-v{version}.usearch", dim, config)
+    from lomar_serve.search.pgvector import PgvectorIndex
+
+    return PgvectorIndex(str(config.pg_url), f"{collection}_v{version}", dim, config)
+
+
+def exact_top_k(vectors: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: vectors (N, D), keys (N,), query (D,) -> the best k keys and scores (filtered searches)."""
+    scores = vectors @ query  # (N,)
+    k = min(k, len(scores))
+    best = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return keys[best].astype(np.int64), scores[best].astype(np.float32)

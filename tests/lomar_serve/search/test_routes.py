@@ -1,0 +1,121 @@
+"""The collections API's request handling and error contract, in-process on the FAKE backend (its "model"
+embeds an image by its mean colour). Search quality, re-indexing and persistence against the real Triton are in
+test_search_e2e.py."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lomar_serve.app import create_app
+from lomar_serve.settings import Settings
+from tests.lomar_serve.fake_backend import DIM, FakeBackend
+from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
+
+
+@pytest.fixture()
+def client(tmp_path):
+    (tmp_path / "repo").mkdir()
+    settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", max_images=4, max_upload_bytes=2_000_000,
+                        search_dir=tmp_path / "collections")
+    with TestClient(create_app(settings, backend=FakeBackend())) as test_client:
+        yield test_client
+
+
+def error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
+
+
+def test_collection_lifecycle_and_errors(client: TestClient) -> None:
+    assert client.post("/v1/collections", json={"name": "pics"}).status_code == 201
+    error(client.post("/v1/collections", json={"name": "pics"}), 409, "collection_exists")
+    error(client.post("/v1/collections", json={"name": "other", "dim": DIM + 1}), 409, "dimension_mismatch")
+    error(client.post("/v1/collections", json={"name": "Bad Name"}), 422, "invalid_parameter")
+    error(client.post("/v1/collections", json={"name": "x", "model": "nope"}), 404, "model_not_found")
+    error(client.get("/v1/collections/absent"), 404, "collection_not_found")
+    error(client.post("/v1/collections/absent/images", content=photo_bytes("coffee"),
+                      headers={"content-type": "image/jpeg"}), 404, "collection_not_found")
+    error(client.post("/v1/collections/absent/search", params={"id": "a"}), 404, "collection_not_found")
+    shown = client.get("/v1/collections/pics").json()
+    assert shown["model"] == "fake_classifier" and shown["dim"] == DIM and shown["model_version"] == "1"
+    assert [c["name"] for c in client.get("/v1/collections").json()["collections"]] == ["pics"]
+    assert client.delete("/v1/collections/pics").json() == {"deleted": "pics"}
+    error(client.get("/v1/collections/pics"), 404, "collection_not_found")
+
+
+def test_add_in_every_form_then_search(client: TestClient) -> None:
+    client.post("/v1/collections", json={"name": "pics"})
+    files = [("image", (f"{n}.jpg", photo_bytes(n), "image/jpeg")) for n in PHOTO_NAMES[:3]]
+    added = client.post("/v1/collections/pics/images", files=files,
+                        params={"id": list(PHOTO_NAMES[:3]), "metadata": [json.dumps({"n": i}) for i in range(3)]})
+    assert added.status_code == 201, added.text
+    assert added.json()["ids"] == list(PHOTO_NAMES[:3]) and added.json()["count"] == 3
+    raw = client.post("/v1/collections/pics/images", content=photo_bytes(PHOTO_NAMES[3]),
+                      headers={"content-type": "image/jpeg"})
+    assert raw.status_code == 201 and len(raw.json()["ids"][0]) == 16  # a generated id
+    encoded = base64.b64encode(photo_bytes(PHOTO_NAMES[4])).decode()
+    body = {"images": [f"data:image/jpeg;base64,{encoded}"], "ids": ["five"], "metadata": [{"n": 5}]}
+    assert client.post("/v1/collections/pics/images", json=body).status_code == 201
+    error(client.post("/v1/collections/pics/images", json=body), 409, "duplicate_id")
+    assert client.post("/v1/collections/pics/images", json={**body, "upsert": True}).json()["count"] == 5
+    error(client.post("/v1/collections/pics/images", json={"images": ["not base64!"]}), 400, "bad_request")
+    error(client.post("/v1/collections/pics/images", json={"images": []}), 422, "invalid_parameter")
+    error(client.post("/v1/collections/pics/images", json={"images": [encoded] * 5}), 413, "payload_too_large")
+    error(client.post("/v1/collections/pics/images", json={"images": [encoded], "ids": ["a", "b"]}), 422,
+          "invalid_parameter")
+    error(client.post("/v1/collections/pics/images", content=b"hello", headers={"content-type": "image/png"}),
+          415, "unsupported_media_type")
+    error(client.post("/v1/collections/pics/images", content=b"", headers={"content-type": "image/png"}),
+          400, "bad_request")
+    error(client.post("/v1/collections/pics/images", content=b"{}", headers={"content-type": "text/plain"}),
+          415, "unsupported_media_type")
+
+    found = client.post("/v1/collections/pics/search", content=photo_bytes(PHOTO_NAMES[1]),
+                        headers={"content-type": "image/jpeg"}, params={"top_k": 2}).json()
+    assert found["results"][0]["id"] == PHOTO_NAMES[1] and found["model_version"] == "1"
+    assert found["results"][0]["metadata"] == {"n": 1} and len(found["results"]) == 2
+    by_id = client.post("/v1/collections/pics/search", json={"id": PHOTO_NAMES[1], "top_k": 10}).json()
+    assert PHOTO_NAMES[1] not in {hit["id"] for hit in by_id["results"]} and len(by_id["results"]) == 4
+    filtered = client.post("/v1/collections/pics/search", params={"id": "five", "filter": json.dumps({"n": 2})})
+    assert [hit["id"] for hit in filtered.json()["results"]] == [PHOTO_NAMES[2]]
+    near = client.post("/v1/collections/pics/search", json={"image": encoded, "threshold": 0.999}).json()
+    assert [hit["id"] for hit in near["results"]] == ["five"]
+    error(client.post("/v1/collections/pics/search", json={"id": "absent"}), 404, "image_not_found")
+    error(client.post("/v1/collections/pics/search", json={"image": encoded, "id": "five"}), 422,
+          "invalid_parameter")
+    error(client.post("/v1/collections/pics/search", json={"id": "five", "top_k": 1000}), 422, "invalid_parameter")
+    error(client.post("/v1/collections/pics/search", params={"id": "five", "filter": "[1]"}), 422,
+          "invalid_parameter")
+    error(client.post("/v1/collections/pics/search", params={"id": "five", "filter": '{"a": {"b": 1}}'}), 422,
+          "invalid_parameter")
+
+    thumbnail = client.get("/v1/collections/pics/images/five/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/v1/collections/pics/images/five").json() == {"id": "five", "metadata": {"n": 5}}
+    assert len(client.get("/v1/collections/pics/images").json()["images"]) == 5
+    assert client.delete("/v1/collections/pics/images/five").json() == {"deleted": "five"}
+    error(client.delete("/v1/collections/pics/images/five"), 404, "image_not_found")
+    assert client.get("/v1/collections/pics").json()["count"] == 4 == client.get("/v1/collections/pics").json()[
+        "indexed"]
+
+
+def test_openapi_lists_the_collection_models(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    search = schema["paths"]["/v1/collections/{name}/search"]["post"]
+    assert "application/json" in search["requestBody"]["content"]
+    assert "multipart/form-data" in search["requestBody"]["content"]
+    assert {"CollectionOut", "SearchResults", "Added"} <= set(schema["components"]["schemas"])
+
+
+def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "not-a-folder").write_text("a file where the collections folder should be")
+    settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", search_dir=tmp_path / "not-a-folder")
+    with TestClient(create_app(settings, backend=FakeBackend())) as client:
+        error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_storage_unavailable")
+        error(client.get("/v1/collections/pics"), 404, "collection_not_found")
