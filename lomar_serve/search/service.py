@@ -196,9 +196,9 @@ class SearchService:
         The query is embedded by the model version of the live index, and the answer names that version.
         """
         collection = self.get(name)
-        limit = self.gateway.settings.max_top_k
-        if not 1 <= top_k <= limit:
-            raise InvalidParameter(f"top_k must be between 1 and {limit}, got {top_k}")
+        if top_k < 1:
+            raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
+        top_k = min(top_k, self.gateway.settings.max_top_k)  # capped, never refused (as classify's top_k)
         if (image is None) == (item_id is None):
             raise InvalidParameter("give either a query image or the id of an indexed image")
         images = None

@@ -73,7 +73,10 @@ class Added(BaseModel):
 class SearchRequest(BaseModel):
     """JSON form of a search: a base64 query image or the id of an indexed image."""
 
-    model_config = ConfigDict(extra="forbid")
+    # exactly one of the two: said in the schema too, so clients (and fuzzers) know it
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["image"], "properties": {"image": {"type": "string"}}},
+        {"required": ["id"], "properties": {"id": {"type": "string"}}}]})
 
     image: str | None = None
     id: str | None = None

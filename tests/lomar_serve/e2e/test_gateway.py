@@ -195,8 +195,8 @@ def test_command_line_client(gateway, tmp_path):
     png = tmp_path / "out" / "coffee.reconstruction.png"
     assert json.loads(reconstructed.stdout)["results"][0]["png"] == str(png)
     assert Image.open(png).size == (4 * 224 + 3 * GAP, 224)
-    everything = lomar("classify", str(photo), "--top-k", "50")  # more than the 10 classes: all of them
-    assert everything.returncode == 0 and len(json.loads(everything.stdout)["results"][0]["labels"]) == 10
+    everything = lomar("classify", str(photo), "--top-k", "50")  # more than the classes: all of them
+    assert everything.returncode == 0 and len(json.loads(everything.stdout)["results"][0]["labels"]) == len(E2E_LABELS)
     refused = lomar("embed", str(photo), "--model", "no_such_model")
     assert refused.returncode == 1 and "model_not_found" in refused.stderr
 

@@ -25,7 +25,8 @@ def test_openai_embeddings_create_equals_embed(gateway, client):
                                                  dimensions=expected.shape[1])
         single = openai_client.embeddings.create(model="lomar_classifier", input=images[0])
         with pytest.raises(openai.BadRequestError, match="dimensions"):
-            openai_client.embeddings.create(model="lomar_classifier", input=images, dimensions=64)
+            openai_client.embeddings.create(model="lomar_classifier", input=images,
+                                            dimensions=expected.shape[1] + 1)
         with pytest.raises(openai.NotFoundError):
             openai_client.embeddings.create(model="no_such_model", input=images)
     for response in (packed, floats):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,15 +35,17 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def export_tiny(repository: Path, work: Path, classes: list[str], seed: int, image_size: int = 112,
-                name: str = "lomar_classifier") -> int:
-    """A random tiny classifier with these class names, exported as the next version of `name`; its number."""
+                name: str = "lomar_classifier", **architecture: Any) -> int:
+    """A random tiny classifier with these class names, exported as the next version of `name`; its number.
+    `architecture`: LoMaRConfig overrides (default: ViT-Tiny, depth 1)."""
     import torch
 
     from export.pipeline import ExportOptions, export_checkpoint
     from training.models import create_model, save_checkpoint
 
     torch.manual_seed(seed)
-    model = create_model("lomar_tiny_patch16", depth=1, img_size=image_size, num_classes=len(classes)).eval()
+    model = create_model("lomar_tiny_patch16", **{"depth": 1, **architecture}, img_size=image_size,
+                         num_classes=len(classes)).eval()
     checkpoint = work / f"tiny-{seed}-{image_size}.pth"
     save_checkpoint(checkpoint, model, class_names=list(classes))
     published = export_checkpoint(ExportOptions(checkpoint=checkpoint, task="classify", out=repository, name=name,

@@ -1,5 +1,5 @@
 """Similar-image search end to end through a real `lomar serve` (supervised Triton + gateway, admin API on):
-photographs indexed with the official tiny fine-tuned model, found again from altered copies; concurrent adds
+photographs indexed with the official micro fine-tuned model, found again from altered copies; concurrent adds
 and searches; a new model version deployed while clients search and add (the re-index); a gateway restart;
 the CLI; and the same collection code on the pgvector engine against a real PostgreSQL."""
 from __future__ import annotations
@@ -51,7 +51,7 @@ ALTERATIONS: dict[str, Callable[[Image.Image], bytes]] = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Iterator[Stack]:
-    """`lomar serve` on the official tiny classifier (version 1) with the admin API, collections in work/search."""
+    """`lomar serve` on the official micro classifier (version 1) with the admin API, collections in work/search."""
     from export.pipeline import ExportOptions, export_checkpoint
 
     work = tmp_path_factory.mktemp("search_e2e")
@@ -107,11 +107,11 @@ def top_hit_rate(http: httpx.Client, collection: str) -> tuple[float, list[str]]
     return 1 - len(misses) / (len(PHOTOS) * len(ALTERATIONS)), misses
 
 
-def test_altered_copies_find_their_source(http: httpx.Client) -> None:
+def test_altered_copies_find_their_source(http: httpx.Client, reference_meta: dict) -> None:
     index_photos(http, "photos")
     shown = ok(http.get("/v1/collections/photos"))
-    assert (shown["count"], shown["indexed"], shown["model_version"], shown["dim"]) == (len(PHOTOS), len(PHOTOS),
-                                                                                         "1", 192)
+    assert (shown["count"], shown["indexed"], shown["model_version"], shown["dim"]) == (
+        len(PHOTOS), len(PHOTOS), "1", reference_meta["embed_dim"])
     rate, misses = top_hit_rate(http, "photos")
     assert rate >= 0.9, misses
     exact = search(http, jpeg(rgb("coffee")), threshold=0.99)["results"]
@@ -156,8 +156,11 @@ def test_concurrent_adds_and_searches_lose_nothing(http: httpx.Client, stack: St
     assert len(ids) == len(set(ids)) == before + 40
 
 
-def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.Client, stack: Stack) -> None:
-    assert export_tiny(stack.work / "repo", stack.work, list(E2E_LABELS), seed=7, image_size=224) == 2
+def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.Client, stack: Stack,
+                                                                   reference_meta: dict) -> None:
+    same_architecture = {key: reference_meta[key] for key in ("embed_dim", "depth", "num_heads")}
+    assert export_tiny(stack.work / "repo", stack.work, list(E2E_LABELS), seed=7, image_size=224,
+                       **same_architecture) == 2
     count = ok(http.get("/v1/collections/photos"))["count"]
     query = jpeg(rgb("astronaut"))  # the bytes indexed: the same model input, so a score of 1 in any version
     answers: list[tuple[int, str, str, float]] = []
