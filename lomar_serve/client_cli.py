@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,23 +67,34 @@ def run(command: Command, argv: list[str]) -> int:
     if missing:
         print(f"lomar {command}: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+
+    def action(client: LomarClient) -> dict[str, Any]:
+        if command == "classify":
+            result = client.classify(args.files, top_k=args.top_k, model=args.model).model_dump()
+        elif command == "embed":
+            result = client.embed(args.files, normalize=not args.no_normalize, model=args.model).model_dump()
+        else:
+            result = _write_strips(client.reconstruct(args.files, mask_ratio=args.mask_ratio, seed=args.seed,
+                                                      model=args.model), args.files, args.out_dir)
+        for path, item in zip(args.files, result["results"]):
+            item["file"] = str(path)
+        return result
+
+    return call_gateway(command, args.url, args.timeout, action)
+
+
+def call_gateway(program: str, url: str, timeout: float, action: Callable[[LomarClient], dict[str, Any]]) -> int:
+    """Run `action` with a client of the gateway at `url` and print its result as JSON. Returns the exit status:
+    0, or 1 when the gateway refused (its error printed) or cannot be reached."""
     try:
-        with LomarClient(args.url, timeout_s=args.timeout) as client:
-            if command == "classify":
-                result = client.classify(args.files, top_k=args.top_k, model=args.model).model_dump()
-            elif command == "embed":
-                result = client.embed(args.files, normalize=not args.no_normalize, model=args.model).model_dump()
-            else:
-                result = _write_strips(client.reconstruct(args.files, mask_ratio=args.mask_ratio, seed=args.seed,
-                                                          model=args.model), args.files, args.out_dir)
+        with LomarClient(url, timeout_s=timeout) as client:
+            result = action(client)
     except GatewayClientError as error:
-        print(f"lomar {command}: {error}", file=sys.stderr)
+        print(f"lomar {program}: {error}", file=sys.stderr)
         return 1
     except httpx.HTTPError as error:
-        print(f"lomar {command}: cannot reach the gateway at {args.url}: {error}", file=sys.stderr)
+        print(f"lomar {program}: cannot reach the gateway at {url}: {error}", file=sys.stderr)
         return 1
-    for path, item in zip(args.files, result["results"]):
-        item["file"] = str(path)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -57,6 +57,12 @@ class ModelNotFound(GatewayError):
     status, code = 404, "model_not_found"
 
 
+class FileNotFound(GatewayError):
+    """A web-page asset that does not exist."""
+
+    status, code = 404, "not_found"
+
+
 class WrongModelKind(GatewayError):
     """E.g. classify with a reconstruction model."""
 

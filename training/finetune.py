@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import torch
@@ -152,10 +153,8 @@ def run(config: FinetuneConfig) -> int:
         schedule=make_schedule(config, ctx), metrics=metrics, extra_state=extra_state, on_epoch_end=on_epoch_end,
         after_step=(lambda: ema.update(model)) if ema is not None else None,
     )
-    try:
+    with closing(metrics):
         trainer.fit(state)
-    finally:
-        metrics.close()
     return 0
 
 

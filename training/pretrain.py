@@ -13,6 +13,7 @@ Resume: run the same command again (auto-resume from OUTPUT_DIR/checkpoint-last.
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 
 import torch
 
@@ -80,10 +81,8 @@ def run(config: PretrainConfig) -> int:
         loss_fn=pretrain_loss, dataset=dataset, optimizer=optimizer, scaler=scaler,
         schedule=make_schedule(config, ctx), metrics=metrics,
     )
-    try:
+    with closing(metrics):
         trainer.fit(state)
-    finally:
-        metrics.close()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What the suite's parts share: their settings, a result recorder that survives a killed part, timing helpers."""
+"""What the suite's parts share: their settings, a result recorder that survives a killed part, clean-up between
+measurements. Timing is benchmarks/model_throughput.py's `images_per_second`."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -77,21 +78,14 @@ class Recorder:
         os.replace(tmp, self.path)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def throughput(step: Callable[[], object], items: int, device: torch.device, warmup: int, steps: int) -> float:
-    """Items per second over `steps` calls of `step` after `warmup` untimed ones (the device synchronised)."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return items * steps / (time.perf_counter() - start)
+def best_rows(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The fastest measured row (eager or compiled) of each (model, size)."""
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["model"], row["size"])
+        if "img_per_s" in row and row["img_per_s"] > best.get(key, {}).get("img_per_s", -1.0):
+            best[key] = row
+    return best
 
 
 def release(device: torch.device) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.suite.common import Recorder, Settings, throughput
+from benchmarks.model_throughput import images_per_second
+from benchmarks.suite.common import Recorder, Settings
 from training.data import image_files, pretrain_transform
 from training.data.gpu_decode import EncodedBatch, EncodedImageDataset, decode_images
 
@@ -85,10 +86,10 @@ def run(settings: Settings, record: Recorder) -> None:
         items = [dataset[i][0] for i in range(len(dataset))]  # what the workers deliver: the files' bytes
         batch = (items * math.ceil(256 / len(items)))[:256 if not settings.quick else len(items)]
         label = "gpu: nvJPEG" if device.type == "cuda" else "cpu smoke run of the --decode gpu code"
-        decode = throughput(lambda: decode_images(batch, device), len(batch), device, 1, settings.steps)
+        decode = images_per_second(lambda: decode_images(batch, device), len(batch), device, 1, settings.steps)
         record.add(path=f"{label} batched decode", device=settings.device, batch=len(batch),
                    img_per_s=round(decode, 1))
-        full = throughput(lambda: EncodedBatch(batch, SIZE, MIN_SCALE).to(device), len(batch), device, 1,
+        full = images_per_second(lambda: EncodedBatch(batch, SIZE, MIN_SCALE).to(device), len(batch), device, 1,
                           settings.steps)
         record.add(path=f"{label} decode + RandomResizedCrop + flip", device=settings.device, batch=len(batch),
                    img_per_s=round(full, 1))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import timm
 import torch
 
-from benchmarks.model_throughput import TIMM_NAMES
-from benchmarks.suite.common import Recorder, Settings, error_text, release, throughput
+from benchmarks.model_throughput import TIMM_NAMES, images_per_second
+from benchmarks.suite.common import Recorder, Settings, best_rows, error_text, release
 from training.models import create_model
 
 TARGET_RATIO = 0.85
@@ -30,7 +30,7 @@ def measure(kind: str, settings: Settings, size: int, batch: int, compiled: bool
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             runner(images)
 
-    return throughput(step, batch, device, settings.warmup, settings.steps)
+    return images_per_second(step, batch, device, settings.warmup, settings.steps)
 
 
 def run(settings: Settings, record: Recorder) -> None:
@@ -56,11 +56,7 @@ def run(settings: Settings, record: Recorder) -> None:
 
 
 def summarise(record: Recorder) -> None:
-    best: dict[tuple[str, int], dict] = {}
-    for row in record.rows:
-        key = (row["model"], row["size"])
-        if "img_per_s" in row and row["img_per_s"] > best.get(key, {}).get("img_per_s", -1.0):
-            best[key] = row
+    best = best_rows(record.rows)
     for size in sorted({size for _, size in best}):
         lomar, plain = best.get(("lomar", size)), best.get(("timm", size))
         entry: dict = {}

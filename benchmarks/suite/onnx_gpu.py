@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.suite.common import Recorder, Settings, Skip, error_text, throughput
+from benchmarks.model_throughput import images_per_second
+from benchmarks.suite.common import Recorder, Settings, Skip, error_text
 from export.onnx_export import export_onnx
 from export.wrappers import ClassifierExport
 from training.models import create_model
@@ -51,7 +52,7 @@ def run(settings: Settings, record: Recorder) -> None:
     device = torch.device(settings.device)
     with torch.inference_mode():
         expected = reference.to(device)(torch.from_numpy(images).to(device))[0].float().cpu().numpy()
-        torch_ips = throughput(lambda: reference(torch.from_numpy(images).to(device)), batch, device,
+        torch_ips = images_per_second(lambda: reference(torch.from_numpy(images).to(device)), batch, device,
                                settings.warmup, settings.steps)
     record.add(runtime="pytorch fp32 eager", size=size, batch=batch, img_per_s=round(torch_ips, 1))
     with tempfile.TemporaryDirectory() as temp:
@@ -67,7 +68,7 @@ def run(settings: Settings, record: Recorder) -> None:
                 if session.get_providers()[0] != provider:
                     raise RuntimeError(f"{provider} did not load (session runs on {session.get_providers()})")
                 logits = session.run(["logits"], {"image": images})[0]
-                ips = throughput(lambda: session.run(None, {"image": images}), batch, torch.device("cpu"),
+                ips = images_per_second(lambda: session.run(None, {"image": images}), batch, torch.device("cpu"),
                                  settings.warmup, settings.steps)
                 diff = float(np.abs(logits - expected).max())
                 agree = float((logits.argmax(1) == expected.argmax(1)).mean())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.pretrain_throughput import measure
-from benchmarks.suite.common import Recorder, Settings, error_text, release
+from benchmarks.suite.common import Recorder, Settings, best_rows, error_text, release
 
 TARGET_IMG_S = 2500.0  # LoMaR-B/16 at every size
 TARGET_RATIO_448 = 3.4  # LoMaR / MAE at 448
@@ -42,11 +42,7 @@ def run(settings: Settings, record: Recorder) -> None:
 
 def summarise(record: Recorder) -> None:
     """Best (eager or compiled) img/s of each model per size, LoMaR / MAE, and the targets."""
-    best: dict[tuple[str, int], dict] = {}
-    for row in record.rows:
-        key = (row["model"], row["size"])
-        if "img_per_s" in row and row["img_per_s"] > best.get(key, {}).get("img_per_s", -1.0):
-            best[key] = row
+    best = best_rows(record.rows)
     for size in sorted({size for _, size in best}):
         lomar, mae = best.get(("lomar", size)), best.get(("mae", size))
         entry: dict = {}

@@ -19,10 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from lomar_serve.client import GatewayClientError, LomarClient
-from lomar_serve.client_cli import DEFAULT_URL
+from lomar_serve.client import LomarClient
+from lomar_serve.client_cli import DEFAULT_URL, call_gateway
 
 
 def _common() -> argparse.ArgumentParser:
@@ -76,20 +74,6 @@ def search_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _call(program: str, url: str, timeout: float, action: Callable[[LomarClient], dict[str, Any]]) -> int:
-    try:
-        with LomarClient(url, timeout_s=timeout) as client:
-            result = action(client)
-    except GatewayClientError as error:
-        print(f"lomar {program}: {error}", file=sys.stderr)
-        return 1
-    except httpx.HTTPError as error:
-        print(f"lomar {program}: cannot reach the gateway at {url}: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
-
-
 def collections_main(argv: list[str]) -> int:
     args = collections_parser().parse_args(argv)
     if args.command == "add":
@@ -107,7 +91,7 @@ def collections_main(argv: list[str]) -> int:
                                       metadata=[args.metadata] * len(args.files) if args.metadata else None),
         "remove": lambda c: c.delete_image(args.name, args.image_id),
     }
-    return _call("collections", args.url, args.timeout, actions[args.command])
+    return call_gateway("collections", args.url, args.timeout, actions[args.command])
 
 
 def search_main(argv: list[str]) -> int:
@@ -118,6 +102,6 @@ def search_main(argv: list[str]) -> int:
     if args.file is not None and not args.file.is_file():
         print(f"lomar search: no such file: {args.file}", file=sys.stderr)
         return 2
-    return _call("search", args.url, args.timeout,
+    return call_gateway("search", args.url, args.timeout,
                  lambda c: c.search(args.collection, args.file, image_id=args.id, top_k=args.top_k,
                                     threshold=args.threshold, where=args.filter))

@@ -1,21 +1,12 @@
 "use strict";
 // The similar-image view (/search): pick or create a collection, add images to it, search it with an image.
-const $ = (selector, root = document) => root.querySelector(selector);
+// Needs common.js ($, errorText, showError).
 const collection = () => $("#collection").value;
 
 async function call(path, options = {}) {
   const response = await fetch(path, options);
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error ? body.error.message : `${response.status} ${response.statusText}`);
-  return body;
-}
-
-function fail(target, error) {
-  target.innerHTML = "";
-  const div = document.createElement("div");
-  div.className = "error";
-  div.textContent = error.message;
-  target.appendChild(div);
+  if (!response.ok) throw new Error(await errorText(response));
+  return response.json();
 }
 
 async function loadCollections(select) {
@@ -31,7 +22,7 @@ async function loadCollections(select) {
     }
     if (keep) picker.value = keep;
     await showInfo();
-  } catch (error) { fail($("#info"), error); }
+  } catch (error) { showError($("#info"), error); }
 }
 
 async function showInfo() {
@@ -41,7 +32,7 @@ async function showInfo() {
     const reindex = c.reindexing_to ? `, re-indexing to version ${c.reindexing_to}` : "";
     $("#info").textContent = `${c.count} images, ${c.model} version ${c.model_version}, ${c.dim} dimensions, ` +
                              `${c.engine} engine${reindex}`;
-  } catch (error) { fail($("#info"), error); }
+  } catch (error) { showError($("#info"), error); }
 }
 
 async function create() {
@@ -51,7 +42,7 @@ async function create() {
                                    body: JSON.stringify({name})});
     $("#new-name").value = "";
     await loadCollections(name);
-  } catch (error) { fail($("#info"), error); }
+  } catch (error) { showError($("#info"), error); }
 }
 
 async function addImages(files) {
@@ -63,7 +54,7 @@ async function addImages(files) {
     const body = await call(`/v1/collections/${collection()}/images`, {method: "POST", body: form});
     $("#added").textContent = `added ${body.ids.length}: ${body.ids.join(", ")} (${body.count} in the collection)`;
     await showInfo();
-  } catch (error) { fail($("#added"), error); }
+  } catch (error) { showError($("#added"), error); }
 }
 
 async function searchWith(file) {
@@ -95,7 +86,7 @@ async function searchWith(file) {
       card.append(thumb, id, score);
       hits.appendChild(card);
     }
-  } catch (error) { fail(caption, error); }
+  } catch (error) { showError(caption, error); }
 }
 
 function zone(dropId, inputId, handle) {

@@ -1,4 +1,5 @@
-"""GET /: the single-page web client; GET /search: the similar-image view (no external assets)."""
+"""GET /: the single-page web client; GET /search: the similar-image view; GET /static/NAME: their shared
+stylesheet and scripts (no external assets)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -7,32 +8,33 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
+from lomar_serve.errors import FileNotFound
+
 router = APIRouter(tags=["web"])
 WEB = Path(__file__).resolve().parent.parent.parent / "web"
-PAGE = WEB / "index.html"
-SEARCH_FILES = {"search.html": "text/html; charset=utf-8", "search.js": "text/javascript; charset=utf-8"}
+PAGES = {"/": "index.html", "/search": "search.html"}
+STATIC = {"common.css": "text/css; charset=utf-8", "common.js": "text/javascript; charset=utf-8",
+          "search.js": "text/javascript; charset=utf-8"}
 
 
-@lru_cache(maxsize=1)
-def _page() -> str:
-    return PAGE.read_text(encoding="utf-8")
+@lru_cache(maxsize=len(PAGES) + len(STATIC))
+def _read(name: str) -> str:
+    return (WEB / name).read_text(encoding="utf-8")
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def index() -> HTMLResponse:
-    return HTMLResponse(_page())
-
-
-@lru_cache(maxsize=len(SEARCH_FILES))
-def _search_file(name: str) -> str:
-    return (WEB / name).read_text(encoding="utf-8")
+    return HTMLResponse(_read(PAGES["/"]))
 
 
 @router.get("/search", response_class=HTMLResponse, include_in_schema=False)
-async def search_page() -> Response:
-    return Response(_search_file("search.html"), media_type=SEARCH_FILES["search.html"])
+async def search_page() -> HTMLResponse:
+    return HTMLResponse(_read(PAGES["/search"]))
 
 
-@router.get("/search.js", include_in_schema=False)
-async def search_script() -> Response:
-    return Response(_search_file("search.js"), media_type=SEARCH_FILES["search.js"])
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> Response:
+    """Only the files listed in STATIC: a name is never turned into another path."""
+    if name not in STATIC:
+        raise FileNotFound(f"no static file {name!r}")
+    return Response(_read(name), media_type=STATIC[name], headers={"Cache-Control": "public, max-age=300"})

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +104,21 @@ def launch_serve(args: list[str], log_path: Path, env: dict[str, str]) -> Gatewa
             [sys.executable, "-m", "lomar_serve.cli", "serve", *args, "--port", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
     return GatewayProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+@contextmanager
+def gateway_beside(triton: GatewayProcess, model_repository: Path, log_path: Path,
+                   env: dict[str, str]) -> Iterator[GatewayProcess]:
+    """A second `lomar serve` with its own settings (`env`) in front of the Triton that `triton` supervises: ready
+    inside the block, stopped after it."""
+    served = launch_serve(["--triton-url", triton.triton_http_url(), "--model-repository", str(model_repository)],
+                          log_path, env)
+    try:
+        served.wait_ready(timeout_s=120)
+        yield served
+    finally:
+        served.process.terminate()
+        served.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

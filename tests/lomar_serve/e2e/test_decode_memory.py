@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.lomar_serve.decode_load import run_decode_load
-from tests.lomar_serve.e2e.conftest import GatewayProcess, launch_serve
+from tests.lomar_serve.e2e.conftest import GatewayProcess, gateway_beside
 
 pytestmark = pytest.mark.e2e
 PEAK_RSS_MB = 1536
@@ -21,14 +21,9 @@ RSS_RETURN_MB = 150
 
 @pytest.fixture(scope="module")
 def fresh_gateway(gateway: GatewayProcess, model_repository, tmp_path_factory: pytest.TempPathFactory):
-    served = launch_serve(["--triton-url", gateway.triton_http_url(), "--model-repository", str(model_repository)],
-                          tmp_path_factory.mktemp("decode_memory") / "gateway.log", {"LOMAR_MAX_IMAGES": "32"})
-    try:
-        served.wait_ready(timeout_s=120)
+    with gateway_beside(gateway, model_repository, tmp_path_factory.mktemp("decode_memory") / "gateway.log",
+                        {"LOMAR_MAX_IMAGES": "32"}) as served:
         yield served
-    finally:
-        served.process.terminate()
-        served.process.wait(timeout=60)
 
 
 def test_32_huge_pngs_stay_in_the_memory_budget(fresh_gateway):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lomar_serve.e2e.conftest import GatewayProcess, launch_serve
+from tests.lomar_serve.e2e.conftest import GatewayProcess, gateway_beside
 
 pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -25,15 +25,10 @@ RUN_TIMEOUT_S = 300
 @pytest.fixture(scope="module")
 def admin_gateway(gateway: GatewayProcess, model_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("schemathesis")
-    served = launch_serve(["--triton-url", gateway.triton_http_url(), "--model-repository", str(model_repository)],
-                          folder / "gateway.log", {"LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_JOBS_DIR": str(folder / "jobs"),
-                                                   "LOMAR_MAX_IMAGES": "4", "LOMAR_DATA_ROOTS": ""})
-    try:
-        served.wait_ready(timeout_s=120)
+    with gateway_beside(gateway, model_repository, folder / "gateway.log",
+                        {"LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_JOBS_DIR": str(folder / "jobs"), "LOMAR_MAX_IMAGES": "4",
+                         "LOMAR_DATA_ROOTS": ""}) as served:
         yield served
-    finally:
-        served.process.terminate()
-        served.process.wait(timeout=60)
 
 
 def _schemathesis(url: str, workdir: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,17 @@
+"use strict";
+// Helpers both pages share (/ and /search).
+const $ = (selector, root = document) => root.querySelector(selector);
+
+// The gateway's error message of a failed response ({"error": {"code", "message"}}), else its status line.
+async function errorText(response) {
+  try { const body = await response.json(); return body.error ? body.error.message : response.statusText; }
+  catch (_) { return `${response.status} ${response.statusText}`; }
+}
+
+function showError(container, error) {
+  container.innerHTML = "";
+  const div = document.createElement("div");
+  div.className = "error";
+  div.textContent = error.message;
+  container.appendChild(div);
+}

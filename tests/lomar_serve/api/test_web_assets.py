@@ -1,0 +1,19 @@
+"""The web pages and their shared assets are served from the package, and only the listed files are."""
+from __future__ import annotations
+
+
+def test_pages_link_the_shared_assets(client):
+    for path in ("/", "/search"):
+        page = client.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert '<link rel="stylesheet" href="/static/common.css">' in page.text
+        assert '<script src="/static/common.js"></script>' in page.text
+    script = client.get("/static/common.js")
+    assert script.status_code == 200 and "function showError" in script.text
+    assert client.get("/static/common.css").headers["content-type"].startswith("text/css")
+
+
+def test_only_listed_assets_are_served(client):
+    for name in ("index.html", "..%2F..%2Fapp.py", "nope.js"):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
