@@ -39,5 +39,8 @@ def compiled_flex_attention() -> Callable[..., torch.Tensor]:
 
 def flex_irpe_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, per_bucket: torch.Tensor,
                         width: int) -> torch.Tensor:
-    """q, k, v: (B, H, L, hd); per_bucket: (B, H, L, 50) -> softmax(q k^T / sqrt(hd) + iRPE) v, (B, H, L, hd)."""
-    return compiled_flex_attention()(q, k, v, score_mod=irpe_score_mod(per_bucket, width))
+    """q, k, v: (B, H, L, hd); per_bucket: (B, H, L, 50) -> softmax(q k^T / sqrt(hd) + iRPE) v, (B, H, L, hd).
+
+    Runs in the inputs' dtype (autocast off inside: q, k, v and per_bucket already carry autocast's dtype)."""
+    with torch.autocast(q.device.type, enabled=False):
+        return compiled_flex_attention()(q, k, v, score_mod=irpe_score_mod(per_bucket, width))
