@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,8 +169,9 @@ def layer_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int
     release(device)
 
 
-def model_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int) -> None:
-    """Eager: LoMaR sdpa_bias (the reference), LoMaR flex, timm; then compiled: flex, timm, sdpa_bias (CUDA)."""
+def model_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int, compiled: bool) -> None:
+    """Eager: LoMaR sdpa_bias, LoMaR flex, timm; compiled: flex, timm, sdpa_bias. Diffs against the first LoMaR
+    output of the call (the same weights: same seed)."""
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     lomar = create_model(f"lomar_{plan.model}_patch16", img_size=size, num_classes=1000).to(device).eval()
@@ -178,25 +182,24 @@ def model_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int
     images = torch.randn(batch, 3, size, size, device=device)
     reference = None
     order = {False: ("sdpa_bias", "flex", "timm"), True: ("flex", "timm", "sdpa_bias")}
-    for compiled in (False, True) if cuda else (False,):  # CPU: compiling whole models takes minutes
-        mode = "compiled" if compiled else "eager"
-        for what in order[compiled]:
-            estimate = (60.0 if compiled else 15.0) if cuda else 3.0
-            if not run.fits(f"model {size} {mode} {what}", estimate):
-                continue
-            if what == "timm":
-                net = timm.create_model(TIMM_NAMES[plan.model], pretrained=False, img_size=size,
-                                        num_classes=1000).to(device).eval()
-            else:
-                lomar.set_attention(what)
-                net = lomar
-            runner = torch.compile(net) if compiled else net
-            out = timed(run, device, plan, batch, lambda: runner(images), None if what == "timm" else reference,
-                        True, part="model", size=size, mode=mode, model=what if what == "timm" else f"lomar {what}")
-            if what != "timm" and reference is None:
-                reference = out
-            del net, runner
-            release(device)
+    mode = "compiled" if compiled else "eager"
+    for what in order[compiled]:
+        estimate = (60.0 if compiled else 15.0) if cuda else 3.0
+        if not run.fits(f"model {size} {mode} {what}", estimate):
+            continue
+        if what == "timm":
+            net = timm.create_model(TIMM_NAMES[plan.model], pretrained=False, img_size=size,
+                                    num_classes=1000).to(device).eval()
+        else:
+            lomar.set_attention(what)
+            net = lomar
+        runner = torch.compile(net) if compiled else net
+        out = timed(run, device, plan, batch, lambda: runner(images), None if what == "timm" else reference,
+                    True, part="model", size=size, mode=mode, model=what if what == "timm" else f"lomar {what}")
+        if what != "timm" and reference is None:
+            reference = out
+        del net, runner
+        release(device)
 
 
 def pretrain_part(run: Run, plan: Plan, device: torch.device) -> None:
@@ -241,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny model and shapes, eager pretraining (seconds)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--cap-s", type=float, default=150.0, help="no measurement starts past this many seconds")
+    parser.add_argument("--cap-s", type=float, default=150.0,
+                        help="no measurement starts unless its estimated time fits in this many seconds")
+    parser.add_argument("--grace-s", type=float, default=30.0,
+                        help="past cap + grace the script reports what it has and exits (status 3)")
     args = parser.parse_args(argv)
     plan = Plan.for_device(args.device, args.quick)
     device = torch.device(args.device)
@@ -254,23 +260,44 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": "bf16 autocast" if device.type == "cuda" else "fp32",
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     run = Run(args.out, args.cap_s, meta)
-    stages: list[tuple[str, Callable[..., None], tuple[int, ...]]] = []
-    for case in plan.cases:  # the worst case first: its layer, then its whole model
-        stages += [("layer", layer_part, case), ("model", model_part, case)]
+    # cheap first (the worst case first): layers and eager models, then compiled models (CUDA: compiling a whole
+    # model on a few CPU cores takes minutes), then the pretraining step
+    stages: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
+    for case in plan.cases:
+        stages += [("layer", layer_part, case), ("model", model_part, (*case, False))]
+    if device.type == "cuda":
+        stages += [("model", model_part, (*case, True)) for case in plan.cases]
     stages.append(("pretrain", pretrain_part, ()))
+    watchdog = threading.Timer(args.cap_s + args.grace_s, hard_stop, (run, plan))
+    watchdog.daemon = True
+    watchdog.start()
     for name, part, case in stages:
         if name in args.parts:
             try:
                 part(run, plan, device, *case)
             except Exception as exc:  # a part's own failure is recorded, the next part still runs
                 run.note(f"{name} {case}: {error_text(exc)}")
-    text = table(run.rows)
-    (args.out / "attention_variants.txt").write_text(text + "\n" + "\n".join(run.notes) + "\n")
-    print(f"attention variants, ViT-{plan.model}/16, {meta['dtype']}, {label}, torch {torch.__version__}")
-    print(text)
-    for note in run.notes:
-        print("note:", note)
+    watchdog.cancel()
+    report(run, plan)
     return 0
+
+
+def report(run: Run, plan: Plan) -> None:
+    """Print the table and notes, and write them next to the JSON."""
+    text = table(run.rows) + "".join(f"\nnote: {note}" for note in run.notes)
+    (run.path.parent / "attention_variants.txt").write_text(text + "\n")
+    print(f"attention variants, ViT-{plan.model}/16, {run.meta['dtype']}, {run.meta['device']}, "
+          f"torch {torch.__version__}")
+    print(text, flush=True)
+
+
+def hard_stop(run: Run, plan: Plan) -> None:
+    """Past cap + grace: note it, report what was measured, kill measuring children and exit at once."""
+    run.note("hard stop: the measurement running at cap + grace was abandoned")
+    report(run, plan)
+    for child in multiprocessing.active_children():
+        child.kill()
+    os._exit(3)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,16 @@ def test_quick_cpu_run_times_every_variant(tmp_path: Path):
     assert [row["batch"] for row in pretrain] == [2, 4] and all(row["img_per_s"] > 0 for row in pretrain)
     assert all(row["img_per_s"] > 0 for row in rows)
     assert "flex score_mod" in result.stdout and (tmp_path / "attention_variants.txt").exists()
+
+
+def test_nothing_starts_past_the_cap_and_the_skips_are_noted(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "attention_variants.py"), "--out", str(tmp_path),
+         "--device", "cpu", "--quick", "--parts", "layer", "model", "--cap-s", "0"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "attention_variants.json").read_text())
+    assert report["rows"] == []
+    assert any(note.startswith("layer 64: not measured") for note in report["notes"]), report["notes"]
+    assert "not measured" in result.stdout
