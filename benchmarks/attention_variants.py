@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterator
 
 import timm
 import torch
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -165,7 +164,6 @@ def layer_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int
     with forced(lower):
         timed(run, device, plan, batch, lambda: plain(x), reference, False,
               variant=f"d timm no bias {lower or 'default'}", **common)
-    del attn, plain, x
     release(device)
 
 
@@ -198,7 +196,6 @@ def model_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int
                     True, part="model", size=size, mode=mode, model=what if what == "timm" else f"lomar {what}")
         if what != "timm" and reference is None:
             reference = out
-        del net, runner
         release(device)
 
 
