@@ -42,5 +42,7 @@ def flex_irpe_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, per_b
     """q, k, v: (B, H, L, hd); per_bucket: (B, H, L, 50) -> softmax(q k^T / sqrt(hd) + iRPE) v, (B, H, L, hd).
 
     Runs in the inputs' dtype (autocast off inside: q, k, v and per_bucket already carry autocast's dtype)."""
+    # inside a compiled model dynamo traces flex_attention itself; in an eager one the compiled kernel is called
+    attend = flex_attention if torch.compiler.is_compiling() else compiled_flex_attention()
     with torch.autocast(q.device.type, enabled=False):
-        return compiled_flex_attention()(q, k, v, score_mod=irpe_score_mod(per_bucket, width))
+        return attend(q, k, v, score_mod=irpe_score_mod(per_bucket, width))

@@ -1,5 +1,5 @@
 """The FlexAttention implementation of the iRPE attention gives the SDPA + bias outputs (eager model, and the whole
-model compiled), on a non-square grid with non-zero iRPE tables so a wrong bucket or axis shows."""
+model compiled with no graph break), on a non-square grid with non-zero iRPE tables so a wrong bucket or axis shows."""
 from __future__ import annotations
 
 import pytest
@@ -26,7 +26,7 @@ def test_flex_matches_sdpa_bias_eager_and_compiled():
         reference = model(images)
         model.set_attention("flex")
         flex = model(images)
-        compiled = torch.compile(model)(images)
+        compiled = torch.compile(model, fullgraph=True)(images)  # no graph break either
     torch.testing.assert_close(flex, reference, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(compiled, reference, atol=1e-4, rtol=1e-4)
 
