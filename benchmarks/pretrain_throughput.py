@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import queue as queue_module
 import resource
 import sys
 import time
@@ -83,12 +84,14 @@ def loss_of(kind: str, net: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def measure(kind: str, model: str, size: int, batch: int, steps: int, warmup: int, device_name: str,
-            compile_model: bool) -> dict:
-    """Images per second of full training steps, and peak memory in MiB (runs in a child process)."""
+            compile_model: bool, compile_mode: str | None = None) -> dict:
+    """Images per second of full training steps, and peak memory in MiB (runs in a child process).
+
+    compile_mode: torch.compile's mode (None: its default; e.g. "max-autotune-no-cudagraphs")."""
     device = torch.device(device_name)
     torch.manual_seed(0)
     net = build(kind, model, size).to(device).train()
-    step_net = torch.compile(net) if compile_model else net
+    step_net = torch.compile(net, mode=compile_mode) if compile_model else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
     images = torch.randn(batch, 3, size, size, device=device)
 
@@ -120,14 +123,22 @@ def _child(queue, *args) -> None:
         queue.put(measure(*args))
     except torch.cuda.OutOfMemoryError:
         queue.put({"img_per_s": float("nan"), "peak_mib": float("nan"), "error": "out of memory"})
+    except Exception as exc:  # reported to the parent, which would otherwise wait for a result forever
+        queue.put({"img_per_s": float("nan"), "peak_mib": float("nan"), "error": f"{type(exc).__name__}: {exc}"})
 
 
-def measure_in_child(*args) -> dict:
+def measure_in_child(*args, timeout_s: float | None = None) -> dict:
+    """measure(*args) in a spawned process; past timeout_s the process is killed and TimeoutError raised."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(queue, *args))
     process.start()
-    result = queue.get()
+    try:
+        result = queue.get(timeout=timeout_s)
+    except queue_module.Empty:
+        process.kill()
+        process.join()
+        raise TimeoutError(f"no result within {timeout_s:.0f} s") from None
     process.join()
     return result
 

@@ -47,8 +47,12 @@ class ContextualKeyRPE(nn.Module):
         super().__init__()
         self.lookup_table_weight = nn.Parameter(torch.zeros(1, head_dim, NUM_BUCKETS))
 
+    def per_bucket(self, q: torch.Tensor) -> torch.Tensor:
+        """q: (B, H, L, hd) -> q . W for every bucket, (B, H, L, 50)."""
+        return q @ self.lookup_table_weight[0].to(q.dtype)
+
     def forward(self, q: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
         """q: (B, H, L, hd); buckets: (L, L) from bucket_table -> additive bias (B, H, L, L)."""
-        per_bucket = q @ self.lookup_table_weight[0].to(q.dtype)  # (B, H, L, 50)
+        per_bucket = self.per_bucket(q)  # (B, H, L, 50)
         # gather along the bucket axis (measured faster than index_select on a flattened view)
         return per_bucket.gather(-1, buckets.expand(q.shape[0], q.shape[1], -1, -1))

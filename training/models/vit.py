@@ -7,13 +7,20 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
 from training.models.config import LoMaRConfig
+from training.models.flex_irpe import flex_irpe_attention
 from training.models.irpe import ContextualKeyRPE, bucket_table
 
 LAYER_NORM_EPS = 1e-6
+# how Attention applies the iRPE term: an additive (B, H, L, L) bias to SDPA (default), or a FlexAttention
+# score_mod computing each bucket from the token indices (exact too; benchmarks/attention_variants.py times both)
+ATTENTION_IMPLEMENTATIONS = ("sdpa_bias", "flex")
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with the iRPE key term passed to SDPA as an additive bias."""
+    """Multi-head self-attention with the iRPE key term, passed to SDPA as an additive bias ("sdpa_bias") or
+    added in a FlexAttention score_mod ("flex"; needs the grid width)."""
+
+    implementation: str = "sdpa_bias"
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -29,11 +36,16 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
-    def forward(self, x: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
-        """x: (B, L, D); buckets: iRPE bucket table (L, L) of the token grid -> (B, L, D)."""
+    def forward(self, x: torch.Tensor, buckets: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """x: (B, L, D); buckets: iRPE bucket table (L, L) of the token grid; width: grid width -> (B, L, D)."""
         q, k, v = self.qkv_heads(x)
-        bias = self.rpe_k(q, buckets)  # unscaled q, as the trained weights expect
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, hd)
+        if self.implementation == "flex":
+            if width is None:
+                raise ValueError("the flex attention implementation needs the patch-grid width")
+            out = flex_irpe_attention(q, k, v, self.rpe_k.per_bucket(q), width)  # (B, H, L, hd)
+        else:
+            bias = self.rpe_k(q, buckets)  # unscaled q, as the trained weights expect
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, hd)
         return self.proj(out.transpose(1, 2).flatten(2))
 
 
@@ -48,8 +60,8 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), buckets))
+    def forward(self, x: torch.Tensor, buckets: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), buckets, width))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -110,8 +122,16 @@ class LoMaRViT(nn.Module):
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1).to(patches.dtype), patches.flatten(1, 2)], dim=1)
         buckets = self.buckets(height, width, patches.device)
         for block in self.blocks:
-            tokens = block(tokens, buckets)
+            tokens = block(tokens, buckets, width)
         return tokens
+
+    def set_attention(self, implementation: str) -> None:
+        """Choose how every block applies the iRPE term: one of ATTENTION_IMPLEMENTATIONS (same outputs)."""
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"unknown attention implementation {implementation!r}; "
+                             f"choose one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+        for block in self.blocks:
+            block.attn.implementation = implementation
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that take no weight decay besides norms and biases (tokens, iRPE tables)."""
