@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # runs the script as a user would, in its own process
+
 REPO = Path(__file__).resolve().parents[2]
 
 
