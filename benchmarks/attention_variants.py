@@ -32,9 +32,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.model_throughput import TIMM_NAMES  # noqa: E402
+from benchmarks.model_throughput import TIMM_NAMES, images_per_second, synchronize  # noqa: E402
 from benchmarks.pretrain_throughput import measure_in_child  # noqa: E402
-from benchmarks.suite.common import error_text, release, synchronize, throughput  # noqa: E402
+from benchmarks.suite.common import error_text, release  # noqa: E402
 from training.models import create_model  # noqa: E402
 from training.models.irpe import bucket_table  # noqa: E402
 from training.models.registry import model_config  # noqa: E402
@@ -108,7 +108,7 @@ def timed(run: Run, device: torch.device, plan: Plan, batch: int, fn: Callable[[
         with torch.inference_mode(), autocast(device):
             out = fn()  # first call: compilation, kernel selection
             synchronize(device)
-            value = throughput(fn, batch, device, plan.warmup, plan.steps)
+            value = images_per_second(fn, batch, device, plan.warmup, plan.steps)
         result: dict[str, Any] = {"img_per_s": round(value, 1), "ms": round(1000 * batch / value, 3)}
         if reference is not None:
             result["max_abs_diff"] = float((out.float() - reference.float()).abs().max())
