@@ -2,7 +2,7 @@
 decoded) while another client sends small JPEGs one after another; the gateway process's RSS is sampled every
 10 ms. Printed: RSS before / peak / after, the big request's time, small-request p50 / p99 / max.
 
-    python benchmarks/decode_memory.py                                  # exports the official tiny fixtures
+    python benchmarks/decode_memory.py                                  # exports the official micro fixtures
     python benchmarks/decode_memory.py --model-repository model_repository --count 32
     LOMAR_DECODE_BUDGET_PIXELS=160000000 python benchmarks/decode_memory.py     # another budget
 
@@ -28,7 +28,7 @@ from tests.lomar_serve.decode_load import run_decode_load  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-repository", type=Path, help="default: export the official tiny fixtures")
+    parser.add_argument("--model-repository", type=Path, help="default: export the official micro fixtures")
     parser.add_argument("--count", type=int, default=32, help="40-megapixel PNGs in the one big request")
     parser.add_argument("--endpoint", default="/v1/embed", choices=("/v1/embed", "/v1/classify"))
     args = parser.parse_args(argv)

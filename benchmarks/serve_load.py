@@ -1,7 +1,7 @@
 """Closed-loop load on the serving stack: the gateway (JPEG in, JSON out) against Triton called directly with the
 same images already preprocessed (UINT8 tensors, binary HTTP), side by side.
 
-    python benchmarks/serve_load.py                                    # exports the official tiny fixtures
+    python benchmarks/serve_load.py                                    # exports the official micro fixtures
     python benchmarks/serve_load.py --model-repository model_repository --concurrency 1,4,16 --batch-sizes 1,8
     python benchmarks/serve_load.py --url http://gw:8000 --triton-url triton:8000     # a running stack
 
@@ -37,7 +37,7 @@ from contracts.model_repository import DEFAULT_CLASSIFIER  # noqa: E402
 from contracts.preprocessing import DecodeOptions, decode_image  # noqa: E402
 from lomar_serve.inference import TritonClient  # noqa: E402
 
-FIXTURES = REPO.parent / "shared" / "fixtures" / "official_lomar_tiny"
+FIXTURES = REPO / "tests" / "fixtures" / "official_lomar_micro"  # vendored reference checkpoints
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "cat", "coins")
 
 
@@ -163,7 +163,7 @@ def free_port() -> int:
 
 
 def export_fixtures(directory: Path) -> Path:
-    """The official tiny checkpoints exported as lomar_classifier / lomar_reconstruction (needs torch)."""
+    """The official micro checkpoints (tests/fixtures) exported as lomar_classifier / lomar_reconstruction (needs torch)."""
     from export.pipeline import ExportOptions, export_checkpoint
 
     repository = directory / "model_repository"
@@ -233,7 +233,7 @@ def print_table(cells: list[Cell], endpoint: str, device: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-repository", type=Path,
-                        help="repository to serve (default: export the official tiny fixtures to a temp dir)")
+                        help="repository to serve (default: export the official micro fixtures to a temp dir)")
     parser.add_argument("--url", help="a running gateway (then --triton-url is required too)")
     parser.add_argument("--triton-url", help="host:port of the running gateway's Triton HTTP endpoint")
     parser.add_argument("--endpoint", choices=("classify", "embed"), default="classify")
