@@ -33,19 +33,22 @@ import numpy as np
 
 from lomar_serve.catalog import ModelSpec
 from lomar_serve.errors import GatewayError, InvalidParameter
+from lomar_serve.gateway import Gateway
 from lomar_serve.search.collection import Collection, Hit, VersionsChanged
 from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, StorageError,
                                        VersionUnavailable)
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem
-from lomar_serve.gateway import Gateway
 from lomar_serve.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
-COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a folder name: no dots, no upper case
+COLLECTION_NAME_RULE = "1-64 of a-z, 0-9, '_', '-', starting with a letter or a digit"
+ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
+ITEM_ID = re.compile(ITEM_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class SearchService:
             InvalidParameter (bad name), CollectionExists, DimensionMismatch (`dim` is not the model's).
         """
         if not COLLECTION_NAME.fullmatch(name):
-            raise InvalidParameter(f"invalid collection name {name!r}: 1-64 of a-z, 0-9, '_', '-'")
+            raise InvalidParameter(f"invalid collection name {name!r}: {COLLECTION_NAME_RULE}")
         spec = await self._spec(model or self.gateway.settings.default_classifier)
         if dim is not None and dim != spec.embedding_dim:
             raise DimensionMismatch(f"model {spec.name!r} embeds into {spec.embedding_dim} dimensions, not {dim}")

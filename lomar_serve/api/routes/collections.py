@@ -12,25 +12,27 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.model_repository import MODEL_NAME_PATTERN
 from lomar_serve.api.deps import GatewayDep
 from lomar_serve.api.openapi import error_responses
 from lomar_serve.api.uploads import decode_base64_images, parse_json, read_body, read_images
 from lomar_serve.errors import InvalidParameter
 from lomar_serve.search.errors import ImageNotFound
-from lomar_serve.search.service import SearchAnswer, SearchService
+from lomar_serve.search.service import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, ITEM_ID_PATTERN, SearchAnswer,
+                                        SearchService)
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"],
                    responses=error_responses(400, 404, 408, 409, 413, 415, 422, 502, 503, 504))
-CollectionName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="collection name")]
-ImageId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$", description="image id")]
+CollectionName = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="collection name")]
+ImageId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="image id")]
 JsonScalar = str | int | float | bool | None
 
 
 class CreateCollection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="1-64 of a-z, 0-9, '_', '-'")
-    model: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+    name: str = Field(pattern=COLLECTION_NAME_PATTERN, description=COLLECTION_NAME_RULE)
+    model: str | None = Field(None, pattern=MODEL_NAME_PATTERN,
                               description="the classifier that embeds the images; default: the gateway's")
     dim: int | None = Field(None, ge=1, description="expected embedding dimension (409 if the model's differs)")
 
