@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lomar_serve.api.deps import MODEL_NAME_PATTERN
+from contracts.model_repository import MODEL_NAME_PATTERN
 from lomar_serve.api.schemas import EXAMPLE_IMAGE
 
 
