@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from lomar_serve.api.admin_guard import AdminGuard
 from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.observe import ObserveRequests
 from lomar_serve.api.openai_schemas import EmbeddingsRequest
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     docs.install(app)
+    app.add_middleware(AdminGuard)  # innermost: the admin token before any body is read
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_timeout_s)
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
     app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,

@@ -41,6 +41,12 @@ class UnsupportedMediaType(GatewayError):
     status, code = 415, "unsupported_media_type"
 
 
+class LengthRequired(GatewayError):
+    """A body whose size must be known before it is read (admin requests) came without a Content-Length."""
+
+    status, code = 411, "length_required"
+
+
 class PayloadTooLarge(GatewayError):
     """Too many bytes, too many pixels (decompression bomb) or too many images."""
 

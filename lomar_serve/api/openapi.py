@@ -21,6 +21,7 @@ _ERROR_DESCRIPTIONS = {
     408: "the request body did not arrive in time (settings: body_timeout_s)",
     409: "a conflict: the job or deployment is not in a state that allows this, the collection or image id exists, "
          "or the collection belongs to a model of another embedding size",
+    411: "an admin request body without a Content-Length (a chunked body)",
     413: "too many bytes, pixels or images",
     415: "not an image, or a Content-Type the route does not take",
     422: "a parameter or body field out of range, or the wrong kind of model",

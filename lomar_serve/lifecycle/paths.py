@@ -48,10 +48,13 @@ class DataRoots:
             raise PathNotAllowed(f"no data roots are configured (LOMAR_DATA_ROOTS): {kind} paths are refused")
         if not isinstance(path, str) or not path or "\x00" in path:
             raise PathNotAllowed(f"{kind} must be a non-empty path")
-        candidate = Path(path).expanduser()
+        candidate = Path(path)  # no "~" expansion: "~user/x" is a relative name like any other
         if not candidate.is_absolute():
             candidate = self.roots[0] / candidate
-        resolved = candidate.resolve()
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop, a name too long
+            raise PathNotAllowed(f"{kind} {path!r} cannot be resolved: {error}") from None
         if not any(resolved == root or resolved.is_relative_to(root) for root in self.roots):
             raise PathNotAllowed(f"{kind} {path!r} is outside the data roots ({self.describe()})")
         if must_be_dir and not resolved.is_dir():

@@ -7,6 +7,8 @@ training config's own scalar fields (training.config.option_types: no paths), le
 """
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +21,8 @@ from contracts.checkpoints import final_checkpoint
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, DEFAULT_RECONSTRUCTOR
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots, check_model_name
-from training.config import FinetuneConfig, PretrainConfig, TrainConfig, option_types  # no torch
+from training.config import FinetuneConfig, PretrainConfig, TrainConfig, make_config, option_types  # no torch
+from training.errors import ConfigError
 
 ARCHITECTURE = re.compile(r"^[a-z0-9_]{1,64}$")
 OPTION_KEY = re.compile(r"^[a-z_]{1,32}$")
@@ -75,6 +78,12 @@ class JobRequest(BaseModel):
             if not OPTION_KEY.fullmatch(key):
                 raise InvalidName(f"invalid model option {key!r}")
         options = {key: check_option(self.kind, key, value) for key, value in self.options.items()}
+        try:  # the training program's own validation (ranges, choices), before anything is queued
+            make_config(TRAINING_CONFIGS[self.kind], {**options, "data_dir": str(data_dir), "epochs": self.epochs,
+                                                      "model": self.model or "",
+                                                      **({"init": str(init)} if init else {})})
+        except ConfigError as error:
+            raise LifecycleError(f"invalid training options: {error}") from None
         name = DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]] if self.model_name is None else self.model_name
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),
@@ -101,6 +110,10 @@ def check_option(job_kind: str, key: str, value: Scalar) -> Scalar:
         return value
     if isinstance(value, str) or (kind is int and not isinstance(value, int)):
         raise LifecycleError(f"training option {key!r} must be a {kind.__name__}")
+    if not math.isfinite(value):
+        raise LifecycleError(f"training option {key!r} must be a finite number, got {value}")
+    if key == "num_workers" and value > (os.cpu_count() or 1):
+        raise LifecycleError(f"num_workers must be at most this machine's {os.cpu_count()} CPUs, got {value}")
     return kind(value)
 
 

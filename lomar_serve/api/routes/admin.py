@@ -38,15 +38,17 @@ def require_admin(request: Request, authorization: Annotated[str | None, Header(
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="job id")]
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Triton model name")]
-# 400: a body FastAPI could not read; 503/504: Triton down or slow while loading a version.
+# 400: a body FastAPI could not read; 411/413: a body AdminGuard refuses before reading it; 503/504: Triton down
+# or slow while loading a version.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
-                   responses=error_responses(400, 401, 403, 404, 409, 422, 503, 504))
+                   responses=error_responses(400, 401, 403, 404, 409, 411, 413, 422, 503, 504))
 
 
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, le=MAX_VERSION, description="the model version to serve")
+    # strict: `true` or "2" is not a version number
+    version: int = Field(ge=1, le=MAX_VERSION, strict=True, description="the model version to serve")
 
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")

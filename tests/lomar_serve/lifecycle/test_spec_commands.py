@@ -76,6 +76,7 @@ def test_every_allowed_option_reaches_the_training_program(roots: DataRoots, tmp
     samples = {bool: False, int: 3, float: 0.5, str: "x"}
     options = {name: CHOICES[name][-1] if name in CHOICES else samples[type_]
                for name, type_ in TRAINING_OPTIONS[kind].items()}
+    options["num_workers"] = 1  # at most this machine's CPU count
     assert {"batch_size", "blr", "seed", "device"} <= set(options)
     plan = JobRequest(kind=kind, data_dir="set", model="lomar_tiny_patch16", options=options).plan(roots,
                                                                                                   tmp_path / "jobs")

@@ -1,0 +1,98 @@
+"""Admin inputs that used to be accepted, or answered with a 500: each is now a 4xx with a clear message, the
+token check comes before the body is read, and nothing is queued."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from lomar_serve.api.admin_guard import MAX_ADMIN_BODY_BYTES, AdminGuard
+from lomar_serve.api.errors import install_error_handlers
+from lomar_serve.api.routes import admin
+from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
+from tests.lomar_serve.lifecycle.test_admin_api import AUTH, JOB, TOKEN
+
+
+@pytest.fixture()
+def guarded(tmp_path: Path) -> tuple[TestClient, Lifecycle, list[int]]:
+    """The admin router behind the gateway's AdminGuard; `reads` counts the body bytes the app received."""
+    (tmp_path / "data" / "set" / "a").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "repo").mkdir()
+    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_url="127.0.0.1:9",
+                                          admin_token=TOKEN, data_roots=(tmp_path / "data",),
+                                          jobs_dir=tmp_path / "jobs"))
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(admin.router)
+    app.state.lifecycle = lifecycle  # the job worker is not started: submitted jobs stay queued
+    reads: list[int] = []
+
+    def counting(inner):
+        async def middleware(scope, receive, send):
+            async def counted():
+                message = await receive()
+                reads.append(len(message.get("body", b"")))
+                return message
+            await inner(scope, counted, send)
+        return middleware
+
+    app.add_middleware(AdminGuard)
+    return TestClient(counting(app)), lifecycle, reads
+
+
+def test_the_token_is_checked_before_the_body_is_read(guarded) -> None:
+    client, lifecycle, reads = guarded
+    big = b'{"data_dir": "' + b"x" * (4 * MAX_ADMIN_BODY_BYTES) + b'"}'
+    refused = client.post("/v1/admin/jobs", content=big, headers={"content-type": "application/json"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert sum(reads) == 0  # not one byte of the body was read
+    too_big = client.post("/v1/admin/jobs", content=big, headers={**AUTH, "content-type": "application/json"})
+    assert too_big.status_code == 413 and str(MAX_ADMIN_BODY_BYTES) in too_big.json()["error"]["message"]
+    assert sum(reads) == 0
+
+    def chunks():
+        yield b'{"data_dir": "set",'
+        yield b' "model": "lomar_tiny_patch16"}'
+
+    chunked = client.post("/v1/admin/jobs", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    assert chunked.status_code == 411 and chunked.json()["error"]["code"] == "length_required"
+    assert lifecycle.store.list_jobs() == []
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"num_workers": (os.cpu_count() or 1) + 1}, "num_workers must be at most"),
+    ({"num_workers": 100000}, "num_workers must be at most"),
+    ({"batch_size": -5}, "batch_size must be >= 1"),
+    ({"lr": float("nan")}, "finite"),
+    ({"blr": float("inf")}, "finite"),
+    ({"image_size": 0}, "image_size must be >= 1"),
+    ({"smoothing": 2.0}, "smoothing"),
+])
+def test_job_options_are_checked_against_their_bounds(guarded, options: dict, message: str) -> None:
+    client, lifecycle, _ = guarded
+    body = json.dumps({**JOB, "options": options})  # NaN and Infinity as Python's json writes them
+    response = client.post("/v1/admin/jobs", content=body, headers={**AUTH, "content-type": "application/json"})
+    assert 400 <= response.status_code < 500 and message in response.json()["error"]["message"], response.text
+    assert lifecycle.store.list_jobs() == []
+
+
+def test_names_versions_and_paths_are_4xx(guarded, tmp_path: Path) -> None:
+    client, lifecycle, _ = guarded
+    for version in (True, "2", 1.5, None):
+        response = client.post("/v1/admin/models/lomar_classifier/deploy", json={"version": version}, headers=AUTH)
+        assert response.status_code == 422, (version, response.text)
+    empty = client.post("/v1/admin/jobs", json={**JOB, "model_name": ""}, headers=AUTH)
+    assert empty.status_code == 422, empty.text
+    for data_dir in ("~nosuchuser/x", "~/x", "~root"):
+        response = client.post("/v1/admin/jobs", json={**JOB, "data_dir": data_dir}, headers=AUTH)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "path_not_allowed", response.text
+    loop = tmp_path / "data" / "loop"
+    loop.symlink_to(loop)  # resolving it raises "symlink loop" in Python 3.11
+    response = client.post("/v1/admin/jobs", json={**JOB, "data_dir": "loop"}, headers=AUTH)
+    assert response.status_code == 403, response.text
+    assert lifecycle.store.list_jobs() == []
