@@ -8,6 +8,7 @@ at once; one with the token must declare its body's length (411 for a chunked bo
 """
 from __future__ import annotations
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lomar_serve.api.errors import error_response
@@ -29,7 +30,8 @@ class AdminGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or not scope["path"].startswith(ADMIN_PREFIX)
-                or scope["method"] not in BODY_METHODS):  # no body: the routes' own token check comes first
+                or scope["method"] not in BODY_METHODS  # no body: the routes' own token check comes first
+                or not _routed(scope)):  # no such route: the router's 404 or 405
             await self.app(scope, receive, send)
             return
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
@@ -49,3 +51,8 @@ class AdminGuard:
             await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the app answers this method and path."""
+    return any(route.matches(scope)[0] == Match.FULL for route in scope["app"].router.routes)

@@ -9,7 +9,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.api.admin_schemas import Job, JobDetail, JobList, LogChunk, ModelStatus, Switch
@@ -47,8 +47,15 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(req
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # strict: `true` or "2" is not a version number
-    version: int = Field(ge=1, le=MAX_VERSION, strict=True, description="the model version to serve")
+    version: int = Field(ge=1, le=MAX_VERSION, description="the model version to serve")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: object) -> object:
+        """`true` or "2" is not a version number (pydantic's lax mode would take them); 2.0 is."""
+        if isinstance(value, (bool, str)):
+            raise ValueError("the version must be a JSON integer")
+        return value
 
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
