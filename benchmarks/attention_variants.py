@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import multiprocessing
 import os
 import sys
@@ -34,7 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.model_throughput import TIMM_NAMES, images_per_second, synchronize  # noqa: E402
 from benchmarks.pretrain_throughput import measure_in_child  # noqa: E402
-from benchmarks.suite.common import error_text, release  # noqa: E402
+from benchmarks.suite.common import Recorder, error_text, release  # noqa: E402
 from training.models import create_model  # noqa: E402
 from training.models.irpe import bucket_table  # noqa: E402
 from training.models.registry import model_config  # noqa: E402
@@ -66,16 +65,9 @@ class Plan:
                    pretrain_compile=True)
 
 
-class Run:
-    """Rows, notes and the time cap of one run; the JSON is rewritten after every row."""
-
-    def __init__(self, out: Path, cap_s: float, meta: dict[str, Any]) -> None:
-        self.path = out / "attention_variants.json"
-        self.deadline = time.monotonic() + cap_s
-        self.meta, self.rows, self.notes = meta, [], []
-
-    def time_left(self) -> float:
-        return self.deadline - time.monotonic()
+class Run(Recorder):
+    """The suite's Recorder (rows and notes rewritten to JSON after each, a time cap) with the run's environment
+    in `summary` and a check that a measurement still fits in the cap."""
 
     def fits(self, label: str, estimate_s: float) -> bool:
         """True when `estimate_s` more seconds stay inside the cap; else a note says what was skipped."""
@@ -83,17 +75,6 @@ class Run:
             return True
         self.note(f"{label}: not measured, {self.time_left():.0f} s left of the cap, needs ~{estimate_s:.0f} s")
         return False
-
-    def add(self, **row: Any) -> None:
-        self.rows.append(row)
-        self.flush()
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-        self.flush()
-
-    def flush(self) -> None:
-        self.path.write_text(json.dumps({**self.meta, "rows": self.rows, "notes": self.notes}, indent=1, default=str))
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -256,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"device": label, "torch": torch.__version__, "plan": plan.__dict__, "cap_s": args.cap_s,
             "dtype": "bf16 autocast" if device.type == "cuda" else "fp32",
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    run = Run(args.out, args.cap_s, meta)
+    run = Run(args.out / "attention_variants.json", deadline=time.monotonic() + args.cap_s, summary=meta)
     # cheap first (the worst case first): layers and eager models, then compiled models (CUDA: compiling a whole
     # model on a few CPU cores takes minutes), then the pretraining step
     stages: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = []
@@ -283,7 +264,7 @@ def report(run: Run, plan: Plan) -> None:
     """Print the table and notes, and write them next to the JSON."""
     text = table(run.rows) + "".join(f"\nnote: {note}" for note in run.notes)
     (run.path.parent / "attention_variants.txt").write_text(text + "\n")
-    print(f"attention variants, ViT-{plan.model}/16, {run.meta['dtype']}, {run.meta['device']}, "
+    print(f"attention variants, ViT-{plan.model}/16, {run.summary['dtype']}, {run.summary['device']}, "
           f"torch {torch.__version__}")
     print(text, flush=True)
 
