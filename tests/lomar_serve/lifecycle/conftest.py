@@ -5,7 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
+from lomar_serve.api.errors import install_error_handlers
+from lomar_serve.api.routes import admin
+from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
 from training.data.synth import write_synthetic
 
 # lomar_tiny_patch16 cut to 2 blocks at 112 px (a 7x7 patch grid): seconds per epoch on a busy CPU.
@@ -67,3 +71,24 @@ def export_tiny_reconstruction(repository: Path, work: Path, seed: int = 0) -> i
     published = export_checkpoint(ExportOptions(checkpoint=checkpoint, task="reconstruct", out=repository,
                                                 max_batch_size=8))
     return published.version
+
+
+TOKEN = "test-admin-token-0123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JOB = {"data_dir": "set", "model": "lomar_tiny_patch16", "epochs": 1}
+
+
+def admin_app(tmp_path: Path, token: str | None) -> tuple[FastAPI, Lifecycle]:
+    """The admin router alone with a lifecycle over tmp_path (data root data/ holding set/a, outside/ beside it);
+    the job worker is not started, so submitted jobs stay queued."""
+    (tmp_path / "data" / "set" / "a").mkdir(parents=True)
+    (tmp_path / "outside").mkdir(exist_ok=True)
+    (tmp_path / "repo").mkdir(exist_ok=True)
+    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_url="127.0.0.1:9",
+                                          admin_token=token, data_roots=(tmp_path / "data",),
+                                          jobs_dir=tmp_path / "jobs"))
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(admin.router)
+    app.state.lifecycle = lifecycle
+    return app, lifecycle

@@ -4,32 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lomar_serve.api.errors import install_error_handlers
-from lomar_serve.api.routes import admin
-from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
-
-TOKEN = "test-admin-token-0123"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
+from lomar_serve.lifecycle.service import Lifecycle
+from tests.lomar_serve.lifecycle.conftest import AUTH, JOB, TOKEN, admin_app
 
 def make_client(tmp_path: Path, token: str | None) -> tuple[TestClient, Lifecycle]:
-    (tmp_path / "data" / "set" / "a").mkdir(parents=True)
-    (tmp_path / "outside").mkdir(exist_ok=True)
-    (tmp_path / "repo").mkdir(exist_ok=True)
-    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_url="127.0.0.1:9",
-                                          admin_token=token, data_roots=(tmp_path / "data",),
-                                          jobs_dir=tmp_path / "jobs"))
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(admin.router)
-    app.state.lifecycle = lifecycle  # the job worker is not started: submitted jobs stay queued
+    app, lifecycle = admin_app(tmp_path, token)
     return TestClient(app), lifecycle
-
-
-JOB = {"data_dir": "set", "model": "lomar_tiny_patch16", "epochs": 1}
 
 
 def test_admin_disabled_without_a_token(tmp_path: Path) -> None:

@@ -7,29 +7,17 @@ import os
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lomar_serve.api.admin_guard import MAX_ADMIN_BODY_BYTES, AdminGuard
-from lomar_serve.api.errors import install_error_handlers
-from lomar_serve.api.routes import admin
-from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
-from tests.lomar_serve.lifecycle.test_admin_api import AUTH, JOB, TOKEN
+from lomar_serve.lifecycle.service import Lifecycle
+from tests.lomar_serve.lifecycle.conftest import AUTH, JOB, TOKEN, admin_app
 
 
 @pytest.fixture()
 def guarded(tmp_path: Path) -> tuple[TestClient, Lifecycle, list[int]]:
     """The admin router behind the gateway's AdminGuard; `reads` counts the body bytes the app received."""
-    (tmp_path / "data" / "set" / "a").mkdir(parents=True)
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "repo").mkdir()
-    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_url="127.0.0.1:9",
-                                          admin_token=TOKEN, data_roots=(tmp_path / "data",),
-                                          jobs_dir=tmp_path / "jobs"))
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(admin.router)
-    app.state.lifecycle = lifecycle  # the job worker is not started: submitted jobs stay queued
+    app, lifecycle = admin_app(tmp_path, TOKEN)
     reads: list[int] = []
 
     def counting(inner):
