@@ -72,7 +72,8 @@ def decode_cost(data: bytes, options: DecodeOptions) -> int:
 
 async def decode_batch_within(blobs: Sequence[bytes], options: DecodeOptions, executor: Executor | None,
                               budget: PixelBudget) -> np.ndarray:
-    """`images.decode_batch` under the pixel budget. Returns uint8 (N, 3, H, W)."""
+    """Decode uploads in parallel threads (Pillow releases the GIL while decoding), each holding its pixels of
+    the budget while it decodes: the gateway's one way to decode a batch. Returns uint8 (N, 3, H, W)."""
     loop = asyncio.get_running_loop()
 
     async def one(blob: bytes) -> np.ndarray:

@@ -3,7 +3,7 @@
 The files are generated here (tests/contracts/samples.py): an EXIF-rotated JPEG large enough for draft-mode
 decoding, an RGBA PNG, a 16-bit PNG, a palette GIF with transparency, a CMYK JPEG and a plain RGB PNG. Each goes
 through training's dataset + evaluation transform (`training.data`) and through the gateway's decoder
-(`lomar_serve.images.decode_batch`, as the routes call it).
+(`lomar_serve.decode_budget.decode_batch_within`, as the gateway calls it).
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import torch
 from PIL import Image
 
 from export.wrappers import ImageNormalize
-from lomar_serve.images import DecodeOptions, decode_batch
+from lomar_serve.decode_budget import PixelBudget, decode_batch_within
+from lomar_serve.images import DecodeOptions
+from lomar_serve.settings import Settings
 from tests.contracts.samples import parity_cases
 from training.data import EvalTransform, image_folder
 
@@ -40,7 +42,8 @@ def _index(dataset, name: str) -> int:
 
 def _served(name: str) -> np.ndarray:
     """uint8 (3, S, S): what the gateway sends to Triton for this upload."""
-    return asyncio.run(decode_batch([CASES[name][1]], DecodeOptions(size=(SIZE, SIZE)), None))[0]
+    budget = PixelBudget(Settings.model_fields["decode_budget_pixels"].default)  # the gateway's default
+    return asyncio.run(decode_batch_within([CASES[name][1]], DecodeOptions(size=(SIZE, SIZE)), None, budget))[0]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -7,17 +7,25 @@ import numpy as np
 import pytest
 
 from contracts import preprocessing
+from lomar_serve.decode_budget import PixelBudget, decode_batch_within
 from lomar_serve.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType, from_image_error
-from lomar_serve.images import DecodeOptions, decode_batch, decode_image
+from lomar_serve.images import DecodeOptions, decode_image
+from lomar_serve.settings import Settings
 from tests.contracts.samples import png_bomb
 from tests.lomar_serve.photos import encode, photo_bytes
 
 OPTIONS = DecodeOptions(size=(224, 224))
+BUDGET_PIXELS = Settings.model_fields["decode_budget_pixels"].default  # the gateway's default budget
+
+
+def decode_batch(blobs: list[bytes]):
+    """A batch decoded as the gateway decodes one."""
+    return asyncio.run(decode_batch_within(blobs, OPTIONS, None, PixelBudget(BUDGET_PIXELS)))
 
 
 def test_decode_batch_keeps_order_and_matches_the_contract():
     blobs = [photo_bytes(name) for name in ("astronaut", "coffee", "chelsea")]
-    batch = asyncio.run(decode_batch(blobs, OPTIONS, None))
+    batch = decode_batch(blobs)
     assert batch.shape == (3, 3, 224, 224) and batch.dtype == np.uint8
     for index, blob in enumerate(blobs):
         np.testing.assert_array_equal(batch[index], preprocessing.decode_image(blob, OPTIONS))
@@ -39,7 +47,7 @@ def test_preprocessing_errors_become_gateway_errors(data, error, status):
 
 def test_a_batch_with_one_bad_image_fails_with_its_error():
     with pytest.raises(UnsupportedMediaType):
-        asyncio.run(decode_batch([photo_bytes("coffee"), b"not an image at all"], OPTIONS, None))
+        decode_batch([photo_bytes("coffee"), b"not an image at all"])
 
 
 @pytest.mark.parametrize("image_error,gateway_error", [
