@@ -71,7 +71,7 @@ class Gateway:
         if top_k < 1:
             raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
         top_k = min(top_k, len(spec.labels), self.settings.max_top_k)  # more than the classes: all of them
-        images = await self._decode("classify", blobs, spec)
+        images = await self.decode_inputs("classify", blobs, spec)
         result = await self._infer(spec, {"image": images}, ["logits"])
         probabilities = _softmax(result.outputs["logits"])  # (N, C)
         results = []
@@ -85,7 +85,7 @@ class Gateway:
         """The pooled feature of each image, unit-norm unless `normalize` is False."""
         name = model or self.settings.default_classifier
         spec = await self.catalog.get(name, "classifier")
-        images = await self._decode("embed", blobs, spec)
+        images = await self.decode_inputs("embed", blobs, spec)
         result = await self._infer(spec, {"image": images}, ["embedding"])
         embeddings = result.outputs["embedding"].astype(np.float64)  # (N, D)
         if normalize:
@@ -103,7 +103,7 @@ class Gateway:
             raise InvalidParameter(f"mask_ratio must be between 0 and 1, got {mask_ratio}")
         spec = await self.catalog.get(name, "reconstructor")
         seed = secrets.randbelow(2**31) if seed is None else seed
-        images = await self._decode("reconstruct", blobs, spec)
+        images = await self.decode_inputs("reconstruct", blobs, spec)
         mask = sample_mask(spec.grid, mask_ratio, seed)  # (h, w)
         masks = np.broadcast_to(mask, (len(images), *spec.grid)).copy()  # (N, h, w)
         result = await self._infer(spec, {"image": images, "mask": masks}, ["reconstruction"])
@@ -113,8 +113,9 @@ class Gateway:
                                seed=seed, hidden_patches=int(mask.sum()), panels=panels)
 
     # -- steps ---------------------------------------------------------------------------------------------
-    async def _decode(self, endpoint: str, blobs: Sequence[bytes], spec: ModelSpec) -> np.ndarray:
-        """(N, 3, H, W) uint8 for the model's input size."""
+    async def decode_inputs(self, endpoint: str, blobs: Sequence[bytes], spec: ModelSpec) -> np.ndarray:
+        """Uploads -> (N, 3, H, W) uint8 inputs of `spec`'s model: the one decoding of every endpoint (and of
+        the similar-image search)."""
         if len(blobs) > self.settings.max_images:
             raise PayloadTooLarge(f"{len(blobs)} images in one request; the limit is {self.settings.max_images}")
         options = DecodeOptions(size=spec.image_size, max_pixels=self.settings.max_pixels,
@@ -147,10 +148,6 @@ class Gateway:
                            model_version=parts[-1].model_version)
 
     # -- for the similar-image search (lomar_serve/search) ------------------------------------------------------
-    async def decode_inputs(self, endpoint: str, blobs: Sequence[bytes], spec: ModelSpec) -> np.ndarray:
-        """Uploads -> (N, 3, H, W) uint8 inputs of `spec`'s model (the same decoding as every endpoint)."""
-        return await self._decode(endpoint, blobs, spec)
-
     async def embed_inputs(self, spec: ModelSpec, images: np.ndarray, version: str) -> np.ndarray:
         """(N, 3, H, W) uint8 -> (N, D) float32 unit embeddings computed by exactly `version` of the model.
 
