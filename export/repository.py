@@ -6,6 +6,10 @@ A version directory is assembled in a hidden staging directory inside REPO/NAME 
 to its number in one step, so Triton never sees a half-written version. The number is the highest existing one
 plus one; if a concurrent export takes it first, the next one is used. config.pbtxt and labels.txt are each
 replaced atomically (temp file + rename) after the version is in place, and only when their content changes.
+
+A new version does not change what serves (contracts/triton_config.py): config.pbtxt keeps the model's serving
+version policy; only a model's first version is published as serving. A model whose config still has Triton's
+default `latest` policy (written before this rule) keeps serving the newest version it had.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.model_repository import CONFIG_FILE, LABELS_FILE, versions
+from contracts.triton_config import render_config, serving_versions, set_serving_versions, write_atomic
 from export.errors import ExportError
 from export.triton_config import TritonModelConfig, parse_pbtxt
 
@@ -60,23 +65,6 @@ def check_compatible(model_dir: Path, config: TritonModelConfig) -> None:
             f"export is a {new_kind} model with inputs {new_inputs}. Use another --name or repository.")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step (temp file in the same directory, then rename)."""
-    if path.is_file() and path.read_text() == text:
-        return
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it private; Triton may run as another user
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def publish(repository: Path, config: TritonModelConfig, files: dict[str, Path],
             labels: list[str] | None = None) -> PublishedVersion:
     """Add a new version of model `config.name` to `repository`.
@@ -90,7 +78,8 @@ def publish(repository: Path, config: TritonModelConfig, files: dict[str, Path],
     model_dir = repository / config.name
     model_dir.mkdir(parents=True, exist_ok=True)
     check_compatible(model_dir, config)
-    config_text = config.to_pbtxt()
+    config.to_pbtxt()  # refuses a config that does not survive the schema, before anything is written
+    serving = _serving_before(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
     try:
         for name, source in files.items():
@@ -101,9 +90,20 @@ def publish(repository: Path, config: TritonModelConfig, files: dict[str, Path],
         raise
     if labels is not None:
         write_atomic(model_dir / LABELS_FILE, "".join(f"{label}\n" for label in labels))
-    write_atomic(model_dir / CONFIG_FILE, config_text)
+    published = set_serving_versions(config.to_proto(), serving or (version,))
+    write_atomic(model_dir / CONFIG_FILE, render_config(published))
     LOGGER.info("published %s version %d in %s", config.name, version, repository)
     return PublishedVersion(config.name, version, model_dir / str(version))
+
+
+def _serving_before(model_dir: Path) -> tuple[int, ...] | None:
+    """What serves `model_dir` before an export adds a version; None for a model without versions."""
+    existing = versions(model_dir)
+    if not existing:
+        return None
+    path = model_dir / CONFIG_FILE
+    published = serving_versions(parse_pbtxt(path.read_text())) if path.is_file() else None
+    return published or (existing[-1],)
 
 
 def _rename_into_place(staging: Path, model_dir: Path) -> int:

@@ -12,6 +12,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from contracts.model_repository import MODEL_FILES
+from contracts.triton_config import ConfigError, parse_config
 from export.errors import ExportError
 
 FLAVOURS = tuple(MODEL_FILES)  # Triton backends an export can target
@@ -112,12 +113,12 @@ class TritonModelConfig:
 
 
 def parse_pbtxt(text: str) -> pb.ModelConfig:
-    """Parse `config.pbtxt` text with Triton's schema.
+    """Parse `config.pbtxt` text with Triton's schema (contracts.triton_config).
 
     Raises:
         ExportError: the text is not a valid ModelConfig.
     """
     try:
-        return text_format.Parse(text, pb.ModelConfig())
-    except text_format.ParseError as error:
-        raise ExportError(f"invalid config.pbtxt: {error}") from error
+        return parse_config(text)
+    except ConfigError as error:
+        raise ExportError(str(error)) from error

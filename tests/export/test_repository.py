@@ -7,6 +7,7 @@ import pytest
 
 from export.errors import ExportError
 from contracts.model_repository import CONFIG_FILE, LABELS_FILE, versions
+from contracts.triton_config import publish_serving_version, read_serving_version, render_config
 from export.repository import next_version, publish
 from export.triton_config import TensorConfig, TritonModelConfig, parse_pbtxt
 
@@ -60,3 +61,20 @@ def test_another_backend_under_the_same_name_is_refused(tmp_path, files):
     with pytest.raises(ExportError, match="another --name"):
         publish(repo, config("onnxruntime"), files)
     assert versions(repo / "m") == [1] and (repo / "m" / CONFIG_FILE).read_text() == before
+
+
+def test_only_the_first_version_is_published_as_serving(tmp_path, files):
+    """A new version serves only after a deploy (contracts/triton_config.py); a legacy `latest` config keeps
+    serving the newest version it had."""
+    repo = tmp_path / "repo"
+    publish(repo, config(), files)
+    publish(repo, config(), files)
+    assert read_serving_version(repo / "m") == "1"
+    publish_serving_version(repo / "m", 2)
+    publish(repo, config(), files)
+    assert read_serving_version(repo / "m") == "2"
+    legacy = parse_pbtxt((repo / "m" / CONFIG_FILE).read_text())
+    legacy.version_policy.latest.num_versions = 1
+    (repo / "m" / CONFIG_FILE).write_text(render_config(legacy))
+    publish(repo, config(), files)
+    assert read_serving_version(repo / "m") == "4"

@@ -1,0 +1,95 @@
+"""Triton's model configuration (`config.pbtxt`) as the project reads it, and the serving version it publishes.
+
+The serving version of a model is its config's version policy: `version_policy { specific { versions: N } }`.
+That one field is the source of truth for what serves, followed by everything:
+- every Triton start loads exactly the versions it names, so a version on disk that never passed a deploy's smoke
+  test (a failed deploy, a failed job, a half-copied folder) is never loaded by a start and cannot stop one;
+- every gateway routes requests to it (re-read when the file changes);
+- the control plane rewrites it, atomically, as the switch step of a deploy or rollback, after the new version
+  has been loaded and smoke-tested on every Triton of the fleet;
+- export sets it only for a model's first version (a new model must serve something); later exports leave it.
+
+This is the one module of contracts/ that needs more than the core dependencies: Triton's protobuf schema, which
+tritonclient[grpc] ships (the `serve` and `export` extras both have it; training never imports this module).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from contracts.model_repository import CONFIG_FILE
+
+ModelConfig = pb.ModelConfig
+
+
+class ConfigError(ValueError):
+    """A config.pbtxt that Triton's schema cannot read."""
+
+
+def parse_config(text: str) -> pb.ModelConfig:
+    """Parse config.pbtxt text with Triton's schema. Raises ConfigError."""
+    try:
+        return text_format.Parse(text, pb.ModelConfig())
+    except text_format.ParseError as error:
+        raise ConfigError(f"invalid config.pbtxt: {error}") from error
+
+
+def render_config(config: pb.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def serving_versions(config: pb.ModelConfig) -> tuple[int, ...] | None:
+    """The versions a `specific` policy names (ascending); None for Triton's `latest`/`all` policies."""
+    if config.version_policy.WhichOneof("policy_choice") != "specific":
+        return None
+    return tuple(sorted(int(v) for v in config.version_policy.specific.versions))
+
+
+def set_serving_versions(config: pb.ModelConfig, versions: tuple[int, ...]) -> pb.ModelConfig:
+    """A copy of `config` whose version policy serves exactly `versions`."""
+    if not versions or any(int(v) < 1 for v in versions):
+        raise ConfigError(f"a version policy needs positive versions, got {versions}")
+    updated = pb.ModelConfig()
+    updated.CopyFrom(config)
+    updated.version_policy.ClearField("policy_choice")
+    updated.version_policy.specific.versions.extend(sorted({int(v) for v in versions}))
+    return updated
+
+
+def read_serving_version(model_dir: Path) -> str | None:
+    """The one version REPO/NAME/config.pbtxt publishes as serving ("3"); None when there is no config, it
+    cannot be read, or it does not name exactly one version (Triton's own policy applies then)."""
+    try:
+        versions = serving_versions(parse_config((Path(model_dir) / CONFIG_FILE).read_text()))
+    except (OSError, ConfigError, UnicodeDecodeError):
+        return None
+    return str(versions[0]) if versions is not None and len(versions) == 1 else None
+
+
+def publish_serving_version(model_dir: Path, version: int | str) -> None:
+    """Make REPO/NAME/config.pbtxt name `version` as the one serving version (atomic replace)."""
+    path = Path(model_dir) / CONFIG_FILE
+    config = set_serving_versions(parse_config(path.read_text()), (int(version),))
+    write_atomic(path, render_config(config))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (temp file in the same directory, fsync, rename): a reader - Triton,
+    a gateway on another host of a shared file system - sees the old file or the new one, never a part."""
+    if path.is_file() and path.read_text() == text:
+        return
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it private; Triton may run as another user
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
