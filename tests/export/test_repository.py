@@ -77,4 +77,4 @@ def test_only_the_first_version_is_published_as_serving(tmp_path, files):
     legacy.version_policy.latest.num_versions = 1
     (repo / "m" / CONFIG_FILE).write_text(render_config(legacy))
     publish(repo, config(), files)
-    assert read_serving_version(repo / "m") == "4"
+    assert read_serving_version(repo / "m") == "3"  # the newest before this export
