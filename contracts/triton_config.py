@@ -14,8 +14,11 @@ tritonclient[grpc] ships (the `serve` and `export` extras both have it; training
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -24,6 +27,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from contracts.model_repository import CONFIG_FILE
 
 ModelConfig = pb.ModelConfig
+LOCK_FILE = ".config.lock"  # per model: serialises read-modify-writes of config.pbtxt (export, deploy)
 
 
 class ConfigError(ValueError):
@@ -70,11 +74,24 @@ def read_serving_version(model_dir: Path) -> str | None:
     return str(versions[0]) if versions is not None and len(versions) == 1 else None
 
 
+@contextmanager
+def config_lock(model_dir: Path) -> Iterator[None]:
+    """Hold the model's config lock: an export that keeps the serving version and a deploy that changes it must
+    not interleave their read-modify-write of config.pbtxt (the later write would undo the earlier one)."""
+    with open(Path(model_dir) / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def publish_serving_version(model_dir: Path, version: int | str) -> None:
-    """Make REPO/NAME/config.pbtxt name `version` as the one serving version (atomic replace)."""
+    """Make REPO/NAME/config.pbtxt name `version` as the one serving version (atomic replace, under the lock)."""
     path = Path(model_dir) / CONFIG_FILE
-    config = set_serving_versions(parse_config(path.read_text()), (int(version),))
-    write_atomic(path, render_config(config))
+    with config_lock(model_dir):
+        config = set_serving_versions(parse_config(path.read_text()), (int(version),))
+        write_atomic(path, render_config(config))
 
 
 def write_atomic(path: Path, text: str) -> None:

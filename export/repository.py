@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.model_repository import CONFIG_FILE, LABELS_FILE, versions
-from contracts.triton_config import render_config, serving_versions, set_serving_versions, write_atomic
+from contracts.triton_config import (config_lock, render_config, serving_versions, set_serving_versions,
+                                     write_atomic)
 from export.errors import ExportError
 from export.triton_config import TritonModelConfig, parse_pbtxt
 
@@ -79,7 +80,6 @@ def publish(repository: Path, config: TritonModelConfig, files: dict[str, Path],
     model_dir.mkdir(parents=True, exist_ok=True)
     check_compatible(model_dir, config)
     config.to_pbtxt()  # refuses a config that does not survive the schema, before anything is written
-    serving = _serving_before(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
     try:
         for name, source in files.items():
@@ -90,15 +90,16 @@ def publish(repository: Path, config: TritonModelConfig, files: dict[str, Path],
         raise
     if labels is not None:
         write_atomic(model_dir / LABELS_FILE, "".join(f"{label}\n" for label in labels))
-    published = set_serving_versions(config.to_proto(), serving or (version,))
-    write_atomic(model_dir / CONFIG_FILE, render_config(published))
+    with config_lock(model_dir):  # a deploy may publish another serving version meanwhile: keep that one
+        serving = _serving_before(model_dir, version) or (version,)
+        write_atomic(model_dir / CONFIG_FILE, render_config(set_serving_versions(config.to_proto(), serving)))
     LOGGER.info("published %s version %d in %s", config.name, version, repository)
     return PublishedVersion(config.name, version, model_dir / str(version))
 
 
-def _serving_before(model_dir: Path) -> tuple[int, ...] | None:
-    """What serves `model_dir` before an export adds a version; None for a model without versions."""
-    existing = versions(model_dir)
+def _serving_before(model_dir: Path, new: int) -> tuple[int, ...] | None:
+    """What serves `model_dir` besides the `new` version just added; None for a model's first version."""
+    existing = [v for v in versions(model_dir) if v != new]
     if not existing:
         return None
     path = model_dir / CONFIG_FILE

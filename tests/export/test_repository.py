@@ -7,7 +7,7 @@ import pytest
 
 from export.errors import ExportError
 from contracts.model_repository import CONFIG_FILE, LABELS_FILE, versions
-from contracts.triton_config import publish_serving_version, read_serving_version, render_config
+from contracts.triton_config import LOCK_FILE, publish_serving_version, read_serving_version, render_config
 from export.repository import next_version, publish
 from export.triton_config import TensorConfig, TritonModelConfig, parse_pbtxt
 
@@ -33,7 +33,7 @@ def test_versions_count_up_and_leave_no_staging(tmp_path, files):
     second = publish(repo, config(), files, labels=["a", "b"])
     assert (first.version, second.version) == (1, 2)
     model_dir = repo / "m"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", CONFIG_FILE, LABELS_FILE]
+    assert sorted(p.name for p in model_dir.iterdir()) == [LOCK_FILE, "1", "2", CONFIG_FILE, LABELS_FILE]
     assert (second.path / "model.onnx").read_bytes() == b"onnx bytes"
     assert (model_dir / LABELS_FILE).read_text() == "a\nb\n"
     assert parse_pbtxt((model_dir / CONFIG_FILE).read_text()).name == "m"
