@@ -9,7 +9,10 @@ import sys
 
 # subcommand -> ("module" with main(argv) -> int, or "module:function" taking argv, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("lomar_serve.serve", "run the Triton server and the HTTP gateway"),
+    "serve": ("lomar_serve.serve", "everything on one box: Triton, the gateway (and with LOMAR_ADMIN_TOKEN the "
+                                   "control plane and a worker)"),
+    "gateway": ("lomar_serve.serve:gateway_main", "the HTTP gateway alone, in front of a running Triton (a fleet)"),
+    "control-plane": ("lomar_serve.control_plane.main", "the admin API: jobs, deploys, rollbacks for a fleet"),
     "classify": ("lomar_serve.client_cli:classify", "top-k labels of image files from a running gateway (JSON)"),
     "embed": ("lomar_serve.client_cli:embed", "embeddings of image files from a running gateway (JSON)"),
     "reconstruct": ("lomar_serve.client_cli:reconstruct", "masked-reconstruction PNG strips from a running gateway"),

@@ -36,7 +36,7 @@ class InferResult:
 class InferenceBackend(Protocol):
     """What the gateway needs from Triton. `TritonClient` is the real one; unit tests may pass a fake."""
 
-    async def server_ready(self) -> bool: ...
+    async def server_live(self) -> bool: ...
 
     async def repository_index(self) -> list[dict[str, str]]: ...
 
@@ -70,10 +70,13 @@ class TritonClient:
     async def close(self) -> None:
         await self._client.close()
 
-    async def server_ready(self) -> bool:
-        """True when Triton answers and says it is ready; False when it is down (never raises for that)."""
+    async def server_live(self) -> bool:
+        """True when Triton answers and says it is live; False when it is down (never raises for that).
+
+        Not Triton's own readiness, which a model that failed to load turns false for the whole server: the
+        gateway's /readyz asks about the versions it serves instead."""
         try:
-            return bool(await asyncio.wait_for(self._client.is_server_ready(), min(self.timeout_s, 5.0)))
+            return bool(await asyncio.wait_for(self._client.is_server_live(), min(self.timeout_s, 5.0)))
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError, InferenceServerException):
             return False
 

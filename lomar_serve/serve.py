@@ -1,16 +1,19 @@
-"""`lomar serve`: the Triton server (launched and supervised, or an existing one) and the HTTP gateway.
+"""`lomar serve` (everything on one box) and `lomar gateway` (the data plane alone, for a fleet).
 
     lomar serve                                   # Triton on ./model_repository + gateway on 127.0.0.1:8000
+    LOMAR_ADMIN_TOKEN=... lomar serve             # + a control plane on 127.0.0.1:8100 and a worker (retrain, deploy)
     lomar serve --host 0.0.0.0 --port 8080 --model-repository /models
     lomar serve --triton-url triton:8000          # use a running Triton (e.g. NVIDIA's container)
+    lomar gateway --triton-url triton-a:8000 --model-repository /shared/models   # one gateway of a fleet
 
 Settings come from LOMAR_* environment variables (lomar_serve/settings.py); flags override them. SIGINT and
-SIGTERM stop the gateway, then Triton; no process is left behind.
+SIGTERM stop the gateway, then the control plane and worker, then Triton; no process is left behind.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,6 +26,7 @@ from pydantic import ValidationError
 
 from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
+from lomar_serve.children import ChildProcess
 from lomar_serve.settings import Settings
 from lomar_serve.triton.server import TritonServerConfig
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -30,8 +34,8 @@ from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
 LOGGER = logging.getLogger("lomar_serve.serve")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lomar serve", description=__doc__,
+def build_parser(prog: str = "lomar serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-repository", type=Path, help="Triton model repository (default: ./model_repository)")
     parser.add_argument("--host", help="address the gateway listens on (default 127.0.0.1)")
@@ -44,7 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    """`lomar serve`: Triton (unless --triton-url), the gateway, and with LOMAR_ADMIN_TOKEN the control plane and
+    a worker as child processes."""
+    return _serve(argv, one_box=True)
+
+
+def gateway_main(argv: list[str]) -> int:
+    """`lomar gateway`: only the gateway, in front of the Triton at --triton-url / LOMAR_TRITON_URL."""
+    return _serve(argv, one_box=False)
+
+
+def _serve(argv: list[str], one_box: bool) -> int:
+    args = build_parser("lomar serve" if one_box else "lomar gateway").parse_args(argv)
     overrides: dict[str, Any] = {key: value for key, value in {
         "model_repository": args.model_repository, "host": args.host, "port": args.port,
         "triton_url": args.triton_url, "log_level": args.log_level}.items() if value is not None}
@@ -53,12 +68,17 @@ def main(argv: list[str]) -> int:
     except ValidationError as error:
         print(f"lomar serve: invalid settings:\n{error}", file=sys.stderr)
         return 2
+    if not one_box and settings.triton_url is None:
+        print("lomar gateway: give --triton-url or LOMAR_TRITON_URL (a gateway of a fleet never launches Triton; "
+              "`lomar serve` does)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     LOGGER.info("settings:\n%s", settings.describe())
 
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, _set_event(stopping)) for sig in (signal.SIGINT, signal.SIGTERM)}
     supervisor: TritonSupervisor | None = None
+    children: list[ChildProcess] = []
     try:
         if settings.triton_url is None:
             supervisor = _launch_triton(settings, args.triton_log, stopping)
@@ -67,12 +87,17 @@ def main(argv: list[str]) -> int:
             settings = settings.model_copy(update={"triton_url": supervisor.http_url})
         if stopping.is_set():
             return 0
+        if one_box and os.environ.get("LOMAR_ADMIN_TOKEN"):
+            children = _start_control_roles(settings)
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                                log_level=settings.log_level, lifespan="on",
                                                http=header_timeout_protocol(settings.header_timeout_s)))
         server.run()  # handles SIGINT/SIGTERM itself while it runs, then hands them back to us
         return 0 if server.started or stopping.is_set() else 1
     finally:
+        for child in reversed(children):
+            LOGGER.info("stopping the %s", child.name)
+            child.stop()
         if supervisor is not None:
             LOGGER.info("stopping Triton")
             supervisor.stop()
@@ -80,9 +105,23 @@ def main(argv: list[str]) -> int:
             signal.signal(sig, handler)
 
 
+def _start_control_roles(settings: Settings) -> list[ChildProcess]:
+    """The control plane (admin API on LOMAR_CONTROL_HOST:PORT, default 127.0.0.1:8100) and one worker, as child
+    processes on this box's Triton and repository; their other settings come from the same LOMAR_* environment."""
+    env = dict(os.environ, LOMAR_TRITON_URLS=str(settings.triton_url),
+               LOMAR_MODEL_REPOSITORY=str(settings.model_repository.resolve()))
+    roles = [ChildProcess("control plane", [sys.executable, "-m", "lomar_serve.cli", "control-plane"], env)]
+    for child in roles:
+        child.start()
+    return roles
+
+
 def _launch_triton(settings: Settings, log_path: Path | None, stopping: threading.Event) -> TritonSupervisor | None:
     """Start Triton on the repository and wait until it is ready; None if it never was, or we were stopped."""
-    config = TritonServerConfig(model_repository=settings.model_repository.resolve())
+    # A model or version that fails to load must not stop Triton or make it unready: the versions served are the
+    # ones config.pbtxt publishes, and the gateway's /readyz asks about those.
+    config = TritonServerConfig(model_repository=settings.model_repository.resolve(), exit_on_error=False,
+                                strict_readiness=False)
     policy = RestartPolicy(start_timeout_s=settings.triton_start_timeout_s,
                            max_restarts=settings.triton_max_restarts)
     supervisor = TritonSupervisor(config, policy=policy, log_path=log_path)

@@ -5,13 +5,12 @@ logged with secrets masked, and never mutated afterwards.
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_PATTERN
 from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
@@ -54,15 +53,11 @@ class Settings(BaseSettings):
     # Launching Triton (no --triton-url).
     triton_start_timeout_s: float = Field(120.0, gt=0)
     triton_max_restarts: int = Field(1000, ge=0)  # supervisor gives up after this many restarts in a row
-    # Model lifecycle (lomar_serve/lifecycle): admin token (unset: admin API disabled; never logged), the folders
-    # training jobs may read data from, where job records live (None: next to the repository), deploy drain time.
-    admin_token: SecretStr | None = None
-    data_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # LOMAR_DATA_ROOTS: separated by os.pathsep
-    jobs_dir: Path | None = None
-    deploy_drain_s: float = Field(1.0, ge=0)
+    # Routing (lomar_serve/routing.py): how often the serving versions published in the repository are re-read.
+    routing_interval_s: float = Field(0.5, gt=0)
     # Similar-image search (lomar_serve/search): where collections live (None: next to the repository), the
     # engine (embedded usearch files, or PostgreSQL+pgvector at search_pg_url), images per re-index inference
-    # call, and how long a deploy keeps the old version loaded for the collections' re-index.
+    # call, and how long this gateway holds the old version after a switch for the collections' re-index.
     search_dir: Path | None = None
     search_engine: Literal["embedded", "pgvector"] = "embedded"
     search_pg_url: SecretStr | None = None
@@ -74,32 +69,12 @@ class Settings(BaseSettings):
     @field_validator("triton_url")
     @classmethod
     def _strip_scheme(cls, value: str | None) -> str | None:
-        """tritonclient wants "host:port"; accept "http://host:port" too."""
-        if value is None or value == "":
-            return None
-        for scheme in ("http://", "https://"):
-            if value.startswith(scheme):
-                value = value[len(scheme):]
-        value = value.rstrip("/")
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"triton_url must look like host:port, got {value!r}")
-        return value
-
-    @field_validator("data_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part for part in value.split(os.pathsep) if part)
-        return value
+        return None if value is None or value == "" else triton_address(value)
 
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
-        value = value.lower()
-        if value not in ("critical", "error", "warning", "info", "debug"):
-            raise ValueError(f"unknown log level {value!r}")
-        return value
+        return log_level(value)
 
     @model_validator(mode="after")
     def _pgvector_needs_url(self) -> Settings:
@@ -115,13 +90,39 @@ class Settings(BaseSettings):
         return self
 
     def describe(self) -> str:
-        """One line per setting, secrets masked: for the start-up log."""
-        lines = []
-        for name, value in self.model_dump().items():
-            if isinstance(getattr(self, name), SecretStr):
-                value = "********"
-            lines.append(f"  {name} = {value}")
-        return "\n".join(lines)
+        return describe(self)
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def triton_address(value: str) -> str:
+    """tritonclient wants "host:port"; "http://host:port/" is accepted too."""
+    for scheme in ("http://", "https://"):
+        if value.startswith(scheme):
+            value = value[len(scheme):]
+    value = value.rstrip("/")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"a Triton URL must look like host:port, got {value!r}")
+    return value
+
+
+def log_level(value: str) -> str:
+    value = value.lower()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {value!r}")
+    return value
+
+
+def describe(settings: BaseSettings) -> str:
+    """One line per setting, secrets masked: for the start-up log."""
+    lines = []
+    for name, value in settings.model_dump().items():
+        if isinstance(getattr(settings, name), SecretStr):
+            value = "********"
+        lines.append(f"  {name} = {value}")
+    return "\n".join(lines)
 
 
 @lru_cache(maxsize=1)

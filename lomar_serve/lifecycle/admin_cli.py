@@ -1,16 +1,16 @@
-"""`lomar jobs|deploy|rollback`: retrain jobs, deploys and rollbacks through the gateway's admin API.
+"""`lomar jobs|deploy|rollback`: retrain jobs, deploys and rollbacks through the control plane's admin API.
 
     lomar jobs submit --data-dir new_images --init runs/finetune/checkpoint-best.pth --epochs 5 --follow
     lomar jobs list
     lomar jobs show ID            lomar jobs follow ID
     lomar jobs cancel ID          lomar jobs resume ID
-    lomar deploy NAME VERSION     load a version in Triton, smoke-test it, then route requests to it (the version
-                                  that served before keeps serving until the new one is ready; on failure nothing
-                                  changes)
+    lomar deploy NAME VERSION     load a version in every Triton, smoke-test it, then switch every gateway to it
+                                  (the version that served before keeps serving until the new one is ready
+                                  everywhere; on failure nothing changes)
     lomar rollback NAME           serve again the version deployed before the serving one (same safe switch)
 
---url (default $LOMAR_URL or http://127.0.0.1:8000) and --token (default $LOMAR_ADMIN_TOKEN) pick the gateway.
-Paths are resolved by the gateway, inside its data roots (LOMAR_DATA_ROOTS).
+--url (default $LOMAR_CONTROL_PLANE_URL or http://127.0.0.1:8100) and --token (default $LOMAR_ADMIN_TOKEN) pick the
+control plane. Paths are resolved by the control plane, inside its data roots (LOMAR_DATA_ROOTS).
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from lomar_serve.lifecycle.admin_client import DEFAULT_URL, AdminClient, AdminError
+from lomar_serve.lifecycle.admin_client import DEFAULT_URL, URL_VARIABLE, AdminClient, AdminError
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("LOMAR_URL", DEFAULT_URL),
-                        help="gateway URL (default $LOMAR_URL or %(default)s)")
+    parser.add_argument("--url", default=os.environ.get(URL_VARIABLE, DEFAULT_URL),
+                        help=f"control plane URL (default ${URL_VARIABLE} or %(default)s)")
     parser.add_argument("--token", default=None, help="admin token (default $LOMAR_ADMIN_TOKEN)")
 
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=text).add_argument("job_id")
     submit = commands.add_parser("submit", help="start a retrain job (training, export, verification)")
     submit.add_argument("--kind", choices=("finetune", "pretrain"), default="finetune")
-    submit.add_argument("--data-dir", required=True, help="labelled images inside a data root of the gateway")
+    submit.add_argument("--data-dir", required=True, help="labelled images inside a data root of the control plane")
     submit.add_argument("--val-dir")
     submit.add_argument("--init", help="checkpoint to start from (inside a data root)")
     submit.add_argument("--from-job", help="start from the checkpoint of an earlier job")
@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
 def deploy(argv: list[str]) -> int:
     """`lomar deploy NAME VERSION`."""
     parser = argparse.ArgumentParser(prog="lomar deploy", description="load a model version in Triton, smoke-test "
-                                     "it, then route the gateway's requests to it")
+                                     "it, then switch the gateways to it")
     parser.add_argument("name", help="Triton model name, e.g. lomar_classifier")
     parser.add_argument("version", type=int, help="version number in the model repository")
     add_connection_args(parser)

@@ -1,6 +1,6 @@
-"""A small client of the gateway's admin API (used by `lomar jobs`, `lomar deploy`, `lomar rollback`).
+"""A small client of the control plane's admin API (used by `lomar jobs`, `lomar deploy`, `lomar rollback`).
 
-    client = AdminClient("http://127.0.0.1:8000", token=os.environ["LOMAR_ADMIN_TOKEN"])
+    client = AdminClient("http://127.0.0.1:8100", token=os.environ["LOMAR_ADMIN_TOKEN"])
     job = client.submit({"data_dir": "new_images", "init": "base.pth", "epochs": 5})
     for text in client.follow(job["id"]): print(text, end="")
     client.deploy("lomar_classifier", 3)
@@ -13,12 +13,15 @@ from typing import Any
 
 import httpx
 
+from lomar_serve.control_plane.settings import DEFAULT_CONTROL_PORT
+
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_CONTROL_PORT}"
+URL_VARIABLE = "LOMAR_CONTROL_PLANE_URL"
 
 
 class AdminError(Exception):
-    """The gateway refused a request (the message is its JSON error) or could not be reached."""
+    """The control plane refused a request (the message is its JSON error) or could not be reached."""
 
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
@@ -37,7 +40,7 @@ class AdminClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
-            raise AdminError(f"cannot reach the gateway at {self._http.base_url}: {error}") from error
+            raise AdminError(f"cannot reach the control plane at {self._http.base_url}: {error}") from error
         try:
             body = response.json()
         except ValueError:

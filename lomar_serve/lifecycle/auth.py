@@ -10,7 +10,7 @@ import hmac
 from lomar_serve.lifecycle.errors import AdminDisabled, Forbidden, Unauthorized
 
 DISABLED_MESSAGE = ("the admin API is disabled: no admin token is configured "
-                    "(set LOMAR_ADMIN_TOKEN on the gateway to enable it)")
+                    "(set LOMAR_ADMIN_TOKEN on the control plane to enable it)")
 
 
 class AdminAuth:

@@ -48,7 +48,7 @@ class FakeBackend:
         if name is not None and name not in self.models:
             raise ModelNotFound(f"unknown model {name!r}")
 
-    async def server_ready(self) -> bool:
+    async def server_live(self) -> bool:
         return not self.down
 
     async def repository_index(self) -> list[dict[str, str]]:

@@ -38,7 +38,7 @@ def test_refused_connection_is_unavailable_with_retry_after():
         client = TritonClient(f"127.0.0.1:{_closed_port()}", retry_after_s=3,
                               on_error=lambda model, kind: errors.append(kind))
         try:
-            assert await client.server_ready() is False
+            assert await client.server_live() is False
             with pytest.raises(TritonUnavailable) as raised:
                 await client.infer("m", IMAGE, ["logits"])
         finally:

@@ -1,6 +1,8 @@
 """Liveness, readiness and Prometheus metrics."""
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter, Response
 
 from lomar_serve.api.deps import GatewayDep
@@ -16,20 +18,29 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", summary="Triton is up and the default models are ready",
+@router.get("/readyz", summary="Triton is up and serves the deployed version of each default model",
             responses=error_responses(503))
 async def readyz(gateway: GatewayDep) -> Readiness:
+    """Asks Triton afresh (no cache) about the versions requests are routed to, so a broken version on disk or
+    another model that failed to load does not make a serving gateway unready, and a restarted Triton that has
+    not loaded them yet does."""
     settings = gateway.settings
-    if not await gateway.backend.server_ready():
-        raise TritonUnavailable("Triton is not ready", retry_after_s=settings.retry_after_s)
+    unavailable = functools.partial(TritonUnavailable, retry_after_s=settings.retry_after_s)
+    if not await gateway.backend.server_live():
+        raise unavailable("Triton is not reachable")
+    try:
+        index = await gateway.backend.repository_index()
+    except GatewayError as error:
+        raise unavailable(f"Triton's model repository is not readable: {error.message}") from error
     models = {}
-    for name, kind in ((settings.default_classifier, "classifier"),
-                       (settings.default_reconstructor, "reconstructor")):
-        try:
-            models[name] = (await gateway.catalog.get(name, kind)).version
-        except GatewayError as error:
-            raise TritonUnavailable(f"default model {name!r} is not ready: {error.message}",
-                                    retry_after_s=settings.retry_after_s) from error
+    for name in (settings.default_classifier, settings.default_reconstructor):
+        ready = [str(e.get("version")) for e in index if e.get("name") == name and e.get("state") == "READY"]
+        wanted = gateway.version_for(name)
+        if wanted is None and ready:
+            wanted = max(ready, key=int)
+        if wanted is None or wanted not in ready:
+            raise unavailable(f"default model {name!r} version {wanted or '(any)'} is not loaded in Triton")
+        models[name] = wanted
     return Readiness(status="ready", models=models)
 
 

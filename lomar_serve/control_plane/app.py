@@ -1,0 +1,51 @@
+"""Assemble the control plane's FastAPI app: the admin API, its health routes and its OpenAPI page.
+
+    uvicorn --factory lomar_serve.control_plane.app:create_control_app   # settings from LOMAR_*
+    lomar control-plane                                                # the same, with flags (main.py)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lomar_serve.api.admin_guard import AdminGuard
+from lomar_serve.api.errors import install_error_handlers
+from lomar_serve.api.routes import admin, docs
+from lomar_serve.api.schemas import Health
+from lomar_serve.control_plane.settings import ControlPlaneSettings
+from lomar_serve.lifecycle.service import build_lifecycle
+
+LOGGER = logging.getLogger(__name__)
+
+
+def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
+    settings = settings or ControlPlaneSettings()  # type: ignore[call-arg]  (from the environment)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lifecycle = build_lifecycle(settings)
+        await asyncio.to_thread(lifecycle.start)
+        app.state.lifecycle = lifecycle
+        LOGGER.info("control plane ready on %s:%d; Tritons %s", settings.control_host, settings.control_port,
+                    ", ".join(settings.triton_urls))
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(lifecycle.close)
+
+    app = FastAPI(title="LoMaR control plane", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Retrain jobs, deploys and rollbacks of the LoMaR models a fleet of Tritons serves.")
+    install_error_handlers(app)
+    docs.install(app)
+    app.add_middleware(AdminGuard)  # the admin token before any body is read
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["health"], summary="The control plane process is alive")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    return app
