@@ -49,10 +49,13 @@ class DeployEvent(BaseModel):
 
 class ModelStatus(BaseModel):
     model: str
-    serving_version: str | None
+    serving_version: str | None = Field(description="the version the model repository publishes as serving "
+                                                    "(config.pbtxt's version policy), which every gateway follows")
     deployed: list[str] = Field(description="versions deployed in order; the last one serves")
     rollback_target: str | None
     versions: list[str] = Field(description="version folders in the model repository")
+    loaded: dict[str, list[str] | None] = Field(description="Triton URL -> versions it has loaded and ready "
+                                                            "(null: unreachable)")
     history: list[DeployEvent]
 
 

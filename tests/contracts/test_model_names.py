@@ -92,7 +92,7 @@ def admin_api(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(admin.router)
-    app.state.lifecycle = Lifecycle(LifecycleConfig(model_repository=work / "repo", triton_url="127.0.0.1:9",
+    app.state.lifecycle = Lifecycle(LifecycleConfig(model_repository=work / "repo", triton_urls=("127.0.0.1:9",),
                                                     admin_token=TOKEN, jobs_dir=work / "jobs"))
     return TestClient(app)
 

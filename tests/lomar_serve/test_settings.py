@@ -30,9 +30,10 @@ def test_missing_repository_refused_only_when_launching(tmp_path):
 
 
 def test_secrets_masked(tmp_path):
-    settings = Settings(model_repository=tmp_path, admin_token="s3cret-token")
+    url = "postgresql://lomar:s3cret-password@db/lomar"
+    settings = Settings(model_repository=tmp_path, search_engine="pgvector", search_pg_url=url)
     text = settings.describe()
-    assert "s3cret-token" not in text and "admin_token" in text and "port = 8000" in text
-    assert settings.admin_token.get_secret_value() == "s3cret-token"
+    assert "s3cret-password" not in text and "search_pg_url = ********" in text and "port = 8000" in text
+    assert settings.search_pg_url.get_secret_value() == url
     with pytest.raises(ValidationError):
         settings.port = 1  # frozen

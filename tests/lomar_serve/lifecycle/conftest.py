@@ -84,7 +84,7 @@ def admin_app(tmp_path: Path, token: str | None) -> tuple[FastAPI, Lifecycle]:
     (tmp_path / "data" / "set" / "a").mkdir(parents=True)
     (tmp_path / "outside").mkdir(exist_ok=True)
     (tmp_path / "repo").mkdir(exist_ok=True)
-    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_url="127.0.0.1:9",
+    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_urls=("127.0.0.1:9",),
                                           admin_token=token, data_roots=(tmp_path / "data",),
                                           jobs_dir=tmp_path / "jobs"))
     app = FastAPI()

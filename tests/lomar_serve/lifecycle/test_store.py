@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from lomar_serve.lifecycle.errors import JobConflict, JobNotFound, NothingToRollBack
-from lomar_serve.lifecycle.deploy import Routing
 from lomar_serve.lifecycle.store import LifecycleStore
 
 
@@ -70,5 +69,5 @@ def test_deployment_stack_deploy_and_rollback(tmp_path: Path) -> None:
     with pytest.raises(NothingToRollBack):
         store.record_rollback("m", store.deployment("m"))
     assert [h["action"] for h in store.history("m")] == ["deploy", "deploy", "rollback", "rollback"]
-    assert Routing(LifecycleStore(tmp_path / "lifecycle.sqlite")).serving_version("m") == "1"
-    assert Routing(store).serving_version("other") is None
+    assert LifecycleStore(tmp_path / "lifecycle.sqlite").deployment("m").serving == "1"  # durable
+    assert store.deployment("other").serving is None
