@@ -1,6 +1,6 @@
-"""End to end through a real `lomar serve` (supervised Triton + gateway) with the admin API enabled:
-retrain -> new version -> deploy -> answers from it -> roll back, with a client sending requests throughout;
-auth and path checks; the gateway killed during a job and restarted."""
+"""End to end through a real one-box `lomar serve` (supervised Triton, gateway, and with the admin token the
+control plane and a worker as child processes): retrain -> new version -> deploy -> answers from it -> roll back,
+with a client sending requests throughout; auth and path checks; everything killed during a job and restarted."""
 from __future__ import annotations
 
 import os
@@ -31,10 +31,12 @@ class Stack:
     """The `lomar serve` process of this module, restartable with the same settings and port."""
 
     def __init__(self, work: Path, data: Path) -> None:
-        self.work, self.port = work, free_port()
+        self.work, self.port, self.control_port = work, free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.control_port}"  # the control plane's own port
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data),
-                    "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1"}
+                    "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1",
+                    "LOMAR_CONTROL_PORT": str(self.control_port)}
         self.served: GatewayProcess | None = None
         self.starts = 0
 
@@ -48,7 +50,17 @@ class Stack:
                 env=self.env, cwd=REPO)
         self.served = GatewayProcess(url=self.url, process=process, log_path=log_path)
         self.served.wait_ready()
+        deadline = time.monotonic() + 60
+        while not self.admin_ready():
+            assert time.monotonic() < deadline, f"the control plane did not start:\n{self.served.log_tail()}"
+            time.sleep(0.25)
         return self.served
+
+    def admin_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.admin_url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def descendants(self) -> list[int]:
         found = children(self.served.process.pid)
@@ -108,7 +120,7 @@ def serving(http: httpx.Client) -> str:
 
 
 def lomar(stack: Stack, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
-    env = {**stack.env, "LOMAR_URL": stack.url}
+    env = {**stack.env, "LOMAR_CONTROL_PLANE_URL": stack.admin_url}
     env.pop("LOMAR_ADMIN_TOKEN")
     if token is not None:
         env["LOMAR_ADMIN_TOKEN"] = token
@@ -117,7 +129,9 @@ def lomar(stack: Stack, *args: str, token: str | None = TOKEN) -> subprocess.Com
 
 
 def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: Stack, data_dir: Path) -> None:
-    with httpx.Client(base_url=stack.url, timeout=60) as http:
+    with httpx.Client(base_url=stack.url, timeout=60) as gateway:
+        assert gateway.get("/v1/admin/jobs", headers=AUTH).status_code == 404  # never on the public port
+    with httpx.Client(base_url=stack.admin_url, timeout=60) as http:
         job = {"data_dir": "novel", "epochs": 1, **TINY_MODEL}
         for headers, status in (({}, 401), ({"Authorization": "Bearer nope"}, 403)):
             assert http.post("/v1/admin/jobs", json=job, headers=headers).status_code == status
@@ -132,6 +146,7 @@ def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: Stack, data_dir: 
         assert http.post("/v1/admin/models/..%2F..%2Fetc/deploy", json={"version": 1},
                          headers=AUTH).status_code in (404, 422)
         assert http.get("/v1/admin/jobs", headers=AUTH).json()["jobs"] == []
+    with httpx.Client(base_url=stack.url, timeout=60) as http:
         assert serving(http) == "1"
     refused = lomar(stack, "deploy", NAME, "1", token="wrong")
     assert refused.returncode == 1 and "403" in refused.stderr and "wrong" not in refused.stderr
@@ -145,11 +160,12 @@ def test_retrain_deploy_answers_rollback_without_failed_requests(stack: Stack, d
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
     assert "== stage export ==" in submitted.stdout and "succeeded" in submitted.stdout
     png = image(data_dir)
-    with httpx.Client(base_url=stack.url, timeout=120) as http:
-        job = http.get("/v1/admin/jobs", headers=AUTH).json()["jobs"][0]
+    with httpx.Client(base_url=stack.url, timeout=120) as http, \
+            httpx.Client(base_url=stack.admin_url, timeout=300) as admin:
+        job = admin.get("/v1/admin/jobs", headers=AUTH).json()["jobs"][0]
         assert (job["state"], job["model_version"], job["progress"]) == ("succeeded", "2", 1.0)
         assert job["metrics"]["verification"]["baseline"]["version"] == "1"
-        status = http.get(f"/v1/admin/models/{NAME}", headers=AUTH).json()
+        status = admin.get(f"/v1/admin/models/{NAME}", headers=AUTH).json()
         assert status["versions"] == ["1", "2"] and status["serving_version"] == "1"
         version, labels = classify(http, png)
         assert version == "1" and "novel_class" not in labels
@@ -175,9 +191,9 @@ def test_retrain_deploy_answers_rollback_without_failed_requests(stack: Stack, d
             assert rolled.returncode == 0, rolled.stderr
             assert classify(http, png)[0] == "1" and serving(http) == "1"
             for _ in range(2):
-                assert http.post(f"/v1/admin/models/{NAME}/deploy", json={"version": 2},
-                                 headers=AUTH).json()["version"] == "2"
-                assert http.post(f"/v1/admin/models/{NAME}/rollback", headers=AUTH).json()["version"] == "1"
+                assert admin.post(f"/v1/admin/models/{NAME}/deploy", json={"version": 2},
+                                  headers=AUTH).json()["version"] == "2"
+                assert admin.post(f"/v1/admin/models/{NAME}/rollback", headers=AUTH).json()["version"] == "1"
         finally:
             stop.set()
             worker.join(60)
@@ -186,8 +202,8 @@ def test_retrain_deploy_answers_rollback_without_failed_requests(stack: Stack, d
 
 
 def test_triton_restart_keeps_the_deployed_version(stack: Stack, data_dir: Path) -> None:
-    """Triton dies and its supervisor restarts it: it loads the newest version (2) from config.pbtxt, the gateway
-    puts the routed version (1) back; clients see 503 + Retry-After meanwhile, never a wrong answer or a 404."""
+    """Triton dies and its supervisor restarts it: it loads the version config.pbtxt publishes (1, not the newer
+    2); clients see 503 + Retry-After meanwhile, never a wrong answer or a 404."""
     png = image(data_dir)
     old_pid = stack.served.triton_pid()
     os.kill(old_pid, signal.SIGKILL)
@@ -207,38 +223,40 @@ def test_triton_restart_keeps_the_deployed_version(stack: Stack, data_dir: Path)
     assert stack.served.triton_pid() not in (None, old_pid)
 
 
-def test_gateway_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url, timeout=60) as http:
-        job = http.post("/v1/admin/jobs", headers=AUTH, json={
+def test_everything_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
+    """`lomar serve` SIGKILLed: Triton, the control plane, the worker and training go with it; restarted, the job
+    is `interrupted` (resumable) and the published version serves."""
+    with httpx.Client(base_url=stack.admin_url, timeout=60) as admin:
+        job = admin.post("/v1/admin/jobs", headers=AUTH, json={
             "data_dir": "novel", "epochs": 500, "options": TINY_OPTIONS, **TINY_MODEL}).json()
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            record = http.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()
+            record = admin.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()
             if record["state"] == "running" and record["metrics"].get("training", {}).get("step"):
                 break
             time.sleep(0.5)
         else:
             pytest.fail(f"job never trained: {record}")
     left = stack.descendants()
-    stack.served.process.send_signal(signal.SIGKILL)  # the gateway dies; its children get SIGTERM
+    stack.served.process.send_signal(signal.SIGKILL)  # its children get SIGTERM from the kernel
     stack.served.process.wait(30)
     deadline = time.monotonic() + 30
     while any(alive(pid) for pid in left) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not [pid for pid in left if alive(pid)], "training or Triton outlived the gateway"
+    assert not [pid for pid in left if alive(pid)], "a child outlived `lomar serve`"
 
     stack.start()
-    with httpx.Client(base_url=stack.url, timeout=60) as http:
-        record = http.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()
-        assert record["state"] == "interrupted" and "resume" in record["message"]
-        log = http.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 0}, headers=AUTH).json()["text"]
-        assert log.startswith("[") and "== stage train ==" in log and "training.runner" in record["log_tail"]
-        # routing survived too: version 1 serves although a fresh Triton loads the newest version (2) first
-        deadline = time.monotonic() + 60
-        while serving(http) != "1" or classify(http, image_path_bytes(stack))[0] != "1":
-            assert time.monotonic() < deadline, "version 1 was not restored"
+    with httpx.Client(base_url=stack.admin_url, timeout=60) as admin, \
+            httpx.Client(base_url=stack.url, timeout=60) as http:
+        deadline = time.monotonic() + 90
+        while (record := admin.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json())["state"] != "interrupted":
+            assert time.monotonic() < deadline, f"job not marked interrupted: {record}"
             time.sleep(0.5)
-        assert http.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH).json()["state"] == "cancelled"
+        assert "resume" in record["message"]
+        log = admin.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 0}, headers=AUTH).json()["text"]
+        assert log.startswith("[") and "== stage train ==" in log and "training.runner" in record["log_tail"]
+        assert serving(http) == "1" and classify(http, image_path_bytes(stack))[0] == "1"
+        assert admin.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH).json()["state"] == "cancelled"
 
 
 def image_path_bytes(stack: Stack) -> bytes:
