@@ -121,6 +121,48 @@ def gateway_beside(triton: GatewayProcess, model_repository: Path, log_path: Pat
         served.process.wait(timeout=60)
 
 
+@dataclass
+class ControlPlaneProcess:
+    """A `lomar control-plane` subprocess."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"lomar control-plane exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=5.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        pytest.fail(f"lomar control-plane not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def launch_control_plane(triton_urls: list[str], model_repository: Path, log_path: Path,
+                         env: dict[str, str]) -> ControlPlaneProcess:
+    """Start `lomar control-plane` on a free port for these Tritons (not yet ready: call wait_ready). `env` must
+    hold LOMAR_ADMIN_TOKEN."""
+    port = free_port()
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_TRITON_URLS": ",".join(triton_urls),
+                   "LOMAR_MODEL_REPOSITORY": str(model_repository), "LOMAR_CONTROL_PORT": str(port), **env}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "control-plane"], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
+    return ControlPlaneProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Path:
     """The official micro fine-tuned (classify, 6 classes) and pretrained (reconstruct) checkpoints, exported

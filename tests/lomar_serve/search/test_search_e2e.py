@@ -1,4 +1,4 @@
-"""Similar-image search end to end through a real `lomar serve` (supervised Triton + gateway, admin API on):
+"""Similar-image search end to end through a real `lomar serve` (supervised Triton + gateway + control plane):
 photographs indexed with the official micro fine-tuned model, found again from altered copies; concurrent adds
 and searches; a new model version deployed while clients search and add (the re-index); a gateway restart;
 the CLI; and the same collection code on the pgvector engine against a real PostgreSQL."""
@@ -199,7 +199,9 @@ def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.C
     for worker in workers:
         worker.start()
     try:
-        deployed = ok(http.post(f"/v1/admin/models/{NAME}/deploy", json={"version": 2}, headers=AUTH))
+        # returns once the old version is unloaded: after the gateway released its hold (the re-index is done)
+        deployed = ok(httpx.post(f"{stack.admin_url}/v1/admin/models/{NAME}/deploy", json={"version": 2},
+                                 headers=AUTH, timeout=600))
         assert deployed["version"] == "2"
         time.sleep(0.5)
     finally:
