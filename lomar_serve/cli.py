@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                    "control plane and a worker)"),
     "gateway": ("lomar_serve.serve:gateway_main", "the HTTP gateway alone, in front of a running Triton (a fleet)"),
     "control-plane": ("lomar_serve.control_plane.main", "the admin API: jobs, deploys, rollbacks for a fleet"),
+    "triton": ("lomar_serve.triton.cli", "the bundled Triton server alone, supervised, on fixed ports (a fleet)"),
     "classify": ("lomar_serve.client_cli:classify", "top-k labels of image files from a running gateway (JSON)"),
     "embed": ("lomar_serve.client_cli:embed", "embeddings of image files from a running gateway (JSON)"),
     "reconstruct": ("lomar_serve.client_cli:reconstruct", "masked-reconstruction PNG strips from a running gateway"),

@@ -28,7 +28,7 @@ from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
 from lomar_serve.children import ChildProcess
 from lomar_serve.settings import Settings
-from lomar_serve.triton.server import TritonServerConfig
+from lomar_serve.triton.cli import fleet_config, launch_supervised
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
 
 LOGGER = logging.getLogger("lomar_serve.serve")
@@ -118,24 +118,9 @@ def _start_control_roles(settings: Settings) -> list[ChildProcess]:
 
 def _launch_triton(settings: Settings, log_path: Path | None, stopping: threading.Event) -> TritonSupervisor | None:
     """Start Triton on the repository and wait until it is ready; None if it never was, or we were stopped."""
-    # A model or version that fails to load must not stop Triton or make it unready: the versions served are the
-    # ones config.pbtxt publishes, and the gateway's /readyz asks about those.
-    config = TritonServerConfig(model_repository=settings.model_repository.resolve(), exit_on_error=False,
-                                strict_readiness=False)
     policy = RestartPolicy(start_timeout_s=settings.triton_start_timeout_s,
                            max_restarts=settings.triton_max_restarts)
-    supervisor = TritonSupervisor(config, policy=policy, log_path=log_path)
-    LOGGER.info("starting Triton on %s (http %s, grpc %s)", config.model_repository, supervisor.http_url,
-                supervisor.grpc_url)
-    supervisor.start()
-    while not supervisor.wait_ready(timeout_s=0.5):
-        if stopping.is_set() or not supervisor.is_running():
-            if not stopping.is_set():
-                LOGGER.error("Triton could not be started: %s", supervisor.failure)
-            supervisor.stop()
-            return None
-    LOGGER.info("Triton ready (pid %s)", supervisor.pid)
-    return supervisor
+    return launch_supervised(fleet_config(settings.model_repository), policy, log_path, stopping)
 
 
 def _set_event(event: threading.Event):  # noqa: ANN202 (a signal handler)
