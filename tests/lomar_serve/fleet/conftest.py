@@ -1,0 +1,135 @@
+"""A fleet on one machine, started exactly as docs/fleet.md says: two Tritons (`lomar triton`), two gateways
+(`lomar gateway`, each on its own Triton), the control plane (`lomar control-plane`) and a worker (`lomar worker`),
+all sharing one model repository and one jobs folder."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.lomar_serve.e2e.conftest import alive, children, command_line, free_port
+from tests.lomar_serve.lifecycle.conftest import export_tiny, export_tiny_reconstruction, synthetic_set
+
+REPO = Path(__file__).resolve().parents[3]
+TOKEN = "fleet-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAME = "lomar_classifier"
+CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
+
+
+@dataclass
+class Fleet:
+    work: Path
+    repository: Path
+    triton_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    gateway_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
+    control_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN,
+                "LOMAR_MODEL_REPOSITORY": str(self.repository), "LOMAR_JOBS_DIR": str(self.work / "jobs"),
+                "LOMAR_DATA_ROOTS": str(self.work / "data"), "LOMAR_CONTROL_PLANE_URL": self.control_url,
+                "LOMAR_DEPLOY_DRAIN_S": "1.5", "LOMAR_RETRY_AFTER_S": "1"}
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.gateway_ports]
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
+
+    def commands(self) -> dict[str, list[str]]:
+        """Role -> its command line, as docs/fleet.md gives them."""
+        triton_urls = [f"127.0.0.1:{port}" for port in self.triton_ports]
+        commands = {f"triton-{i}": ["triton", "--model-repository", str(self.repository), "--http-port", str(port)]
+                    for i, port in enumerate(self.triton_ports)}
+        commands |= {f"gateway-{i}": ["gateway", "--port", str(port), "--triton-url", triton_urls[i],
+                                      "--model-repository", str(self.repository)]
+                     for i, port in enumerate(self.gateway_ports)}
+        commands["control-plane"] = ["control-plane", "--port", str(self.control_port),
+                                     *[arg for url in triton_urls for arg in ("--triton-url", url)]]
+        commands["worker"] = ["worker"]
+        return commands
+
+    def start(self, role: str) -> None:
+        log = open(self.work / f"{role}.log", "ab")  # noqa: SIM115 - kept open by the child
+        self.processes[role] = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", *self.commands()[role]],
+                                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                env=self.env, cwd=self.work)
+        log.close()
+
+    def stop(self, role: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(role, None)
+        if process is None or process.poll() is not None:
+            return
+        left = children(process.pid)
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in left:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def log_tail(self, role: str, chars: int = 3000) -> str:
+        path = self.work / f"{role}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def wait_http(self, role: str, url: str, timeout_s: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.processes[role].poll() is not None:
+                pytest.fail(f"{role} exited with {self.processes[role].returncode}:\n{self.log_tail(role)}")
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        pytest.fail(f"{role} not ready at {url} after {timeout_s:.0f} s:\n{self.log_tail(role)}")
+
+    def tritonserver_pid(self, index: int) -> int | None:
+        """The tritonserver process that `lomar triton` number `index` supervises."""
+        for pid in children(self.processes[f"triton-{index}"].pid):
+            if command_line(pid)[0].endswith("tritonserver") and alive(pid):
+                return pid
+        return None
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("fleet")
+    repository = work / "repo"
+    assert export_tiny(repository, work, CLASSES, seed=1) == 1
+    assert export_tiny(repository, work, CLASSES, seed=2) == 2  # on disk, not serving
+    export_tiny_reconstruction(repository, work)
+    synthetic_set(work / "data" / "set")
+    fleet = Fleet(work, repository)
+    try:
+        for role in fleet.commands():
+            fleet.start(role)
+        for index, port in enumerate(fleet.triton_ports):
+            fleet.wait_http(f"triton-{index}", f"http://127.0.0.1:{port}/v2/health/ready")
+        for index, url in enumerate(fleet.gateway_urls):
+            fleet.wait_http(f"gateway-{index}", f"{url}/readyz")
+        fleet.wait_http("control-plane", f"{fleet.control_url}/healthz")
+        yield fleet
+    finally:
+        for role in ("worker", "control-plane", "gateway-0", "gateway-1", "triton-0", "triton-1"):
+            fleet.stop(role)
