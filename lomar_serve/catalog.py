@@ -179,7 +179,7 @@ class ModelCatalog:
                                     retry_after_s=self._retry_after_s)
         routed = self._version_for(name)
         if routed is not None and routed not in ready:
-            raise TritonUnavailable(f"model {name!r} version {routed} is not loaded right now (being restored); "
+            raise TritonUnavailable(f"model {name!r} version {routed} is not loaded right now (Triton restarting or loading it); "
                                     "retry shortly", retry_after_s=self._retry_after_s)
         version = routed or max(ready, key=lambda v: int(v) if is_version(v) else -1)
         spec = spec_from_config(config, version)

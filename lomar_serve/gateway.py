@@ -46,7 +46,7 @@ class Gateway:
                  version_for: Callable[[str], str | None] = lambda name: None) -> None:
         """
         Args:
-            version_for: model name -> the version requests go to (the model lifecycle's routing table);
+            version_for: model name -> the version requests go to (lomar_serve/routing.py: the published one);
                 None = Triton's version policy (the newest ready version).
         """
         self.settings = settings

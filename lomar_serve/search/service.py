@@ -11,7 +11,7 @@ an `embed` callable, so it can move to a separate control plane.
     await search.create("photos", model=None, dim=None)
     await search.add("photos", [jpeg_bytes], ids=["a"], metadata=[{"kind": "cat"}])
     await search.search("photos", image=jpeg_bytes, top_k=5)
-    search.hold_for_switch("lomar_classifier", "2")    # from the deployer's thread, after a routing switch
+    search.hold_for_switch("lomar_classifier", "2")    # from a thread, after the gateway's routing switched
     await search.close()
 """
 from __future__ import annotations
@@ -223,9 +223,10 @@ class SearchService:
 
     # -- re-index ---------------------------------------------------------------------------------------------
     def hold_for_switch(self, model: str, version: str) -> None:
-        """Called in the deployer's thread right after `model`'s routing switched to `version`, before the old
-        version is unloaded: re-index the model's collections and return when they are done (at most hold_s),
-        so that the live indexes can embed queries with the old version until their switch."""
+        """Called in a thread of its own right after the gateway's routing of `model` switched to `version`, while
+        the gateway holds the old version (lomar_serve/holds.py: the control plane keeps it loaded): re-index the
+        model's collections and return when they are done (at most hold_s), so that the live indexes can embed
+        queries with the old version until their switch."""
         loop = self._loop
         if loop is None or loop.is_closed() or _in_event_loop():
             return  # never block the event loop (the re-index needs it); the watcher starts the re-index
