@@ -10,7 +10,7 @@
 # Both run as the non-root user `lomar` (uid 10001). Their one entry point is `lomar`.
 #
 # The built-in models are copied to /models only as a seed: the model repository that is served and written
-# (deploys, exports) lives on a shared volume at LOMAR_MODEL_REPOSITORY (/var/lib/lomar/repository), filled from
+# (deploys, exports) is LOMAR_MODEL_REPOSITORY (/var/lib/lomar/repository), a shared volume in a fleet, filled from
 # /models on first start by `seed-model-repository` (deploy/docker/seed-model-repository.sh) when it holds no model.
 #
 # Python packages go into the base image's system Python on purpose: Triton's Python-backend stub runs the exported
@@ -29,11 +29,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# The shared folders (volumes in docker-compose.yml, PersistentVolumeClaims on Kubernetes) are created owned by
-# `lomar`, so that a fresh Docker named volume mounted there is writable by the non-root user.
-RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin lomar \
-    && mkdir -p /var/lib/lomar/repository /var/lib/lomar/jobs /var/lib/lomar/data \
-    && chown -R lomar:lomar /var/lib/lomar
+RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin lomar
 
 WORKDIR /opt/lomar
 COPY pyproject.toml README.md constraints.txt ./
@@ -49,6 +45,14 @@ ENV LOMAR_MODEL_REPOSITORY=/var/lib/lomar/repository \
     LOMAR_JOBS_DIR=/var/lib/lomar/jobs \
     LOMAR_DATA_ROOTS=/var/lib/lomar/data \
     LOMAR_SEED_REPOSITORY=/models
+
+# The shared folders (volumes in docker-compose.yml, PersistentVolumeClaims on Kubernetes) are owned by `lomar`, so
+# that a fresh Docker named volume mounted there is writable by the non-root user. The image's own repository
+# starts as a copy of the seed: `docker run` without a volume serves the built-in models, and Docker copies them
+# into an empty named volume mounted there.
+RUN mkdir -p /var/lib/lomar/jobs /var/lib/lomar/data \
+    && seed-model-repository \
+    && chown -R lomar:lomar /var/lib/lomar
 
 
 # Training, export and verification jobs: torch from the CUDA wheel index matching the base image's CUDA (12.6 in

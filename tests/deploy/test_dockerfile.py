@@ -139,6 +139,7 @@ def test_built_in_models_are_only_the_seed() -> None:
     assert env["LOMAR_SEED_REPOSITORY"] == "/models" != env["LOMAR_MODEL_REPOSITORY"]
     copies = [shlex.split(value) for value in stages["base"].values("COPY")]
     assert ["model_repository", "/models"] in copies
+    assert any("seed-model-repository" in run for run in stages["base"].values("RUN"))  # `docker run` serves them
     installed = {Path(parts[-1]).name: Path(parts[-2]) for parts in copies}
     assert installed["seed-model-repository"] == Path("deploy/docker/seed-model-repository.sh")
     assert (REPO / installed["http-probe"]).parent == DOCKER_DIR
