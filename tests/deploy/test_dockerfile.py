@@ -5,6 +5,7 @@ No Docker engine runs here, so the images are never built in these tests: the fi
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -123,13 +124,17 @@ def test_worker_installs_cuda_torch_and_the_job_extras() -> None:
     assert worker.values("HEALTHCHECK") == ["NONE"]  # no HTTP port: liveness is the job store's heartbeat
 
 
-def test_copied_files_exist() -> None:
-    """Every COPY source is in the repository (the build context), so a renamed file fails here, not at build."""
+def test_copied_files_exist_and_are_in_the_build_context() -> None:
+    """Every COPY source is in the repository and not excluded by .dockerignore, so a renamed file fails here, not
+    at build; secrets and local state never enter the build context."""
+    ignored = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     for stage in dockerfile_stages().values():
         for value in stage.values("COPY"):
             parts = [part for part in shlex.split(value) if not part.startswith("--")]
             for source in parts[:-1]:
                 assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+                assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"COPY {source}: ignored"
+    assert {".env", ".git", ".venv", "deploy/kubernetes/secrets.env"} <= set(ignored)
 
 
 def test_built_in_models_are_only_the_seed() -> None:
