@@ -2,7 +2,7 @@
 """Container health check: exit 0 when an HTTP GET answers 2xx within the timeout, 1 otherwise.
 
     http-probe /readyz                              # http://127.0.0.1:$LOMAR_PORT/readyz (the gateway)
-    http-probe http://127.0.0.1:8100/readyz         # any URL (the control plane, Triton's /v2/health/ready)
+    http-probe http://127.0.0.1:8100/healthz        # any URL (the control plane, Triton's /v2/health/ready)
 
 Standard library only: it runs in the images' system Python, with nothing of the project imported.
 """
