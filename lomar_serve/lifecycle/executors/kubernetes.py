@@ -111,7 +111,7 @@ class KubernetesExecution(Execution):
 
     def _poll(self) -> int | None:
         try:
-            job = self.batch.read_namespaced_job_status(self.name, self.namespace)
+            job = self.batch.read_namespaced_job(self.name, self.namespace)  # not /status: one RBAC rule less
         except ApiException as error:
             if error.status != 404:
                 raise

@@ -21,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from lomar_serve.lifecycle.executors import ExecutorError, ExecutorSettings, LocalExecutor, StageRun, make_executor
-from lomar_serve.lifecycle.executors.job_manifest import DNS1123_LABEL_MAX, job_name
+from lomar_serve.lifecycle.executors.job_manifest import DNS1123_LABEL_MAX, JobTemplate, job_manifest, job_name
 from lomar_serve.lifecycle.executors.kubernetes import KubernetesExecutor
 from lomar_serve.lifecycle.jobs import JobRunner, JobSettings, StageFailed
 from lomar_serve.lifecycle.spec import JobPlan
@@ -280,6 +280,21 @@ def test_a_refused_job_is_an_executor_error_with_the_api_message(cluster, shared
     paths.job_dir.mkdir(parents=True)
     with pytest.raises(ExecutorError, match="403 jobs.batch is forbidden"):
         executor.start(training_run(paths, shared["data_roots"][0]))
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_training_on_at_most_one_gpu_runs_without_torchrun(gpus: int, paths: StagePaths, tmp_path: Path) -> None:
+    run = training_run(paths, tmp_path / "data")
+    manifest = job_manifest(JobTemplate(image="lomar-worker:1", gpus=gpus), run, "lomar-job-training-abc")
+    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    assert container(manifest)["command"] == ["python", *run.command[1:]]
+    assert container(manifest).get("resources", {}).get("limits", {}).get("nvidia.com/gpu") == (str(gpus) if gpus
+                                                                                                  else None)
+
+
+def test_only_python_module_commands_run_as_kubernetes_jobs(paths: StagePaths) -> None:
+    with pytest.raises(ExecutorError, match="runs `python -m MODULE ...` commands"):
+        job_manifest(JobTemplate(image="lomar-worker:1"), sh(paths, "true"), "lomar-job-export-abc")
 
 
 @pytest.mark.parametrize(("job_id", "stage"), [("a1b2c3d4e5f6", "verification"), ("X" * 80, "Train_Stage.v2")])
