@@ -16,6 +16,7 @@ from lomar_serve.lifecycle.executors.base import STAGE_ENVIRONMENT, ExecutorErro
 
 NAME = "lomar"  # app.kubernetes.io/name and part-of
 LABEL_PREFIX = "lomar/"  # the project's own labels: lomar/job-id, lomar/stage
+INSTANCE_LABEL = "app.kubernetes.io/instance"  # the Job's name, on the Job and its pod
 GPU_RESOURCE = "nvidia.com/gpu"
 DNS1123_LABEL_MAX = 63  # also the longest label value; a Job's name becomes its pods' job-name label
 _NOT_IN_NAME = re.compile(r"[^a-z0-9-]+")
@@ -37,8 +38,18 @@ def job_name(run: StageRun) -> str:
 
 
 def job_labels(run: StageRun) -> dict[str, str]:
-    """The labels every Job of this job carries (the selector for leftovers of earlier attempts)."""
+    """The labels every Job of this job carries."""
     return {f"{LABEL_PREFIX}job-id": dns1123_label(run.job_id)}
+
+
+def job_selector(run: StageRun) -> str:
+    """The label selector of every Job of this job (earlier attempts included)."""
+    return ",".join(f"{key}={value}" for key, value in job_labels(run).items())
+
+
+def pod_selector(name: str) -> str:
+    """The label selector of the pod of Job `name`."""
+    return f"{INSTANCE_LABEL}={name}"
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def job_manifest(template: JobTemplate, run: StageRun, name: str) -> dict[str, A
     """The Job `name` running `run` (backoffLimit 0: a failed stage fails the job; the worker decides retries)."""
     labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": NAME,
               "app.kubernetes.io/component": "job-stage", "app.kubernetes.io/managed-by": "lomar-worker",
-              "app.kubernetes.io/instance": name, **job_labels(run),
+              INSTANCE_LABEL: name, **job_labels(run),
               f"{LABEL_PREFIX}stage": dns1123_label(run.stage)}
     volumes, mounts = _volumes(template)
     container: dict[str, Any] = {

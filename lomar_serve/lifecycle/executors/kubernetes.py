@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from lomar_serve.lifecycle.executors.base import Execution, Executor, ExecutorError, StageRun, log_line
-from lomar_serve.lifecycle.executors.job_manifest import JobTemplate, job_labels, job_manifest, job_name
+from lomar_serve.lifecycle.executors.job_manifest import JobTemplate, job_manifest, job_name, job_selector, pod_selector
 from lomar_serve.lifecycle.executors.pod_log import PodLogCopier
 
 LOGGER = logging.getLogger(__name__)
@@ -46,10 +46,6 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None) -> cl
     except (ConfigException, OSError) as error:
         raise ExecutorError(f"no Kubernetes API configuration: {error}") from error
     return client.ApiClient(configuration)
-
-
-def _selector(labels: dict[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in labels.items())
 
 
 def api_message(error: Exception) -> str:
@@ -80,9 +76,9 @@ class KubernetesExecution(Execution):
         self.description = f"Kubernetes Job {namespace}/{name}"
         self.poll_interval_s = poll_interval_s
         self._terminated = threading.Event()
+        self._wake = threading.Event()  # set by terminate: the waiting thread looks at once
         self._code: int | None = None
-        self._logs = PodLogCopier(core, namespace, f"app.kubernetes.io/instance={name}", run.log_path,
-                                  poll_interval_s)
+        self._logs = PodLogCopier(core, namespace, pod_selector(name), run.log_path, poll_interval_s)
         self._logs.start()
 
     def wait(self, timeout_s: float) -> int | None:
@@ -106,7 +102,8 @@ class KubernetesExecution(Execution):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._terminated.wait(min(self.poll_interval_s, remaining))  # a terminate wakes it at once
+            if self._wake.wait(min(self.poll_interval_s, remaining)):
+                self._wake.clear()
         return self._code
 
     def _poll(self) -> int | None:
@@ -131,8 +128,7 @@ class KubernetesExecution(Execution):
         why = [f"{c.reason}: {c.message}" for c in job.status.conditions or [] if c.type == "Failed"]
         code = 1
         try:
-            pods = self.core.list_namespaced_pod(self.namespace,
-                                                 label_selector=f"app.kubernetes.io/instance={self.name}").items
+            pods = self.core.list_namespaced_pod(self.namespace, label_selector=pod_selector(self.name)).items
         except (ApiException, HTTPError) as error:
             pods = []
             why.append(f"its pod could not be read ({api_message(error)})")
@@ -153,6 +149,7 @@ class KubernetesExecution(Execution):
         if self._code is not None:
             return
         self._terminated.set()
+        self._wake.set()
         try:
             self.batch.delete_namespaced_job(self.name, self.namespace, propagation_policy=PROPAGATION)
         except ApiException as error:
@@ -208,7 +205,7 @@ class KubernetesExecutor(Executor):
     def _remove_leftovers(self, run: StageRun) -> None:
         """Delete Jobs of this job that still run (an earlier attempt whose worker died) and wait until gone."""
         namespace = self.template.namespace
-        jobs = self.batch.list_namespaced_job(namespace, label_selector=_selector(job_labels(run))).items
+        jobs = self.batch.list_namespaced_job(namespace, label_selector=job_selector(run)).items
         for job in jobs:
             if _ended(job) is not None:
                 continue

@@ -27,6 +27,7 @@ class PodScript:
     pending_s: float = 0.2
     run_s: float = 0.3
     termination_reason: str = "Error"  # the container's reason when exit_code is not 0 (e.g. OOMKilled)
+    deletion_s: float = 0.0  # how long a deleted Job stays (foreground deletion: its pod terminates first)
 
 
 @dataclass
@@ -34,7 +35,12 @@ class StubJob:
     manifest: dict[str, Any]
     script: PodScript
     created: float = field(default_factory=time.monotonic)
-    deleted: bool = False
+    deleted_at: float | None = None
+
+    @property
+    def deleted(self) -> bool:
+        """Gone, its pod with it (until then a deleted Job is still readable, its pod terminating)."""
+        return self.deleted_at is not None and time.monotonic() - self.deleted_at >= self.script.deletion_s
 
     @property
     def name(self) -> str:
@@ -180,7 +186,7 @@ class KubernetesStub:
                     return self._send(200, job.job())
                 if method == "DELETE":
                     stub.deletes.append({"name": name, "query": query, "body": body})
-                    job.deleted = True  # and, as the garbage collector would, its pod
+                    job.deleted_at = job.deleted_at or time.monotonic()  # and, as the garbage collector would, its pod
                     return self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                             "status": "Success"})
                 self._status(405, "MethodNotAllowed", method)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -253,6 +254,25 @@ def test_terminate_deletes_the_job_while_its_log_streams(cluster, shared: dict[s
     assert stub.live_jobs() == []
     assert finish(execution) < 0  # stopped, like a signalled process
     assert "deleted (stopping the stage)" in paths.log.read_text()
+
+
+def test_waiting_through_a_slow_deletion_polls_at_the_poll_interval(cluster, shared: dict[str, Any]) -> None:
+    """The runner waits in one thread while a cancel terminates from another; the Job takes a while to go."""
+    stub, executor = cluster
+    paths = StagePaths(shared["jobs_dir"] / JOB_ID)
+    paths.job_dir.mkdir(parents=True)
+    stub.script = lambda manifest: PodScript(exit_code=None, deletion_s=1.0)
+    execution = executor.start(training_run(paths, shared["data_roots"][0]))
+    wait_for(lambda: execution.wait(0.05) is None and bool(stub.live_jobs()))
+    codes: list[int] = []
+    waiter = threading.Thread(target=lambda: codes.append(finish(execution)))
+    waiter.start()
+    before = len(stub.requests)
+    execution.terminate(grace_s=5.0)
+    waiter.join(10.0)
+    assert codes and codes[0] < 0
+    # ~1 s at a 0.05 s poll interval: about 40 requests; one that stops sleeping makes hundreds
+    assert len(stub.requests) - before < 80
 
 
 def test_a_job_left_running_by_a_dead_worker_is_deleted_before_the_stage_runs_again(cluster,
