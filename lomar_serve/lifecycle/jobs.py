@@ -17,31 +17,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import secrets
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from contracts import datasets
 from contracts.checkpoints import file_sha256
 from lomar_serve.lifecycle.errors import JobConflict, LifecycleError
+from lomar_serve.lifecycle.executors import Execution, Executor, ExecutorError, LocalExecutor, StageRun
 from lomar_serve.lifecycle.progress import job_progress, log_tail, read_records, training_progress
 from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.spec import JobPlan
 from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
 from lomar_serve.lifecycle.store import JobRecord, LifecycleStore
-from lomar_serve.processes import die_with_parent
 
 LOGGER = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INTERRUPTED_MESSAGE = ("the gateway stopped while this job was running; its log and checkpoints are kept: "
                        "resume it (POST /v1/admin/jobs/{id}/resume, `lomar jobs resume {id}`) to continue from "
                        "its last checkpoint")
@@ -63,7 +59,8 @@ class JobSettings:
     model_repository: Path  # exports add versions here
     python: str = sys.executable  # the interpreter that runs training, export and verification
     poll_interval_s: float = 1.0  # how often a running stage's progress is read
-    terminate_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
+    terminate_grace_s: float = 10.0  # asked to stop, then forced after this long
+    executor: Executor = field(default_factory=LocalExecutor)  # where stages run (executors.make_executor)
 
 
 class JobRunner:
@@ -89,7 +86,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._current: str | None = None  # the running job's id
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: Execution | None = None  # the running stage
         self._cancelled: set[str] = set()
 
     # -- life cycle ------------------------------------------------------------------------------------------
@@ -313,29 +310,21 @@ class JobRunner:
     # -- processes -------------------------------------------------------------------------------------------
     def _run_stage(self, job_id: str, what: str, command: list[str], paths: StagePaths,
                    poll: Callable[[], None] | None = None) -> None:
-        """Run one stage's process to its end, its output appended to the job log; StageFailed if it fails."""
+        """Run one stage through the executor to its end, its output appended to the job log; StageFailed if it
+        fails (ExecutorError if it cannot be started or followed)."""
         if self._stopping.is_set() or job_id in self._cancelled:
             raise JobStopped()
         self._log(paths, "$ " + " ".join(command))
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p))
-        parent = os.getpid()
-        with open(paths.log, "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env=env, cwd=paths.job_dir, start_new_session=True,
-                                       preexec_fn=lambda: die_with_parent(parent))
+        run = StageRun(job_id, what, tuple(command), paths.log, paths.job_dir, distributed=what == "training")
+        execution = self.settings.executor.start(run)
         with self._lock:
-            self._process = process
+            self._process = execution
         if self._stopping.is_set() or job_id in self._cancelled:  # asked to stop while it was starting
-            self._terminate(process)
+            self._terminate(execution)
         try:
-            while True:
-                try:
-                    code = process.wait(timeout=self.settings.poll_interval_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    if poll is not None:
-                        poll()
+            while (code := execution.wait(self.settings.poll_interval_s)) is None:
+                if poll is not None:
+                    poll()
         finally:
             with self._lock:
                 self._process = None
@@ -344,21 +333,14 @@ class JobRunner:
         if code != 0:
             raise StageFailed(f"{what} failed with exit code {code}: {last_error_line(paths.log)}")
 
-    def _terminate(self, process: subprocess.Popen[bytes] | None) -> None:
-        """SIGTERM a stage's process group, SIGKILL it after the grace period."""
-        if process is None or process.poll() is not None:
+    def _terminate(self, execution: Execution | None) -> None:
+        """Stop a running stage: its executor asks it to stop and forces it after the grace period."""
+        if execution is None:
             return
         try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=self.settings.terminate_grace_s)
-        except subprocess.TimeoutExpired:
-            LOGGER.warning("job process %d did not stop on SIGTERM; killing it", process.pid)
-        except ProcessLookupError:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            execution.terminate(self.settings.terminate_grace_s)
+        except ExecutorError as error:  # stopping goes on; the stage may still run, and the log says so
+            LOGGER.error("%s could not be stopped: %s", execution.description, error.message)
 
     @staticmethod
     def _log(paths: StagePaths, line: str) -> None:
