@@ -121,7 +121,7 @@ def test_settings_match_the_images_and_the_claims() -> None:
     env = stage_env(dockerfile_stages(), "worker")
     folders = {name: settings[name] for name in ("LOMAR_MODEL_REPOSITORY", "LOMAR_JOBS_DIR", "LOMAR_DATA_ROOTS")}
     assert folders == {name: env[name] for name in folders}
-    claims = {"LOMAR_MODEL_REPOSITORY": settings["LOMAR_K8S_PVC_REPOSITORY"],
+    claims = {"LOMAR_MODEL_REPOSITORY": settings["LOMAR_K8S_PVC_MODEL_REPOSITORY"],
               "LOMAR_JOBS_DIR": settings["LOMAR_K8S_PVC_JOBS"], "LOMAR_DATA_ROOTS": settings["LOMAR_K8S_PVC_DATA"]}
     for claim in claims.values():
         find("PersistentVolumeClaim", claim)
