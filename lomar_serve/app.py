@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from lomar_serve.api.routes import (admin, classify, collections, docs, embed, e
 from lomar_serve.api.schemas import ImagesRequest, ReconstructResponse
 from lomar_serve.api.timeouts import BodyReadTimeout
 from lomar_serve.inference import InferenceBackend, TritonClient
+from lomar_serve.lifecycle.job_worker import JobSettings, Worker
 from lomar_serve.lifecycle.service import build_lifecycle
 from lomar_serve.gateway import Gateway
 from lomar_serve.metrics import GatewayMetrics
@@ -62,13 +64,22 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         app.state.gateway = Gateway(settings, client, metrics, version_for=route or (lambda name: None))
         app.state.search = SearchService(search_settings(settings), app.state.gateway)
         await app.state.search.start()
+        worker: Worker | None = None
         if lifecycle is not None:
             await asyncio.to_thread(lifecycle.start)
             app.state.lifecycle = lifecycle
+            if lifecycle.auth.enabled:  # one box: a worker in this process runs the jobs the admin API queues
+                worker = Worker(lifecycle.store, JobSettings(jobs_dir=lifecycle.jobs_dir,
+                                                             model_repository=lifecycle.repository.root),
+                                f"gateway-{os.getpid()}", serving_version=lifecycle.deployer.serving_version,
+                                deploy=lifecycle.deployer.deploy)
+                worker.start()
         LOGGER.info("gateway ready; Triton at %s", settings.triton_url)
         try:
             yield
         finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
             if lifecycle is not None:
                 await asyncio.to_thread(lifecycle.close)
             await app.state.search.close()

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     data_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # LOMAR_DATA_ROOTS: separated by os.pathsep
     jobs_dir: Path | None = None
+    # The job/deploy store: a SQLite file (None: JOBS_DIR/lifecycle.sqlite) or postgresql://... for a fleet; a
+    # running job whose worker sent no heartbeat this long becomes `interrupted`.
+    store_url: SecretStr | None = None
+    job_heartbeat_timeout_s: float = Field(15.0, gt=0)
     deploy_drain_s: float = Field(1.0, ge=0)
     # Similar-image search (lomar_serve/search): where collections live (None: next to the repository), the
     # engine (embedded usearch files, or PostgreSQL+pgvector at search_pg_url), images per re-index inference

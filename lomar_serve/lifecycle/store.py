@@ -172,6 +172,15 @@ class LifecycleStore:
         else:
             self.dialect, self.url, self.path = SQLITE, text, Path(url)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._create_or_migrate()
+        except StoreUnavailable:
+            raise
+        except Exception as error:  # the driver's error (sqlite3.Error, psycopg.Error): e.g. a read-only folder
+            raise StoreUnavailable(f"the job store {self.describe()} cannot be set up: {error}") from error
+
+    def _create_or_migrate(self) -> None:
+        """The tables if missing, and the columns added since an existing store was made."""
         with self._connect() as db:
             for statement in self.dialect.on_open:
                 db.execute(statement)
