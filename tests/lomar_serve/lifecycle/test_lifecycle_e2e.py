@@ -34,7 +34,8 @@ class Stack:
         self.work, self.port = work, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data),
-                    "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1"}
+                    "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1",
+                    "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5"}
         self.served: GatewayProcess | None = None
         self.starts = 0
 
@@ -229,8 +230,12 @@ def test_gateway_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
 
     stack.start()
     with httpx.Client(base_url=stack.url, timeout=60) as http:
-        record = http.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()
-        assert record["state"] == "interrupted" and "resume" in record["message"]
+        deadline = time.monotonic() + 30  # the restarted control plane's sweep: no heartbeat for 5 s
+        while (record := http.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json())["state"] == "running":
+            assert time.monotonic() < deadline, f"the job of the killed gateway was never interrupted: {record}"
+            time.sleep(0.5)
+        assert record["state"] == "interrupted" and "no heartbeat for 5 s" in record["message"]
+        assert "resume" in record["message"]
         log = http.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 0}, headers=AUTH).json()["text"]
         assert log.startswith("[") and "== stage train ==" in log and "training.runner" in record["log_tail"]
         # routing survived too: version 1 serves although a fresh Triton loads the newest version (2) first
