@@ -1,7 +1,8 @@
-"""The control plane's job queue without any worker process: submit, cancel, resume, the stale-job sweeper; the
+"""The control plane's job queue without any worker process, on both stores: submit, cancel, resume, the stale-job sweeper; the
 worker's settings and control-plane hooks."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,12 +18,12 @@ from tests.lomar_serve.e2e.conftest import free_port
 PLAN = JobPlan(kind="finetune", data_dir="/data/set", model_name="m", epochs=1, model="lomar_tiny_patch16")
 
 
-def make_queue(tmp_path: Path, **timing: float) -> JobQueue:
-    return JobQueue(open_store(tmp_path / "jobs" / STORE_FILE), QueueSettings(jobs_dir=tmp_path / "jobs", **timing))
+def make_queue(store_url: str, tmp_path: Path, **timing: float) -> JobQueue:
+    return JobQueue(open_store(store_url), QueueSettings(jobs_dir=tmp_path / "jobs", **timing))
 
 
-def test_submit_cancel_and_resume_without_a_worker(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, cancel_wait_s=0.5)
+def test_submit_cancel_and_resume_without_a_worker(store_url: str, tmp_path: Path) -> None:
+    queue = make_queue(store_url, tmp_path, cancel_wait_s=0.5)
     job = queue.submit(PLAN)
     assert (job.state, job.worker) == ("queued", None) and Path(job.log_path).parent.is_dir()
     assert [record.id for record in queue.list()] == [job.id]
@@ -39,8 +40,8 @@ def test_submit_cancel_and_resume_without_a_worker(tmp_path: Path) -> None:
     assert queue.store.heartbeat(running.id, "w1").cancel_requested  # what the worker learns next
 
 
-def test_the_sweeper_interrupts_a_silent_workers_job_and_resume_queues_it(tmp_path: Path) -> None:
-    queue = make_queue(tmp_path, heartbeat_timeout_s=0.5, sweep_interval_s=0.1)
+def test_the_sweeper_interrupts_a_silent_workers_job_and_resume_queues_it(store_url: str, tmp_path: Path) -> None:
+    queue = make_queue(store_url, tmp_path, heartbeat_timeout_s=0.5, sweep_interval_s=0.1)
     job = queue.submit(PLAN)
     queue.store.claim_next("w1")
     queue.start()
@@ -67,7 +68,7 @@ def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: p
     worker = build_worker(settings)
     assert worker.worker_id == "gpu-1" and (tmp_path / "jobs" / STORE_FILE).is_file()
     monkeypatch.delenv("LOMAR_WORKER_ID")
-    assert WorkerSettings().worker_id.endswith(f"-{__import__('os').getpid()}")
+    assert WorkerSettings().worker_id.endswith(f"-{os.getpid()}")
     with pytest.raises(ValueError):
         WorkerSettings(executor="slurm")
     with pytest.raises(ValueError):

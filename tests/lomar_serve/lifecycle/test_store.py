@@ -2,32 +2,16 @@
 state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks; migration of an old SQLite file."""
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from lomar_serve.lifecycle.deploy import Routing
 from lomar_serve.lifecycle.errors import JobConflict, JobNotFound, NothingToRollBack
 from lomar_serve.lifecycle.store import STORE_FILE, LifecycleStore, open_store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new, empty store of each kind: a file in tmp_path, or a fresh database in the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "db" / STORE_FILE)
-    import psycopg
-    server = request.getfixturevalue("postgres_url")
-    name = f"lifecycle_{secrets.token_hex(4)}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(server)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
 def new_job(store: LifecycleStore, job_id: str = "a1") -> None:
