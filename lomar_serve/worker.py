@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lomar_serve.lifecycle.admin_client import AdminClient, AdminError
 from lomar_serve.lifecycle.errors import DeployError, StoreUnavailable
 from lomar_serve.lifecycle.job_worker import JobSettings, Worker
-from lomar_serve.lifecycle.service import default_jobs_dir
+from lomar_serve.lifecycle.jobs import default_jobs_dir
 from lomar_serve.lifecycle.store import STORE_FILE, open_store
 from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY
 

@@ -34,6 +34,11 @@ RESUME_HINT = ("its log and checkpoints are kept: resume it (POST /v1/admin/jobs
                "`lomar jobs resume {id}`) to continue from its last checkpoint")
 
 
+def default_jobs_dir(model_repository: Path) -> Path:
+    """Job records and outputs live next to the model repository: REPO/../jobs."""
+    return Path(model_repository).resolve().parent / "jobs"
+
+
 def stale_message(timeout_s: float) -> str:
     """What an interrupted job says when its worker's heartbeat stopped ("{id}" is left for the store)."""
     return f"the worker running this job stopped (no heartbeat for {timeout_s:g} s); {RESUME_HINT}"

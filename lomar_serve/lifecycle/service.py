@@ -16,7 +16,7 @@ from pathlib import Path
 from lomar_serve.lifecycle.auth import AdminAuth
 from lomar_serve.lifecycle.deploy import Deployer, DeploySettings, Routing
 from lomar_serve.lifecycle.errors import StoreUnavailable
-from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
+from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings, default_jobs_dir
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.repository_view import RepositoryView
 from lomar_serve.lifecycle.store import STORE_FILE, open_store
@@ -24,11 +24,6 @@ from lomar_serve.lifecycle.watch import DeploymentWatcher
 from lomar_serve.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
-
-
-def default_jobs_dir(model_repository: Path) -> Path:
-    """Job records and outputs live next to the model repository: REPO/../jobs."""
-    return Path(model_repository).resolve().parent / "jobs"
 
 
 @dataclass(frozen=True)
