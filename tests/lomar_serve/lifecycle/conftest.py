@@ -32,11 +32,10 @@ def synthetic_set(root: Path, classes: int = 3, per_class: int = 8, val_per_clas
     return root
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new, empty store of each kind: a file in tmp_path, or a fresh database in the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "db" / STORE_FILE)
+def new_store_url(request: pytest.FixtureRequest, kind: str, folder: Path) -> str:
+    """A new, empty store: a file in `folder` (sqlite), or a fresh database in the session's PostgreSQL."""
+    if kind == "sqlite":
+        return str(folder / STORE_FILE)
     import psycopg
     server = request.getfixturevalue("postgres_url")
     name = f"lifecycle_{secrets.token_hex(4)}"
@@ -44,6 +43,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         admin.execute(f"CREATE DATABASE {name}")
     parts = urlsplit(server)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty store of each kind."""
+    return new_store_url(request, request.param, tmp_path / "db")
 
 
 @pytest.fixture(scope="session")

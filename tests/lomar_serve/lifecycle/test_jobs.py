@@ -1,5 +1,5 @@
 """The job queue with an in-process Worker running real training, export and verification subprocesses on a tiny
-synthetic set (e2e: it starts training processes)."""
+synthetic set (e2e: it starts training processes); the whole job once on each store (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
 import os
@@ -16,8 +16,8 @@ from lomar_serve.lifecycle.job_worker import AUTO_DEPLOY_UNAVAILABLE, JobSetting
 from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.spec import JobRequest
-from lomar_serve.lifecycle.store import STORE_FILE, JobRecord, LifecycleStore, open_store
-from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS
+from lomar_serve.lifecycle.store import JobRecord, LifecycleStore, open_store
+from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS, new_store_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -56,8 +56,9 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def store(workspace: Path) -> LifecycleStore:
-    return open_store(workspace / "jobs" / STORE_FILE)
+def store(request: pytest.FixtureRequest, workspace: Path) -> LifecycleStore:
+    """JOBS_DIR/lifecycle.sqlite; a test parametrised with store="postgresql" (indirect) gets a PostgreSQL one."""
+    return open_store(new_store_url(request, getattr(request, "param", "sqlite"), workspace / "jobs"))
 
 
 @pytest.fixture()
@@ -96,6 +97,7 @@ def plan(data_root: Path, jobs_dir: Path, data: str = "base", epochs: int = 1, a
     return request.plan(DataRoots.of([data_root]), jobs_dir)
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
 def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker, data_root: Path, workspace: Path,
                                                  deployed: list[tuple[str, str]]) -> None:
     job = queue.submit(plan(data_root, queue.settings.jobs_dir, auto_deploy=True))
