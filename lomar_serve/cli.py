@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("lomar_serve.lifecycle.admin_cli", "retrain jobs via the admin API: submit, list, follow, cancel"),
     "deploy": ("lomar_serve.lifecycle.admin_cli:deploy", "serve a model version (smoke-tested first, no downtime)"),
     "rollback": ("lomar_serve.lifecycle.admin_cli:rollback", "serve again the version deployed before the serving one"),
+    "worker": ("lomar_serve.worker", "claim queued retrain jobs from the job store and run them (train, export, verify)"),
 }
 
 

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
 from lomar_serve.children import ChildProcess
+from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.settings import Settings
 from lomar_serve.triton.cli import fleet_config, launch_supervised
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -88,7 +89,11 @@ def _serve(argv: list[str], one_box: bool) -> int:
         if stopping.is_set():
             return 0
         if one_box and os.environ.get("LOMAR_ADMIN_TOKEN"):
-            children = _start_control_roles(settings)
+            try:
+                children = _start_control_roles(settings)
+            except ValidationError as error:
+                print(f"lomar serve: invalid control-plane settings:\n{error}", file=sys.stderr)
+                return 2
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
                                                log_level=settings.log_level, lifespan="on",
                                                http=header_timeout_protocol(settings.header_timeout_s)))
@@ -107,10 +112,19 @@ def _serve(argv: list[str], one_box: bool) -> int:
 
 def _start_control_roles(settings: Settings) -> list[ChildProcess]:
     """The control plane (admin API on LOMAR_CONTROL_HOST:PORT, default 127.0.0.1:8100) and one worker, as child
-    processes on this box's Triton and repository; their other settings come from the same LOMAR_* environment."""
-    env = dict(os.environ, LOMAR_TRITON_URLS=str(settings.triton_url),
-               LOMAR_MODEL_REPOSITORY=str(settings.model_repository.resolve()))
-    roles = [ChildProcess("control plane", [sys.executable, "-m", "lomar_serve.cli", "control-plane"], env)]
+    processes on this box's Triton and repository; their other settings come from the same LOMAR_* environment.
+
+    Raises:
+        ValidationError: the control plane's settings (e.g. a too short LOMAR_ADMIN_TOKEN).
+    """
+    repository = str(settings.model_repository.resolve())
+    control = ControlPlaneSettings(triton_urls=str(settings.triton_url), model_repository=repository)
+    host = "127.0.0.1" if control.control_host in ("0.0.0.0", "::") else control.control_host
+    env = dict(os.environ, LOMAR_TRITON_URLS=str(settings.triton_url), LOMAR_MODEL_REPOSITORY=repository,
+               LOMAR_CONTROL_PLANE_URL=f"http://{host}:{control.control_port}")
+    command = [sys.executable, "-m", "lomar_serve.cli"]
+    roles = [ChildProcess("control plane", [*command, "control-plane"], env),
+             ChildProcess("worker", [*command, "worker"], env)]
     for child in roles:
         child.start()
     return roles

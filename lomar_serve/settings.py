@@ -5,12 +5,13 @@ logged with secrets masked, and never mutated afterwards.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_PATTERN
 from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
@@ -94,6 +95,14 @@ class Settings(BaseSettings):
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _split_paths(value: object) -> object:
+    return tuple(part for part in value.split(os.pathsep) if part) if isinstance(value, str) else value
+
+
+# LOMAR_DATA_ROOTS and the like: folders separated by os.pathsep (":"), as PATH.
+PathList = Annotated[tuple[Path, ...], NoDecode, BeforeValidator(_split_paths)]
 
 
 def triton_address(value: str) -> str:

@@ -22,8 +22,11 @@ class Job(BaseModel):
     output_dir: str
     model_name: str
     model_version: str | None
-    created_at: float
+    created_at: float = Field(description="Unix time (the job store's clock)")
     updated_at: float
+    worker: str | None = Field(None, description="the worker that claimed it last")
+    heartbeat_at: float | None = Field(None, description="that worker's last heartbeat (Unix time)")
+    cancel_requested: bool = Field(False, description="a cancel waits for the running job's worker to end it")
 
 
 class JobDetail(Job):

@@ -2,14 +2,13 @@
 flags, validated once at start-up, logged with secrets masked."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY, describe, log_level, triton_address
+from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY, PathList, describe, log_level, triton_address
 
 DEFAULT_CONTROL_PORT = 8100
 
@@ -25,8 +24,9 @@ class ControlPlaneSettings(BaseSettings):
     triton_urls: Annotated[tuple[str, ...], NoDecode] = Field(min_length=1)
     model_repository: Path = DEFAULT_MODEL_REPOSITORY  # shared and writable: exports land and deploys publish here
     jobs_dir: Path | None = None  # shared: job logs and checkpoints (None: next to the repository)
-    store_url: str | None = None  # a SQLite file (None: JOBS_DIR/lifecycle.sqlite) or postgresql://...
-    data_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # LOMAR_DATA_ROOTS: separated by os.pathsep
+    store_url: SecretStr | None = None  # a SQLite file (None: JOBS_DIR/lifecycle.sqlite) or postgresql://...
+    job_heartbeat_timeout_s: float = Field(15.0, gt=0)  # a running job whose worker is silent this long: interrupted
+    data_roots: PathList = ()  # LOMAR_DATA_ROOTS
     deploy_drain_s: float = Field(2.0, ge=0)  # >= two gateway routing intervals plus the longest request
     deploy_hold_s: float = Field(600.0, ge=0)  # at most this long while gateways re-index collections
     log_level: str = "info"
@@ -37,13 +37,6 @@ class ControlPlaneSettings(BaseSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return tuple(triton_address(str(url)) for url in value)  # type: ignore[union-attr]
-
-    @field_validator("data_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part for part in value.split(os.pathsep) if part)
-        return value
 
     @field_validator("admin_token")
     @classmethod

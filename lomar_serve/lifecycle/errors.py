@@ -72,3 +72,9 @@ class DeployError(LifecycleError):
 
 class NothingToRollBack(LifecycleError):
     status, code = 409, "nothing_to_roll_back"
+
+
+class StoreUnavailable(LifecycleError):
+    """The job store (a SQLite file or a PostgreSQL database) cannot be opened or reached."""
+
+    status, code = 503, "store_unavailable"

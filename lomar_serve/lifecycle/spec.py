@@ -32,7 +32,7 @@ SET_BY_JOB = ("epochs", "model", "progress", "auto_resume")  # commands.training
 TRAINING_OPTIONS: dict[str, dict[str, type]] = {
     kind: {name: type_ for name, type_ in option_types(config).items() if name not in SET_BY_JOB}
     for kind, config in TRAINING_CONFIGS.items()}
-JOB_ID_PATTERN = r"^[a-f0-9]{1,32}$"  # JobRunner.submit makes hex ids
+JOB_ID_PATTERN = r"^[a-f0-9]{1,32}$"  # JobQueue.submit makes hex ids
 EXPORT_TASKS = {"finetune": "classify", "pretrain": "reconstruct"}  # job kind -> what its export serves
 Scalar = bool | int | float | str
 

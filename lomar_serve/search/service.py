@@ -2,7 +2,7 @@
 inference path; a background task per collection re-indexes it when its model's serving version changes.
 
 The re-index runs as an asyncio task owned by this service (not a lifecycle job): it needs the gateway's
-Triton client and event loop, it must not queue behind a training job on the job runner's single worker, and
+Triton client and event loop, it must not queue behind a training job on a job worker, and
 it is resumable from the store after a restart. The work itself is `reindex()` (reindex.py), which only needs
 an `embed` callable, so it can move to a separate control plane.
 

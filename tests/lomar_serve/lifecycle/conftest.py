@@ -1,8 +1,10 @@
-"""Fixtures of the lifecycle tests: tiny synthetic image sets and a tiny, fast training recipe."""
+"""Fixtures of the lifecycle tests: tiny synthetic image sets, a tiny, fast training recipe, stores of both kinds."""
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from fastapi import FastAPI
@@ -10,6 +12,7 @@ from fastapi import FastAPI
 from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.routes import admin
 from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
+from lomar_serve.lifecycle.store import STORE_FILE
 from training.data.synth import write_synthetic
 
 # lomar_tiny_patch16 cut to 2 blocks at 112 px (a 7x7 patch grid): seconds per epoch on a busy CPU.
@@ -27,6 +30,25 @@ def synthetic_set(root: Path, classes: int = 3, per_class: int = 8, val_per_clas
         for old, new in (rename or {}).items():
             (root / split / old).rename(root / split / new)
     return root
+
+
+def new_store_url(request: pytest.FixtureRequest, kind: str, folder: Path) -> str:
+    """A new, empty store: a file in `folder` (sqlite), or a fresh database in the session's PostgreSQL."""
+    if kind == "sqlite":
+        return str(folder / STORE_FILE)
+    import psycopg
+    server = request.getfixturevalue("postgres_url")
+    name = f"lifecycle_{secrets.token_hex(4)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty store of each kind."""
+    return new_store_url(request, request.param, tmp_path / "db")
 
 
 @pytest.fixture(scope="session")

@@ -1,38 +1,52 @@
-"""The job runner with real training, export and verification subprocesses on a tiny synthetic set (e2e: it
-starts training processes)."""
+"""The job queue with an in-process Worker running real training, export and verification subprocesses on a tiny
+synthetic set (e2e: it starts training processes); the whole job once on each store (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from contracts.checkpoints import BEST_CHECKPOINT, file_sha256
+from contracts.checkpoints import BEST_CHECKPOINT, LAST_CHECKPOINT, file_sha256
 from contracts.model_card import ModelCard
 from contracts.model_repository import DEFAULT_CLASSIFIER
-from lomar_serve.lifecycle.jobs import JobRunner, JobSettings
+from lomar_serve.lifecycle.job_worker import AUTO_DEPLOY_UNAVAILABLE, JobSettings, Worker
+from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.spec import JobRequest
-from lomar_serve.lifecycle.store import JobRecord, LifecycleStore
-from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS
+from lomar_serve.lifecycle.store import JobRecord, LifecycleStore, open_store
+from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS, new_store_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def wait_for(runner: JobRunner, job_id: str, done, timeout_s: float = 240.0) -> JobRecord:
+def wait_for(queue: JobQueue, job_id: str, done: Callable[[JobRecord], bool], timeout_s: float = 240.0
+             ) -> JobRecord:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        record = runner.get(job_id)
+        record = queue.get(job_id)
         if done(record):
             return record
         time.sleep(0.2)
-    pytest.fail(f"job {job_id} did not get there in time: {runner.describe(job_id)}")
+    pytest.fail(f"job {job_id} did not get there in time: {queue.describe(job_id)}")
 
 
 def finished(record: JobRecord) -> bool:
     return record.state not in ("queued", "running")
+
+
+def training(record: JobRecord) -> bool:
+    return record.state == "running" and bool(record.metrics.get("training", {}).get("step"))
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 @pytest.fixture()
@@ -41,11 +55,25 @@ def workspace(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def make_runner(workspace: Path, **kwargs) -> JobRunner:
-    store = LifecycleStore(workspace / "jobs" / "lifecycle.sqlite")
+@pytest.fixture()
+def store(request: pytest.FixtureRequest, workspace: Path) -> LifecycleStore:
+    """JOBS_DIR/lifecycle.sqlite; a test parametrised with store="postgresql" (indirect) gets a PostgreSQL one."""
+    return open_store(new_store_url(request, getattr(request, "param", "sqlite"), workspace / "jobs"))
+
+
+@pytest.fixture()
+def queue(store: LifecycleStore, workspace: Path) -> Iterator[JobQueue]:
+    queue = JobQueue(store, QueueSettings(jobs_dir=workspace / "jobs", heartbeat_timeout_s=15.0,
+                                          sweep_interval_s=0.5, cancel_wait_s=20.0))
+    queue.start()
+    yield queue
+    queue.stop()
+
+
+def make_worker(store: LifecycleStore, workspace: Path, worker_id: str, **hooks) -> Worker:
     settings = JobSettings(jobs_dir=workspace / "jobs", model_repository=workspace / "repo", poll_interval_s=0.2,
-                           terminate_grace_s=5.0)
-    return JobRunner(store, settings, **kwargs)
+                           terminate_grace_s=5.0, heartbeat_interval_s=0.5, claim_interval_s=0.2)
+    return Worker(store, settings, worker_id, **hooks)
 
 
 @pytest.fixture()
@@ -54,26 +82,29 @@ def deployed() -> list[tuple[str, str]]:
 
 
 @pytest.fixture()
-def runner(workspace: Path, deployed: list[tuple[str, str]]) -> Iterator[JobRunner]:
-    """A runner whose auto-deploy records its calls (the deployer itself is tested against Triton)."""
-    runner = make_runner(workspace, deploy=lambda name, version: deployed.append((name, version)) or {})
-    runner.start()
-    yield runner
-    runner.stop()
+def worker(store: LifecycleStore, workspace: Path, deployed: list[tuple[str, str]]) -> Iterator[Worker]:
+    """A worker whose auto-deploy records its calls (the deployer itself is tested against Triton)."""
+    worker = make_worker(store, workspace, "w1", deploy=lambda name, version: deployed.append((name, version)) or {})
+    worker.start()
+    yield worker
+    worker.stop()
 
 
-def request(data: str, epochs: int = 1, **options) -> JobRequest:
-    return JobRequest(data_dir=data, epochs=epochs, options={**TINY_OPTIONS, **options}, **TINY_MODEL)
+def plan(data_root: Path, jobs_dir: Path, data: str = "base", epochs: int = 1, auto_deploy: bool = False,
+         **options):
+    request = JobRequest(data_dir=data, epochs=epochs, options={**TINY_OPTIONS, **options}, auto_deploy=auto_deploy,
+                         **TINY_MODEL)
+    return request.plan(DataRoots.of([data_root]), jobs_dir)
 
 
-def test_job_trains_exports_verifies_and_deploys(runner: JobRunner, data_root: Path, workspace: Path,
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker, data_root: Path, workspace: Path,
                                                  deployed: list[tuple[str, str]]) -> None:
-    plan = request("base").model_copy(update={"auto_deploy": True}).plan(DataRoots.of([data_root]),
-                                                                         runner.settings.jobs_dir)
-    job = runner.submit(plan)
-    record = wait_for(runner, job.id, finished)
-    assert record.state == "succeeded", runner.describe(job.id)["log_tail"]
-    assert (record.stage, record.progress, record.model_version) == ("done", 1.0, "1")
+    job = queue.submit(plan(data_root, queue.settings.jobs_dir, auto_deploy=True))
+    assert job.state == "queued"
+    record = wait_for(queue, job.id, finished)
+    assert record.state == "succeeded", queue.describe(job.id)["log_tail"]
+    assert (record.stage, record.progress, record.model_version, record.worker) == ("done", 1.0, "1", "w1")
     card = ModelCard.read(workspace / "repo" / DEFAULT_CLASSIFIER / "1")
     assert card.classes == ("class_000_circle", "class_001_square", "class_002_triangle")
     assert card.source_checkpoint == BEST_CHECKPOINT
@@ -83,49 +114,67 @@ def test_job_trains_exports_verifies_and_deploys(runner: JobRunner, data_root: P
     assert verification["metric"] == "top1" and verification["count"] == 12 and verification["baseline"] is None
     assert 0.0 <= verification["value"] <= 100.0 and verification["not_worse"]
     assert deployed == [("lomar_classifier", "1")] and record.metrics["deploy"]["deployed"] is True
-    log = runner.describe(job.id)["log_tail"]
-    assert "== stage verify ==" in log and "exported lomar_classifier version 1" in log
+    log = queue.describe(job.id)["log_tail"]
+    assert "== stage verify ==" in log and "exported lomar_classifier version 1" in log and "== worker w1 ==" in log
 
 
-def test_cancel_terminates_the_running_stage(runner: JobRunner, data_root: Path) -> None:
-    job = runner.submit(request("base", epochs=500).plan(DataRoots.of([data_root]), runner.settings.jobs_dir))
-    wait_for(runner, job.id, lambda r: r.state == "running" and r.metrics.get("training", {}).get("step"))
-    pid = runner.running_pid
+def test_cancel_reaches_the_worker_through_the_store(queue: JobQueue, worker: Worker, data_root: Path) -> None:
+    job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500))
+    wait_for(queue, job.id, training)
+    pid = worker.running_pid
     assert pid is not None
-    record = runner.cancel(job.id)
-    assert record.state == "cancelled"
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)  # the whole group is gone
-    assert "stage train" in runner.describe(job.id)["log_tail"]
+    record = queue.cancel(job.id)  # sets cancel_requested; the worker's next heartbeat ends the stage
+    assert (record.state, record.message, record.cancel_requested) == ("cancelled", "cancelled while running", True)
+    deadline = time.monotonic() + 10
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(pid), "the training process group outlived the cancel"
+    assert "stage train" in queue.describe(job.id)["log_tail"]
     with pytest.raises(Exception, match="cancelled"):
-        runner.cancel(job.id)
+        queue.cancel(job.id)
+    # the worker is free again: the next job runs
+    assert wait_for(queue, queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500)).id, training).worker == "w1"
 
 
-def test_interrupted_job_survives_and_resumes_from_its_checkpoint(workspace: Path, data_root: Path) -> None:
-    first = make_runner(workspace)
-    first.start()
-    plan = request("base", epochs=4, save_every_steps=1).plan(DataRoots.of([data_root]), first.settings.jobs_dir)
-    job = first.submit(plan)
-    checkpoint = Path(job.output_dir) / "checkpoint-last.pth"
-    wait_for(first, job.id, lambda r: checkpoint.is_file() and r.metrics.get("training", {}).get("step"))
-    # the gateway dies: its record says running, its process is gone
-    pid = first.running_pid
+def test_a_job_given_up_by_the_sweeper_is_stopped_by_its_worker(queue: JobQueue, worker: Worker, store: LifecycleStore,
+                                                                data_root: Path) -> None:
+    """A worker cut off from the store for longer than the timeout: its job was interrupted meanwhile (and may be
+    resumed elsewhere), so at its next heartbeat the worker ends the stage and leaves the record alone."""
+    job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500))
+    wait_for(queue, job.id, training)
+    pid = worker.running_pid
     assert pid is not None
-    os.killpg(pid, 9)
-    first.stop()
-    first.store.transition(job.id, ("interrupted", "failed", "running"), "running")
+    assert store.interrupt_stale(-1.0, "given up: {id}") == [job.id]  # as if its heartbeats had stopped arriving
+    deadline = time.monotonic() + 15
+    while not (gone(pid) and worker.current_job is None) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(pid) and worker.current_job is None
+    record = queue.get(job.id)
+    assert (record.state, record.message) == ("interrupted", f"given up: {job.id}")
+    assert "given up as interrupted" in queue.describe(job.id)["log_tail"]
 
-    second = make_runner(workspace)
-    assert second.start() == [job.id]
+
+def test_a_stopped_worker_leaves_the_job_interrupted_and_another_resumes_it(queue: JobQueue, store: LifecycleStore,
+                                                                            workspace: Path, data_root: Path) -> None:
+    first = make_worker(store, workspace, "first")
+    first.start()
+    job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=4, auto_deploy=True, save_every_steps=1))
+    checkpoint = Path(job.output_dir) / LAST_CHECKPOINT
+    wait_for(queue, job.id, lambda r: checkpoint.is_file() and training(r))
+    first.stop()  # what SIGTERM to `lomar worker` does
+    record = queue.get(job.id)
+    assert record.state == "interrupted" and "worker first running this job was stopped" in record.message
+    assert f"jobs/{job.id}/resume" in record.message and checkpoint.is_file()
+
+    queue.resume(job.id)
+    second = make_worker(store, workspace, "second")  # no control plane: auto-deploy is not available
+    second.start()
     try:
-        record = second.get(job.id)
-        assert record.state == "interrupted" and "resume" in record.message
-        assert Path(record.log_path).is_file() and checkpoint.is_file()
-        second.resume(job.id)
-        record = wait_for(second, job.id, finished)
-        assert record.state == "succeeded", second.describe(job.id)["log_tail"]
+        record = wait_for(queue, job.id, finished)
+        assert record.state == "succeeded", queue.describe(job.id)["log_tail"]
         assert "resumed from" in Path(record.log_path).read_text()
         assert record.metrics["training"]["epochs_done"] >= 4 and record.model_version == "1"
+        assert record.worker == "second"
+        assert record.metrics["deploy"] == {"deployed": False, "message": AUTO_DEPLOY_UNAVAILABLE}
     finally:
         second.stop()
