@@ -24,7 +24,10 @@ from pydantic import ValidationError
 from lomar_serve.lifecycle.executors import ExecutorError, ExecutorSettings, LocalExecutor, StageRun, make_executor
 from lomar_serve.lifecycle.executors.job_manifest import DNS1123_LABEL_MAX, JobTemplate, job_manifest, job_name
 from lomar_serve.lifecycle.executors.kubernetes import KubernetesExecutor
-from lomar_serve.lifecycle.jobs import JobRunner, JobSettings, StageFailed
+from lomar_serve.lifecycle.job_worker import JobSettings, Worker
+from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
+from lomar_serve.lifecycle.paths import DataRoots
+from lomar_serve.lifecycle.spec import JobRequest
 from lomar_serve.lifecycle.spec import JobPlan
 from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command
 from lomar_serve.lifecycle.store import LifecycleStore
@@ -225,17 +228,26 @@ def test_a_failed_job_gives_its_exit_code_and_its_pod_log(cluster, shared: dict[
     assert re.search(r"failed: BackoffLimitExceeded: .*; pod \S+ exited with code 2\n", log)
 
 
-def test_the_job_runner_reports_a_failed_kubernetes_stage(cluster, shared: dict[str, Any], tmp_path: Path) -> None:
-    """The runner's stages go through JobSettings.executor; the failure names the stage's own error line."""
+def test_a_worker_reports_a_failed_kubernetes_stage(cluster, shared: dict[str, Any]) -> None:
+    """A worker's stages go through JobSettings.executor; the job fails naming the stage's own error line."""
     stub, executor = cluster
     stub.script = lambda manifest: PodScript(log=b"ValueError: no images in /data/base\n", exit_code=1)
-    runner = JobRunner(LifecycleStore(tmp_path / "lifecycle.sqlite"),
-                       JobSettings(jobs_dir=shared["jobs_dir"], model_repository=shared["model_repository"],
-                                   poll_interval_s=0.05, executor=executor))
-    paths = StagePaths(shared["jobs_dir"] / JOB_ID)
-    paths.job_dir.mkdir(parents=True)
-    with pytest.raises(StageFailed, match="training failed with exit code 1: ValueError: no images in /data/base"):
-        runner._run_stage(JOB_ID, "training", list(training_run(paths, shared["data_roots"][0]).command), paths)
+    (shared["data_roots"][0] / "base").mkdir(parents=True)
+    store = LifecycleStore(shared["jobs_dir"] / "lifecycle.sqlite")
+    queue = JobQueue(store, QueueSettings(jobs_dir=shared["jobs_dir"]))
+    plan = JobRequest(data_dir="base", model="lomar_tiny_patch16", epochs=1).plan(
+        DataRoots.of(shared["data_roots"]), shared["jobs_dir"])
+    job = queue.submit(plan)
+    worker = Worker(store, JobSettings(jobs_dir=shared["jobs_dir"], model_repository=shared["model_repository"],
+                                       poll_interval_s=0.05, claim_interval_s=0.05, executor=executor), "w1")
+    worker.start()
+    try:
+        wait_for(lambda: queue.get(job.id).finished)
+    finally:
+        worker.stop()
+    record = queue.get(job.id)
+    assert (record.state, record.stage) == ("failed", "train")
+    assert record.message == "training failed with exit code 1: ValueError: no images in /data/base"
     assert len(stub.created) == 1
 
 
