@@ -12,7 +12,8 @@ from lomar_serve.lifecycle.errors import DeployError, JobConflict
 from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
 from lomar_serve.lifecycle.spec import JobPlan
 from lomar_serve.lifecycle.store import STORE_FILE, open_store
-from lomar_serve.worker import WorkerSettings, build_worker, control_plane_hooks
+from lomar_serve.lifecycle.executors import ExecutorSettings
+from lomar_serve.worker import WorkerSettings, build_worker, control_plane_deploy
 from tests.lomar_serve.e2e.conftest import free_port
 
 PLAN = JobPlan(kind="finetune", data_dir="/data/set", model_name="m", epochs=1, model="lomar_tiny_patch16")
@@ -70,14 +71,12 @@ def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("LOMAR_WORKER_ID")
     assert WorkerSettings().worker_id.endswith(f"-{os.getpid()}")
     with pytest.raises(ValueError):
-        WorkerSettings(executor="slurm")
+        ExecutorSettings(executor="slurm")  # the worker's executor: local or kubernetes
     with pytest.raises(ValueError):
         WorkerSettings(worker_id="bad id with spaces")
 
 
-def test_control_plane_hooks_when_it_cannot_be_reached() -> None:
-    """A control plane that is down: the verification runs without a baseline, an auto-deploy fails clearly."""
-    serving_version, deploy = control_plane_hooks(f"http://127.0.0.1:{free_port()}", "token-123456")
-    assert serving_version("lomar_classifier") is None
+def test_auto_deploy_when_the_control_plane_cannot_be_reached() -> None:
+    deploy = control_plane_deploy(f"http://127.0.0.1:{free_port()}", "token-123456")
     with pytest.raises(DeployError, match="cannot reach"):
         deploy("lomar_classifier", "2")
