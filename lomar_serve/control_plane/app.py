@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from lomar_serve.api.admin_guard import AdminGuard
 from lomar_serve.api.errors import install_error_handlers
+from lomar_serve.api.openapi import error_responses
 from lomar_serve.api.routes import admin, docs
 from lomar_serve.api.schemas import Health
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -47,5 +48,10 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     @app.get("/healthz", tags=["health"], summary="The control plane process is alive")
     async def healthz() -> Health:
         return Health(status="ok")
+
+    @app.get("/readyz", tags=["health"], summary="The lifecycle store answers", responses=error_responses(503))
+    async def readyz() -> Health:
+        await asyncio.to_thread(app.state.lifecycle.store.list_jobs, 1)  # StoreUnavailable: a 503 that says why
+        return Health(status="ready")
 
     return app
