@@ -52,6 +52,6 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     @app.get("/readyz", tags=["health"], summary="The lifecycle store answers", responses=error_responses(503))
     async def readyz() -> Health:
         await asyncio.to_thread(app.state.lifecycle.store.list_jobs, 1)  # StoreUnavailable: a 503 that says why
-        return Health(status="ready")
+        return Health(status="ok")
 
     return app

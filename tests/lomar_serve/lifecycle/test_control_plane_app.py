@@ -23,7 +23,7 @@ def control(tmp_path: Path) -> Iterator[TestClient]:
 
 def test_health_and_admin_routes(control: TestClient) -> None:
     assert control.get("/healthz").json() == {"status": "ok"}
-    assert control.get("/readyz").json() == {"status": "ready"}
+    assert control.get("/readyz").json() == {"status": "ok"}
     assert control.get("/v1/admin/jobs").status_code == 401
     assert control.get("/v1/admin/jobs", headers=AUTH).json() == {"jobs": []}
     assert control.post("/v1/classify").status_code == 404  # no inference here: that is the gateway's
