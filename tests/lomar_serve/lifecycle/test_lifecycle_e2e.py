@@ -248,12 +248,13 @@ def test_everything_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
     stack.start()
     with httpx.Client(base_url=stack.admin_url, timeout=60) as admin, \
             httpx.Client(base_url=stack.url, timeout=60) as http:
-        deadline = time.monotonic() + 30  # the restarted control plane's sweep: no heartbeat for 5 s
+        # the worker got SIGTERM from the kernel and marked it itself; else the restarted control plane's sweep
+        # would (no heartbeat for 5 s)
+        deadline = time.monotonic() + 30
         while (record := admin.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json())["state"] == "running":
             assert time.monotonic() < deadline, f"the job of the killed worker was never interrupted: {record}"
             time.sleep(0.5)
-        assert record["state"] == "interrupted" and "no heartbeat for 5 s" in record["message"]
-        assert "resume" in record["message"]
+        assert record["state"] == "interrupted" and "resume" in record["message"], record
         log = admin.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 0}, headers=AUTH).json()["text"]
         assert log.startswith("[") and "== stage train ==" in log and "training.runner" in record["log_tail"]
         assert serving(http) == "1" and classify(http, image_path_bytes(stack))[0] == "1"
