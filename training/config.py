@@ -78,6 +78,8 @@ class TrainConfig:
     log_every: int = setting(20, "optimizer steps between metric records")
     progress: bool = setting(True, "progress bars (rank 0)")
     dist_backend: str = setting("", "DDP backend; empty = nccl on CUDA, gloo on CPU")
+    data_roots: str = setting("", "folders every image must resolve into, symlinks followed (os.pathsep-separated; "
+                                  "retrain jobs pass theirs); empty = symlinks followed anywhere", path=True)
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "accum_iter", "image_size", "log_every")

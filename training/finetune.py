@@ -107,9 +107,10 @@ def run(config: FinetuneConfig) -> int:
     ctx = init_distributed(config.device, config.dist_backend)
     configure_backends(config, ctx)
     train_dir, val_dir = split_dirs(config)
+    roots = datasets.parse_roots(config.data_roots) if config.data_roots else None
     train_set, classes = image_folder(train_dir, finetune_transform(config.image_size, config.auto_augment,
-                                                                    config.reprob), seed=config.seed)
-    val_set, _ = image_folder(val_dir, EvalTransform(config.image_size), classes=classes)
+                                                                    config.reprob), seed=config.seed, roots=roots)
+    val_set, _ = image_folder(val_dir, EvalTransform(config.image_size), classes=classes, roots=roots)
     arch, init_state = classifier_config(config, len(classes))
     torch.manual_seed(config.seed)  # identical head initialisation on every process
     model: LoMaRClassifier = build_model(arch, pretrain=False)

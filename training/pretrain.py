@@ -17,6 +17,7 @@ from contextlib import closing
 
 import torch
 
+from contracts import datasets
 from training.checkpointing import TrainingState, load_training_checkpoint, resume_path
 from training.config import PretrainConfig, parse_config
 from training.data import ImageDataset, image_files, pretrain_transform
@@ -49,8 +50,9 @@ def build_model(config: PretrainConfig) -> LoMaRPretrainer:
 
 def build_dataset(config: PretrainConfig) -> ImageDataset:
     """Decoded and augmented in the workers (--decode cpu), or read there and decoded on the GPU (--decode gpu)."""
+    roots = datasets.parse_roots(config.data_roots) if config.data_roots else None
     dataset = image_files(config.data_dir, pretrain_transform(config.image_size, config.min_crop_scale),
-                          seed=config.seed)
+                          seed=config.seed, roots=roots)
     if resolve_decode(config.decode) == "gpu":
         return EncodedImageDataset(dataset.samples, config.image_size, config.min_crop_scale, seed=config.seed)
     return dataset

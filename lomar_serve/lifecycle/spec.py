@@ -88,7 +88,8 @@ class JobRequest(BaseModel):
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),
                        model_name=check_model_name(name),
-                       epochs=self.epochs, options=options, auto_deploy=self.auto_deploy)
+                       epochs=self.epochs, options=options, auto_deploy=self.auto_deploy,
+                       data_roots=tuple(str(root) for root in roots.roots))
 
 
 def check_option(job_kind: str, key: str, value: Scalar) -> Scalar:
@@ -142,6 +143,9 @@ class JobPlan:
     model_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     auto_deploy: bool = False
+    # The resolved data roots the paths were confined to: the training and scoring programs get them
+    # (--data-roots) and refuse any image that resolves outside them (a symlink inside a root pointing out).
+    data_roots: tuple[str, ...] = ()
 
     @property
     def task(self) -> str:
@@ -165,4 +169,4 @@ class JobPlan:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> JobPlan:
-        return cls(**values)
+        return cls(**{**values, "data_roots": tuple(values.get("data_roots", ()))})  # JSON gives a list

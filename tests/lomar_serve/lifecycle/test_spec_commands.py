@@ -11,6 +11,7 @@ from contracts.checkpoints import LAST_CHECKPOINT
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.progress import job_progress, read_records, training_progress
+from lomar_serve.lifecycle import scoring
 from lomar_serve.lifecycle.scoring import Score, not_worse
 from lomar_serve.lifecycle.spec import TRAINING_CONFIGS, TRAINING_OPTIONS, JobPlan, JobRequest
 from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
@@ -42,6 +43,23 @@ def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> 
     assert f"--checkpoint={paths.train / LAST_CHECKPOINT}" in export
     verify = verification_command(plan, paths, tmp_path / "repo", "4", "3", "py")
     assert "--version=4" in verify and "--baseline=3" in verify
+    # both stages that list images get the roots the plan was confined to
+    assert plan.data_roots == (str(roots.roots[0]),)
+    assert f"--data-roots={roots.roots[0]}" in command and f"--data-roots={roots.roots[0]}" in verify
+    parsed = vars(build_parser(TRAINING_CONFIGS["finetune"], "test", "test").parse_args(command[4:]))
+    assert parsed["data_roots"] == str(roots.roots[0])
+
+
+def test_scoring_refuses_evaluation_images_outside_the_roots(roots: DataRoots, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The verification stage lists images before loading any model: a symlink leading out stops it there."""
+    (tmp_path / "secret.png").write_bytes(b"x")
+    (roots.roots[0] / "set" / "train" / "a" / "leak.png").symlink_to(tmp_path / "secret.png")
+    arguments = ["--repository", str(tmp_path / "repo"), "--name", "m", "--version", "1", "--out",
+                 str(tmp_path / "out.json"), "--data-dir", str(roots.roots[0] / "set" / "train")]
+    assert scoring.main([*arguments, f"--data-roots={roots.roots[0]}"]) == 2
+    assert "image a/leak.png under" in capsys.readouterr().err and not (tmp_path / "out.json").exists()
+    assert len(scoring.list_samples(roots.roots[0] / "set" / "train", 10)) == 1  # no roots: followed
 
 
 @pytest.mark.parametrize("changes, error", [
