@@ -57,9 +57,7 @@ def split_dirs(config: FinetuneConfig) -> tuple[Path, Path]:
 
 def classifier_config(config: FinetuneConfig, num_classes: int) -> tuple[LoMaRConfig, dict | None]:
     """The classifier's architecture (from --model, else from --init) and the init weights, if any."""
-    overrides = dict(img_size=config.image_size, num_classes=num_classes, global_pool=config.global_pool,
-                     drop_path_rate=config.drop_path)
-    overrides.update(config.model_options)
+    overrides = config.architecture_overrides(num_classes)
     init_config, state = read_init(config.init) if config.init else (None, None)
     if config.model:
         arch = model_config(config.model, **overrides)

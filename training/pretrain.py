@@ -33,10 +33,7 @@ from training.runner import (
 
 def build_model(config: PretrainConfig) -> LoMaRPretrainer:
     """The registered architecture with the pretraining objective's settings and any --model-option overrides."""
-    options = dict(window_size=config.window_size, num_windows=config.num_windows, mask_ratio=config.mask_ratio,
-                   norm_pix_loss=config.norm_pix_loss, img_size=config.image_size)
-    options.update(config.model_options)
-    model = create_model(config.model, pretrain=True, **options)
+    model = create_model(config.model, pretrain=True, **config.architecture_overrides())
     c = model.config
     positions = (config.image_size // c.patch_size - c.window_size + 1) ** 2
     if positions < c.num_windows:

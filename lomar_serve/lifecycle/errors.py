@@ -72,3 +72,9 @@ class DeployError(LifecycleError):
 
 class NothingToRollBack(LifecycleError):
     status, code = 409, "nothing_to_roll_back"
+
+
+class OverMemoryBudget(LifecycleError):
+    """A job whose model, at its batch size and resolution, would need more memory than the job budget."""
+
+    status, code = 422, "over_memory_budget"

@@ -60,7 +60,7 @@ class DeployRequest(BaseModel):
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
 def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
-    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir)
+    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, lifecycle.memory_budget)
     record = lifecycle.jobs.submit(plan)
     LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
     return Job.model_validate(record.to_dict())
