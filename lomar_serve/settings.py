@@ -60,8 +60,6 @@ class Settings(BaseSettings):
     data_roots: Annotated[tuple[Path, ...], NoDecode] = ()  # LOMAR_DATA_ROOTS: separated by os.pathsep
     jobs_dir: Path | None = None
     deploy_drain_s: float = Field(1.0, ge=0)
-    # Memory one retrain job may need (GiB; lomar_serve/lifecycle/budget.py); None: 3/4 of this machine's memory.
-    job_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
     # Similar-image search (lomar_serve/search): where collections live (None: next to the repository), the
     # engine (embedded usearch files, or PostgreSQL+pgvector at search_pg_url), images per re-index inference
     # call, and how long a deploy keeps the old version loaded for the collections' re-index.

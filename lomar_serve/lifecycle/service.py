@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lomar_serve.lifecycle.auth import AdminAuth
-from lomar_serve.lifecycle.budget import MemoryBudget
 from lomar_serve.lifecycle.deploy import Deployer, DeploySettings, Routing
 from lomar_serve.lifecycle.jobs import JobRunner, JobSettings
 from lomar_serve.lifecycle.paths import DataRoots
@@ -41,7 +40,7 @@ class LifecycleConfig:
     data_roots: tuple[Path, ...] = ()  # where job data may come from
     jobs_dir: Path | None = None  # None: default_jobs_dir(model_repository)
     deploy: DeploySettings = field(default_factory=DeploySettings)
-    job_memory_gb: float | None = None  # None: 3/4 of this machine's memory (lifecycle.budget)
+    job_memory_gb: float | None = None  # LOMAR_JOB_MEMORY_GB; None: 3/4 of this machine's memory (lifecycle.budget)
 
     def __repr__(self) -> str:  # the token never appears in logs
         return (f"LifecycleConfig(model_repository={self.model_repository}, triton_url={self.triton_url}, "
@@ -57,7 +56,6 @@ class Lifecycle:
         self.jobs_dir = (config.jobs_dir or default_jobs_dir(config.model_repository)).resolve()
         self.auth = AdminAuth(config.admin_token)
         self.roots = DataRoots.of(config.data_roots)
-        self.memory_budget = MemoryBudget.of(config.job_memory_gb)
         self.store = LifecycleStore(self.jobs_dir / STORE_FILE)
         self.routing = Routing(self.store)
         self.repository = RepositoryView(Path(config.model_repository))
@@ -90,8 +88,7 @@ def build_lifecycle(settings: Settings, on_switch: Callable[[str, str], None] | 
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     config = LifecycleConfig(model_repository=settings.model_repository, triton_url=str(settings.triton_url),
                              admin_token=token, data_roots=tuple(settings.data_roots), jobs_dir=settings.jobs_dir,
-                             deploy=DeploySettings(drain_s=settings.deploy_drain_s),
-                             job_memory_gb=settings.job_memory_gb)
+                             deploy=DeploySettings(drain_s=settings.deploy_drain_s))
     try:
         return Lifecycle(config, on_switch)
     except (OSError, sqlite3.Error) as error:
