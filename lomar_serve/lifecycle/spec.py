@@ -64,11 +64,10 @@ class JobRequest(BaseModel):
     auto_deploy: bool = Field(False, description="deploy the new version when its evaluation is not worse "
                                                  "than the serving version's")
 
-    def plan(self, roots: DataRoots, jobs_dir: Path, memory: MemoryBudget | None | Literal["machine"] = "machine",
-             ) -> JobPlan:
+    def plan(self, roots: DataRoots, jobs_dir: Path, memory: MemoryBudget | None = None) -> JobPlan:
         """Resolve and check everything; raises PathNotAllowed / InvalidName / LifecycleError / OverMemoryBudget.
 
-        memory: the job memory budget; "machine" = `MemoryBudget.of(None)` (3/4 of this machine's memory).
+        memory: the job memory budget; None = `MemoryBudget.of(None)` (3/4 of this machine's memory).
         """
         if self.kind == "pretrain" and (self.init or self.from_job):
             raise LifecycleError("a pretrain job starts from a new model (give `model`); init and from_job are "
@@ -94,12 +93,12 @@ class JobRequest(BaseModel):
                 "model_options": dict(self.model_options), **({"init": str(init)} if init else {})})
         except ConfigError as error:
             raise LifecycleError(f"invalid training options: {error}") from None
-        budget = MemoryBudget.of(None) if memory == "machine" else memory
+        budget = memory or MemoryBudget.of(None)
         architecture = job_architecture(config, self.model, init, datasets.train_dir(data_dir))
         if budget is not None and architecture is not None:
             budget.check(architecture, config.batch_size, config.image_size, self.kind == "pretrain",
                          fp32=config.device != "cuda" or config.amp == "none",
-                         ema=bool(getattr(config, "model_ema", False)))
+                         ema=isinstance(config, FinetuneConfig) and config.model_ema)
         name = DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]] if self.model_name is None else self.model_name
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),

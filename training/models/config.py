@@ -32,9 +32,7 @@ class LoMaRConfig:
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):  # every field has a scalar default: its type is the field's type
             value, kind = getattr(self, spec.name), type(spec.default)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if kind is bool and not isinstance(value, bool) or kind is int and not (number and isinstance(value, int)) \
-                    or kind is float and not (number and math.isfinite(value)):
+            if not _of_type(value, kind):
                 raise ConfigError(f"model option {spec.name} must be a{'n' if kind is int else ''} "
                                   f"{'finite ' if kind is float else ''}{kind.__name__}, got {value!r}")
         for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
@@ -76,3 +74,12 @@ class LoMaRConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "LoMaRConfig":
         return cls().replace(**values)
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    """bool: a bool; int: an int, not a bool; float: a finite int or float, not a bool; else an instance."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)

@@ -147,6 +147,5 @@ def test_a_job_from_a_checkpoint_is_sized_by_the_run_that_wrote_it(roots: DataRo
     larger = request.model_copy(update={"options": {"batch_size": 512}})
     with pytest.raises(OverMemoryBudget, match="depth 6, embed_dim 768"):
         larger.plan(roots, tmp_path / "jobs", budget)
-    larger.plan(roots, tmp_path / "jobs", None)  # no budget known: not checked
     (run / CONFIG_FILE).unlink()
     larger.plan(roots, tmp_path / "jobs", budget)
