@@ -2,9 +2,9 @@
 
 The estimate (`training.models.memory`, torch-free) counts the model's fp32 weights, gradients and AdamW state and
 the activations of one batch; a job above the budget is refused with both figures (422 over_memory_budget) before
-anything is queued. The budget is LOMAR_JOB_MEMORY_GB (GiB, 2**30 bytes) when set, else 3/4 of this machine's
-physical memory: a CPU job beyond it would be killed for memory, taking the page cache or a neighbour (Triton,
-the gateway) with it, and a GPU job's activations beyond it cannot fit any card this machine drives either.
+anything is queued. The budget is LOMAR_JOB_MEMORY_GB (GiB, 2**30 bytes) when set, else 3/4 of the physical
+memory of the machine that checks the request: a CPU job beyond it would be killed for memory, taking the page
+cache or a neighbour (Triton, the gateway) with it. Where workers run on other machines, set the budget to theirs.
 """
 from __future__ import annotations
 
