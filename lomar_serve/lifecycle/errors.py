@@ -78,4 +78,3 @@ class DeployError(LifecycleError):
 
 class NothingToRollBack(LifecycleError):
     status, code = 409, "nothing_to_roll_back"
-
