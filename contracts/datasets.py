@@ -8,9 +8,16 @@ which ignores labels). An image is a file with one of the extensions of the acce
 (`contracts.preprocessing.IMAGE_EXTENSIONS`, any case); hidden files and folders (names starting with ".",
 such as macOS's "._photo.jpg") are ignored. Class names are the sorted names of the class folders; a label is
 an index into them.
+
+Data roots: a program that must not read outside some folders (a retrain job: `--data-roots`, the gateway's
+LOMAR_DATA_ROOTS) lists with `roots`; every image must then resolve (symlinks followed, `..` collapsed) inside
+one of them. Without `roots` symlinked images and class folders are followed wherever they point (a legitimate
+way to assemble a data set from several disks).
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from contracts.preprocessing import IMAGE_EXTENSIONS
@@ -24,13 +31,45 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
-def image_files(root: str | Path) -> list[Path]:
-    """Every image under `root`, recursively, sorted; hidden folders skipped. [] when `root` is not a folder."""
+class OutsideDataRoots(ValueError):
+    """An image whose resolved path leaves the data roots (a symlink pointing elsewhere)."""
+
+
+def parse_roots(text: str) -> tuple[Path, ...]:
+    """Data roots written as one string, separated by os.pathsep (as LOMAR_DATA_ROOTS), each resolved."""
+    return resolve_roots(part for part in text.split(os.pathsep) if part)
+
+
+def resolve_roots(roots: Iterable[str | Path]) -> tuple[Path, ...]:
+    """Each root with "~" expanded and symlinks resolved (what `within` compares against)."""
+    return tuple(Path(root).expanduser().resolve() for root in roots)
+
+
+def within(resolved: Path, roots: Sequence[Path]) -> bool:
+    """Whether an already resolved path is one of the resolved `roots` or lies under one."""
+    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
+
+
+def image_files(root: str | Path, roots: Sequence[Path] | None = None) -> list[Path]:
+    """Every image under `root`, recursively, sorted; hidden folders skipped. [] when `root` is not a folder.
+
+    roots: resolved data roots (`resolve_roots`); None = no confinement. With roots, an image that resolves
+    outside them is an OutsideDataRoots error naming its path relative to `root`. Refused rather than skipped:
+    a job that silently trains on fewer images than its data set holds is a worse surprise than one that stops
+    and says which file to fix.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(path for path in root.rglob("*")
-                  if is_image_file(path) and not _hidden(path.relative_to(root).parent))
+    files = sorted(path for path in root.rglob("*")
+                   if is_image_file(path) and not _hidden(path.relative_to(root).parent))
+    if roots is not None:
+        for path in files:
+            if not within(path.resolve(), roots):
+                raise OutsideDataRoots(f"image {path.relative_to(root)} under {root} resolves outside the data "
+                                       f"roots ({', '.join(map(str, roots)) or 'none'}): symlinks must stay "
+                                       "inside them")
+    return files
 
 
 def class_names(root: str | Path) -> list[str]:

@@ -78,6 +78,8 @@ class TrainConfig:
     log_every: int = setting(20, "optimizer steps between metric records")
     progress: bool = setting(True, "progress bars (rank 0)")
     dist_backend: str = setting("", "DDP backend; empty = nccl on CUDA, gloo on CPU")
+    data_roots: str = setting("", "folders every image must resolve into, symlinks followed (os.pathsep-separated; "
+                                  "retrain jobs pass theirs); empty = symlinks followed anywhere", path=True)
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "accum_iter", "image_size", "log_every")
@@ -126,6 +128,11 @@ class PretrainConfig(TrainConfig):
     norm_pix_loss: bool = setting(True, "reconstruct per-patch normalised pixels")
     decode: str = setting("cpu", "cpu | gpu: decode JPEGs (nvJPEG) and crop/flip on the GPU; cpu without CUDA")
 
+    def architecture_overrides(self) -> dict[str, Any]:
+        """LoMaRConfig fields this run sets on its registered architecture (the objective's, then --model-option)."""
+        return {"window_size": self.window_size, "num_windows": self.num_windows, "mask_ratio": self.mask_ratio,
+                "norm_pix_loss": self.norm_pix_loss, "img_size": self.image_size, **self.model_options}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.decode not in DECODE_CHOICES:
@@ -156,6 +163,11 @@ class FinetuneConfig(TrainConfig):
     reprob: float = setting(0.25, "random erasing probability")
     model_ema: bool = setting(False, "keep an exponential moving average of the weights (evaluated too)")
     model_ema_decay: float = setting(0.9999, "EMA decay per optimizer step")
+
+    def architecture_overrides(self, num_classes: int) -> dict[str, Any]:
+        """LoMaRConfig fields this run sets on its architecture (the classifier's, then --model-option)."""
+        return {"img_size": self.image_size, "num_classes": num_classes, "global_pool": self.global_pool,
+                "drop_path_rate": self.drop_path, **self.model_options}
 
     def __post_init__(self) -> None:
         super().__post_init__()

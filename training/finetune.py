@@ -57,9 +57,7 @@ def split_dirs(config: FinetuneConfig) -> tuple[Path, Path]:
 
 def classifier_config(config: FinetuneConfig, num_classes: int) -> tuple[LoMaRConfig, dict | None]:
     """The classifier's architecture (from --model, else from --init) and the init weights, if any."""
-    overrides = dict(img_size=config.image_size, num_classes=num_classes, global_pool=config.global_pool,
-                     drop_path_rate=config.drop_path)
-    overrides.update(config.model_options)
+    overrides = config.architecture_overrides(num_classes)
     init_config, state = read_init(config.init) if config.init else (None, None)
     if config.model:
         arch = model_config(config.model, **overrides)
@@ -107,9 +105,10 @@ def run(config: FinetuneConfig) -> int:
     ctx = init_distributed(config.device, config.dist_backend)
     configure_backends(config, ctx)
     train_dir, val_dir = split_dirs(config)
+    roots = datasets.parse_roots(config.data_roots) if config.data_roots else None
     train_set, classes = image_folder(train_dir, finetune_transform(config.image_size, config.auto_augment,
-                                                                    config.reprob), seed=config.seed)
-    val_set, _ = image_folder(val_dir, EvalTransform(config.image_size), classes=classes)
+                                                                    config.reprob), seed=config.seed, roots=roots)
+    val_set, _ = image_folder(val_dir, EvalTransform(config.image_size), classes=classes, roots=roots)
     arch, init_state = classifier_config(config, len(classes))
     torch.manual_seed(config.seed)  # identical head initialisation on every process
     model: LoMaRClassifier = build_model(arch, pretrain=False)

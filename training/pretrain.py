@@ -17,6 +17,7 @@ from contextlib import closing
 
 import torch
 
+from contracts import datasets
 from training.checkpointing import TrainingState, load_training_checkpoint, resume_path
 from training.config import PretrainConfig, parse_config
 from training.data import ImageDataset, image_files, pretrain_transform
@@ -32,10 +33,7 @@ from training.runner import (
 
 def build_model(config: PretrainConfig) -> LoMaRPretrainer:
     """The registered architecture with the pretraining objective's settings and any --model-option overrides."""
-    options = dict(window_size=config.window_size, num_windows=config.num_windows, mask_ratio=config.mask_ratio,
-                   norm_pix_loss=config.norm_pix_loss, img_size=config.image_size)
-    options.update(config.model_options)
-    model = create_model(config.model, pretrain=True, **options)
+    model = create_model(config.model, pretrain=True, **config.architecture_overrides())
     c = model.config
     positions = (config.image_size // c.patch_size - c.window_size + 1) ** 2
     if positions < c.num_windows:
@@ -49,8 +47,9 @@ def build_model(config: PretrainConfig) -> LoMaRPretrainer:
 
 def build_dataset(config: PretrainConfig) -> ImageDataset:
     """Decoded and augmented in the workers (--decode cpu), or read there and decoded on the GPU (--decode gpu)."""
+    roots = datasets.parse_roots(config.data_roots) if config.data_roots else None
     dataset = image_files(config.data_dir, pretrain_transform(config.image_size, config.min_crop_scale),
-                          seed=config.seed)
+                          seed=config.seed, roots=roots)
     if resolve_decode(config.decode) == "gpu":
         return EncodedImageDataset(dataset.samples, config.image_size, config.min_crop_scale, seed=config.seed)
     return dataset

@@ -48,6 +48,12 @@ class InvalidName(LifecycleError):
     status, code = 422, "invalid_name"
 
 
+class OverMemoryBudget(LifecycleError):
+    """A job whose model, at its batch size and resolution, would need more memory than the job budget."""
+
+    status, code = 422, "over_memory_budget"
+
+
 class JobNotFound(LifecycleError):
     status, code = 404, "job_not_found"
 

@@ -1,7 +1,8 @@
 """Which paths and names an admin request may use.
 
 Data paths in requests are confined to configured data roots: a path is resolved (symlinks followed, `..`
-collapsed) and must then lie inside one resolved root. Model names and versions are validated against the
+collapsed) and must then lie inside one resolved root (`contracts.datasets.within`, the rule the job's training
+and scoring programs apply to every image they list, given `--data-roots`). Model names and versions are validated against the
 repository contract (contracts.model_repository) before they are ever joined to a directory.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.datasets import resolve_roots, within
 from contracts.model_repository import MODEL_NAME_RULE, is_model_name, is_version
 from lomar_serve.lifecycle.errors import InvalidName, PathNotAllowed
 
@@ -36,7 +38,7 @@ class DataRoots:
 
     @classmethod
     def of(cls, roots: Iterable[str | Path]) -> DataRoots:
-        return cls(tuple(Path(root).expanduser().resolve() for root in roots))
+        return cls(resolve_roots(roots))
 
     def resolve(self, path: str, *, kind: str = "path", must_be_dir: bool = False) -> Path:
         """The resolved `path` if it exists inside a data root.
@@ -55,7 +57,7 @@ class DataRoots:
             resolved = candidate.resolve()
         except (OSError, RuntimeError) as error:  # a symlink loop, a name too long
             raise PathNotAllowed(f"{kind} {path!r} cannot be resolved: {error}") from None
-        if not any(resolved == root or resolved.is_relative_to(root) for root in self.roots):
+        if not within(resolved, self.roots):
             raise PathNotAllowed(f"{kind} {path!r} is outside the data roots ({self.describe()})")
         if must_be_dir and not resolved.is_dir():
             raise PathNotAllowed(f"{kind} {path!r} is not a folder inside the data roots")

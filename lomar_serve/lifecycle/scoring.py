@@ -1,7 +1,7 @@
 """A job's verification stage: score an exported version, as served, on the job's evaluation images.
 
     python -m lomar_serve.lifecycle.scoring --repository REPO --name NAME --version 3 --data-dir VAL \
-        [--baseline 2] --out verification.json
+        [--baseline 2] [--data-roots ROOT1:ROOT2] --out verification.json
 
 Runs the version's `model.onnx` with ONNX Runtime on images found and decoded by the shared contracts
 (`contracts.datasets`, `contracts.preprocessing`: exactly as the gateway decodes uploads and training evaluates),
@@ -9,7 +9,8 @@ so it checks the artefact Triton will load, not the PyTorch checkpoint.
 Classifiers: top-1 accuracy (%) with predictions compared by label name against the class folders, so a
 baseline version with other classes is scored fairly. Reconstruction models: mean squared error (0..1 pixel
 scale) of the reconstruction on hidden patches at mask ratio 0.75, fixed seed. The same figure for the baseline
-(the serving version) lets auto-deploy check that the new version is not worse. Runs as a subprocess of the
+(the serving version) lets auto-deploy check that the new version is not worse. With --data-roots (a job
+passes its own), an evaluation image that resolves outside them (a symlink leading out) stops the scoring. Runs as a subprocess of the
 gateway (it needs onnxruntime, which the gateway process never imports).
 """
 from __future__ import annotations
@@ -18,12 +19,13 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from contracts.datasets import image_files
+from contracts.datasets import OutsideDataRoots, image_files, parse_roots
 from contracts.model_card import ModelCard
 from contracts.model_repository import ONNX_FILE
 from contracts.preprocessing import DecodeOptions, ImageError, decode_image
@@ -50,9 +52,13 @@ class Score:
     count: int
 
 
-def list_samples(data_dir: Path, limit: int) -> list[Sample]:
-    """Images under data_dir, labelled by their class folder (data_dir/CLASS/IMAGE), sorted, at most `limit`."""
-    files = image_files(data_dir)
+def list_samples(data_dir: Path, limit: int, roots: Sequence[Path] | None = None) -> list[Sample]:
+    """Images under data_dir, labelled by their class folder (data_dir/CLASS/IMAGE), sorted, at most `limit`.
+
+    Raises:
+        OutsideDataRoots: with resolved `roots`, an image resolves outside them.
+    """
+    files = image_files(data_dir, roots)
     samples = [Sample(p, p.parent.name if p.parent != data_dir else "") for p in files]
     if len(samples) > limit:  # an even spread over the classes, not the first few folders
         samples = [samples[round(i * len(samples) / limit)] for i in range(limit)]
@@ -146,10 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="the serving version, scored the same way for comparison")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--max-images", type=int, default=1000)
+    parser.add_argument("--data-roots", default="", help="folders every image must resolve into (os.pathsep-"
+                                                          "separated); empty = no confinement")
     parser.add_argument("--out", type=Path, required=True, help="JSON result file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    samples = list_samples(args.data_dir, args.max_images)
+    try:
+        samples = list_samples(args.data_dir, args.max_images, parse_roots(args.data_roots) if args.data_roots
+                               else None)
+    except OutsideDataRoots as error:
+        print(f"verify: {error}", file=sys.stderr)
+        return 2
     if not samples:
         print(f"verify: no images under {args.data_dir}", file=sys.stderr)
         return 2

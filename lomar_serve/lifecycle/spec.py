@@ -4,6 +4,8 @@ A request names data and a starting point; `JobRequest.plan()` confines every pa
 checkpoints, to earlier jobs' folders), checks names, and keeps only allowed training settings, each passed to
 the training program as one `--flag=value` argument (never through a shell). The allowed settings are the
 training config's own scalar fields (training.config.option_types: no paths), less those the job sets itself.
+The architecture (`model` and `model_options`) must be a valid LoMaRConfig whose training, at the requested batch
+size and image size, fits the job memory budget (`lomar_serve.lifecycle.budget`).
 """
 from __future__ import annotations
 
@@ -14,15 +16,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts import datasets
-from contracts.checkpoints import final_checkpoint
+from contracts.checkpoints import CONFIG_FILE, final_checkpoint
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, DEFAULT_RECONSTRUCTOR
+from lomar_serve.lifecycle.budget import MemoryBudget
 from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots, check_model_name
 from training.config import FinetuneConfig, PretrainConfig, TrainConfig, make_config, option_types  # no torch
 from training.errors import ConfigError
+from training.models.architectures import model_config  # no torch
+from training.models.config import LoMaRConfig
 
 ARCHITECTURE = re.compile(r"^[a-z0-9_]{1,64}$")
 OPTION_KEY = re.compile(r"^[a-z_]{1,32}$")
@@ -58,8 +64,11 @@ class JobRequest(BaseModel):
     auto_deploy: bool = Field(False, description="deploy the new version when its evaluation is not worse "
                                                  "than the serving version's")
 
-    def plan(self, roots: DataRoots, jobs_dir: Path) -> JobPlan:
-        """Resolve and check everything; raises PathNotAllowed / InvalidName / LifecycleError."""
+    def plan(self, roots: DataRoots, jobs_dir: Path, memory: MemoryBudget | None = None) -> JobPlan:
+        """Resolve and check everything; raises PathNotAllowed / InvalidName / LifecycleError / OverMemoryBudget.
+
+        memory: the job memory budget; None = `MemoryBudget.of(None)` (3/4 of this machine's memory).
+        """
         if self.kind == "pretrain" and (self.init or self.from_job):
             raise LifecycleError("a pretrain job starts from a new model (give `model`); init and from_job are "
                                  "starting points of finetune jobs")
@@ -79,16 +88,23 @@ class JobRequest(BaseModel):
                 raise InvalidName(f"invalid model option {key!r}")
         options = {key: check_option(self.kind, key, value) for key, value in self.options.items()}
         try:  # the training program's own validation (ranges, choices), before anything is queued
-            make_config(TRAINING_CONFIGS[self.kind], {**options, "data_dir": str(data_dir), "epochs": self.epochs,
-                                                      "model": self.model or "",
-                                                      **({"init": str(init)} if init else {})})
+            config = make_config(TRAINING_CONFIGS[self.kind], {
+                **options, "data_dir": str(data_dir), "epochs": self.epochs, "model": self.model or "",
+                "model_options": dict(self.model_options), **({"init": str(init)} if init else {})})
         except ConfigError as error:
             raise LifecycleError(f"invalid training options: {error}") from None
+        budget = memory or MemoryBudget.of(None)
+        architecture = job_architecture(config, self.model, init, datasets.train_dir(data_dir))
+        if budget is not None and architecture is not None:
+            budget.check(architecture, config.batch_size, config.image_size, self.kind == "pretrain",
+                         fp32=config.device != "cuda" or config.amp == "none",
+                         ema=isinstance(config, FinetuneConfig) and config.model_ema)
         name = DEFAULT_MODEL_NAMES[EXPORT_TASKS[self.kind]] if self.model_name is None else self.model_name
         return JobPlan(kind=self.kind, data_dir=str(data_dir), val_dir=str(val_dir) if val_dir else None,
                        init=str(init) if init else None, model=self.model, model_options=dict(self.model_options),
                        model_name=check_model_name(name),
-                       epochs=self.epochs, options=options, auto_deploy=self.auto_deploy)
+                       epochs=self.epochs, options=options, auto_deploy=self.auto_deploy,
+                       data_roots=tuple(str(root) for root in roots.roots))
 
 
 def check_option(job_kind: str, key: str, value: Scalar) -> Scalar:
@@ -117,6 +133,41 @@ def check_option(job_kind: str, key: str, value: Scalar) -> Scalar:
     return kind(value)
 
 
+def job_architecture(config: TrainConfig, model: str | None, init: Path | None,
+                     train_dir: Path) -> LoMaRConfig | None:
+    """The architecture the training program will build, read without torch: the request's `model`, else that of
+    the run which wrote the `init` checkpoint (its config.yaml beside it); None when neither says (a checkpoint
+    from elsewhere: its file fixes the architecture and is not read here). The training program's overrides
+    (image size, classes, objective, `model_options`) are applied as it applies them.
+
+    Raises:
+        LifecycleError: an unknown architecture or a model option of the wrong type or out of bounds.
+    """
+    options: dict[str, Any] = {}
+    if model is None and init is not None:
+        earlier = earlier_run(init)
+        model, options = earlier.get("model") or None, dict(earlier.get("model_options") or {})
+    if model is None:
+        return None
+    if isinstance(config, PretrainConfig):
+        overrides = config.architecture_overrides()
+    else:
+        overrides = config.architecture_overrides(max(1, len(datasets.class_names(train_dir))))
+    try:
+        return model_config(model, **{**options, **overrides})
+    except (ConfigError, TypeError) as error:
+        raise LifecycleError(f"invalid model options: {error}") from None
+
+
+def earlier_run(checkpoint: Path) -> dict[str, Any]:
+    """The training config saved beside a checkpoint by the run that wrote it ({} when absent or unreadable)."""
+    try:
+        values = yaml.safe_load((checkpoint.parent / CONFIG_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
 def job_checkpoint(jobs_dir: Path, job_id: str, kind: str) -> Path:
     """The checkpoint an earlier job left (best for fine-tuning, else last)."""
     train_dir = (jobs_dir / job_id / "train").resolve()
@@ -142,6 +193,9 @@ class JobPlan:
     model_options: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     auto_deploy: bool = False
+    # The resolved data roots the paths were confined to: the training and scoring programs get them
+    # (--data-roots) and refuse any image that resolves outside them (a symlink inside a root pointing out).
+    data_roots: tuple[str, ...] = ()
 
     @property
     def task(self) -> str:
@@ -165,4 +219,4 @@ class JobPlan:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> JobPlan:
-        return cls(**values)
+        return cls(**{**values, "data_roots": tuple(values.get("data_roots", ()))})  # JSON gives a list

@@ -5,6 +5,7 @@ interpreter, so training and export run in the same environment without being im
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,17 @@ def _flag(name: str, value: object) -> str:
     return f"--{name.replace('_', '-')}={value}"
 
 
+def _data_roots(plan: JobPlan) -> list[str]:
+    """--data-roots for a stage that lists images: each must resolve inside the roots the plan was checked
+    against (a symlink inside a root may not lead out of it)."""
+    return [f"--data-roots={os.pathsep.join(plan.data_roots)}"] if plan.data_roots else []
+
+
 def training_command(plan: JobPlan, paths: StagePaths, python: str = sys.executable) -> list[str]:
     """`lomar finetune|pretrain` for the plan; resumes from the output folder's last checkpoint when it exists."""
     command = [python, "-m", "lomar_serve.cli", plan.kind, f"--data-dir={plan.data_dir}",
-               f"--output-dir={paths.train}", f"--epochs={plan.epochs}", "--no-progress", "--auto-resume"]
+               f"--output-dir={paths.train}", f"--epochs={plan.epochs}", "--no-progress", "--auto-resume",
+               *_data_roots(plan)]
     if plan.val_dir and plan.kind == "finetune":
         command.append(f"--val-dir={plan.val_dir}")
     if plan.init:
@@ -73,7 +81,7 @@ def verification_command(plan: JobPlan, paths: StagePaths, repository: Path, ver
     """Score the exported version (and the serving one, for comparison) on the job's evaluation images."""
     command = [python, "-m", "lomar_serve.lifecycle.scoring", f"--repository={repository}",
                f"--name={plan.model_name}", f"--version={version}", f"--data-dir={plan.eval_dir}",
-               f"--out={paths.verification}"]
+               f"--out={paths.verification}", *_data_roots(plan)]
     if baseline:
         command.append(f"--baseline={baseline}")
     return command

@@ -1,8 +1,14 @@
 """The dataset folder convention: which files are images, class folders, train/val splits."""
 from __future__ import annotations
 
+import os
+import re
+
+import pytest
+
 from contracts.datasets import (
-    TRAIN_SPLIT, VAL_SPLIT, class_names, has_splits, image_files, is_image_file, train_dir, val_dir,
+    TRAIN_SPLIT, VAL_SPLIT, OutsideDataRoots, class_names, has_splits, image_files, is_image_file, parse_roots,
+    resolve_roots, train_dir, val_dir, within,
 )
 from contracts.preprocessing import IMAGE_EXTENSIONS
 
@@ -44,3 +50,46 @@ def test_splits(tmp_path):
     assert train_dir(tmp_path) == tmp_path / "train" and not has_splits(tmp_path)
     (tmp_path / VAL_SPLIT).mkdir()
     assert val_dir(tmp_path) == tmp_path / "val" and has_splits(tmp_path)
+
+
+def _escaping_set(tmp_path):
+    """root/set/{a,b}/*.png inside the data root, plus an image and a class folder that are symlinks leading out."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    inside = [_touch(root / "set" / "a" / "1.png"), _touch(root / "set" / "b" / "2.png")]
+    _touch(outside / "secret.png")
+    _touch(outside / "cls" / "3.png")
+    return root, outside, inside
+
+
+def test_image_files_inside_the_data_roots_are_listed(tmp_path):
+    root, outside, inside = _escaping_set(tmp_path)
+    (root / "set" / "b" / "same.png").symlink_to(inside[0])  # a symlink that stays inside is fine
+    roots = resolve_roots([root])
+    assert image_files(root / "set", roots) == sorted([*inside, root / "set" / "b" / "same.png"])
+    assert image_files(root / "set" / "a", parse_roots(f"{outside}{os.pathsep}{root}")) == inside[:1]
+
+
+def test_an_image_symlinked_out_of_the_roots_is_refused_by_its_relative_path(tmp_path):
+    root, outside, _ = _escaping_set(tmp_path)
+    (root / "set" / "a" / "leak.png").symlink_to(outside / "secret.png")
+    with pytest.raises(OutsideDataRoots, match=f"image a/leak.png under {re.escape(str(root / 'set'))} resolves "
+                                               "outside the data roots"):
+        image_files(root / "set", resolve_roots([root]))
+    assert root / "set" / "a" / "leak.png" in image_files(root / "set")  # no roots (a user's own run): followed
+
+
+def test_a_class_folder_symlinked_out_of_the_roots_is_refused(tmp_path):
+    """Training lists each class folder on its own (DATA_DIR/CLASS): a symlinked class folder leading out."""
+    root, outside, _ = _escaping_set(tmp_path)
+    (root / "set" / "c").symlink_to(outside / "cls", target_is_directory=True)
+    assert class_names(root / "set") == ["a", "b", "c"]
+    with pytest.raises(OutsideDataRoots, match="image 3.png under .*/set/c resolves outside"):
+        image_files(root / "set" / "c", resolve_roots([root]))
+    assert image_files(root / "set" / "c") == [root / "set" / "c" / "3.png"]
+
+
+def test_within_compares_resolved_paths(tmp_path):
+    roots = resolve_roots([tmp_path / "a"])
+    assert within(roots[0], roots) and within(roots[0] / "x" / "y.png", roots)
+    assert not within(roots[0].parent / "ab" / "y.png", roots)  # a sibling sharing the prefix is outside
+    assert not within(roots[0] / "x", ())

@@ -19,6 +19,7 @@ import logging
 import random
 from contextlib import contextmanager
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable, Iterator
 
 import numpy as np
@@ -96,16 +97,22 @@ class ImageDataset(Dataset):
         raise DataError("no readable image in the dataset")
 
 
-def find_images(root: str | Path) -> list[Path]:
+def find_images(root: str | Path, roots: Sequence[Path] | None = None) -> list[Path]:
+    """The images under `root` (`contracts.datasets.image_files`); with resolved `roots` (`--data-roots`), an
+    image resolving outside them is a DataError naming it."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    return datasets.image_files(root)
+    try:
+        return datasets.image_files(root, roots)
+    except datasets.OutsideDataRoots as exc:
+        raise DataError(str(exc)) from None
 
 
-def image_files(root: str | Path, transform: Callable | None, seed: int = 0) -> ImageDataset:
-    """Every image under `root`, recursively; labels ignored (-1). For pretraining."""
-    paths = find_images(root)
+def image_files(root: str | Path, transform: Callable | None, seed: int = 0,
+                roots: Sequence[Path] | None = None) -> ImageDataset:
+    """Every image under `root`, recursively; labels ignored (-1). For pretraining. `roots`: see find_images."""
+    paths = find_images(root, roots)
     if not paths:
         raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
     return ImageDataset([(path, -1) for path in paths], transform, seed)
@@ -123,10 +130,12 @@ def find_classes(root: str | Path) -> list[str]:
 
 def image_folder(
     root: str | Path, transform: Callable | None, seed: int = 0, classes: list[str] | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> tuple[ImageDataset, list[str]]:
     """ImageFolder layout (ROOT/CLASS/.../IMAGE): dataset with labels = index into the sorted class names.
 
-    `classes` pins the label order (a validation split must use the training split's classes).
+    `classes` pins the label order (a validation split must use the training split's classes); `roots`: see
+    find_images.
     """
     found = find_classes(root)
     classes = classes or found
@@ -135,7 +144,7 @@ def image_folder(
         raise DataError(f"{root} has classes the training data lacks: {', '.join(unknown)}")
     samples = [
         (path, label) for label, name in enumerate(classes) if (Path(root) / name).is_dir()
-        for path in find_images(Path(root) / name)
+        for path in find_images(Path(root) / name, roots)
     ]
     if not samples:
         raise DataError(f"no images under the class folders of {root}")

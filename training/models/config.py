@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,16 @@ class LoMaRConfig:
     norm_pix_loss: bool = True  # pretraining: per-patch normalised targets
 
     def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):  # every field has a scalar default: its type is the field's type
+            value, kind = getattr(self, spec.name), type(spec.default)
+            if not _of_type(value, kind):
+                raise ConfigError(f"model option {spec.name} must be a{'n' if kind is int else ''} "
+                                  f"{'finite ' if kind is float else ''}{kind.__name__}, got {value!r}")
+        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model option {name} must be >= 1, got {getattr(self, name)}")
+        if self.mlp_ratio <= 0 or self.num_classes < 0:
+            raise ConfigError(f"mlp_ratio must be > 0 and num_classes >= 0, got {self.mlp_ratio}, {self.num_classes}")
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.img_size % self.patch_size:
@@ -63,3 +74,12 @@ class LoMaRConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "LoMaRConfig":
         return cls().replace(**values)
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    """bool: a bool; int: an int, not a bool; float: a finite int or float, not a bool; else an instance."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, kind)

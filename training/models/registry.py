@@ -1,37 +1,16 @@
-"""Models made by name, timm-style: a registry of architectures and `create_model`."""
+"""Models made by name, timm-style: the registered architectures (`training.models.architectures`) and
+`create_model`."""
 from __future__ import annotations
 
 from typing import Any, Union
 
-from training.errors import ConfigError
+from training.models.architectures import ARCHITECTURES, list_models, model_config
 from training.models.classifier import LoMaRClassifier
 from training.models.config import LoMaRConfig
 from training.models.pretrainer import LoMaRPretrainer
 
 LoMaRModel = Union[LoMaRClassifier, LoMaRPretrainer]
-
-ARCHITECTURES: dict[str, LoMaRConfig] = {
-    "lomar_tiny_patch16": LoMaRConfig(embed_dim=192, depth=12, num_heads=3),
-    "lomar_small_patch16": LoMaRConfig(embed_dim=384, depth=12, num_heads=6),
-    "lomar_base_patch16": LoMaRConfig(embed_dim=768, depth=12, num_heads=12),
-    "lomar_large_patch16": LoMaRConfig(embed_dim=1024, depth=24, num_heads=16),
-    "lomar_base_patch14": LoMaRConfig(patch_size=14, embed_dim=768, depth=12, num_heads=12),
-    "lomar_base_patch8": LoMaRConfig(patch_size=8, embed_dim=768, depth=12, num_heads=12),
-}
-
-
-def list_models() -> list[str]:
-    return sorted(ARCHITECTURES)
-
-
-def model_config(name: str, **overrides: Any) -> LoMaRConfig:
-    """The registered architecture `name` with `overrides` (img_size, num_classes, global_pool, ...) applied."""
-    if name not in ARCHITECTURES:
-        raise ConfigError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
-    base = ARCHITECTURES[name]
-    if "patch_size" not in overrides and "img_size" not in overrides and 224 % base.patch_size:
-        overrides["img_size"] = base.patch_size * 16  # nominal size must be a multiple of the patch
-    return base.replace(**overrides)
+__all__ = ["ARCHITECTURES", "LoMaRModel", "build_model", "create_model", "list_models", "model_config"]
 
 
 def build_model(config: LoMaRConfig, pretrain: bool) -> LoMaRModel:

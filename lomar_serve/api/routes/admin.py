@@ -15,6 +15,7 @@ from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.api.admin_schemas import Job, JobDetail, JobList, LogChunk, ModelStatus, Switch
 from lomar_serve.api.openapi import error_responses
 from lomar_serve.lifecycle.auth import DISABLED_MESSAGE
+from lomar_serve.lifecycle.budget import MemoryBudget
 from lomar_serve.lifecycle.errors import AdminDisabled
 from lomar_serve.lifecycle.service import Lifecycle
 from lomar_serve.lifecycle.spec import JOB_ID_PATTERN, JobRequest
@@ -60,7 +61,7 @@ class DeployRequest(BaseModel):
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
 def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
-    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir)
+    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, MemoryBudget.of(lifecycle.config.job_memory_gb))
     record = lifecycle.jobs.submit(plan)
     LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
     return Job.model_validate(record.to_dict())

@@ -100,15 +100,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JOB = {"data_dir": "set", "model": "lomar_tiny_patch16", "epochs": 1}
 
 
-def admin_app(tmp_path: Path, token: str | None) -> tuple[FastAPI, Lifecycle]:
+def admin_app(tmp_path: Path, token: str | None, **config: Any) -> tuple[FastAPI, Lifecycle]:
     """The admin router alone with a lifecycle over tmp_path (data root data/ holding set/a, outside/ beside it);
-    the job worker is not started, so submitted jobs stay queued."""
+    the job worker is not started, so submitted jobs stay queued. `config`: more LifecycleConfig fields."""
     (tmp_path / "data" / "set" / "a").mkdir(parents=True)
     (tmp_path / "outside").mkdir(exist_ok=True)
     (tmp_path / "repo").mkdir(exist_ok=True)
     lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_urls=("127.0.0.1:9",),
                                           admin_token=token, data_roots=(tmp_path / "data",),
-                                          jobs_dir=tmp_path / "jobs"))
+                                          jobs_dir=tmp_path / "jobs", **config))
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(admin.router)

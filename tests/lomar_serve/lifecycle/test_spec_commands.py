@@ -5,16 +5,20 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from contracts.checkpoints import LAST_CHECKPOINT
-from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, PathNotAllowed
+from contracts.checkpoints import CONFIG_FILE, LAST_CHECKPOINT
+from lomar_serve.lifecycle.budget import MemoryBudget
+from lomar_serve.lifecycle.errors import InvalidName, LifecycleError, OverMemoryBudget, PathNotAllowed
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.progress import job_progress, read_records, training_progress
+from lomar_serve.lifecycle import scoring
 from lomar_serve.lifecycle.scoring import Score, not_worse
 from lomar_serve.lifecycle.spec import TRAINING_CONFIGS, TRAINING_OPTIONS, JobPlan, JobRequest
 from lomar_serve.lifecycle.stages import StagePaths, export_command, training_command, verification_command
 from training.config import CHOICES, build_parser
+from training.models.memory import GIB
 
 
 @pytest.fixture()
@@ -42,6 +46,23 @@ def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> 
     assert f"--checkpoint={paths.train / LAST_CHECKPOINT}" in export
     verify = verification_command(plan, paths, tmp_path / "repo", "4", "3", "py")
     assert "--version=4" in verify and "--baseline=3" in verify
+    # both stages that list images get the roots the plan was confined to
+    assert plan.data_roots == (str(roots.roots[0]),)
+    assert f"--data-roots={roots.roots[0]}" in command and f"--data-roots={roots.roots[0]}" in verify
+    parsed = vars(build_parser(TRAINING_CONFIGS["finetune"], "test", "test").parse_args(command[4:]))
+    assert parsed["data_roots"] == str(roots.roots[0])
+
+
+def test_scoring_refuses_evaluation_images_outside_the_roots(roots: DataRoots, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The verification stage lists images before loading any model: a symlink leading out stops it there."""
+    (tmp_path / "secret.png").write_bytes(b"x")
+    (roots.roots[0] / "set" / "train" / "a" / "leak.png").symlink_to(tmp_path / "secret.png")
+    arguments = ["--repository", str(tmp_path / "repo"), "--name", "m", "--version", "1", "--out",
+                 str(tmp_path / "out.json"), "--data-dir", str(roots.roots[0] / "set" / "train")]
+    assert scoring.main([*arguments, f"--data-roots={roots.roots[0]}"]) == 2
+    assert "image a/leak.png under" in capsys.readouterr().err and not (tmp_path / "out.json").exists()
+    assert len(scoring.list_samples(roots.roots[0] / "set" / "train", 10)) == 1  # no roots: followed
 
 
 @pytest.mark.parametrize("changes, error", [
@@ -77,6 +98,7 @@ def test_every_allowed_option_reaches_the_training_program(roots: DataRoots, tmp
     options = {name: CHOICES[name][-1] if name in CHOICES else samples[type_]
                for name, type_ in TRAINING_OPTIONS[kind].items()}
     options["num_workers"] = 1  # at most this machine's CPU count
+    options["image_size"] = 112  # a multiple of the architecture's patch size
     assert {"batch_size", "blr", "seed", "device"} <= set(options)
     plan = JobRequest(kind=kind, data_dir="set", model="lomar_tiny_patch16", options=options).plan(roots,
                                                                                                   tmp_path / "jobs")
@@ -110,3 +132,20 @@ def test_auto_deploy_gate() -> None:
     error = Score("2", "masked_mse", 0.05, 10)
     assert not_worse(error, Score("1", "masked_mse", 0.06, 10))
     assert not not_worse(error, Score("1", "masked_mse", 0.04, 10))
+
+
+def test_a_job_from_a_checkpoint_is_sized_by_the_run_that_wrote_it(roots: DataRoots, tmp_path: Path) -> None:
+    """No `model` in the request: the architecture is that of the config.yaml beside the init checkpoint (an
+    earlier job's output); a checkpoint without one is not sized (its file fixes the architecture)."""
+    run = roots.roots[0] / "run"
+    run.mkdir()
+    (run / "checkpoint-best.pth").write_bytes(b"x")
+    (run / CONFIG_FILE).write_text(yaml.safe_dump({"model": "lomar_base_patch16", "model_options": {"depth": 6}}))
+    budget = MemoryBudget(2 * GIB, "test")
+    request = JobRequest(data_dir="set", init="run/checkpoint-best.pth", options={"batch_size": 8})
+    request.plan(roots, tmp_path / "jobs", budget)
+    larger = request.model_copy(update={"options": {"batch_size": 512}})
+    with pytest.raises(OverMemoryBudget, match="depth 6, embed_dim 768"):
+        larger.plan(roots, tmp_path / "jobs", budget)
+    (run / CONFIG_FILE).unlink()
+    larger.plan(roots, tmp_path / "jobs", budget)

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from contracts.datasets import resolve_roots
 from training.data import DataError, image_files, image_folder, pretrain_transform
 from training.data import EvalTransform
 
@@ -37,6 +38,22 @@ def test_missing_or_empty_folders_are_clear_errors(tmp_path):
         image_files(tmp_path, None)
     with pytest.raises(DataError, match="no class sub-folders"):
         image_folder(tmp_path, None)
+
+
+def test_data_roots_refuse_symlinks_leading_out(tmp_path, synth_dir):
+    """With --data-roots (retrain jobs), an image or class folder symlinked out of the roots stops the run."""
+    root = tmp_path / "root"
+    shutil.copytree(synth_dir / "class_000_circle", root / "set" / "a")
+    roots = resolve_roots([root])
+    assert len(image_folder(root / "set", None, roots=roots)[0]) == 8
+    (root / "set" / "b").symlink_to(synth_dir / "class_001_square", target_is_directory=True)
+    with pytest.raises(DataError, match="image 00000.png under .*/set/b resolves outside the data roots"):
+        image_folder(root / "set", None, roots=roots)
+    assert len(image_folder(root / "set", None)[0]) == 16  # without roots: followed, as before
+    (root / "set" / "b").unlink()
+    (root / "set" / "a" / "leak.png").symlink_to(synth_dir / "class_001_square" / "00000.png")
+    with pytest.raises(DataError, match="image a/leak.png under"):
+        image_files(root / "set", None, roots=roots)
 
 
 def test_augmentation_depends_on_seed_epoch_index_only(synth_dir):
