@@ -27,6 +27,9 @@ class ControlPlaneSettings(BaseSettings):
     store_url: SecretStr | None = None  # a SQLite file (None: JOBS_DIR/lifecycle.sqlite) or postgresql://...
     job_heartbeat_timeout_s: float = Field(15.0, gt=0)  # a running job whose worker is silent this long: interrupted
     data_roots: PathList = ()  # LOMAR_DATA_ROOTS
+    # Jobs whose estimated training memory exceeds this are refused (None: 3/4 of this machine's RAM; set it to the
+    # workers' memory when they run elsewhere).
+    job_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
     deploy_drain_s: float = Field(2.0, ge=0)  # >= two gateway routing intervals plus the longest request
     deploy_hold_s: float = Field(600.0, ge=0)  # at most this long while gateways re-index collections
     log_level: str = "info"

@@ -76,5 +76,6 @@ def build_lifecycle(settings: ControlPlaneSettings) -> Lifecycle:
                              data_roots=tuple(settings.data_roots), jobs_dir=settings.jobs_dir,
                              store_url=settings.store_url.get_secret_value() if settings.store_url else None,
                              job_heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
+                             job_memory_gb=settings.job_memory_gb,
                              deploy=DeploySettings(drain_s=settings.deploy_drain_s, hold_s=settings.deploy_hold_s))
     return Lifecycle(config)

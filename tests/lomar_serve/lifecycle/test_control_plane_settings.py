@@ -37,8 +37,10 @@ def test_invalid_settings_are_refused(tmp_path: Path, values: dict[str, str], me
 
 def test_build_lifecycle(tmp_path: Path) -> None:
     settings = ControlPlaneSettings(model_repository=tmp_path, triton_urls="127.0.0.1:1,127.0.0.1:2",
-                                    admin_token=TOKEN, data_roots=(tmp_path,), jobs_dir=tmp_path / "jobs")
+                                    admin_token=TOKEN, data_roots=(tmp_path,), jobs_dir=tmp_path / "jobs",
+                                    job_memory_gb=3.5)
     lifecycle = build_lifecycle(settings)
+    assert lifecycle.config.job_memory_gb == 3.5
     assert lifecycle.auth.enabled and lifecycle.jobs_dir == (tmp_path / "jobs").resolve()
     assert [node.url for node in lifecycle.deployer.nodes] == ["127.0.0.1:1", "127.0.0.1:2"]
     assert (tmp_path / "jobs" / "lifecycle.sqlite").is_file()
