@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,31 @@ def alive(pid: int) -> bool:
         return False
 
 
+def group_gone(pid: int) -> bool:
+    """No process of the process group `pid` is left (killed members are reaped by init a moment later)."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def wait_until_ok(process: subprocess.Popen, url: str, what: str, log_tail: Callable[[], str],
+                  timeout_s: float) -> None:
+    """Poll `url` until it answers 200; fail with the log when `process` exits or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log_tail()}")
+        try:
+            if httpx.get(url, timeout=5.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{what} not ready at {url} after {timeout_s:.0f} s:\n{log_tail()}")
+
+
 def command_line(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -79,17 +104,7 @@ class GatewayProcess:
         return f"{args['--http-address']}:{args['--http-port']}"
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"lomar serve exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"lomar serve not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+        wait_until_ok(self.process, f"{self.url}/readyz", "lomar serve", self.log_tail, timeout_s)
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
@@ -130,17 +145,7 @@ class ControlPlaneProcess:
     log_path: Path
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"lomar control-plane exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=5.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"lomar control-plane not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+        wait_until_ok(self.process, f"{self.url}/readyz", "lomar control-plane", self.log_tail, timeout_s)
 
     def stop(self) -> None:
         self.process.terminate()

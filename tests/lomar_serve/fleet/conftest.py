@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.lomar_serve.e2e.conftest import alive, children, command_line, free_port
+from tests.lomar_serve.e2e.conftest import alive, children, command_line, free_port, wait_until_ok
 from tests.lomar_serve.lifecycle.conftest import export_tiny, export_tiny_reconstruction, synthetic_set
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,17 +91,7 @@ class Fleet:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def wait_http(self, role: str, url: str, timeout_s: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.processes[role].poll() is not None:
-                pytest.fail(f"{role} exited with {self.processes[role].returncode}:\n{self.log_tail(role)}")
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"{role} not ready at {url} after {timeout_s:.0f} s:\n{self.log_tail(role)}")
+        wait_until_ok(self.processes[role], url, role, lambda: self.log_tail(role), timeout_s)
 
     def tritonserver_pid(self, index: int) -> int | None:
         """The tritonserver process that `lomar triton` number `index` supervises."""

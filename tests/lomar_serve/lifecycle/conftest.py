@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -11,8 +13,9 @@ from fastapi import FastAPI
 
 from lomar_serve.api.errors import install_error_handlers
 from lomar_serve.api.routes import admin
+from lomar_serve.lifecycle.jobs import JobQueue
 from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
-from lomar_serve.lifecycle.store import STORE_FILE
+from lomar_serve.lifecycle.store import STORE_FILE, JobRecord
 from training.data.synth import write_synthetic
 
 # lomar_tiny_patch16 cut to 2 blocks at 112 px (a 7x7 patch grid): seconds per epoch on a busy CPU.
@@ -114,3 +117,15 @@ def admin_app(tmp_path: Path, token: str | None, **config: Any) -> tuple[FastAPI
     app.include_router(admin.router)
     app.state.lifecycle = lifecycle
     return app, lifecycle
+
+
+def wait_for_job(queue: JobQueue, job_id: str, done: Callable[[JobRecord], bool], timeout_s: float = 240.0, *,
+                 context: Callable[[], str] = lambda: "") -> JobRecord:
+    """The job's record once `done(record)`; fails with its description (and `context()`) after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = queue.get(job_id)
+        if done(record):
+            return record
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} did not get there in time: {queue.describe(job_id)}\n{context()}")

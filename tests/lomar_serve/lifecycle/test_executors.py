@@ -8,7 +8,6 @@ API schemas (kubernetes-validate, strict).
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
@@ -25,6 +24,7 @@ from lomar_serve.lifecycle.executors import ExecutorError, ExecutorSettings, Loc
 from lomar_serve.lifecycle.executors.job_manifest import DNS1123_LABEL_MAX, JobTemplate, job_manifest, job_name
 from lomar_serve.lifecycle.executors.kubernetes import KubernetesExecutor
 from lomar_serve.lifecycle.job_worker import JobSettings, Worker
+from tests.lomar_serve.e2e.conftest import group_gone
 from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.spec import JobRequest
@@ -50,15 +50,6 @@ def finish(execution, timeout_s: float = 20.0) -> int:
     while (code := execution.wait(0.2)) is None:
         assert time.monotonic() < deadline, f"{execution.description} did not end"
     return code
-
-
-def group_gone(pid: int) -> bool:
-    """No process of the group is left (killed members are reaped by init a moment later)."""
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.fixture()

@@ -2,9 +2,8 @@
 synthetic set (e2e: it starts training processes); the whole job once on each store (SQLite, PostgreSQL)."""
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,10 @@ from lomar_serve.lifecycle.jobs import JobQueue, QueueSettings
 from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.spec import JobRequest
 from lomar_serve.lifecycle.store import JobRecord, LifecycleStore, open_store
-from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS, new_store_url
+from tests.lomar_serve.e2e.conftest import group_gone
+from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS, new_store_url, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-
-def wait_for(queue: JobQueue, job_id: str, done: Callable[[JobRecord], bool], timeout_s: float = 240.0
-             ) -> JobRecord:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        record = queue.get(job_id)
-        if done(record):
-            return record
-        time.sleep(0.2)
-    pytest.fail(f"job {job_id} did not get there in time: {queue.describe(job_id)}")
 
 
 def finished(record: JobRecord) -> bool:
@@ -39,14 +28,6 @@ def finished(record: JobRecord) -> bool:
 
 def training(record: JobRecord) -> bool:
     return record.state == "running" and bool(record.metrics.get("training", {}).get("step"))
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.fixture()
@@ -102,7 +83,7 @@ def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker
                                                  deployed: list[tuple[str, str]]) -> None:
     job = queue.submit(plan(data_root, queue.settings.jobs_dir, auto_deploy=True))
     assert job.state == "queued"
-    record = wait_for(queue, job.id, finished)
+    record = wait_for_job(queue, job.id, finished)
     assert record.state == "succeeded", queue.describe(job.id)["log_tail"]
     assert (record.stage, record.progress, record.model_version, record.worker) == ("done", 1.0, "1", "w1")
     card = ModelCard.read(workspace / "repo" / DEFAULT_CLASSIFIER / "1")
@@ -120,20 +101,20 @@ def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker
 
 def test_cancel_reaches_the_worker_through_the_store(queue: JobQueue, worker: Worker, data_root: Path) -> None:
     job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500))
-    wait_for(queue, job.id, training)
+    wait_for_job(queue, job.id, training)
     pid = worker.running_pid
     assert pid is not None
     record = queue.cancel(job.id)  # sets cancel_requested; the worker's next heartbeat ends the stage
     assert (record.state, record.message, record.cancel_requested) == ("cancelled", "cancelled while running", True)
     deadline = time.monotonic() + 10
-    while not gone(pid) and time.monotonic() < deadline:
+    while not group_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert gone(pid), "the training process group outlived the cancel"
+    assert group_gone(pid), "the training process group outlived the cancel"
     assert "stage train" in queue.describe(job.id)["log_tail"]
     with pytest.raises(Exception, match="cancelled"):
         queue.cancel(job.id)
     # the worker is free again: the next job runs
-    assert wait_for(queue, queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500)).id, training).worker == "w1"
+    assert wait_for_job(queue, queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500)).id, training).worker == "w1"
 
 
 def test_a_job_given_up_by_the_sweeper_is_stopped_by_its_worker(queue: JobQueue, worker: Worker, store: LifecycleStore,
@@ -141,14 +122,14 @@ def test_a_job_given_up_by_the_sweeper_is_stopped_by_its_worker(queue: JobQueue,
     """A worker cut off from the store for longer than the timeout: its job was interrupted meanwhile (and may be
     resumed elsewhere), so at its next heartbeat the worker ends the stage and leaves the record alone."""
     job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500))
-    wait_for(queue, job.id, training)
+    wait_for_job(queue, job.id, training)
     pid = worker.running_pid
     assert pid is not None
     assert store.interrupt_stale(-1.0, "given up: {id}") == [job.id]  # as if its heartbeats had stopped arriving
     deadline = time.monotonic() + 15
-    while not (gone(pid) and worker.current_job is None) and time.monotonic() < deadline:
+    while not (group_gone(pid) and worker.current_job is None) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert gone(pid) and worker.current_job is None
+    assert group_gone(pid) and worker.current_job is None
     record = queue.get(job.id)
     assert (record.state, record.message) == ("interrupted", f"given up: {job.id}")
     assert "given up as interrupted" in queue.describe(job.id)["log_tail"]
@@ -160,7 +141,7 @@ def test_a_stopped_worker_leaves_the_job_interrupted_and_another_resumes_it(queu
     first.start()
     job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=4, auto_deploy=True, save_every_steps=1))
     checkpoint = Path(job.output_dir) / LAST_CHECKPOINT
-    wait_for(queue, job.id, lambda r: checkpoint.is_file() and training(r))
+    wait_for_job(queue, job.id, lambda r: checkpoint.is_file() and training(r))
     first.stop()  # what SIGTERM to `lomar worker` does
     record = queue.get(job.id)
     assert record.state == "interrupted" and "worker first running this job was stopped" in record.message
@@ -170,7 +151,7 @@ def test_a_stopped_worker_leaves_the_job_interrupted_and_another_resumes_it(queu
     second = make_worker(store, workspace, "second")  # no control plane: auto-deploy is not available
     second.start()
     try:
-        record = wait_for(queue, job.id, finished)
+        record = wait_for_job(queue, job.id, finished)
         assert record.state == "succeeded", queue.describe(job.id)["log_tail"]
         assert "resumed from" in Path(record.log_path).read_text()
         assert record.metrics["training"]["epochs_done"] >= 4 and record.model_version == "1"

@@ -22,7 +22,7 @@ from lomar_serve.lifecycle.paths import DataRoots
 from lomar_serve.lifecycle.spec import JobRequest
 from lomar_serve.lifecycle.store import STORE_FILE, JobRecord, open_store
 from tests.lomar_serve.e2e.conftest import alive, children
-from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS
+from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 REPO = Path(__file__).resolve().parents[3]
@@ -70,14 +70,7 @@ def queue(work: Path) -> Iterator[JobQueue]:
 
 def wait_for(queue: JobQueue, job_id: str, done: Callable[[JobRecord], bool], worker: WorkerProcess | None,
              timeout_s: float = 300.0) -> JobRecord:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        record = queue.get(job_id)
-        if done(record):
-            return record
-        time.sleep(0.2)
-    pytest.fail(f"job {job_id} did not get there in time: {queue.describe(job_id)}\n"
-                f"{worker.log() if worker else ''}")
+    return wait_for_job(queue, job_id, done, timeout_s, context=worker.log if worker else lambda: "")
 
 
 def test_a_killed_worker_leaves_the_job_interrupted_and_a_new_one_resumes_it(work: Path, queue: JobQueue,
