@@ -5,6 +5,7 @@ with ids, metadata and search options as query parameters) or as JSON with base6
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -194,13 +195,13 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
 @router.get("/{name}/images", response_model=ImageList, summary="Ids and metadata of the images, oldest first")
 async def list_images(name: CollectionName, request: Request, offset: Annotated[int, Query(ge=0)] = 0,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    rows = get_search(request).get(name).store.ids(offset, limit)
+    rows = await asyncio.to_thread(get_search(request).get(name).store.ids, offset, limit)  # SQLite: off the loop
     return {"collection": name, "images": [{"id": i, "metadata": m} for i, m in rows]}
 
 
 @router.get("/{name}/images/{image_id}", response_model=ImageInfo, summary="An image's metadata")
 async def show_image(name: CollectionName, image_id: ImageId, request: Request) -> dict[str, Any]:
-    found = get_search(request).get(name).store.item(image_id)
+    found = await asyncio.to_thread(get_search(request).get(name).store.item, image_id)
     if found is None:
         raise ImageNotFound(f"no image {image_id!r} in collection {name!r}")
     return {"id": image_id, "metadata": found[0]}
@@ -209,7 +210,7 @@ async def show_image(name: CollectionName, image_id: ImageId, request: Request) 
 @router.get("/{name}/images/{image_id}/thumbnail", response_class=Response, summary="The stored model input, PNG",
             responses={200: {"content": {"image/png": {}}}})
 async def image_thumbnail(name: CollectionName, image_id: ImageId, request: Request) -> Response:
-    found = get_search(request).get(name).store.item(image_id)
+    found = await asyncio.to_thread(get_search(request).get(name).store.item, image_id)
     if found is None:
         raise ImageNotFound(f"no image {image_id!r} in collection {name!r}")
     return Response(found[1], media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
