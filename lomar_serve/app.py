@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
 
         def on_switch(name: str, version: str, old: str | None) -> None:  # in the routing thread
             loop.call_soon_threadsafe(app.state.gateway.catalog.invalidate, name)
-            if old is not None:
+            if old is not None and app.state.search.indexes(name):
                 threading.Thread(target=reindex_holding, args=(name, version, old), daemon=True,
                                  name=f"lomar-reindex-{name}").start()
 

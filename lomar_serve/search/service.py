@@ -119,6 +119,10 @@ class SearchService:
     def names(self) -> list[str]:
         return sorted(self._collections)
 
+    def indexes(self, model: str) -> bool:
+        """Whether a collection holds vectors of `model` (a switch of its version means a re-index)."""
+        return any(collection.info.model == model for collection in list(self._collections.values()))
+
     async def create(self, name: str, model: str | None, dim: int | None) -> Collection:
         """A new empty collection of `model` (default: the gateway's classifier) at its serving version.
 
