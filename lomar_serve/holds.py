@@ -60,9 +60,13 @@ class VersionHold:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-        self.path.unlink(missing_ok=True)
+        if self._thread is None:
+            return  # nothing was held
+        self._thread.join(5.0)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as error:  # the repository went away or read-only meanwhile: the hold goes stale by itself
+            LOGGER.warning("cannot release %s (%s)", self.path, error)
 
     def _touch(self) -> None:
         while not self._stop.wait(TOUCH_INTERVAL_S):
