@@ -65,8 +65,8 @@ class VersionHold:
         self._thread.join(5.0)
         try:
             self.path.unlink(missing_ok=True)
-        except OSError as error:  # the repository went away or read-only meanwhile: the hold goes stale by itself
-            LOGGER.warning("cannot release %s (%s)", self.path, error)
+        except OSError as failure:  # the repository went away or read-only meanwhile: the hold goes stale by itself
+            LOGGER.warning("cannot release %s (%s)", self.path, failure)
 
     def _touch(self) -> None:
         while not self._stop.wait(TOUCH_INTERVAL_S):
