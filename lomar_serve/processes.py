@@ -1,11 +1,18 @@
-"""Child processes that never outlive the gateway."""
+"""Processes: children that never outlive their parent, and the SIGINT/SIGTERM handling of every `lomar` role."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+StopSignals = (signal.SIGINT, signal.SIGTERM)
 
 PR_SET_PDEATHSIG = 1
 
@@ -20,3 +27,16 @@ def die_with_parent(parent_pid: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:
         os._exit(1)
+
+
+def stop_on_signals(event: threading.Event, logger: logging.Logger) -> dict[int, Any]:
+    """Set `event` (and log it) on SIGINT or SIGTERM; returns the previous handlers for restore_signals()."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        event.set()
+    return {sig: signal.signal(sig, handler) for sig in StopSignals}
+
+
+def restore_signals(previous: dict[int, Callable[..., Any] | int | None]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -28,6 +26,7 @@ from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
 from lomar_serve.children import ChildProcess
 from lomar_serve.control_plane.settings import ControlPlaneSettings
+from lomar_serve.processes import restore_signals, stop_on_signals
 from lomar_serve.settings import Settings
 from lomar_serve.triton.cli import fleet_config, launch_supervised
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -77,7 +76,7 @@ def _serve(argv: list[str], one_box: bool) -> int:
     LOGGER.info("settings:\n%s", settings.describe())
 
     stopping = threading.Event()
-    previous = {sig: signal.signal(sig, _set_event(stopping)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = stop_on_signals(stopping, LOGGER)
     supervisor: TritonSupervisor | None = None
     children: list[ChildProcess] = []
     try:
@@ -106,8 +105,7 @@ def _serve(argv: list[str], one_box: bool) -> int:
         if supervisor is not None:
             LOGGER.info("stopping Triton")
             supervisor.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals(previous)
 
 
 def _start_control_roles(settings: Settings) -> list[ChildProcess]:
@@ -135,10 +133,3 @@ def _launch_triton(settings: Settings, log_path: Path | None, stopping: threadin
     policy = RestartPolicy(start_timeout_s=settings.triton_start_timeout_s,
                            max_restarts=settings.triton_max_restarts)
     return launch_supervised(fleet_config(settings.model_repository), policy, log_path, stopping)
-
-
-def _set_event(event: threading.Event):  # noqa: ANN202 (a signal handler)
-    def handler(signum: int, frame: FrameType | None) -> None:
-        LOGGER.info("received %s; shutting down", signal.Signals(signum).name)
-        event.set()
-    return handler

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -33,6 +31,7 @@ from lomar_serve.lifecycle.executors import ExecutorSettings, make_executor
 from lomar_serve.lifecycle.job_worker import JobSettings, Worker
 from lomar_serve.lifecycle.jobs import default_jobs_dir
 from lomar_serve.lifecycle.store import STORE_FILE, open_store
+from lomar_serve.processes import restore_signals, stop_on_signals
 from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY, PathList, log_level
 
 LOGGER = logging.getLogger("lomar_serve.worker")
@@ -133,21 +132,13 @@ def main(argv: list[str]) -> int:
         print(f"lomar worker: {error}", file=sys.stderr)
         return 1
     stopping = threading.Event()
-    previous = {sig: signal.signal(sig, _set_event(stopping)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = stop_on_signals(stopping, LOGGER)
     worker.start()
     try:
         while not stopping.wait(1.0):
             pass
     finally:
         worker.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals(previous)
     LOGGER.info("worker %s stopped", settings.worker_id)
     return 0
-
-
-def _set_event(event: threading.Event):  # noqa: ANN202 (a signal handler)
-    def handler(signum: int, frame: FrameType | None) -> None:
-        LOGGER.info("received %s; stopping", signal.Signals(signum).name)
-        event.set()
-    return handler

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
 
+from lomar_serve.processes import stop_on_signals
 from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY
 from lomar_serve.triton.server import TritonServerConfig
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -69,8 +69,7 @@ def main(argv: list[str]) -> int:
         print(f"lomar triton: model repository {args.model_repository} is not a directory", file=sys.stderr)
         return 2
     stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stopping.set())
+    stop_on_signals(stopping, LOGGER)
     config = fleet_config(args.model_repository, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port)
     supervisor = launch_supervised(config, RestartPolicy(start_timeout_s=args.start_timeout), args.log, stopping)
