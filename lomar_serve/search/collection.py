@@ -2,7 +2,11 @@
 
 Every vector in an index comes from the index's model version; a search embeds its query with the version of
 the index it reads. Adds are written to every index the collection has (live and building), so a re-index that
-finishes loses nothing; the switch to the new index happens under the collection's lock, in one step.
+finishes loses nothing; the switch to the new index happens in one step (the store's `promote`).
+
+With the embedded engine the collection feeds its usearch indexes from its SQLite store and rebuilds them when
+they lag it. With pgvector the store's tables are the indexes, shared by every gateway: `refresh()` picks up
+what other gateways changed (versions switched, the collection deleted).
 """
 from __future__ import annotations
 
@@ -15,18 +19,10 @@ from typing import Any
 import numpy as np
 
 from lomar_serve.search.engine import EngineConfig, VectorIndex, open_index
-from lomar_serve.search.errors import EngineError, ImageNotFound
-from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, CollectionStore, NewItem, decode_input
+from lomar_serve.search.errors import CollectionNotFound, EngineError, ImageNotFound
+from lomar_serve.search.store import CollectionInfo, NewItem, VersionsChanged, decode_input, open_collection_store
 
 LOGGER = logging.getLogger(__name__)
-
-
-class VersionsChanged(Exception):
-    """The collection's versions changed while vectors were being computed: compute the missing ones."""
-
-    def __init__(self, missing: list[str]) -> None:
-        super().__init__(f"vectors of versions {missing} are missing")
-        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -40,15 +36,19 @@ class Collection:
     """Thread-safe: mutations take the collection's lock; searches only the index's own."""
 
     def __init__(self, folder: Path, engine: EngineConfig, info: CollectionInfo | None = None) -> None:
-        """Open the collection in `folder` (create it from `info` when given)."""
+        """Open the collection in `folder`, which is named after it (create it from `info` when given)."""
         self.folder = Path(folder)
+        if info is not None and info.name != self.folder.name:
+            raise ValueError(f"collection {info.name!r} must live in a folder of that name, not {self.folder}")
         self.engine = engine
-        self.store = CollectionStore(self.folder / STORE_FILE_NAME)
+        self.store = open_collection_store(engine, self.folder)
+        self._derived = not self.store.holds_index  # indexes fed and rebuilt by this object
         if info is not None:
             self.store.create(info)
         loaded = self.store.info()
         if loaded is None:
-            raise FileNotFoundError(f"{self.folder} holds no collection")
+            self.store.close()
+            raise CollectionNotFound(f"no collection {self.folder.name!r}")
         self.info: CollectionInfo = loaded
         self._lock = threading.RLock()
         self._indexes: dict[str, VectorIndex] = {}
@@ -66,14 +66,29 @@ class Collection:
     def _open(self, version: str) -> VectorIndex:
         """The index of `version`, rebuilt from the store when it does not reflect the store's generation."""
         index = open_index(self.engine, self.folder, self.name, version, self.info.dim)
-        if version != self.info.version:  # a re-index fills it: its graph is built once, before it goes live
-            index.suspend_graph()
         generation = self.store.generation()
-        if index.generation() != generation:
+        if self._derived and index.generation() != generation:
             LOGGER.info("collection %s: rebuilding the index of version %s from the store", self.name, version)
             index.load(self.store.vectors(version))
             index.save(generation)
         return index
+
+    def refresh(self) -> None:
+        """Take up the versions the store names now (another gateway switched them).
+
+        Raises:
+            CollectionNotFound: the collection was deleted.
+        """
+        info = self.store.info()
+        if info is None:
+            raise CollectionNotFound(f"no collection {self.name!r}")
+        with self._lock:
+            self.info = info
+            for version in self.versions():
+                if version not in self._indexes:
+                    self._indexes[version] = self._open(version)
+            for version in set(self._indexes) - set(self.versions()):
+                self._indexes.pop(version).close()  # retired by the gateway that switched
 
     # -- images -----------------------------------------------------------------------------------------------
     def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False) -> None:
@@ -88,18 +103,24 @@ class Collection:
             missing = [version for version in wanted if version not in vectors]
             if missing:
                 raise VersionsChanged(missing)
-            keys, replaced = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
-            for version in wanted:
-                self._indexes[version].remove(replaced)
-                self._indexes[version].add(keys, vectors[version])
+            try:
+                keys, replaced = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
+            except VersionsChanged:
+                self.refresh()  # another gateway began or finished a re-index
+                raise
+            if self._derived:
+                for version in wanted:
+                    self._indexes[version].remove(replaced)
+                    self._indexes[version].add(keys, vectors[version])
 
     def delete(self, item_id: str) -> None:
         with self._lock:
             key = self.store.delete(item_id)
             if key is None:
                 raise ImageNotFound(f"no image {item_id!r} in collection {self.name!r}")
-            for index in self._indexes.values():
-                index.remove(np.array([key], dtype=np.int64))
+            if self._derived:
+                for index in self._indexes.values():
+                    index.remove(np.array([key], dtype=np.int64))
 
     def count(self) -> int:
         return self.store.count()
@@ -124,6 +145,8 @@ class Collection:
         try:
             keys, scores = index.search(query, top_k + (1 if exclude else 0), allowed)
         except EngineError:
+            if not self._derived:
+                self.refresh()  # another gateway may have switched versions and dropped this table
             if self.info.version != version:  # the index was retired under this search
                 return None
             raise
@@ -153,7 +176,8 @@ class Collection:
                 return
             if self.info.building is not None:
                 self._retire(self.info.building)
-            self._indexes[version] = self._open(version)
+            self._indexes[version] = index = self._open(version)
+            index.suspend_graph()  # filled by the re-index: its graph is built once, before it goes live
             self.info = replace(self.info, building=version)
             self.store.set_versions(self.info.version, version)
 
@@ -170,7 +194,8 @@ class Collection:
             if version != self.info.building:
                 return
             kept = self.store.put_vectors(version, keys, vectors)
-            self._indexes[version].add(kept, vectors[np.isin(keys, kept)])
+            if self._derived:
+                self._indexes[version].add(kept, vectors[np.isin(keys, kept)])
 
     def finish_reindex(self, version: str) -> bool:
         """Make `version` live if every image has its vector; the old index is deleted. False: some are missing."""
@@ -179,13 +204,13 @@ class Collection:
             return False
         index.build_graph()  # outside the lock: adds and searches go on while the graph is built
         with self._lock:
-            if version != self.info.building or self.store.missing(version, 1):
+            if version != self.info.building or not self.store.promote(version):
                 return False
             old = self.info.version
             self.info = replace(self.info, version=version, building=None)
-            self.store.set_versions(version, None)
             self._retire(old)
-            self._indexes[version].save(self.store.generation())
+            if self._derived:
+                self._indexes[version].save(self.store.generation())
             LOGGER.info("collection %s: now answers with version %s (was %s)", self.name, version, old)
             return True
 
@@ -197,6 +222,8 @@ class Collection:
     # -- life cycle -------------------------------------------------------------------------------------------
     def save(self) -> None:
         """Persist the indexes (they are rebuilt from the store after a crash otherwise)."""
+        if not self._derived:
+            return
         with self._lock:
             generation = self.store.generation()
             for index in self._indexes.values():
@@ -211,12 +238,13 @@ class Collection:
             self.store.close()
 
     def drop(self) -> None:
-        """Delete the collection's indexes and files."""
+        """Delete the collection's indexes and rows or files."""
         with self._lock:
             for index in self._indexes.values():
                 index.drop()
             self._indexes.clear()
-            self.store.close()
-        for path in sorted(self.folder.glob("*"), reverse=True):
-            path.unlink(missing_ok=True)
-        self.folder.rmdir()
+            self.store.drop()
+        if self.folder.is_dir():
+            for path in sorted(self.folder.glob("*"), reverse=True):
+                path.unlink(missing_ok=True)
+            self.folder.rmdir()

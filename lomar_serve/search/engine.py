@@ -114,9 +114,9 @@ def open_index(config: EngineConfig, folder: Path, collection: str, version: str
         from lomar_serve.search.embedded import UsearchIndex
 
         return UsearchIndex(folder / f"vectors-v{version}.usearch", dim, config)
-    from lomar_serve.search.pgvector import PgvectorIndex
+    from lomar_serve.search.pgvector import PgvectorIndex, vector_table
 
-    return PgvectorIndex(str(config.pg_url), f"{collection}_v{version}", dim, config)
+    return PgvectorIndex(str(config.pg_url), vector_table(collection, version), dim, config)
 
 
 def exact_top_k(vectors: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,9 @@
-"""The collections of one gateway: create, list, add, delete and search, embedding through the gateway's own
+"""The collections a gateway serves: create, list, add, delete and search, embedding through the gateway's own
 inference path; a background task per collection re-indexes it when its model's serving version changes.
+
+With the embedded engine the collections are this gateway's (files in its search folder). With pgvector they
+live in the shared database: every gateway of a fleet serves every collection, each request re-reads the
+collection's versions (one query), and one gateway at a time re-indexes a collection (the store's lease).
 
 The re-index runs as an asyncio task owned by this service (not a lifecycle job): it needs the gateway's
 Triton client and event loop, it must not queue behind a training job on a job worker, and
@@ -34,12 +38,12 @@ import numpy as np
 from lomar_serve.catalog import ModelSpec
 from lomar_serve.errors import GatewayError, InvalidParameter
 from lomar_serve.gateway import Gateway
-from lomar_serve.search.collection import Collection, Hit, VersionsChanged
+from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, StorageError,
                                        VersionUnavailable)
 from lomar_serve.search.reindex import reindex
-from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem
+from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
 from lomar_serve.settings import Settings
 
 LOGGER = logging.getLogger(__name__)
@@ -86,14 +90,8 @@ class SearchService:
     async def start(self) -> None:
         """Open the existing collections (rebuilding indexes that lag their store) and start the watcher."""
         self._loop = asyncio.get_running_loop()
-        folders = sorted(p.parent for p in self.settings.folder.glob(f"*/{STORE_FILE_NAME}"))
-        for folder in folders:
-            try:
-                collection = await asyncio.to_thread(Collection, folder, self.settings.engine)
-            except (OSError, GatewayError, ValueError) as error:
-                LOGGER.error("collection in %s cannot be opened: %s", folder, error)
-                continue
-            self._collections[collection.name] = collection
+        await self._open_all(await _stored(self._stored_names))
+        for collection in self._collections.values():
             if collection.info.building:
                 self._ensure_reindex(collection, collection.info.building)
         LOGGER.info("search: %d collection(s) in %s, %s engine", len(self._collections), self.settings.folder,
@@ -109,15 +107,66 @@ class SearchService:
             await asyncio.to_thread(collection.close)
         self._collections.clear()
 
+    @property
+    def shared(self) -> bool:
+        """Whether the collections live in a database that other gateways share (pgvector)."""
+        return self.settings.engine.kind == "pgvector"
+
+    def _stored_names(self) -> list[str]:
+        """The collections in the store (folders of this gateway, or rows of the shared database)."""
+        if self.shared:
+            from lomar_serve.search.pg_store import collection_names
+
+            return collection_names(str(self.settings.engine.pg_url))
+        return sorted(path.parent.name for path in self.settings.folder.glob(f"*/{STORE_FILE_NAME}"))
+
+    async def _open_all(self, names: list[str]) -> None:
+        """Open the collections in `names` not open yet; forget open ones not in `names` (deleted elsewhere)."""
+        for name in sorted(set(self._collections) - set(names)):
+            await self._forget(name)
+        for name in names:
+            if name not in self._collections:
+                try:
+                    collection = await asyncio.to_thread(Collection, self.settings.folder / name,
+                                                         self.settings.engine)
+                except (OSError, GatewayError, ValueError) as error:
+                    LOGGER.error("collection %s cannot be opened: %s", name, error)
+                    continue
+                self._collections.setdefault(name, collection)
+
+    async def _forget(self, name: str) -> None:
+        """Close a collection another gateway deleted."""
+        collection = self._collections.pop(name, None)
+        running = self._reindexing.pop(name, None)
+        if running is not None:
+            running[1].cancel()
+        if collection is not None:
+            await asyncio.to_thread(collection.store.close)
+
     # -- collections ------------------------------------------------------------------------------------------
-    def get(self, name: str) -> Collection:
+    async def collection(self, name: str) -> Collection:
+        """The collection `name`, as the store has it now (CollectionNotFound)."""
         collection = self._collections.get(name)
-        if collection is None:
-            raise CollectionNotFound(f"no collection {name!r}")
+        if not self.shared:
+            if collection is None:
+                raise CollectionNotFound(f"no collection {name!r}")
+            return collection
+        try:
+            if collection is None:  # created through another gateway
+                opened = await _stored(Collection, self.settings.folder / name, self.settings.engine)
+                collection = self._collections.setdefault(name, opened)
+            else:
+                await _stored(collection.refresh)
+        except CollectionNotFound:
+            await self._forget(name)
+            raise
         return collection
 
-    def names(self) -> list[str]:
-        return sorted(self._collections)
+    async def collections(self) -> list[Collection]:
+        """Every collection, by name."""
+        if self.shared:
+            await self._open_all(await _stored(self._stored_names))
+        return [self._collections[name] for name in sorted(self._collections)]
 
     def indexes(self, model: str) -> bool:
         """Whether a collection holds vectors of `model` (a switch of its version means a re-index)."""
@@ -149,7 +198,7 @@ class SearchService:
 
     async def delete(self, name: str) -> None:
         async with self._admin:
-            collection = self.get(name)
+            collection = await self.collection(name)
             running = self._reindexing.pop(name, None)
             if running is not None:
                 running[1].cancel()
@@ -159,10 +208,11 @@ class SearchService:
             await _stored(collection.drop)
         LOGGER.info("collection %s deleted", name)
 
-    def describe(self, collection: Collection) -> dict[str, Any]:
+    async def describe(self, collection: Collection) -> dict[str, Any]:
         info = collection.info
+        count, indexed = await _stored(lambda: (collection.count(), collection.indexed()))
         return {"name": info.name, "model": info.model, "model_version": info.version, "dim": info.dim,
-                "count": collection.count(), "indexed": collection.indexed(), "engine": self.settings.engine.kind,
+                "count": count, "indexed": indexed, "engine": self.settings.engine.kind,
                 "created": info.created, "reindexing_to": info.building,
                 "reindex_error": self._errors.get(info.name)}
 
@@ -170,7 +220,7 @@ class SearchService:
     async def add(self, name: str, blobs: list[bytes], *, ids: list[str] | None = None,
                   metadata: list[dict[str, Any]] | None = None, upsert: bool = False) -> tuple[list[str], str]:
         """Embed and store images; returns their ids (given or generated) and the live model version."""
-        collection = self.get(name)
+        collection = await self.collection(name)
         ids = ids if ids else [secrets.token_hex(8) for _ in blobs]
         metadata = metadata if metadata else [{} for _ in blobs]
         if len(ids) != len(blobs) or len(metadata) != len(blobs):
@@ -194,7 +244,7 @@ class SearchService:
                 wanted = changed.missing
 
     async def remove(self, name: str, item_id: str) -> None:
-        await _stored(self.get(name).delete, item_id)
+        await _stored((await self.collection(name)).delete, item_id)
 
     async def search(self, name: str, *, image: bytes | None = None, item_id: str | None = None, top_k: int = 10,
                      threshold: float | None = None, where: dict[str, Any] | None = None) -> SearchAnswer:
@@ -202,7 +252,7 @@ class SearchService:
 
         The query is embedded by the model version of the live index, and the answer names that version.
         """
-        collection = self.get(name)
+        collection = await self.collection(name)
         if top_k < 1:
             raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
         top_k = min(top_k, self.gateway.settings.max_top_k)  # capped, never refused (as classify's top_k)
@@ -244,6 +294,7 @@ class SearchService:
             LOGGER.error("re-index of %s collections to version %s failed: %s", model, version, error)
 
     async def _reindex_model(self, model: str, version: str) -> None:
+        await self.collections()
         tasks = [self._ensure_reindex(c, version) for c in list(self._collections.values())
                  if c.info.model == model and c.info.version != version]
         if tasks:
@@ -263,10 +314,16 @@ class SearchService:
     async def _reindex(self, collection: Collection, version: str) -> None:
         started = time.monotonic()
         try:
-            spec = await self._spec(collection.info.model)
-            count = await reindex(collection, version,
-                                  lambda images: self._embed(spec, images, version, collection),
-                                  batch=self.settings.reindex_batch)
+            lease = await _stored(collection.store.reindex_lease)
+            if not lease.held:  # another gateway re-indexes it; this one follows through refresh()
+                return
+            try:
+                spec = await self._spec(collection.info.model)
+                count = await reindex(collection, version,
+                                      lambda images: self._embed(spec, images, version, collection),
+                                      batch=self.settings.reindex_batch)
+            finally:
+                await asyncio.to_thread(lease.release)
             self._errors.pop(collection.name, None)
             LOGGER.info("collection %s: re-indexed %d images with version %s in %.1f s", collection.name, count,
                         version, time.monotonic() - started)
@@ -283,6 +340,13 @@ class SearchService:
         last_save = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.check_interval_s)
+            if self.shared:
+                try:
+                    await self.collections()
+                    for collection in list(self._collections.values()):
+                        await asyncio.to_thread(collection.refresh)
+                except GatewayError as error:  # the database is down, a collection deleted: next time
+                    LOGGER.warning("collections not refreshed: %s", error.message)
             for collection in list(self._collections.values()):
                 try:
                     serving = (await self._spec(collection.info.model)).version

@@ -1,23 +1,23 @@
-"""A collection's durable state in one SQLite file: its images (ids, metadata, the model input they were embedded
-from, as lossless PNG), their vectors per model version, and which version is live or being built.
+"""A collection's durable state: its images (ids, metadata, the model input they were embedded from, as lossless
+PNG), their vectors per model version, and which version is live or being built.
 
-The store is the source of truth: engines' indexes are rebuilt from its vectors when their recorded generation
-differs from `generation()` (bumped by every change of vectors).
+One interface, two stores:
+- `SqliteCollectionStore` (sqlite_store.py), one file per collection, with the embedded engine. It is the source
+  of truth: the usearch index is derived from its vectors and rebuilt when their generations differ.
+- `PostgresCollectionStore` (pg_store.py), with pgvector: every collection in the one database that all gateways
+  of a fleet share. Its vector tables ARE the search index (`holds_index`), written in the items' transaction.
 
-    store = CollectionStore(folder / "collection.sqlite")
+    store = open_collection_store(EngineConfig(), folder / "photos")
     store.create(CollectionInfo(name="photos", model="lomar_classifier", dim=192, version="1", created=...))
-    keys = store.insert(items, {"1": vectors})           # one transaction: rows and vectors
+    keys, replaced = store.insert(items, {"1": vectors}, upsert=False)   # one transaction: rows and vectors
 """
 from __future__ import annotations
 
 import io
-import json
 import re
-import sqlite3
-import threading
-import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,10 @@ import numpy as np
 from PIL import Image
 
 from lomar_serve.errors import InvalidParameter
+from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import DuplicateId
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL,
-    input BLOB NOT NULL, added REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS vectors (
-    version TEXT NOT NULL, key INTEGER NOT NULL REFERENCES items(key) ON DELETE CASCADE, vector BLOB NOT NULL,
-    PRIMARY KEY (version, key));
-"""
-STORE_FILE_NAME = "collection.sqlite"  # in the collection's folder
+STORE_FILE_NAME = "collection.sqlite"  # in the collection's folder (embedded engine)
 FILTER_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
@@ -74,54 +66,69 @@ def decode_input(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB")).transpose(2, 0, 1).copy()
 
 
-class CollectionStore:
-    """One collection's SQLite file; every method is thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+def metadata_filter(where: Mapping[str, Any]) -> dict[str, Any]:
+    """A metadata equality filter, checked: keys of 1-64 letters, digits or '_', values JSON scalars."""
+    for key, value in where.items():
+        if not FILTER_KEY.fullmatch(key):
+            raise InvalidParameter(f"filter key {key!r}: use 1-64 letters, digits or '_'")
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise InvalidParameter(f"filter value of {key!r} must be a string, number, boolean or null")
+    return dict(where)
 
-    # -- collection info --------------------------------------------------------------------------------------
+
+def check_unique_ids(items: list[NewItem]) -> list[str]:
+    """The items' ids; DuplicateId if one repeats."""
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        raise DuplicateId("the same id appears twice in one request")
+    return ids
+
+
+class VersionsChanged(Exception):
+    """The collection's versions changed while vectors were being computed: compute the missing ones."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"vectors of versions {missing} are missing")
+        self.missing = missing
+
+
+class Lease:
+    """The right to re-index a collection, held until `release()`; a store shared by processes grants one at a
+    time."""
+
+    held = True
+
+    def release(self) -> None:
+        """Give the lease back."""
+
+
+class CollectionStore(ABC):
+    """One collection's images, metadata and vectors; every method is thread-safe."""
+
+    holds_index = False  # True: the store's vector tables are the search index (nothing to feed or rebuild)
+
+    @abstractmethod
     def create(self, info: CollectionInfo) -> None:
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO info (key, value) VALUES (?, ?)",
-                                 [(key, json.dumps(value)) for key, value in asdict(info).items()]
-                                 + [("generation", "0")])
+        """Record a new collection (CollectionExists when another process created it first)."""
 
+    @abstractmethod
     def info(self) -> CollectionInfo | None:
-        with self._lock:
-            rows = dict(self._db.execute("SELECT key, value FROM info").fetchall())
-        if "name" not in rows:
-            return None
-        fields = CollectionInfo.__dataclass_fields__
-        return CollectionInfo(**{key: json.loads(value) for key, value in rows.items() if key in fields})
+        """What the collection is; None when it does not exist (or was deleted)."""
 
-    def set_versions(self, version: str, building: str | None) -> None:
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO info (key, value) VALUES (?, ?)",
-                                 [("version", json.dumps(version)), ("building", json.dumps(building))])
+    @abstractmethod
+    def set_versions(self, version: str, building: str | None) -> None: ...
 
+    @abstractmethod
+    def promote(self, version: str) -> bool:
+        """Make `version`, being built, the live one if every image has its vector (one step); else False."""
+
+    @abstractmethod
     def generation(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
-        return int(row[0]) if row else 0
+        """Bumped by every change of vectors: a derived index saved at another generation is stale."""
 
-    def _bump(self) -> None:
-        self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-
-    # -- items and vectors ------------------------------------------------------------------------------------
+    @abstractmethod
     def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
             np.ndarray, np.ndarray]:
         """Add `items` with their vectors (version -> (N, D) float32) in one transaction.
@@ -130,130 +137,68 @@ class CollectionStore:
             the new keys (N,) and the keys of replaced items (upsert).
         Raises:
             DuplicateId: an id exists (and not `upsert`) or repeats within `items`.
+            VersionsChanged: `vectors` lacks a version the collection has (a shared store checks).
         """
-        ids = [item.id for item in items]
-        if len(set(ids)) != len(ids):
-            raise DuplicateId("the same id appears twice in one request")
-        inputs = [encode_input(item.image) for item in items]
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            placeholders = ",".join("?" * len(ids))
-            existing = self._db.execute(f"SELECT key, id FROM items WHERE id IN ({placeholders})", ids).fetchall()
-            if existing and not upsert:
-                taken = ", ".join(sorted(repr(row[1]) for row in existing))
-                raise DuplicateId(f"id {taken} already in the collection (send upsert=true to replace)")
-            replaced = np.array([row[0] for row in existing], dtype=np.int64)
-            self._db.executemany("DELETE FROM items WHERE key = ?", [(int(key),) for key in replaced])
-            now = time.time()
-            keys = []
-            for item, data in zip(items, inputs):
-                cursor = self._db.execute("INSERT INTO items (id, metadata, input, added) VALUES (?, ?, ?, ?)",
-                                          (item.id, json.dumps(item.metadata), data, now))
-                keys.append(int(cursor.lastrowid))
-            for version, matrix in vectors.items():
-                self._db.executemany("INSERT INTO vectors (version, key, vector) VALUES (?, ?, ?)",
-                                     [(version, key, row.astype(np.float32).tobytes())
-                                      for key, row in zip(keys, matrix)])
-            self._bump()
-        return np.array(keys, dtype=np.int64), replaced
 
+    @abstractmethod
     def delete(self, item_id: str) -> int | None:
         """Remove one image; its key, or None when the id is unknown."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute("SELECT key FROM items WHERE id = ?", (item_id,)).fetchone()
-            if row is None:
-                return None
-            self._db.execute("DELETE FROM items WHERE key = ?", (row[0],))
-            self._bump()
-        return int(row[0])
 
+    @abstractmethod
     def put_vectors(self, version: str, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Store a re-index's vectors for the keys that still exist; returns those keys."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            placeholders = ",".join("?" * len(keys))
-            alive = {row[0] for row in self._db.execute(f"SELECT key FROM items WHERE key IN ({placeholders})",
-                                                        keys.tolist())}
-            rows = [(version, int(key), row.astype(np.float32).tobytes())
-                    for key, row in zip(keys, vectors) if int(key) in alive]
-            self._db.executemany("INSERT OR REPLACE INTO vectors (version, key, vector) VALUES (?, ?, ?)", rows)
-            self._bump()
-        return np.array([row[1] for row in rows], dtype=np.int64)
 
-    def drop_vectors(self, version: str) -> None:
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM vectors WHERE version = ?", (version,))
-            self._bump()
+    @abstractmethod
+    def drop_vectors(self, version: str) -> None: ...
 
+    @abstractmethod
     def missing(self, version: str, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (key, input PNG) of images without a vector of `version`, oldest first."""
-        with self._lock:
-            return self._db.execute(
-                "SELECT key, input FROM items WHERE key NOT IN (SELECT key FROM vectors WHERE version = ?) "
-                "ORDER BY key LIMIT ?", (version, limit)).fetchall()
 
+    @abstractmethod
     def vectors(self, version: str, batch: int = 10_000) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """All vectors of `version` in batches of keys (n,) and vectors (n, D) (for rebuilding an index)."""
-        last = -1
-        while True:
-            with self._lock:
-                rows = self._db.execute("SELECT key, vector FROM vectors WHERE version = ? AND key > ? "
-                                        "ORDER BY key LIMIT ?", (version, last, batch)).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield (np.array([row[0] for row in rows], dtype=np.int64),
-                   np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows]))
 
-    def vector_of(self, version: str, item_id: str) -> np.ndarray | None:
-        with self._lock:
-            row = self._db.execute("SELECT v.vector FROM vectors v JOIN items i ON i.key = v.key "
-                                   "WHERE v.version = ? AND i.id = ?", (version, item_id)).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype=np.float32)
+    @abstractmethod
+    def vector_of(self, version: str, item_id: str) -> np.ndarray | None: ...
 
+    @abstractmethod
     def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
         """key -> (id, metadata) for the keys that exist."""
-        if not len(keys):
-            return {}
-        placeholders = ",".join("?" * len(keys))
-        with self._lock:
-            found = self._db.execute(f"SELECT key, id, metadata FROM items WHERE key IN ({placeholders})",
-                                     [int(k) for k in keys]).fetchall()
-        return {row[0]: (row[1], json.loads(row[2])) for row in found}
 
+    @abstractmethod
     def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
         """(metadata, input PNG) of one image."""
-        with self._lock:
-            row = self._db.execute("SELECT metadata, input FROM items WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1])
 
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        with self._lock:
-            rows = self._db.execute("SELECT id, metadata FROM items ORDER BY key LIMIT ? OFFSET ?",
-                                    (limit, offset)).fetchall()
-        return [(row[0], json.loads(row[1])) for row in rows]
+    @abstractmethod
+    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]: ...
 
-    def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+    @abstractmethod
+    def count(self) -> int: ...
 
+    @abstractmethod
     def matching(self, where: Mapping[str, Any]) -> np.ndarray:
-        """Keys of images whose metadata has each key equal to the value (a JSON scalar)."""
-        clauses, params = [], []
-        for key, value in where.items():
-            if not FILTER_KEY.fullmatch(key):
-                raise InvalidParameter(f"filter key {key!r}: use 1-64 letters, digits or '_'")
-            path = f'$."{key}"'
-            if value is None:
-                clauses.append("json_type(metadata, ?) = 'null'")
-                params.append(path)
-            elif isinstance(value, (bool, int, float, str)):
-                clauses.append("json_extract(metadata, ?) = ?")
-                params += [path, int(value) if isinstance(value, bool) else value]
-            else:
-                raise InvalidParameter(f"filter value of {key!r} must be a string, number, boolean or null")
-        sql = "SELECT key FROM items" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        with self._lock:
-            return np.array([row[0] for row in self._db.execute(sql, params)], dtype=np.int64)
+        """Keys of images whose metadata has each key equal to the value (a JSON scalar; see metadata_filter)."""
+
+    def reindex_lease(self) -> Lease:
+        """The right to re-index; one process owns a file store, so it is always granted."""
+        return Lease()
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Delete the collection's rows or files for good (its indexes are dropped by the collection)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def open_collection_store(engine: EngineConfig, folder: Path) -> CollectionStore:
+    """The store of the collection named `folder.name`: a SQLite file in `folder` (embedded engine), or rows in
+    the PostgreSQL database of the pgvector engine."""
+    if engine.kind == "pgvector":
+        from lomar_serve.search.pg_store import PostgresCollectionStore
+
+        return PostgresCollectionStore(str(engine.pg_url), folder.name)
+    from lomar_serve.search.sqlite_store import SqliteCollectionStore
+
+    return SqliteCollectionStore(folder / STORE_FILE_NAME)

@@ -148,19 +148,19 @@ def _json_query(values: list[str], name: str) -> list[Any]:
 @router.post("", status_code=201, response_model=CollectionOut, summary="Create a collection")
 async def create_collection(body: CreateCollection, request: Request) -> dict[str, Any]:
     search = get_search(request)
-    return search.describe(await search.create(body.name, body.model, body.dim))
+    return await search.describe(await search.create(body.name, body.model, body.dim))
 
 
 @router.get("", response_model=CollectionList, summary="Every collection")
 async def list_collections(request: Request) -> dict[str, Any]:
     search = get_search(request)
-    return {"collections": [search.describe(search.get(name)) for name in search.names()]}
+    return {"collections": [await search.describe(collection) for collection in await search.collections()]}
 
 
 @router.get("/{name}", response_model=CollectionOut, summary="A collection: model, version, counts, re-index")
 async def show_collection(name: CollectionName, request: Request) -> dict[str, Any]:
     search = get_search(request)
-    return search.describe(search.get(name))
+    return await search.describe(await search.collection(name))
 
 
 @router.delete("/{name}", summary="Delete a collection and its index")
@@ -178,7 +178,7 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
                      ) -> dict[str, Any]:
     """Returns the images' ids (generated when not given). A duplicate id is a 409 unless `upsert`."""
     search = get_search(request)
-    search.get(name)  # 404 before reading the body
+    collection = await search.collection(name)  # 404 before reading the body
     if _is_json(request):
         body = await _json_body(request, gateway, AddImages)
         blobs = decode_base64_images(body.images, gateway.settings.max_images)
@@ -189,19 +189,21 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
         if meta is not None and not all(isinstance(m, dict) for m in meta):
             raise InvalidParameter("metadata must be JSON objects, one per image")
     ids, version = await search.add(name, blobs, ids=ids, metadata=meta, upsert=upsert)
-    return {"collection": name, "ids": ids, "model_version": version, "count": search.get(name).count()}
+    return {"collection": name, "ids": ids, "model_version": version, "count": await asyncio.to_thread(collection.count)}
 
 
 @router.get("/{name}/images", response_model=ImageList, summary="Ids and metadata of the images, oldest first")
 async def list_images(name: CollectionName, request: Request, offset: Annotated[int, Query(ge=0)] = 0,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    rows = await asyncio.to_thread(get_search(request).get(name).store.ids, offset, limit)  # SQLite: off the loop
+    collection = await get_search(request).collection(name)
+    rows = await asyncio.to_thread(collection.store.ids, offset, limit)  # the database: off the loop
     return {"collection": name, "images": [{"id": i, "metadata": m} for i, m in rows]}
 
 
 @router.get("/{name}/images/{image_id}", response_model=ImageInfo, summary="An image's metadata")
 async def show_image(name: CollectionName, image_id: ImageId, request: Request) -> dict[str, Any]:
-    found = await asyncio.to_thread(get_search(request).get(name).store.item, image_id)
+    collection = await get_search(request).collection(name)
+    found = await asyncio.to_thread(collection.store.item, image_id)
     if found is None:
         raise ImageNotFound(f"no image {image_id!r} in collection {name!r}")
     return {"id": image_id, "metadata": found[0]}
@@ -210,7 +212,8 @@ async def show_image(name: CollectionName, image_id: ImageId, request: Request) 
 @router.get("/{name}/images/{image_id}/thumbnail", response_class=Response, summary="The stored model input, PNG",
             responses={200: {"content": {"image/png": {}}}})
 async def image_thumbnail(name: CollectionName, image_id: ImageId, request: Request) -> Response:
-    found = await asyncio.to_thread(get_search(request).get(name).store.item, image_id)
+    collection = await get_search(request).collection(name)
+    found = await asyncio.to_thread(collection.store.item, image_id)
     if found is None:
         raise ImageNotFound(f"no image {image_id!r} in collection {name!r}")
     return Response(found[1], media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
@@ -232,7 +235,7 @@ async def search_collection(name: CollectionName, request: Request, gateway: Gat
                             ) -> dict[str, Any]:
     """A near-duplicate search is a search with a `threshold` (e.g. 0.9)."""
     search = get_search(request)
-    search.get(name)
+    await search.collection(name)  # 404 before reading the body
     image = None
     if _is_json(request):
         body = await _json_body(request, gateway, SearchRequest)

@@ -1,19 +1,22 @@
-"""A collection on the embedded engine: adds, duplicates, filters, deletes, persistence, and a re-index to
-another "model version" while adds keep coming. The two versions are two fixed random projections of the
-stored model input (a stand-in for two ONNX versions: the model itself is exercised by the e2e tests)."""
+"""A collection on each engine (usearch + SQLite; pgvector + PostgreSQL, a real server started by conftest.py):
+adds, duplicates, filters, deletes, persistence, and a re-index to another "model version" while adds keep
+coming; and, on PostgreSQL, two gateways' objects sharing one collection. The two versions are two fixed random
+projections of the stored model input (a stand-in for two ONNX versions: the model itself is exercised by the
+e2e tests)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lomar_serve.search.collection import Collection, VersionsChanged
+from lomar_serve.search.collection import Collection
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import DuplicateId, ImageNotFound
+from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId, ImageNotFound
 from lomar_serve.search.reindex import reindex
-from lomar_serve.search.store import CollectionInfo, NewItem
+from lomar_serve.search.store import CollectionInfo, NewItem, VersionsChanged
 
 DIM, SIZE = 16, 8
 
@@ -32,9 +35,22 @@ def images(seed: int, count: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, 3, SIZE, SIZE), dtype=np.uint8)
 
 
-def new(folder: Path) -> Collection:
-    info = CollectionInfo(name="things", model="m", dim=DIM, version="1", created=0.0)
-    return Collection(folder, EngineConfig(), info)
+@pytest.fixture(params=["embedded", "pgvector"])
+def engine(request: pytest.FixtureRequest) -> EngineConfig:
+    if request.param == "pgvector":
+        return EngineConfig(kind="pgvector", pg_url=request.getfixturevalue("postgres_url"))
+    return EngineConfig()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """The collection's folder, named after it: unique per test, as the PostgreSQL database is shared."""
+    return tmp_path / f"c{tmp_path.name[-12:].lower().replace('-', '_')}"
+
+
+def new(folder: Path, engine: EngineConfig) -> Collection:
+    info = CollectionInfo(name=folder.name, model="m", dim=DIM, version="1", created=0.0)
+    return Collection(folder, engine, info)
 
 
 def add(collection: Collection, pixels: np.ndarray, ids: list[str], **kwargs) -> None:
@@ -44,8 +60,8 @@ def add(collection: Collection, pixels: np.ndarray, ids: list[str], **kwargs) ->
     collection.add(items, vectors, **kwargs)
 
 
-def test_add_search_filter_delete_and_duplicates(tmp_path: Path) -> None:
-    collection = new(tmp_path / "c")
+def test_add_search_filter_delete_and_duplicates(folder: Path, engine: EngineConfig) -> None:
+    collection = new(folder, engine)
     pixels = images(0, 30)
     add(collection, pixels, [f"img{i}" for i in range(30)])
     query = embedder("1")(pixels[4:5])[0]
@@ -68,22 +84,22 @@ def test_add_search_filter_delete_and_duplicates(tmp_path: Path) -> None:
     assert collection.count() == 29 == collection.indexed()
 
 
-def test_persists_and_rebuilds_a_lagging_index(tmp_path: Path) -> None:
-    collection = new(tmp_path / "c")
+def test_persists_and_rebuilds_a_lagging_index(folder: Path, engine: EngineConfig) -> None:
+    collection = new(folder, engine)
     pixels = images(1, 10)
     add(collection, pixels, [f"a{i}" for i in range(10)])
     collection.close()
-    reopened = Collection(tmp_path / "c", EngineConfig())
+    reopened = Collection(folder, engine)
     assert reopened.count() == 10 == reopened.indexed()
     add(reopened, images(2, 5), [f"b{i}" for i in range(5)])  # not saved: a crash now leaves the file behind
     reopened.store.close()
-    rebuilt = Collection(tmp_path / "c", EngineConfig())
+    rebuilt = Collection(folder, engine)
     assert rebuilt.indexed() == 15
     assert rebuilt.search("1", embedder("1")(pixels[3:4])[0], 1)[0].id == "a3"
 
 
-def test_reindex_switches_at_once_and_keeps_adds_made_meanwhile(tmp_path: Path) -> None:
-    collection = new(tmp_path / "c")
+def test_reindex_switches_at_once_and_keeps_adds_made_meanwhile(folder: Path, engine: EngineConfig) -> None:
+    collection = new(folder, engine)
     pixels = images(3, 40)
     add(collection, pixels, [f"p{i}" for i in range(40)])
     late = images(4, 6)
@@ -111,12 +127,64 @@ def test_reindex_switches_at_once_and_keeps_adds_made_meanwhile(tmp_path: Path) 
     assert list(collection.store.vectors("1")) == []  # the old version's vectors are gone
 
 
-def test_add_with_stale_versions_is_refused(tmp_path: Path) -> None:
-    collection = new(tmp_path / "c")
+def test_add_with_stale_versions_is_refused(folder: Path, engine: EngineConfig) -> None:
+    collection = new(folder, engine)
     collection.begin_reindex("2")
     items = [NewItem(id="a", metadata={}, image=images(5, 1)[0])]
     with pytest.raises(VersionsChanged) as raised:
         collection.add(items, {"1": embedder("1")(images(5, 1))})
     assert raised.value.missing == ["2"]
-    reopened_versions = Collection(tmp_path / "c", EngineConfig()).versions()
+    reopened_versions = Collection(folder, engine).versions()
     assert reopened_versions == ["1", "2"]  # an interrupted re-index is resumed after a restart
+
+
+def add_as_a_gateway_does(collection: Collection, pixels: np.ndarray, ids: list[str]) -> None:
+    """Embed for the versions this process knows; embed again when the store names others (service.add)."""
+    while True:
+        try:
+            return add(collection, pixels, ids)
+        except VersionsChanged:
+            continue  # the collection refreshed its versions
+
+
+def test_two_gateways_share_a_collection_its_adds_and_its_reindex(folder: Path, postgres_url: str) -> None:
+    engine = EngineConfig(kind="pgvector", pg_url=postgres_url)
+    first = new(folder, engine)
+    second = Collection(folder, engine)  # another gateway, same database
+    with pytest.raises(CollectionExists):
+        new(folder, engine)
+    pixels = images(6, 40)
+    writers = [threading.Thread(target=add_as_a_gateway_does, args=(gateway, pixels[i::4], [f"s{i}-{n}" for n in
+                                                                                          range(10)]))
+               for i, gateway in enumerate([first, second, first, second])]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert first.count() == 40 == second.indexed()  # concurrent adds through both: none lost or doubled
+    assert second.search("1", embedder("1")(pixels[5:6])[0], 1)[0].id == "s1-1"
+
+    owner, other = first.store.reindex_lease(), second.store.reindex_lease()
+    assert owner.held and not other.held  # one gateway at a time re-indexes a collection
+    late = images(7, 4)
+    calls = []
+
+    async def embed_v2(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        if len(calls) == 2:  # the other gateway adds meanwhile: it learns of version 2 and embeds for both
+            add_as_a_gateway_does(second, late, [f"late{i}" for i in range(4)])
+            assert second.versions() == ["1", "2"]
+        return embedder("2")(batch)
+
+    asyncio.run(reindex(first, "2", embed_v2, batch=16))
+    owner.release()
+    assert first.info.version == "2" and second.info.version == "1"  # the other has not looked yet ...
+    assert second.search("1", embedder("1")(pixels[0:1])[0], 1) is None  # ... its search finds the switch
+    assert second.info.version == "2" and second.indexed() == 44 == first.count()
+    assert second.search("2", embedder("2")(late[3:4])[0], 1)[0].id == "late3"
+    again = second.store.reindex_lease()
+    assert again.held
+    again.release()
+    first.drop()
+    with pytest.raises(CollectionNotFound):
+        second.refresh()

@@ -1,0 +1,253 @@
+"""The pgvector engine's collection store: every collection in one PostgreSQL database that all gateways of a
+fleet share, so a collection created through one gateway is searched through any other.
+
+Tables: `lomar_collections` (one row per collection: model, dimension, live and building versions),
+`lomar_collection_items` (ids, metadata as jsonb, the model input as PNG) and one pgvector table per collection
+and model version (pgvector.vector_table), which is at once the store's vectors and the search index: an item
+and its vectors are written in one transaction, so no index lags the store.
+
+Consistency between processes: a write locks its collection's row FOR SHARE and checks that it brings vectors
+for every version the row names (else VersionsChanged); a switch of versions (`promote`) locks it FOR UPDATE and
+checks that no image lacks a vector of the new version. One process at a time re-indexes a collection, under a
+session advisory lock (`reindex_lease`) that PostgreSQL releases if that process dies.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId, EngineError
+from lomar_serve.search.pgvector import copy_vectors, vector_table
+from lomar_serve.search.postgres import PgSession
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Lease, NewItem, VersionsChanged,
+                                      check_unique_ids, encode_input, metadata_filter)
+
+COLLECTIONS, ITEMS = "lomar_collections", "lomar_collection_items"
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {COLLECTIONS} (
+    name text PRIMARY KEY, model text NOT NULL, dim integer NOT NULL, version text NOT NULL, created double precision
+    NOT NULL, building text);
+CREATE TABLE IF NOT EXISTS {ITEMS} (
+    key bigserial PRIMARY KEY, collection text NOT NULL REFERENCES {COLLECTIONS} (name) ON DELETE CASCADE,
+    id text NOT NULL, metadata jsonb NOT NULL, input bytea NOT NULL, added double precision NOT NULL,
+    UNIQUE (collection, id));
+"""
+
+
+def collection_names(url: str) -> list[str]:
+    """Every collection in the database at `url`."""
+    session = PgSession(url)
+    try:
+        _create_schema(session)
+        return [row[0] for row in session.run(f"SELECT name FROM {COLLECTIONS} ORDER BY name", fetch=True)]
+    finally:
+        session.close()
+
+
+def _create_schema(session: PgSession) -> None:
+    with session.transaction() as connection:  # serialised: concurrent CREATE TABLE IF NOT EXISTS can collide
+        connection.execute("SELECT pg_advisory_xact_lock(hashtext('lomar_collections_schema'))")
+        connection.execute(SCHEMA)
+
+
+class PgLease(Lease):
+    """A session advisory lock on its own connection: released by `release()` or by the session ending."""
+
+    def __init__(self, session: PgSession, name: str) -> None:
+        self._connection = session.connect()
+        try:
+            self.held = bool(self._connection.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                                      (f"lomar-reindex:{name}",)).fetchone()[0])
+        except psycopg.Error as error:
+            self._connection.close()
+            raise EngineError(f"PostgreSQL error: {error}") from error
+        if not self.held:
+            self._connection.close()
+
+    def release(self) -> None:
+        self._connection.close()
+
+
+class PostgresCollectionStore(CollectionStore):
+    """One collection's rows; thread-safe (one session behind a lock)."""
+
+    holds_index = True
+
+    def __init__(self, url: str, name: str) -> None:
+        self.name = name
+        self._session = PgSession(url)
+        _create_schema(self._session)
+
+    def _table(self, version: str) -> str:
+        return vector_table(self.name, version)
+
+    def _versions(self, connection: psycopg.Connection, lock: str) -> list[str]:
+        """The live and building versions, with the collection's row locked FOR `lock` until the transaction ends."""
+        row = connection.execute(f"SELECT version, building FROM {COLLECTIONS} WHERE name = %s FOR {lock}",
+                                 (self.name,)).fetchone()
+        if row is None:
+            raise CollectionNotFound(f"no collection {self.name!r}")
+        return [row[0]] + ([row[1]] if row[1] else [])
+
+    # -- collection info --------------------------------------------------------------------------------------
+    def create(self, info: CollectionInfo) -> None:
+        with self._session.transaction() as connection:
+            created = connection.execute(
+                f"INSERT INTO {COLLECTIONS} (name, model, dim, version, created, building) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING name",
+                astuple(info)).fetchone()
+        if created is None:
+            raise CollectionExists(f"collection {info.name!r} already exists")
+
+    def info(self) -> CollectionInfo | None:
+        row = self._session.run(f"SELECT name, model, dim, version, created, building FROM {COLLECTIONS} "
+                                "WHERE name = %s", (self.name,), fetch=True)
+        return CollectionInfo(*row[0]) if row else None
+
+    def set_versions(self, version: str, building: str | None) -> None:
+        self._session.run(f"UPDATE {COLLECTIONS} SET version = %s, building = %s WHERE name = %s",
+                          (version, building, self.name))
+
+    def promote(self, version: str) -> bool:
+        with self._session.transaction() as connection:
+            versions = self._versions(connection, "UPDATE")
+            if versions[1:] != [version] or self._missing(connection, version, 1):
+                return False
+            connection.execute(f"UPDATE {COLLECTIONS} SET version = %s, building = NULL WHERE name = %s",
+                               (version, self.name))
+        return True
+
+    def generation(self) -> int:
+        return 0  # vectors are written with their items: the index never lags
+
+    # -- items and vectors ------------------------------------------------------------------------------------
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
+            np.ndarray, np.ndarray]:
+        ids = check_unique_ids(items)
+        inputs = [encode_input(item.image) for item in items]
+        with self._session.transaction() as connection:
+            versions = self._versions(connection, "SHARE")
+            missing = [version for version in versions if version not in vectors]
+            if missing:
+                raise VersionsChanged(missing)
+            existing = connection.execute(f"SELECT key, id FROM {ITEMS} WHERE collection = %s AND id = ANY(%s) "
+                                          "FOR UPDATE", (self.name, ids)).fetchall()
+            if existing and not upsert:
+                taken = ", ".join(sorted(repr(row[1]) for row in existing))
+                raise DuplicateId(f"id {taken} already in the collection (send upsert=true to replace)")
+            replaced = np.array([row[0] for row in existing], dtype=np.int64)
+            self._remove(connection, versions, replaced)
+            try:
+                keys = np.array([connection.execute(
+                    f"INSERT INTO {ITEMS} (collection, id, metadata, input, added) VALUES (%s, %s, %s, %s, "
+                    "extract(epoch FROM now())) RETURNING key",
+                    (self.name, item.id, json.dumps(item.metadata), data)).fetchone()[0]
+                    for item, data in zip(items, inputs)], dtype=np.int64)
+            except psycopg.errors.UniqueViolation as error:  # another gateway added one of these ids meanwhile
+                raise DuplicateId(f"an id was added meanwhile ({error.diag.message_detail}); send "
+                                  "upsert=true to replace it") from error
+            for version in versions:
+                copy_vectors(connection, self._table(version), keys, vectors[version])
+        return keys, replaced
+
+    def _remove(self, connection: psycopg.Connection, versions: list[str], keys: np.ndarray) -> None:
+        if len(keys):
+            for version in versions:
+                connection.execute(f"DELETE FROM {self._table(version)} WHERE key = ANY(%s)", (keys.tolist(),))
+            connection.execute(f"DELETE FROM {ITEMS} WHERE key = ANY(%s)", (keys.tolist(),))
+
+    def delete(self, item_id: str) -> int | None:
+        with self._session.transaction() as connection:
+            versions = self._versions(connection, "SHARE")
+            row = connection.execute(f"SELECT key FROM {ITEMS} WHERE collection = %s AND id = %s FOR UPDATE",
+                                     (self.name, item_id)).fetchone()
+            if row is None:
+                return None
+            self._remove(connection, versions, np.array([row[0]], dtype=np.int64))
+        return int(row[0])
+
+    def put_vectors(self, version: str, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        with self._session.transaction() as connection:
+            if self._versions(connection, "SHARE")[1:] != [version]:
+                return np.zeros(0, dtype=np.int64)
+            alive = {row[0] for row in connection.execute(
+                f"SELECT key FROM {ITEMS} WHERE collection = %s AND key = ANY(%s) FOR SHARE",
+                (self.name, keys.tolist()))}
+            done = {row[0] for row in connection.execute(
+                f"SELECT key FROM {self._table(version)} WHERE key = ANY(%s)", (list(alive),))}
+            keep = np.array([int(key) in alive - done for key in keys], dtype=bool)
+            copy_vectors(connection, self._table(version), keys[keep], vectors[keep])
+        return keys[keep]
+
+    def drop_vectors(self, version: str) -> None:
+        self._session.run(f"DROP TABLE IF EXISTS {self._table(version)}")
+
+    def _missing(self, connection: psycopg.Connection, version: str, limit: int) -> list[tuple[int, bytes]]:
+        return connection.execute(
+            f"SELECT i.key, i.input FROM {ITEMS} i WHERE i.collection = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {self._table(version)} v WHERE v.key = i.key) ORDER BY i.key LIMIT %s",
+            (self.name, limit)).fetchall()
+
+    def missing(self, version: str, limit: int) -> list[tuple[int, bytes]]:
+        with self._session.connection() as connection:
+            return [(int(key), bytes(data)) for key, data in self._missing(connection, version, limit)]
+
+    def vectors(self, version: str, batch: int = 10_000) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        if not self._session.run("SELECT to_regclass(%s) IS NOT NULL", (self._table(version),), fetch=True)[0][0]:
+            return  # a retired version: its table is gone
+        last = -1
+        while True:
+            rows = self._session.run(f"SELECT key, embedding FROM {self._table(version)} WHERE key > %s "
+                                     "ORDER BY key LIMIT %s", (last, batch), fetch=True)
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield (np.array([row[0] for row in rows], dtype=np.int64),
+                   np.stack([np.asarray(row[1], dtype=np.float32) for row in rows]))
+
+    def vector_of(self, version: str, item_id: str) -> np.ndarray | None:
+        rows = self._session.run(f"SELECT v.embedding FROM {self._table(version)} v JOIN {ITEMS} i "
+                                 "ON i.key = v.key WHERE i.collection = %s AND i.id = %s", (self.name, item_id),
+                                 fetch=True)
+        return np.asarray(rows[0][0], dtype=np.float32) if rows else None
+
+    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
+        if not len(keys):
+            return {}
+        found = self._session.run(f"SELECT key, id, metadata FROM {ITEMS} WHERE collection = %s AND key = ANY(%s)",
+                                  (self.name, [int(key) for key in keys]), fetch=True)
+        return {row[0]: (row[1], row[2]) for row in found}
+
+    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
+        rows = self._session.run(f"SELECT metadata, input FROM {ITEMS} WHERE collection = %s AND id = %s",
+                                 (self.name, item_id), fetch=True)
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._session.run(f"SELECT id, metadata FROM {ITEMS} WHERE collection = %s ORDER BY key "
+                                 "LIMIT %s OFFSET %s", (self.name, limit, offset), fetch=True)
+        return [(row[0], row[1]) for row in rows]
+
+    def count(self) -> int:
+        return int(self._session.run(f"SELECT count(*) FROM {ITEMS} WHERE collection = %s", (self.name,),
+                                     fetch=True)[0][0])
+
+    def matching(self, where: Mapping[str, Any]) -> np.ndarray:
+        rows = self._session.run(f"SELECT key FROM {ITEMS} WHERE collection = %s AND metadata @> %s::jsonb",
+                                 (self.name, json.dumps(metadata_filter(where))), fetch=True)
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def reindex_lease(self) -> Lease:
+        return PgLease(self._session, self.name)
+
+    def drop(self) -> None:
+        self._session.run(f"DELETE FROM {COLLECTIONS} WHERE name = %s", (self.name,))  # items cascade
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
