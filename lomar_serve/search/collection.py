@@ -79,10 +79,10 @@ class Collection:
         Raises:
             CollectionNotFound: the collection was deleted.
         """
-        info = self.store.info()
-        if info is None:
-            raise CollectionNotFound(f"no collection {self.name!r}")
-        with self._lock:
+        with self._lock:  # read under the lock: a begin_reindex or finish_reindex here is not undone
+            info = self.store.info()
+            if info is None:
+                raise CollectionNotFound(f"no collection {self.name!r}")
             self.info = info
             for version in self.versions():
                 if version not in self._indexes:

@@ -318,6 +318,9 @@ class SearchService:
             if not lease.held:  # another gateway re-indexes it; this one follows through refresh()
                 return
             try:
+                await _stored(collection.refresh)  # the lease's last holder may have finished it
+                if collection.info.version == version:
+                    return
                 spec = await self._spec(collection.info.model)
                 count = await reindex(collection, version,
                                       lambda images: self._embed(spec, images, version, collection),

@@ -1,6 +1,7 @@
 """A fleet on one machine, started exactly as docs/fleet.md says: two Tritons (`lomar triton`), two gateways
 (`lomar gateway`, each on its own Triton), the control plane (`lomar control-plane`) and a worker (`lomar worker`),
-all sharing one model repository and one jobs folder."""
+all sharing one model repository and one jobs folder; the gateways keep their image collections in one
+PostgreSQL with pgvector (conftest.py of tests/lomar_serve starts it)."""
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
 class Fleet:
     work: Path
     repository: Path
+    postgres_url: str
     triton_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     gateway_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     control_port: int = field(default_factory=free_port)
@@ -38,7 +40,8 @@ class Fleet:
         return {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN,
                 "LOMAR_MODEL_REPOSITORY": str(self.repository), "LOMAR_JOBS_DIR": str(self.work / "jobs"),
                 "LOMAR_DATA_ROOTS": str(self.work / "data"), "LOMAR_CONTROL_PLANE_URL": self.control_url,
-                "LOMAR_DEPLOY_DRAIN_S": "1.5", "LOMAR_RETRY_AFTER_S": "1"}
+                "LOMAR_DEPLOY_DRAIN_S": "1.5", "LOMAR_RETRY_AFTER_S": "1", "LOMAR_SEARCH_ENGINE": "pgvector",
+                "LOMAR_SEARCH_PG_URL": self.postgres_url, "LOMAR_SEARCH_CHECK_INTERVAL_S": "1"}
 
     @property
     def gateway_urls(self) -> list[str]:
@@ -102,14 +105,14 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("fleet")
     repository = work / "repo"
     assert export_tiny(repository, work, CLASSES, seed=1) == 1
     assert export_tiny(repository, work, CLASSES, seed=2) == 2  # on disk, not serving
     export_tiny_reconstruction(repository, work)
     synthetic_set(work / "data" / "set")
-    fleet = Fleet(work, repository)
+    fleet = Fleet(work, repository, postgres_url)
     try:
         for role in fleet.commands():
             fleet.start(role)

@@ -1,6 +1,7 @@
 """The fleet on one machine (conftest.py: two Tritons, two gateways, the control plane, a worker): deploys and
 rollbacks under load switch both gateways with no failed request; a corrupt version and a killed Triton do not take
-serving down; jobs outlive gateway restarts and survive a killed worker."""
+serving down; jobs outlive gateway restarts and survive a killed worker; image collections are shared by the
+gateways and re-indexed once per deploy."""
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ import pytest
 from contracts.model_repository import ONNX_FILE
 from tests.lomar_serve.fleet.conftest import AUTH, NAME, Fleet
 from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS
-from tests.lomar_serve.photos import encode
+from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 SWITCH_WITHIN_S = 5.0
@@ -141,3 +142,70 @@ def test_jobs_outlive_a_gateway_restart_and_a_killed_worker(fleet: Fleet) -> Non
         version = done["model_version"]
         status = admin.get(f"/v1/admin/models/{NAME}").json()
         assert version in status["versions"]
+
+
+def test_collections_are_shared_by_the_gateways_and_reindexed_once_per_deploy(fleet: Fleet) -> None:
+    """Created through one gateway, filled through both, searched through either; a deploy re-indexes it on one
+    gateway (the store's lease) while searches through both keep answering, then both answer with the new
+    version."""
+    first, second = (httpx.Client(base_url=url, timeout=120) for url in fleet.gateway_urls)
+    photos = {name: photo_bytes(name) for name in PHOTO_NAMES}
+
+    def add(client: httpx.Client, names: list[str]) -> None:
+        files = [("image", (f"{name}.jpg", photos[name], "image/jpeg")) for name in names]
+        response = client.post("/v1/collections/shared/images", files=files, params={"id": names})
+        assert response.status_code == 201, response.text
+
+    def top_hits(client: httpx.Client) -> tuple[str, list[str]]:
+        response = client.post("/v1/collections/shared/search", content=photos["rocket"],
+                               headers={"content-type": "image/jpeg"}, params={"top_k": 3})
+        assert response.status_code == 200, response.text
+        return response.json()["model_version"], [hit["id"] for hit in response.json()["results"]]
+
+    def described(client: httpx.Client) -> dict:
+        return client.get("/v1/collections/shared").json()
+
+    try:
+        assert first.post("/v1/collections", json={"name": "shared", "model": NAME}).status_code == 201
+        assert second.post("/v1/collections", json={"name": "shared"}).status_code == 409  # it exists there too
+        names = list(photos)
+        for start in range(0, len(names), 6):  # both gateways add
+            add((first, second)[start // 6 % 2], names[start:start + 6])
+        assert described(first)["count"] == described(second)["count"] == len(names)
+        assert top_hits(first) == top_hits(second) and top_hits(first)[1][0] == "rocket"
+        version = top_hits(first)[0]
+        target = "2" if version == "1" else "1"
+
+        answers: list[tuple[str, list[str]]] = []
+        stop = threading.Event()
+
+        def search_both() -> None:
+            while not stop.is_set():
+                for client in (first, second):
+                    try:
+                        answers.append(top_hits(client))
+                    except (AssertionError, httpx.HTTPError) as error:  # a failed search: reported below
+                        answers.append(("failed", [repr(error)]))
+        searcher = threading.Thread(target=search_both, daemon=True)
+        searcher.start()
+        with httpx.Client(base_url=fleet.control_url, headers=AUTH, timeout=600) as admin:
+            response = admin.post(f"/v1/admin/models/{NAME}/deploy", json={"version": int(target)})
+            assert response.status_code == 200, response.text
+        deadline = time.monotonic() + 180
+        while {described(c)["model_version"] for c in (first, second)} != {target}:
+            assert time.monotonic() < deadline, f"not re-indexed: {described(first)}, {described(second)}"
+            time.sleep(0.5)
+        stop.set()
+        searcher.join(120)
+        assert not searcher.is_alive()
+        assert {answer[0] for answer in answers} <= {version, target}, [a for a in answers if a[0] == "failed"][:3]
+        assert len(answers) > 10 and answers[-1][0] == target
+        assert all(hits[0] == "rocket" for _, hits in answers)  # each answer from one version's index
+        assert described(second)["indexed"] == len(names) and described(second)["reindexing_to"] is None
+        logs = fleet.log_tail("gateway-0", 10**7) + fleet.log_tail("gateway-1", 10**7)
+        assert logs.count("collection shared: re-indexed") == 1, "re-indexed on more than one gateway"
+        assert second.delete("/v1/collections/shared").status_code == 200
+        assert first.get("/v1/collections/shared").status_code == 404  # deleted through the other gateway
+    finally:
+        first.close()
+        second.close()
