@@ -93,8 +93,12 @@ def test_the_other_services(compose: dict) -> None:
     assert services["seed-repository"]["entrypoint"] == ["seed-model-repository"]
     assert (DOCKER_DIR / "seed-model-repository.sh").is_file()
     assert services["seed-repository"]["restart"] == "no"
-    assert re.fullmatch(r"postgres:[\w.-]+", services["postgres"]["image"])  # the official image, a fixed major
-    assert not services["postgres"]["image"].endswith(":latest")
+    # pgvector's official image (PostgreSQL with the `vector` extension): fixed pgvector and PostgreSQL versions
+    assert re.fullmatch(r"pgvector/pgvector:[\d.]+-pg\d+[\w.-]*", services["postgres"]["image"])
+    for name in ("gateway-1", "gateway-2"):  # the collections are shared through it
+        env = services[name]["environment"]
+        assert env["LOMAR_SEARCH_ENGINE"] == "pgvector" and env["LOMAR_SEARCH_PG_URL"].endswith("@postgres:5432/lomar")
+        assert "postgres" in services[name]["depends_on"]
 
 
 def test_volumes(compose: dict) -> None:
@@ -106,15 +110,16 @@ def test_volumes(compose: dict) -> None:
 
 
 def test_the_repository_is_shared_and_writable_where_it_is_written(compose: dict) -> None:
-    """One volume at the images' LOMAR_MODEL_REPOSITORY everywhere; writable for the control plane (deploys) and
-    the worker (exports); the seed service writes it once."""
+    """One volume at the images' LOMAR_MODEL_REPOSITORY everywhere; writable for the control plane (deploys), the
+    worker (exports) and the gateways (holds on an old version while collections re-index); the seed service
+    writes it once."""
     env = stage_env(dockerfile_stages(), "serving")
     services = compose["services"]
     for name in ("seed-repository", "triton", "gateway-1", "gateway-2", "control-plane", "worker"):
         found = [(target, read_only) for source, target, read_only in mounts(services[name])
                  if source == REPOSITORY_VOLUME]
         assert [target for target, _ in found] == [env["LOMAR_MODEL_REPOSITORY"]], name
-        if name in ("seed-repository", "control-plane", "worker"):
+        if name in ("seed-repository", "control-plane", "worker", "gateway-1", "gateway-2"):
             assert found[0][1] is False, f"{name} must be able to write the model repository"
     for name in ("control-plane", "worker"):
         targets = {target: read_only for source, target, read_only in mounts(services[name]) if source == "jobs"}

@@ -165,6 +165,10 @@ def test_roles() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert "cpu" in container["resources"]["requests"]  # the HorizontalPodAutoscaler's CPU utilisation needs it
+    secrets = {entry["name"]: entry["valueFrom"]["secretKeyRef"]["key"] for entry in container["env"]
+               if "valueFrom" in entry}
+    assert secrets.get("LOMAR_SEARCH_PG_URL") == "LOMAR_SEARCH_PG_URL"  # replicas share the collections
+    assert find("ConfigMap", "lomar-settings")["data"]["LOMAR_SEARCH_ENGINE"] == "pgvector"
     control = find("Deployment", "control-plane")
     assert control["spec"]["replicas"] == 1 and control["spec"]["strategy"]["type"] == "Recreate"
     for kind, name in (("Deployment", "triton"), ("Job", "lomar-job-0123abcd-train")):
