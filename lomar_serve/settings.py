@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     search_dir: Path | None = None
     search_engine: Literal["embedded", "pgvector"] = "embedded"
     search_pg_url: SecretStr | None = None
+    search_pg_build_memory_mb: int = Field(1024, ge=64)  # maintenance_work_mem of a pgvector HNSW build
     search_reindex_batch: int = Field(16, ge=1)
     search_check_interval_s: float = Field(5.0, gt=0)
     search_hold_s: float = Field(600.0, ge=0)

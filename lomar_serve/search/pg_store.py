@@ -208,13 +208,13 @@ class PostgresCollectionStore(CollectionStore):
                 return
             last = rows[-1][0]
             yield (np.array([row[0] for row in rows], dtype=np.int64),
-                   np.stack([np.asarray(row[1], dtype=np.float32) for row in rows]))
+                   np.stack([row[1].to_numpy() for row in rows]).astype(np.float32))
 
     def vector_of(self, version: str, item_id: str) -> np.ndarray | None:
         rows = self._session.run(f"SELECT v.embedding FROM {self._table(version)} v JOIN {ITEMS} i "
                                  "ON i.key = v.key WHERE i.collection = %s AND i.id = %s", (self.name, item_id),
                                  fetch=True)
-        return np.asarray(rows[0][0], dtype=np.float32) if rows else None
+        return rows[0][0].to_numpy().astype(np.float32) if rows else None
 
     def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
         if not len(keys):

@@ -90,7 +90,11 @@ class SearchService:
     async def start(self) -> None:
         """Open the existing collections (rebuilding indexes that lag their store) and start the watcher."""
         self._loop = asyncio.get_running_loop()
-        await self._open_all(await _stored(self._stored_names))
+        try:
+            await self._open_all(await _stored(self._stored_names))
+        except GatewayError as error:  # the database is down: inference starts anyway, the watcher retries
+            LOGGER.error("collections not opened (retried every %.0f s): %s", self.settings.check_interval_s,
+                         error.message)
         for collection in self._collections.values():
             if collection.info.building:
                 self._ensure_reindex(collection, collection.info.building)
@@ -132,7 +136,8 @@ class SearchService:
                 except (OSError, GatewayError, ValueError) as error:
                     LOGGER.error("collection %s cannot be opened: %s", name, error)
                     continue
-                self._collections.setdefault(name, collection)
+                if self._collections.setdefault(name, collection) is not collection:
+                    await asyncio.to_thread(collection.close)
 
     async def _forget(self, name: str) -> None:
         """Close a collection another gateway deleted."""
@@ -141,7 +146,7 @@ class SearchService:
         if running is not None:
             running[1].cancel()
         if collection is not None:
-            await asyncio.to_thread(collection.store.close)
+            await asyncio.to_thread(collection.close)
 
     # -- collections ------------------------------------------------------------------------------------------
     async def collection(self, name: str) -> Collection:
@@ -155,6 +160,8 @@ class SearchService:
             if collection is None:  # created through another gateway
                 opened = await _stored(Collection, self.settings.folder / name, self.settings.engine)
                 collection = self._collections.setdefault(name, opened)
+                if collection is not opened:  # another request opened it meanwhile
+                    await asyncio.to_thread(opened.close)
             else:
                 await _stored(collection.refresh)
         except CollectionNotFound:
@@ -401,6 +408,7 @@ def search_settings(settings: Settings) -> SearchSettings:
     (REPO/../collections) unless LOMAR_SEARCH_DIR says otherwise."""
     folder = settings.search_dir or Path(settings.model_repository).resolve().parent / "collections"
     url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
-    return SearchSettings(folder=Path(folder), engine=EngineConfig(kind=settings.search_engine, pg_url=url),
+    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb)
+    return SearchSettings(folder=Path(folder), engine=engine,
                           reindex_batch=settings.search_reindex_batch,
                           check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s)

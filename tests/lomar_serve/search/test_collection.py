@@ -125,6 +125,8 @@ def test_reindex_switches_at_once_and_keeps_adds_made_meanwhile(folder: Path, en
     assert hit.id == "late2" and hit.score == pytest.approx(1.0, abs=1e-4)
     assert collection.search("1", embedder("1")(late[2:3])[0], 1) is None
     assert list(collection.store.vectors("1")) == []  # the old version's vectors are gone
+    [(keys, vectors)] = collection.store.vectors("2", batch=100)  # the new one's, read back as stored
+    assert len(keys) == 46 and vectors.shape == (46, DIM) and vectors.dtype == np.float32
 
 
 def test_add_with_stale_versions_is_refused(folder: Path, engine: EngineConfig) -> None:

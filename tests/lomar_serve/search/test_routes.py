@@ -1,10 +1,11 @@
 """The collections API's request handling and error contract, in-process on the FAKE backend (its "model"
-embeds an image by its mean colour). Search quality, re-indexing and persistence against the real Triton are in
-test_search_e2e.py."""
+embeds an image by its mean colour), on each engine (embedded; pgvector on a real PostgreSQL). Search quality,
+re-indexing and persistence against the real Triton are in test_search_e2e.py."""
 from __future__ import annotations
 
 import base64
 import json
+import socket
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,14 +16,18 @@ from tests.lomar_serve.fake_backend import DIM, FakeBackend
 from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 
 
-@pytest.fixture()
-def client(tmp_path):
+@pytest.fixture(params=["embedded", "pgvector"])
+def client(tmp_path, request):
     (tmp_path / "repo").mkdir()
+    engine = {"search_engine": "pgvector", "search_pg_url": request.getfixturevalue("postgres_url")} \
+        if request.param == "pgvector" else {}
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", max_images=4, max_upload_bytes=2_000_000,
-                        search_dir=tmp_path / "collections")
+                        search_dir=tmp_path / "collections", **engine)
     with TestClient(create_app(settings, backend=FakeBackend())) as test_client:
         yield test_client
+        for collection in test_client.get("/v1/collections").json()["collections"]:  # the database outlives a test
+            test_client.delete(f"/v1/collections/{collection['name']}")
 
 
 def error(response, status: int, code: str) -> None:
@@ -121,3 +126,18 @@ def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
     with TestClient(create_app(settings, backend=FakeBackend())) as client:
         error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_storage_unavailable")
         error(client.get("/v1/collections/pics"), 404, "collection_not_found")
+
+
+def test_a_database_that_is_down_is_a_503_and_inference_goes_on(tmp_path) -> None:
+    (tmp_path / "repo").mkdir()
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://lomar@127.0.0.1:{closed.getsockname()[1]}/lomar?connect_timeout=2"
+    settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url)
+    with TestClient(create_app(settings, backend=FakeBackend())) as client:
+        assert client.post("/v1/classify", content=photo_bytes("coffee"),
+                           headers={"content-type": "image/jpeg"}).status_code == 200
+        error(client.get("/v1/collections"), 503, "search_engine_unavailable")
+        error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_engine_unavailable")
+        error(client.post("/v1/collections/pics/search", params={"id": "a"}), 503, "search_engine_unavailable")
