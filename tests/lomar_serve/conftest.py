@@ -2,9 +2,11 @@
 PostgreSQL (the pgvector search engine, the fleet's job store)."""
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,20 @@ def postgres_url() -> Iterator[str]:
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database(postgres_url: str) -> Callable[[], str]:
+    """Makes an empty database on the session's PostgreSQL and returns its libpq connection string: tests that
+    keep collections there (every gateway lists them all) do not see each other's."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    numbers = itertools.count()
+
+    def make() -> str:
+        name = f"lomar_test_{os.getpid()}_{next(numbers)}"
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return make_conninfo(postgres_url, dbname=name)
+    return make

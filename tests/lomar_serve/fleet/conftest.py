@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,14 +105,14 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Fleet]:
+def fleet(tmp_path_factory: pytest.TempPathFactory, new_postgres_database: Callable[[], str]) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("fleet")
     repository = work / "repo"
     assert export_tiny(repository, work, CLASSES, seed=1) == 1
     assert export_tiny(repository, work, CLASSES, seed=2) == 2  # on disk, not serving
     export_tiny_reconstruction(repository, work)
     synthetic_set(work / "data" / "set")
-    fleet = Fleet(work, repository, postgres_url)
+    fleet = Fleet(work, repository, new_postgres_database())
     try:
         for role in fleet.commands():
             fleet.start(role)

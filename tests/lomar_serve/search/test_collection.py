@@ -38,14 +38,14 @@ def images(seed: int, count: int) -> np.ndarray:
 @pytest.fixture(params=["embedded", "pgvector"])
 def engine(request: pytest.FixtureRequest) -> EngineConfig:
     if request.param == "pgvector":
-        return EngineConfig(kind="pgvector", pg_url=request.getfixturevalue("postgres_url"))
+        return EngineConfig(kind="pgvector", pg_url=request.getfixturevalue("new_postgres_database")())
     return EngineConfig()
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """The collection's folder, named after it: unique per test, as the PostgreSQL database is shared."""
-    return tmp_path / f"c{tmp_path.name[-12:].lower().replace('-', '_')}"
+    """The collection's folder, named after it."""
+    return tmp_path / "things"
 
 
 def new(folder: Path, engine: EngineConfig) -> Collection:
@@ -149,8 +149,8 @@ def add_as_a_gateway_does(collection: Collection, pixels: np.ndarray, ids: list[
             continue  # the collection refreshed its versions
 
 
-def test_two_gateways_share_a_collection_its_adds_and_its_reindex(folder: Path, postgres_url: str) -> None:
-    engine = EngineConfig(kind="pgvector", pg_url=postgres_url)
+def test_two_gateways_share_a_collection_its_adds_and_its_reindex(folder: Path, new_postgres_database) -> None:
+    engine = EngineConfig(kind="pgvector", pg_url=new_postgres_database())
     first = new(folder, engine)
     second = Collection(folder, engine)  # another gateway, same database
     with pytest.raises(CollectionExists):

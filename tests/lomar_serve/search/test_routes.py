@@ -19,15 +19,13 @@ from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 @pytest.fixture(params=["embedded", "pgvector"])
 def client(tmp_path, request):
     (tmp_path / "repo").mkdir()
-    engine = {"search_engine": "pgvector", "search_pg_url": request.getfixturevalue("postgres_url")} \
+    engine = {"search_engine": "pgvector", "search_pg_url": request.getfixturevalue("new_postgres_database")()} \
         if request.param == "pgvector" else {}
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", max_images=4, max_upload_bytes=2_000_000,
                         search_dir=tmp_path / "collections", **engine)
     with TestClient(create_app(settings, backend=FakeBackend())) as test_client:
         yield test_client
-        for collection in test_client.get("/v1/collections").json()["collections"]:  # the database outlives a test
-            test_client.delete(f"/v1/collections/{collection['name']}")
 
 
 def error(response, status: int, code: str) -> None:
