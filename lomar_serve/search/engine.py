@@ -1,8 +1,10 @@
 """The vector index interface every engine implements, and the factory that opens one.
 
 An index holds unit vectors of ONE model version under int64 keys and answers inner-product (= cosine) top-k.
-Indexes are derived data: the collection store (SQLite) keeps every vector, and an index whose `generation`
-differs from the store's is rebuilt from it (after a crash between the store's commit and the index's save).
+With the embedded engine an index is derived data: the collection's SQLite store keeps every vector, and an index
+whose `generation` differs from the store's is rebuilt from it (after a crash between the store's commit and the
+index's save). With pgvector the PostgreSQL store writes the index's table itself (store.py: `holds_index`); the
+index then searches it and manages its HNSW graph.
 
     index = open_index(EngineConfig(kind="embedded"), folder, "photos", version="2", dim=192)
     index.add(np.array([1, 2]), vectors)                # (N,) int64, (N, D) float32 unit rows

