@@ -14,6 +14,7 @@ One interface, two stores:
 from __future__ import annotations
 
 import io
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -73,8 +74,9 @@ def metadata_filter(where: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in where.items():
         if not FILTER_KEY.fullmatch(key):
             raise InvalidParameter(f"filter key {key!r}: use 1-64 letters, digits or '_'")
-        if value is not None and not isinstance(value, (bool, int, float, str)):
-            raise InvalidParameter(f"filter value of {key!r} must be a string, number, boolean or null")
+        if value is not None and not isinstance(value, (bool, int, float, str)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidParameter(f"filter value of {key!r} must be a string, finite number, boolean or null")
     return dict(where)
 
 

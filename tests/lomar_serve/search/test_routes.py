@@ -97,6 +97,8 @@ def test_add_in_every_form_then_search(client: TestClient) -> None:
           "invalid_parameter")
     error(client.post("/v1/collections/pics/search", params={"id": "five", "filter": '{"a": {"b": 1}}'}), 422,
           "invalid_parameter")
+    error(client.post("/v1/collections/pics/search", params={"id": "five", "filter": '{"n": NaN}'}), 422,
+          "invalid_parameter")  # Python's JSON reads NaN; PostgreSQL's jsonb would refuse it
 
     thumbnail = client.get("/v1/collections/pics/images/five/thumbnail")
     assert thumbnail.status_code == 200 and thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
