@@ -1,4 +1,5 @@
-"""Processes: children that never outlive their parent, and the SIGINT/SIGTERM handling of every `lomar` role."""
+"""Processes: children that never outlive their parent, and what every `lomar` role does at start and stop:
+its settings (refused with exit status 2 when invalid), its log format, its SIGINT/SIGTERM handling."""
 from __future__ import annotations
 
 import ctypes
@@ -10,9 +11,13 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 StopSignals = (signal.SIGINT, signal.SIGTERM)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SettingsT = TypeVar("SettingsT")
 
 PR_SET_PDEATHSIG = 1
 
@@ -40,3 +45,19 @@ def stop_on_signals(event: threading.Event, logger: logging.Logger) -> dict[int,
 def restore_signals(previous: dict[int, Callable[..., Any] | int | None]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+def load_settings(settings_class: Callable[..., SettingsT], program: str, overrides: dict[str, Any]
+                  ) -> SettingsT | None:
+    """The role's settings from the environment and the command line's `overrides`; None, with the reasons on
+    stderr, when they are invalid (the caller exits with status 2)."""
+    try:
+        return settings_class(**overrides)
+    except ValidationError as error:
+        print(f"{program}: invalid settings:\n{error}", file=sys.stderr)
+        return None
+
+
+def configure_logging(level: str | int) -> None:
+    """The log format of every `lomar` role; `level` a name ("info") or a logging constant."""
+    logging.basicConfig(level=level.upper() if isinstance(level, str) else level, format=LOG_FORMAT)

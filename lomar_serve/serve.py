@@ -26,7 +26,7 @@ from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.app import create_app
 from lomar_serve.children import ChildProcess
 from lomar_serve.control_plane.settings import ControlPlaneSettings
-from lomar_serve.processes import restore_signals, stop_on_signals
+from lomar_serve.processes import configure_logging, load_settings, restore_signals, stop_on_signals
 from lomar_serve.settings import Settings
 from lomar_serve.triton.cli import fleet_config, launch_supervised
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -63,16 +63,14 @@ def _serve(argv: list[str], one_box: bool) -> int:
     overrides: dict[str, Any] = {key: value for key, value in {
         "model_repository": args.model_repository, "host": args.host, "port": args.port,
         "triton_url": args.triton_url, "log_level": args.log_level}.items() if value is not None}
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as error:
-        print(f"lomar serve: invalid settings:\n{error}", file=sys.stderr)
+    settings = load_settings(Settings, "lomar serve", overrides)
+    if settings is None:
         return 2
     if not one_box and settings.triton_url is None:
         print("lomar gateway: give --triton-url or LOMAR_TRITON_URL (a gateway of a fleet never launches Triton; "
               "`lomar serve` does)", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     LOGGER.info("settings:\n%s", settings.describe())
 
     stopping = threading.Event()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lomar_serve.lifecycle.admin_client import AdminClient, AdminError
@@ -31,7 +31,7 @@ from lomar_serve.lifecycle.executors import ExecutorSettings, make_executor
 from lomar_serve.lifecycle.job_worker import JobSettings, Worker
 from lomar_serve.lifecycle.jobs import default_jobs_dir
 from lomar_serve.lifecycle.store import STORE_FILE, open_store
-from lomar_serve.processes import restore_signals, stop_on_signals
+from lomar_serve.processes import configure_logging, load_settings, restore_signals, stop_on_signals
 from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY, PathList, log_level
 
 LOGGER = logging.getLogger("lomar_serve.worker")
@@ -120,12 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     overrides = {key: value for key, value in vars(args).items() if value is not None}
-    try:
-        settings = WorkerSettings(**overrides)
-    except ValidationError as error:
-        print(f"lomar worker: invalid settings:\n{error}", file=sys.stderr)
+    settings = load_settings(WorkerSettings, "lomar worker", overrides)
+    if settings is None:
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     try:
         worker = build_worker(settings)
     except (OSError, StoreUnavailable) as error:

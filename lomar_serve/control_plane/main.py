@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pydantic import ValidationError
 
 from lomar_serve.api.timeouts import header_timeout_protocol
 from lomar_serve.control_plane.app import create_control_app
 from lomar_serve.control_plane.settings import ControlPlaneSettings
+from lomar_serve.processes import configure_logging, load_settings
 
 HEADER_TIMEOUT_S = 10.0
 
@@ -44,12 +43,10 @@ def main(argv: list[str]) -> int:
         "control_host": args.host, "control_port": args.port, "triton_urls": args.triton_url,
         "model_repository": args.model_repository, "jobs_dir": args.jobs_dir, "store_url": args.store_url,
         "log_level": args.log_level}.items() if value is not None}
-    try:
-        settings = ControlPlaneSettings(**overrides)
-    except ValidationError as error:
-        print(f"lomar control-plane: invalid settings:\n{error}", file=sys.stderr)
+    settings = load_settings(ControlPlaneSettings, "lomar control-plane", overrides)
+    if settings is None:
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     logging.getLogger(__name__).info("settings:\n%s", settings.describe())
     server = uvicorn.Server(uvicorn.Config(create_control_app(settings), host=settings.control_host,
                                            port=settings.control_port, log_level=settings.log_level,

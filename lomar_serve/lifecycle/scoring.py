@@ -29,6 +29,7 @@ from contracts.datasets import OutsideDataRoots, image_files, parse_roots
 from contracts.model_card import ModelCard
 from contracts.model_repository import ONNX_FILE
 from contracts.preprocessing import DecodeOptions, ImageError, decode_image
+from lomar_serve.processes import configure_logging
 from lomar_serve.reconstruction import sample_mask
 
 LOGGER = logging.getLogger("lomar_serve.lifecycle.scoring")
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           "separated); empty = no confinement")
     parser.add_argument("--out", type=Path, required=True, help="JSON result file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     try:
         samples = list_samples(args.data_dir, args.max_images, parse_roots(args.data_roots) if args.data_roots
                                else None)

@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from lomar_serve.processes import stop_on_signals
+from lomar_serve.processes import configure_logging, stop_on_signals
 from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY
 from lomar_serve.triton.server import TritonServerConfig
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     if not args.model_repository.is_dir():
         print(f"lomar triton: model repository {args.model_repository} is not a directory", file=sys.stderr)
         return 2
