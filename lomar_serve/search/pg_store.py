@@ -39,14 +39,18 @@ CREATE TABLE IF NOT EXISTS {ITEMS} (
 """
 
 
-def collection_names(url: str) -> list[str]:
-    """Every collection in the database at `url`."""
-    session = PgSession(url)
-    try:
-        _create_schema(session)
-        return [row[0] for row in session.run(f"SELECT name FROM {COLLECTIONS} ORDER BY name", fetch=True)]
-    finally:
-        session.close()
+class CollectionCatalog:
+    """The names of every collection in the database at `url`, through one session (the schema created once)."""
+
+    def __init__(self, url: str) -> None:
+        self._session = PgSession(url)
+        _create_schema(self._session)
+
+    def names(self) -> list[str]:
+        return [row[0] for row in self._session.run(f"SELECT name FROM {COLLECTIONS} ORDER BY name", fetch=True)]
+
+    def close(self) -> None:
+        self._session.close()
 
 
 def _create_schema(session: PgSession) -> None:

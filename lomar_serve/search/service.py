@@ -27,11 +27,12 @@ import re
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, Dim
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
 from lomar_serve.settings import Settings
+
+if TYPE_CHECKING:
+    from lomar_serve.search.pg_store import CollectionCatalog
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +89,8 @@ class SearchService:
         self._errors: dict[str, str] = {}  # name -> why the last re-index stopped
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._catalog: CollectionCatalog | None = None  # pgvector: opened on first use (the database may be down)
+        self._catalog_lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -110,6 +116,8 @@ class SearchService:
         for collection in self._collections.values():
             await asyncio.to_thread(collection.close)
         self._collections.clear()
+        if self._catalog is not None:
+            await asyncio.to_thread(self._catalog.close)
 
     @property
     def shared(self) -> bool:
@@ -119,9 +127,12 @@ class SearchService:
     def _stored_names(self) -> list[str]:
         """The collections in the store (folders of this gateway, or rows of the shared database)."""
         if self.shared:
-            from lomar_serve.search.pg_store import collection_names
+            with self._catalog_lock:
+                if self._catalog is None:
+                    from lomar_serve.search.pg_store import CollectionCatalog
 
-            return collection_names(str(self.settings.engine.pg_url))
+                    self._catalog = CollectionCatalog(str(self.settings.engine.pg_url))
+            return self._catalog.names()
         return sorted(path.parent.name for path in self.settings.folder.glob(f"*/{STORE_FILE_NAME}"))
 
     async def _open_all(self, names: list[str]) -> None:
