@@ -7,7 +7,7 @@ decoded) while another client sends small JPEGs one after another; the gateway p
     LOMAR_DECODE_BUDGET_PIXELS=160000000 python benchmarks/decode_memory.py     # another budget
 
 The gateway is started here (`lomar serve`, which is the process measured; Triton is its child and not counted).
-The same load, with asserted bounds, is tests/lomar_serve/e2e/test_decode_memory.py.
+The same load, with asserted bounds, is tests/lomar_serve/gateway/e2e/test_decode_memory.py.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from serve_load import export_fixtures, start_stack  # noqa: E402
-from tests.lomar_serve.decode_load import run_decode_load  # noqa: E402
+from tests.lomar_serve.gateway.decode_load import run_decode_load  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lomar_serve.search.engine import EngineConfig, VectorIndex, open_index  # noqa: E402
+from lomar_serve.search.backends import open_index
+from lomar_serve.search.engine import EngineConfig, VectorIndex  # noqa: E402
 
 DIM = 192  # lomar_tiny_patch16's embedding
 CONFIG = EngineConfig(connectivity=16, expansion_add=128, expansion_search=64, build_memory_mb=4096)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from contracts.model_repository import DEFAULT_CLASSIFIER  # noqa: E402
 from contracts.preprocessing import DecodeOptions, decode_image  # noqa: E402
-from lomar_serve.inference import TritonClient  # noqa: E402
+from lomar_serve.gateway.inference import TritonClient  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "official_lomar_micro"  # vendored reference checkpoints
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "cat", "coins")

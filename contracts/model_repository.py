@@ -39,7 +39,7 @@ ONNX_FILE = "model.onnx"  # per version
 TENSORRT_FILE = "model.plan"  # per version, TensorRT backend
 PYTHON_FILE = "model.py"  # per version, Python backend: runs model.onnx with ONNX Runtime
 CARD_FILE = "model_card.json"  # per version: contracts.model_card.ModelCard
-HOLDS_DIR = ".holds"  # per model: REPO/NAME/.holds/VERSION/HOLDER, a version still in use (lomar_serve/holds.py)
+HOLDS_DIR = ".holds"  # per model: REPO/NAME/.holds/VERSION/HOLDER, a version still in use (lomar_serve/common/holds.py)
 MODEL_FILES = {"python": PYTHON_FILE, "onnxruntime": ONNX_FILE, "tensorrt": TENSORRT_FILE}  # Triton backend -> file
 
 

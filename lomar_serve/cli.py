@@ -9,25 +9,25 @@ import sys
 
 # subcommand -> ("module" with main(argv) -> int, or "module:function" taking argv, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("lomar_serve.serve", "everything on one box: Triton, the gateway (and with LOMAR_ADMIN_TOKEN the "
+    "serve": ("lomar_serve.serve.main", "everything on one box: Triton, the gateway (and with LOMAR_ADMIN_TOKEN the "
                                    "control plane and a worker)"),
-    "gateway": ("lomar_serve.serve:gateway_main", "the HTTP gateway alone, in front of a running Triton (a fleet)"),
+    "gateway": ("lomar_serve.gateway.main", "the HTTP gateway alone, in front of a running Triton (a fleet)"),
     "control-plane": ("lomar_serve.control_plane.main", "the admin API: jobs, deploys, rollbacks for a fleet"),
     "triton": ("lomar_serve.triton.cli", "the bundled Triton server alone, supervised, on fixed ports (a fleet)"),
-    "classify": ("lomar_serve.client_cli:classify", "top-k labels of image files from a running gateway (JSON)"),
-    "embed": ("lomar_serve.client_cli:embed", "embeddings of image files from a running gateway (JSON)"),
-    "reconstruct": ("lomar_serve.client_cli:reconstruct", "masked-reconstruction PNG strips from a running gateway"),
-    "collections": ("lomar_serve.search.cli:collections_main", "collections of images for similar-image search"),
-    "search": ("lomar_serve.search.cli:search_main", "the images of a collection most similar to an image file"),
+    "classify": ("lomar_serve.clients.gateway_cli:classify", "top-k labels of image files from a running gateway (JSON)"),
+    "embed": ("lomar_serve.clients.gateway_cli:embed", "embeddings of image files from a running gateway (JSON)"),
+    "reconstruct": ("lomar_serve.clients.gateway_cli:reconstruct", "masked-reconstruction PNG strips from a running gateway"),
+    "collections": ("lomar_serve.clients.search_cli:collections_main", "collections of images for similar-image search"),
+    "search": ("lomar_serve.clients.search_cli:search_main", "the images of a collection most similar to an image file"),
     "export": ("export.cli", "export a checkpoint to a verified ONNX/TensorRT version in a Triton model repository"),
     "pretrain": ("training.pretrain", "LoMaR pretraining on a folder of images (also under torchrun)"),
     "finetune": ("training.finetune", "fine-tune a LoMaR classifier on a labelled image folder (also under torchrun)"),
     "evaluate": ("training.evaluate", "top-1/top-5 of a classifier, or k-NN/linear-probe of a pretrained encoder"),
     "data": ("training.data.cli", "data utilities: `lomar data synth` writes a synthetic labelled image set"),
-    "jobs": ("lomar_serve.lifecycle.admin_cli", "retrain jobs via the admin API: submit, list, follow, cancel"),
-    "deploy": ("lomar_serve.lifecycle.admin_cli:deploy", "serve a model version (smoke-tested first, no downtime)"),
-    "rollback": ("lomar_serve.lifecycle.admin_cli:rollback", "serve again the version deployed before the serving one"),
-    "worker": ("lomar_serve.worker", "claim queued retrain jobs from the job store and run them (train, export, verify)"),
+    "jobs": ("lomar_serve.clients.admin_cli", "retrain jobs via the admin API: submit, list, follow, cancel"),
+    "deploy": ("lomar_serve.clients.admin_cli:deploy", "serve a model version (smoke-tested first, no downtime)"),
+    "rollback": ("lomar_serve.clients.admin_cli:rollback", "serve again the version deployed before the serving one"),
+    "worker": ("lomar_serve.worker.main", "claim queued retrain jobs from the job store and run them (train, export, verify)"),
 }
 
 

@@ -13,7 +13,7 @@ conventions. A subclass that only changes a default (`epochs: int = 400`) inheri
 overrides. The gateway's `Settings` stays pydantic-settings: it reads `LOMAR_*` environment variables.
 
 `option_types` lists the scalar settings that are not paths: a retrain job request may set those
-(lomar_serve/lifecycle/spec.py), apart from the few the job sets itself.
+(lomar_serve/jobs/spec.py), apart from the few the job sets itself.
 """
 from __future__ import annotations
 

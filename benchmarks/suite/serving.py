@@ -42,7 +42,8 @@ def in_process(jpegs: list[bytes], concurrency: int, seconds: float, device: str
     """img/s of `concurrency` threads each decoding a JPEG (the gateway's rules) and running the ONNX model."""
     import onnxruntime as ort
 
-    from lomar_serve.images import DecodeOptions, decode_image
+    from contracts.preprocessing import DecodeOptions
+    from lomar_serve.gateway.decode_budget import decode_image
 
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     session = ort.InferenceSession(str(REPOSITORY / MODEL / "1" / "model.onnx"), providers=providers)

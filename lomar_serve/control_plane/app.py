@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lomar_serve.api.admin_guard import AdminGuard
-from lomar_serve.api.errors import install_error_handlers
-from lomar_serve.api.openapi import error_responses
-from lomar_serve.api.routes import admin, docs
-from lomar_serve.api.schemas import Health
+from lomar_serve.common import docs
+from lomar_serve.common.error_handlers import install_error_handlers
+from lomar_serve.common.openapi import error_responses
+from lomar_serve.common.schemas import Health
+from lomar_serve.control_plane import routes
+from lomar_serve.control_plane.admin_guard import AdminGuard
+from lomar_serve.control_plane.service import build_lifecycle
 from lomar_serve.control_plane.settings import ControlPlaneSettings
-from lomar_serve.lifecycle.service import build_lifecycle
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     docs.install(app)
     app.add_middleware(AdminGuard)  # the admin token before any body is read
-    app.include_router(admin.router)
+    app.include_router(routes.router)
 
     @app.get("/healthz", tags=["health"], summary="The control plane process is alive")
     async def healthz() -> Health:

@@ -15,10 +15,10 @@ from typing import Any
 
 import uvicorn
 
-from lomar_serve.api.timeouts import header_timeout_protocol
+from lomar_serve.common.processes import configure_logging, load_settings
+from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.control_plane.app import create_control_app
 from lomar_serve.control_plane.settings import ControlPlaneSettings
-from lomar_serve.processes import configure_logging, load_settings
 
 HEADER_TIMEOUT_S = 10.0
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY, PathList, describe, log_level, triton_address
+from lomar_serve.common.settings import DEFAULT_MODEL_REPOSITORY, PathList, describe, log_level, triton_address
 
 DEFAULT_CONTROL_PORT = 8100
 

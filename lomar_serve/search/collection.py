@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from lomar_serve.search.engine import EngineConfig, VectorIndex, open_index
+from lomar_serve.search.backends import open_collection_store, open_index
+from lomar_serve.search.engine import EngineConfig, VectorIndex
 from lomar_serve.search.errors import CollectionNotFound, EngineError, ImageNotFound
-from lomar_serve.search.store import CollectionInfo, NewItem, VersionsChanged, decode_input, open_collection_store
+from lomar_serve.search.store import CollectionInfo, NewItem, VersionsChanged, decode_input
 
 LOGGER = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The vector index interface every engine implements, and the factory that opens one.
+"""The vector index interface every engine implements (backends.py opens one by engine).
 
 An index holds unit vectors of ONE model version under int64 keys and answers inner-product (= cosine) top-k.
 With the embedded engine an index is derived data: the collection's SQLite store keeps every vector, and an index
@@ -6,7 +6,7 @@ whose `generation` differs from the store's is rebuilt from it (after a crash be
 index's save). With pgvector the PostgreSQL store writes the index's table itself (store.py: `holds_index`); the
 index then searches it and manages its HNSW graph.
 
-    index = open_index(EngineConfig(kind="embedded"), folder, "photos", version="2", dim=192)
+    index = open_index(EngineConfig(kind="embedded"), folder, "photos", version="2", dim=192)   # backends.py
     index.add(np.array([1, 2]), vectors)                # (N,) int64, (N, D) float32 unit rows
     keys, scores = index.search(query, k=10)            # query (D,), best first
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -108,17 +107,6 @@ class VectorIndex(ABC):
     @abstractmethod
     def memory_bytes(self) -> int:
         """Bytes the index occupies (RAM for the embedded engine, table + index size for pgvector)."""
-
-
-def open_index(config: EngineConfig, folder: Path, collection: str, version: str, dim: int) -> VectorIndex:
-    """The index of `collection`'s vectors of model `version` (created empty if new)."""
-    if config.kind == "embedded":
-        from lomar_serve.search.embedded import UsearchIndex
-
-        return UsearchIndex(folder / f"vectors-v{version}.usearch", dim, config)
-    from lomar_serve.search.pgvector import PgvectorIndex, vector_table
-
-    return PgvectorIndex(str(config.pg_url), vector_table(collection, version), dim, config)
 
 
 def exact_top_k(vectors: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

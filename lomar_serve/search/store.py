@@ -7,7 +7,7 @@ One interface, two stores:
 - `PostgresCollectionStore` (pg_store.py), with pgvector: every collection in the one database that all gateways
   of a fleet share. Its vector tables ARE the search index (`holds_index`), written in the items' transaction.
 
-    store = open_collection_store(EngineConfig(), folder / "photos")
+    store = open_collection_store(EngineConfig(), folder / "photos")    # backends.py
     store.create(CollectionInfo(name="photos", model="lomar_classifier", dim=192, version="1", created=...))
     keys, replaced = store.insert(items, {"1": vectors}, upsert=False)   # one transaction: rows and vectors
 """
@@ -19,14 +19,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from lomar_serve.errors import InvalidParameter
-from lomar_serve.search.engine import EngineConfig
+from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.search.errors import DuplicateId
 
 STORE_FILE_NAME = "collection.sqlite"  # in the collection's folder (embedded engine)
@@ -192,15 +190,3 @@ class CollectionStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-
-def open_collection_store(engine: EngineConfig, folder: Path) -> CollectionStore:
-    """The store of the collection named `folder.name`: a SQLite file in `folder` (embedded engine), or rows in
-    the PostgreSQL database of the pgvector engine."""
-    if engine.kind == "pgvector":
-        from lomar_serve.search.pg_store import PostgresCollectionStore
-
-        return PostgresCollectionStore(str(engine.pg_url), folder.name)
-    from lomar_serve.search.sqlite_store import SqliteCollectionStore
-
-    return SqliteCollectionStore(folder / STORE_FILE_NAME)

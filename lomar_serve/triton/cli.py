@@ -16,8 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-from lomar_serve.processes import configure_logging, stop_on_signals
-from lomar_serve.settings import DEFAULT_MODEL_REPOSITORY
+from lomar_serve.common.processes import configure_logging, stop_on_signals
+from lomar_serve.common.settings import DEFAULT_MODEL_REPOSITORY
 from lomar_serve.triton.server import TritonServerConfig
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from lomar_serve.common.processes import die_with_parent
 from lomar_serve.triton.distribution import find_distribution, prepare_backend_directory
 from lomar_serve.triton.errors import TritonError, TritonStartError
-from lomar_serve.processes import die_with_parent
 
 LOGGER = logging.getLogger(__name__)
 MODEL_CONTROL_MODES = ("none", "poll", "explicit")

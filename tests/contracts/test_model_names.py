@@ -1,7 +1,7 @@
 """One model-name rule at every entry point: export, the gateway's settings and `model` parameter, the admin API's
 deploy path and the lifecycle accept and refuse exactly the same names, so what can be exported can be served and
 deployed. (The end-to-end check, a dotted 64-character name exported, loaded by Triton and deployed, is in
-tests/lomar_serve/lifecycle/test_deploy.py.)"""
+tests/lomar_serve/control_plane/test_deploy.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,14 +15,14 @@ from pydantic import ValidationError
 from contracts.model_repository import MAX_VERSION, MODEL_NAME_MAX_LENGTH, is_model_name, is_version
 from export.errors import ExportError
 from export.pipeline import ExportOptions
-from lomar_serve.api.errors import install_error_handlers
-from lomar_serve.api.routes import admin
-from lomar_serve.app import create_app
-from lomar_serve.lifecycle.errors import InvalidName
-from lomar_serve.lifecycle.paths import DataRoots, check_model_name
-from lomar_serve.lifecycle.service import Lifecycle, LifecycleConfig
-from lomar_serve.lifecycle.spec import JobRequest
-from lomar_serve.settings import Settings
+from lomar_serve.control_plane import routes as admin_routes
+from lomar_serve.common.error_handlers import install_error_handlers
+from lomar_serve.control_plane.service import Lifecycle, LifecycleConfig
+from lomar_serve.gateway.app import create_app
+from lomar_serve.gateway.settings import Settings
+from lomar_serve.jobs.errors import InvalidName
+from lomar_serve.jobs.paths import DataRoots, check_model_name
+from lomar_serve.jobs.spec import JobRequest
 from tests.lomar_serve.fake_backend import FakeBackend
 from tests.lomar_serve.photos import photo_bytes
 
@@ -91,7 +91,7 @@ def admin_api(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     (work / "repo").mkdir()
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(admin.router)
+    app.include_router(admin_routes.router)
     app.state.lifecycle = Lifecycle(LifecycleConfig(model_repository=work / "repo", triton_urls=("127.0.0.1:9",),
                                                     admin_token=TOKEN, jobs_dir=work / "jobs"))
     return TestClient(app)

@@ -3,7 +3,7 @@
 The files are generated here (tests/contracts/samples.py): an EXIF-rotated JPEG large enough for draft-mode
 decoding, an RGBA PNG, a 16-bit PNG, a palette GIF with transparency, a CMYK JPEG and a plain RGB PNG. Each goes
 through training's dataset + evaluation transform (`training.data`) and through the gateway's decoder
-(`lomar_serve.decode_budget.decode_batch_within`, as the gateway calls it).
+(`lomar_serve.gateway.decode_budget.decode_batch_within`, as the gateway calls it).
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
+from contracts.preprocessing import DecodeOptions
 from export.wrappers import ImageNormalize
-from lomar_serve.decode_budget import PixelBudget, decode_batch_within
-from lomar_serve.images import DecodeOptions
-from lomar_serve.settings import Settings
+from lomar_serve.gateway.decode_budget import PixelBudget, decode_batch_within
+from lomar_serve.gateway.settings import Settings
 from tests.contracts.samples import parity_cases
 from training.data import EvalTransform, image_folder
 

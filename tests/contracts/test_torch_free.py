@@ -10,8 +10,8 @@ pytestmark = pytest.mark.e2e  # each check starts a fresh interpreter
 
 
 @pytest.mark.parametrize("module", ["contracts.model_repository", "contracts.model_card", "contracts.checkpoints",
-                                    "lomar_serve.app", "lomar_serve.lifecycle.service", "lomar_serve.lifecycle.spec",
-                                    "lomar_serve.worker"])
+                                    "lomar_serve.gateway.app", "lomar_serve.control_plane.service", "lomar_serve.jobs.spec",
+                                    "lomar_serve.worker.main"])
 def test_module_does_not_import_torch(module: str) -> None:
     code = f"import sys, {module}; sys.exit('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import lomar_serve
-from lomar_serve.api.routes.health import router as gateway_health
+from lomar_serve.gateway.api.routes.health import router as gateway_health
 from tests.deploy.fleet import COMPOSE_FILE, KUBERNETES_DIR, dockerfile_stages, yaml_documents
 
 

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from lomar_serve.control_plane.settings import ControlPlaneSettings
-from lomar_serve.lifecycle.executors import ExecutorSettings
-from lomar_serve.settings import Settings
-from lomar_serve.worker import WorkerSettings
+from lomar_serve.gateway.settings import Settings
+from lomar_serve.worker.executors import ExecutorSettings
+from lomar_serve.worker.main import WorkerSettings
 from tests.deploy.fleet import COMPOSE_FILE, DOCKERFILE, KUBERNETES_DIR
 
 KNOWN = {f"LOMAR_{name.upper()}" for settings in (Settings, ControlPlaneSettings, ExecutorSettings, WorkerSettings)

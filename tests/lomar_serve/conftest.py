@@ -1,15 +1,20 @@
-"""Fixtures shared by the gateway's tests: a browser (the web page, /docs, the search view) and a real
-PostgreSQL (the pgvector search engine, the fleet's job store)."""
+"""Fixtures shared by the lomar_serve tests: a browser (the web page, /docs, the search view), a real PostgreSQL
+(the pgvector search engine, the fleet's job store), job stores of both kinds and a data root."""
 from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from lomar_serve.jobs.store import STORE_FILE
+from tests.lomar_serve.tiny_models import synthetic_set
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -68,3 +73,31 @@ def new_postgres_database(postgres_url: str) -> Callable[[], str]:
             connection.execute(f"CREATE DATABASE {name}")
         return make_conninfo(postgres_url, dbname=name)
     return make
+
+
+def new_store_url(request: pytest.FixtureRequest, kind: str, folder: Path) -> str:
+    """A new, empty store: a file in `folder` (sqlite), or a fresh database in the session's PostgreSQL."""
+    if kind == "sqlite":
+        return str(folder / STORE_FILE)
+    import psycopg
+    server = request.getfixturevalue("postgres_url")
+    name = f"lifecycle_{secrets.token_hex(4)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty store of each kind."""
+    return new_store_url(request, request.param, tmp_path / "db")
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with `base` (3 synthetic classes) and `novel` (the same, one class renamed 'novel_class')."""
+    root = tmp_path_factory.mktemp("data")
+    synthetic_set(root / "base")
+    synthetic_set(root / "novel", seed=5, rename={"class_002_triangle": "novel_class"})
+    return root

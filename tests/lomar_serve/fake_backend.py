@@ -1,7 +1,7 @@
 """A FAKE in-process inference backend, ONLY for fast unit tests of the HTTP layer (routes, errors, metrics).
 
 It follows the Model I/O contract with trivial numpy arithmetic. Everything that must be true of the real system
-is tested end to end against the real Triton (tests/lomar_serve/e2e/).
+is tested end to end against the real Triton (tests/lomar_serve/gateway/e2e/).
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from lomar_serve.errors import ModelNotFound, TritonUnavailable
-from lomar_serve.inference import InferResult
+from lomar_serve.gateway.errors import ModelNotFound, TritonUnavailable
+from lomar_serve.gateway.inference import InferResult
 
 NUM_CLASSES, DIM, SIZE, PATCH = 10, 16, 32, 8
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lomar_serve.e2e.conftest import alive, children, command_line, free_port, wait_until_ok
-from tests.lomar_serve.lifecycle.conftest import export_tiny, export_tiny_reconstruction, synthetic_set
+from tests.lomar_serve.processes import alive, children, command_line, free_port, wait_until_ok
+from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction, synthetic_set
 
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "fleet-admin-token-0123456789"

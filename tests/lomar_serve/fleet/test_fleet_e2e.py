@@ -16,7 +16,7 @@ import pytest
 
 from contracts.model_repository import ONNX_FILE
 from tests.lomar_serve.fleet.conftest import AUTH, NAME, Fleet
-from tests.lomar_serve.lifecycle.conftest import TINY_MODEL, TINY_OPTIONS
+from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS
 from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

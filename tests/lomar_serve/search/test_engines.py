@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lomar_serve.search.engine import EngineConfig, exact_top_k, open_index
+from lomar_serve.search.backends import open_index
+from lomar_serve.search.engine import EngineConfig, exact_top_k
 from lomar_serve.search.errors import DimensionMismatch, EngineError
 
 DIM = 32

@@ -10,8 +10,8 @@ import socket
 import pytest
 from fastapi.testclient import TestClient
 
-from lomar_serve.app import create_app
-from lomar_serve.settings import Settings
+from lomar_serve.gateway.app import create_app
+from lomar_serve.gateway.settings import Settings
 from tests.lomar_serve.fake_backend import DIM, FakeBackend
 from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 

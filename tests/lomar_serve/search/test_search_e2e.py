@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.lomar_serve.e2e.conftest import E2E_LABELS
-from tests.lomar_serve.lifecycle.conftest import export_tiny, export_tiny_reconstruction
-from tests.lomar_serve.lifecycle.test_lifecycle_e2e import AUTH, NAME, Stack
+from tests.lomar_serve.processes import E2E_LABELS
+from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction
+from tests.lomar_serve.control_plane.test_lifecycle_e2e import AUTH, NAME, Stack
 from tests.lomar_serve.photos import encode, photo_array
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -1,0 +1,150 @@
+"""A small Python client for the gateway (httpx), answering with the gateway's own response models.
+
+    from lomar_serve.clients.gateway import LomarClient
+    with LomarClient("http://127.0.0.1:8000") as client:
+        client.classify(["cat.jpg"], top_k=3).results[0].labels[0].label
+        client.embed(["cat.jpg", "dog.png"]).results[1].embedding
+        open("strip.png", "wb").write(client.reconstruct_png(["cat.jpg"], mask_ratio=0.75, seed=0))
+        client.create_collection("photos")
+        client.add_images("photos", ["cat.jpg"], ids=["cat"], metadata=[{"kind": "pet"}])
+        client.search("photos", "cat-small.jpg", top_k=3)["results"][0]["id"]
+"""
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lomar_serve.common.schemas import ErrorBody
+from lomar_serve.gateway.api.schemas import ClassifyResponse, EmbedResponse, ModelsResponse, ReconstructResponse
+
+ImageInput = str | Path | bytes
+
+
+class GatewayClientError(Exception):
+    """The gateway answered with an error (status, code and message from its JSON body)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"[{status} {code}] {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class LomarClient:
+    """Classify, embed and reconstruct images through a running gateway."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout_s: float = 60.0) -> None:
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LomarClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def classify(self, images: Sequence[ImageInput], *, top_k: int = 5, model: str | None = None,
+                 ) -> ClassifyResponse:
+        """Top-k labels per image (all of them when top_k exceeds the model's classes)."""
+        response = self._post("/v1/classify", images, {"top_k": top_k, "model": model})
+        return ClassifyResponse.model_validate_json(response.content)
+
+    def embed(self, images: Sequence[ImageInput], *, normalize: bool = True, model: str | None = None,
+              ) -> EmbedResponse:
+        """One vector per image, unit-norm unless `normalize` is False."""
+        response = self._post("/v1/embed", images, {"normalize": str(normalize).lower(), "model": model})
+        return EmbedResponse.model_validate_json(response.content)
+
+    def reconstruct(self, images: Sequence[ImageInput], *, mask_ratio: float = 0.8, seed: int | None = None,
+                    model: str | None = None) -> ReconstructResponse:
+        """Base64 PNGs per image: strip, original, masked, reconstruction, pasted."""
+        params = {"mask_ratio": mask_ratio, "seed": seed, "model": model, "format": "json"}
+        return ReconstructResponse.model_validate_json(self._post("/v1/reconstruct", images, params).content)
+
+    def reconstruct_png(self, images: Sequence[ImageInput], *, mask_ratio: float = 0.8, seed: int | None = None,
+                        model: str | None = None) -> bytes:
+        """One PNG: a strip original | masked | reconstruction | pasted per image, one under another."""
+        params = {"mask_ratio": mask_ratio, "seed": seed, "model": model, "format": "png"}
+        return self._post("/v1/reconstruct", images, params).content
+
+    def models(self) -> ModelsResponse:
+        return ModelsResponse.model_validate_json(self._checked(self._http.get("/v1/models")).content)
+
+    # -- collections (similar-image search) -------------------------------------------------------------------
+    def create_collection(self, name: str, *, model: str | None = None, dim: int | None = None) -> dict[str, Any]:
+        body = {key: value for key, value in {"name": name, "model": model, "dim": dim}.items() if value is not None}
+        return self._checked(self._http.post("/v1/collections", json=body)).json()
+
+    def collections(self) -> dict[str, Any]:
+        """{"collections": [{"name", "model", "model_version", "dim", "count", ...}]}."""
+        return self._checked(self._http.get("/v1/collections")).json()
+
+    def collection(self, name: str) -> dict[str, Any]:
+        return self._checked(self._http.get(f"/v1/collections/{name}")).json()
+
+    def delete_collection(self, name: str) -> dict[str, Any]:
+        return self._checked(self._http.delete(f"/v1/collections/{name}")).json()
+
+    def add_images(self, name: str, images: Sequence[ImageInput], *, ids: Sequence[str] | None = None,
+                   metadata: Sequence[dict[str, Any]] | None = None, upsert: bool = False) -> dict[str, Any]:
+        """{"collection", "ids", "model_version", "count"}; ids are generated when not given."""
+        params: dict[str, Any] = {"upsert": str(upsert).lower()}
+        if ids:
+            params["id"] = list(ids)
+        if metadata:
+            params["metadata"] = [json.dumps(item) for item in metadata]
+        return self._post(f"/v1/collections/{name}/images", images, params).json()
+
+    def images(self, name: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        return self._checked(self._http.get(f"/v1/collections/{name}/images",
+                                            params={"offset": offset, "limit": limit})).json()
+
+    def delete_image(self, name: str, image_id: str) -> dict[str, Any]:
+        return self._checked(self._http.delete(f"/v1/collections/{name}/images/{image_id}")).json()
+
+    def search(self, name: str, image: ImageInput | None = None, *, image_id: str | None = None, top_k: int = 10,
+               threshold: float | None = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The nearest images to `image` (or to the indexed image `image_id`):
+        {"collection", "model", "model_version", "results": [{"id", "score", "metadata"}]}."""
+        params = {"top_k": top_k, "threshold": threshold, "id": image_id,
+                  "filter": json.dumps(where) if where else None}
+        path = f"/v1/collections/{name}/search"
+        if image is None:
+            query = {key: value for key, value in params.items() if value is not None}
+            return self._checked(self._http.post(path, params=query)).json()
+        return self._post(path, [image], params).json()
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _post(self, path: str, images: Sequence[ImageInput], params: dict[str, Any]) -> httpx.Response:
+        if isinstance(images, (str, Path, bytes)):
+            raise TypeError("pass a sequence of images, e.g. [path]")
+        files = [("image", _file_part(index, image)) for index, image in enumerate(images)]
+        query = {key: value for key, value in params.items() if value is not None}
+        return self._checked(self._http.post(path, params=query, files=files))
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        try:
+            error = ErrorBody.model_validate_json(response.content).error
+        except ValueError:
+            raise GatewayClientError(response.status_code, "http_error", response.text[:500]) from None
+        raise GatewayClientError(response.status_code, error.code, error.message)
+
+
+def _file_part(index: int, image: ImageInput) -> tuple[str, bytes, str]:
+    if isinstance(image, bytes):
+        return f"image{index}", image, "application/octet-stream"
+    path = Path(image)
+    return path.name, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream"

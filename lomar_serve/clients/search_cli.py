@@ -1,0 +1,107 @@
+"""`lomar collections ...` and `lomar search COLLECTION IMAGE`: collections of a running gateway, JSON output.
+
+    lomar collections create photos [--model lomar_classifier]
+    lomar collections add photos a.jpg b.jpg [--id a --id b] [--metadata '{"album": "2024"}'] [--upsert]
+    lomar collections list | show photos | images photos | remove photos IMAGE_ID | delete photos
+    lomar search photos query.jpg [--top-k 5] [--threshold 0.9] [--filter '{"album": "2024"}']
+    lomar search photos --id a                      # neighbours of an indexed image
+
+The gateway URL defaults to $LOMAR_URL, else http://127.0.0.1:8000. Exit status: 0 ok, 1 the gateway refused
+(its error is printed), 2 bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lomar_serve.clients.gateway import LomarClient
+from lomar_serve.clients.gateway_cli import DEFAULT_URL, call_gateway
+
+
+def _common() -> argparse.ArgumentParser:
+    """--url and --timeout, accepted after any subcommand."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--url", default=os.environ.get("LOMAR_URL", DEFAULT_URL), help="gateway URL")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    return parser
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def collections_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lomar collections", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = [_common()]
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every collection", parents=common)
+    for name, text in (("show", "a collection's model, version and counts"), ("delete", "delete a collection"),
+                       ("images", "ids and metadata of a collection's images")):
+        commands.add_parser(name, help=text, parents=common).add_argument("name")
+    create = commands.add_parser("create", help="create a collection", parents=common)
+    create.add_argument("name")
+    create.add_argument("--model", help="classifier that embeds the images (default: the gateway's)")
+    add = commands.add_parser("add", help="embed and add image files", parents=common)
+    add.add_argument("name")
+    add.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    add.add_argument("--id", action="append", dest="ids", help="one per file (default: generated)")
+    add.add_argument("--metadata", type=_json_object, help="a JSON object given to every file")
+    add.add_argument("--upsert", action="store_true", help="replace images whose id exists")
+    remove = commands.add_parser("remove", help="remove an image", parents=common)
+    remove.add_argument("name")
+    remove.add_argument("image_id")
+    return parser
+
+
+def search_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lomar search", description=__doc__, parents=[_common()],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("collection")
+    parser.add_argument("file", nargs="?", type=Path, help="the query image")
+    parser.add_argument("--id", help="search with this indexed image instead of a file")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--threshold", type=float, help="only hits scoring at least this (near duplicates)")
+    parser.add_argument("--filter", type=_json_object, help="metadata equality filter, a JSON object")
+    return parser
+
+
+def collections_main(argv: list[str]) -> int:
+    args = collections_parser().parse_args(argv)
+    if args.command == "add":
+        missing = [str(path) for path in args.files if not path.is_file()]
+        if missing:
+            print(f"lomar collections: no such file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+    actions: dict[str, Callable[[LomarClient], dict[str, Any]]] = {
+        "list": lambda c: c.collections(),
+        "show": lambda c: c.collection(args.name),
+        "delete": lambda c: c.delete_collection(args.name),
+        "images": lambda c: c.images(args.name),
+        "create": lambda c: c.create_collection(args.name, model=args.model),
+        "add": lambda c: c.add_images(args.name, args.files, ids=args.ids, upsert=args.upsert,
+                                      metadata=[args.metadata] * len(args.files) if args.metadata else None),
+        "remove": lambda c: c.delete_image(args.name, args.image_id),
+    }
+    return call_gateway("collections", args.url, args.timeout, actions[args.command])
+
+
+def search_main(argv: list[str]) -> int:
+    args = search_parser().parse_args(argv)
+    if (args.file is None) == (args.id is None):
+        print("lomar search: give a query image file or --id", file=sys.stderr)
+        return 2
+    if args.file is not None and not args.file.is_file():
+        print(f"lomar search: no such file: {args.file}", file=sys.stderr)
+        return 2
+    return call_gateway("search", args.url, args.timeout,
+                 lambda c: c.search(args.collection, args.file, image_id=args.id, top_k=args.top_k,
+                                    threshold=args.threshold, where=args.filter))

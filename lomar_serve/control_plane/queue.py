@@ -1,0 +1,143 @@
+"""The job queue of the control plane: retrain jobs as records in the lifecycle store, run by workers.
+
+The queue never runs a job itself: it records it `queued`, and any `lomar worker` (lomar_serve/worker/
+runner.py), on this machine or another one sharing the store and JOBS_DIR, claims it. A worker refreshes a
+heartbeat while it runs a job; the queue's sweeper marks a running job whose heartbeat stopped `interrupted`
+(its worker died: its log and checkpoints are kept), and `resume` queues it again, to continue from its last
+checkpoint (contracts.checkpoints). Cancelling a running job asks its worker to end it, through the store.
+
+    queue = JobQueue(store, QueueSettings(jobs_dir=...))
+    queue.start()                      # the sweeper
+    job = queue.submit(JobRequest(data_dir="new_images", init="base.pth", epochs=5).plan(roots, jobs_dir))
+    queue.get(job.id).state            # queued -> running -> succeeded | failed | cancelled (| interrupted)
+    queue.stop()
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lomar_serve.jobs.errors import JobConflict
+from lomar_serve.jobs.files import RESUME_HINT, JobFiles
+from lomar_serve.jobs.progress import log_tail
+from lomar_serve.jobs.spec import JobPlan
+from lomar_serve.jobs.store import JobRecord, LifecycleStore
+
+LOGGER = logging.getLogger(__name__)
+
+
+def stale_message(timeout_s: float) -> str:
+    """What an interrupted job says when its worker's heartbeat stopped ("{id}" is left for the store)."""
+    return f"the worker running this job stopped (no heartbeat for {timeout_s:g} s); {RESUME_HINT}"
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Where jobs keep their files and how long the control plane waits for workers."""
+
+    jobs_dir: Path  # JOBS_DIR/<id>/ holds job.log, train/ (checkpoints, metrics.jsonl), verification.json
+    heartbeat_timeout_s: float = 15.0  # a running job without a heartbeat this long is interrupted
+    sweep_interval_s: float = 3.0  # how often the sweeper looks for such jobs
+    cancel_wait_s: float = 20.0  # how long cancelling a running job waits for its worker to end it
+
+    def __post_init__(self) -> None:
+        if not (self.heartbeat_timeout_s > 0 and self.sweep_interval_s > 0 and self.cancel_wait_s >= 0):
+            raise ValueError(f"invalid queue timing: {self}")
+
+
+class JobQueue:
+    """Submits, shows, cancels and resumes retrain jobs; interrupts those whose worker stopped."""
+
+    def __init__(self, store: LifecycleStore, settings: QueueSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Sweep once now (jobs left by workers that died while nothing watched), then every few seconds."""
+        self.sweep()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sweep_forever, name="lomar-job-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+
+    def sweep(self) -> list[str]:
+        """Mark running jobs whose worker sent no heartbeat for the timeout interrupted; their ids."""
+        interrupted = self.store.interrupt_stale(self.settings.heartbeat_timeout_s,
+                                                 stale_message(self.settings.heartbeat_timeout_s))
+        for job_id in interrupted:
+            LOGGER.warning("job %s: its worker sent no heartbeat for %g s; marked interrupted (resumable)", job_id,
+                           self.settings.heartbeat_timeout_s)
+        return interrupted
+
+    def _sweep_forever(self) -> None:
+        while not self._stop.wait(self.settings.sweep_interval_s):
+            try:
+                self.sweep()
+            except Exception:  # the sweeper must outlive a store that is away for a while
+                LOGGER.exception("sweeping stale jobs failed")
+
+    # -- requests --------------------------------------------------------------------------------------------
+    def submit(self, plan: JobPlan) -> JobRecord:
+        """Record a new job, queued for the next free worker."""
+        job_id = secrets.token_hex(6)
+        paths = JobFiles(self.settings.jobs_dir / job_id)
+        paths.job_dir.mkdir(parents=True, exist_ok=False)
+        record = self.store.create_job(job_id, plan.kind, plan.to_dict(), log_path=paths.log,
+                                       output_dir=paths.train, model_name=plan.model_name)
+        LOGGER.info("job %s queued: %s of %s -> model %s", job_id, plan.kind, plan.data_dir, plan.model_name)
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        return self.store.get_job(job_id)
+
+    def list(self, limit: int = 100, states: tuple[str, ...] = ()) -> list[JobRecord]:
+        """Newest first."""
+        return self.store.list_jobs(limit, states)
+
+    def describe(self, job_id: str, tail_bytes: int = 4000) -> dict[str, Any]:
+        """The record with the tail of its log."""
+        record = self.store.get_job(job_id)
+        return {**record.to_dict(), "log_tail": log_tail(Path(record.log_path), tail_bytes)}
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or interrupted job at once; ask a running job's worker to end it and wait a while.
+
+        A running job still `running` when the wait is over has `cancel_requested` set: its worker ends it at its
+        next heartbeat, or the sweeper does when that worker is gone.
+        """
+        record = self.store.get_job(job_id)
+        if record.state in ("queued", "interrupted"):
+            try:
+                return self.store.transition(job_id, (record.state,), "cancelled", f"cancelled while {record.state}")
+            except JobConflict:
+                record = self.store.get_job(job_id)  # a worker claimed it meanwhile
+        if record.state != "running":
+            raise JobConflict(f"job {job_id} is {record.state}; only queued, running or interrupted jobs can be "
+                              "cancelled")
+        self.store.request_cancel(job_id)
+        deadline = time.monotonic() + self.settings.cancel_wait_s
+        while time.monotonic() < deadline:
+            record = self.store.get_job(job_id)
+            if record.state != "running":
+                return record
+            time.sleep(0.2)
+        LOGGER.warning("job %s: its worker %s has not ended it yet; it will at its next heartbeat", job_id,
+                       record.worker)
+        return self.store.get_job(job_id)
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Queue an interrupted or failed job again; a worker continues it at the stage it stopped in."""
+        return self.store.transition(job_id, ("interrupted", "failed"), "queued", "queued again (resume)")

@@ -1,0 +1,121 @@
+"""Admin API (bearer token): retrain jobs, deploys and rollbacks. The work happens in the control plane's
+queue (queue.py) and deployer (deploy.py), on the records of lomar_serve.jobs.
+
+Routes are plain functions (FastAPI runs them on its thread pool): they talk to SQLite, start processes and wait
+for Triton to load models, none of which may block the event loop.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
+from lomar_serve.common.openapi import error_responses
+from lomar_serve.control_plane.auth import DISABLED_MESSAGE
+from lomar_serve.control_plane.schemas import Job, JobDetail, JobList, LogChunk, ModelStatus, Switch
+from lomar_serve.control_plane.service import Lifecycle
+from lomar_serve.jobs.budget import MemoryBudget
+from lomar_serve.jobs.errors import AdminDisabled
+from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
+
+LOGGER = logging.getLogger(__name__)
+LOG_CHUNK_BYTES = 64 * 1024
+
+
+def get_lifecycle(request: Request) -> Lifecycle:
+    lifecycle = getattr(request.app.state, "lifecycle", None)
+    if lifecycle is None:
+        raise AdminDisabled(DISABLED_MESSAGE)
+    return lifecycle
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Every admin route: the bearer token must be the admin token (checked before anything else is read)."""
+    get_lifecycle(request).auth.check(authorization)
+
+
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="job id")]
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Triton model name")]
+# 400: a body FastAPI could not read; 411/413: a body AdminGuard refuses before reading it; 503/504: Triton down
+# or slow while loading a version.
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   responses=error_responses(400, 401, 403, 404, 409, 411, 413, 422, 503, 504))
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=MAX_VERSION, description="the model version to serve")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: object) -> object:
+        """`true` or "2" is not a version number (pydantic's lax mode would take them); 2.0 is."""
+        if isinstance(value, (bool, str)):
+            raise ValueError("the version must be a JSON integer")
+        return value
+
+
+@router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
+def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
+    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, MemoryBudget.of(lifecycle.config.job_memory_gb))
+    record = lifecycle.jobs.submit(plan)
+    LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
+    return Job.model_validate(record.to_dict())
+
+
+@router.get("/jobs", summary="Jobs, newest first")
+def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobList:
+    return JobList.model_validate({"jobs": [record.to_dict() for record in lifecycle.jobs.list(limit)]})
+
+
+@router.get("/jobs/{job_id}", summary="A job: state, stage, progress, metrics, log tail")
+def show_job(job_id: JobId, lifecycle: LifecycleDep,
+             tail: Annotated[int, Query(ge=0, le=LOG_CHUNK_BYTES)] = 4000) -> JobDetail:
+    return JobDetail.model_validate(lifecycle.jobs.describe(job_id, tail))
+
+
+@router.get("/jobs/{job_id}/log", summary="A chunk of the job's log from a byte offset (for following it)")
+def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query(ge=0)] = 0) -> LogChunk:
+    record = lifecycle.store.get_job(job_id)
+    try:
+        with open(record.log_path, "rb") as log:
+            log.seek(offset)
+            chunk = log.read(LOG_CHUNK_BYTES)
+    except OSError:
+        chunk = b""
+    return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job (a running one: "
+             "its worker ends it; `cancel_requested` while it has not yet)")
+def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
+    LOGGER.info("admin: cancel job %s", job_id)
+    return Job.model_validate(lifecycle.jobs.cancel(job_id).to_dict())
+
+
+@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted or failed job from its last checkpoint")
+def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
+    LOGGER.info("admin: resume job %s", job_id)
+    return Job.model_validate(lifecycle.jobs.resume(job_id).to_dict())
+
+
+@router.get("/models/{name}", summary="Serving version, deployed versions, versions on disk, history")
+def model_status(name: ModelName, lifecycle: LifecycleDep) -> ModelStatus:
+    return ModelStatus.model_validate(lifecycle.deployer.status(name))
+
+
+@router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it")
+def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Switch:
+    LOGGER.info("admin: deploy %s version %d", name, body.version)
+    return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
+
+
+@router.post("/models/{name}/rollback", summary="Serve again the version deployed before the serving one")
+def rollback(name: ModelName, lifecycle: LifecycleDep) -> Switch:
+    LOGGER.info("admin: roll back %s", name)
+    return Switch.model_validate(lifecycle.deployer.rollback(name))

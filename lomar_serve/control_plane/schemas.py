@@ -1,0 +1,73 @@
+"""Response bodies of the admin API (`/v1/admin/...`); the request bodies live with the lifecycle
+(`lomar_serve.jobs.spec.JobRequest`) and the route (`DeployRequest`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Job(BaseModel):
+    """One retrain job as stored (lomar_serve.jobs.store.JobRecord)."""
+
+    id: str
+    kind: str = Field(description="finetune | pretrain")
+    state: str = Field(description="queued | running | succeeded | failed | cancelled | interrupted")
+    stage: str = Field(description="'' (not started) | train | export | verify | deploy | done")
+    params: dict[str, Any] = Field(description="the validated request")
+    progress: float = Field(ge=0.0, le=1.0)
+    metrics: dict[str, Any] = Field(description="latest training figures, verification results, deploy outcome")
+    message: str = Field(description="what happened last (the error of a failed job)")
+    log_path: str
+    output_dir: str
+    model_name: str
+    model_version: str | None
+    created_at: float = Field(description="Unix time (the job store's clock)")
+    updated_at: float
+    worker: str | None = Field(None, description="the worker that claimed it last")
+    heartbeat_at: float | None = Field(None, description="that worker's last heartbeat (Unix time)")
+    cancel_requested: bool = Field(False, description="a cancel waits for the running job's worker to end it")
+
+
+class JobDetail(Job):
+    log_tail: str = Field(description="the end of the job's log")
+
+
+class JobList(BaseModel):
+    jobs: list[Job] = Field(description="newest first")
+
+
+class LogChunk(BaseModel):
+    state: str
+    offset: int = Field(ge=0, description="where the next chunk starts")
+    text: str
+
+
+class DeployEvent(BaseModel):
+    action: str = Field(description="deploy | rollback")
+    version: str
+    previous: str | None
+    at: float = Field(description="Unix time")
+
+
+class ModelStatus(BaseModel):
+    model: str
+    serving_version: str | None = Field(description="the version the model repository publishes as serving "
+                                                    "(config.pbtxt's version policy), which every gateway follows")
+    deployed: list[str] = Field(description="versions deployed in order; the last one serves")
+    rollback_target: str | None
+    versions: list[str] = Field(description="version folders in the model repository")
+    loaded: dict[str, list[str] | None] = Field(description="Triton URL -> versions it has loaded and ready "
+                                                            "(null: unreachable)")
+    history: list[DeployEvent]
+
+
+class Switch(BaseModel):
+    """The outcome of a deploy or rollback."""
+
+    model: str
+    version: str = Field(description="the version that serves now")
+    previous: str | None
+    changed: bool = Field(description="false when the version already served")
+    previous_unloaded: bool | None = None
+    seconds: float | None = None

@@ -1,0 +1,430 @@
+"""The collections a gateway serves: create, list, add, delete and search, embedding through the gateway's own
+inference path; a background task per collection re-indexes it when its model's serving version changes.
+
+With the embedded engine the collections are this gateway's (files in its search folder). With pgvector they
+live in the shared database: every gateway of a fleet serves every collection, each request re-reads the
+collection's versions (one query), and one gateway at a time re-indexes a collection (the store's lease).
+
+The re-index runs as an asyncio task owned by this service (not a lifecycle job): it needs the gateway's
+Triton client and event loop, it must not queue behind a training job on a job worker, and
+it is resumable from the store after a restart. The work itself is `reindex()` (reindex.py), which only needs
+an `embed` callable, so it can move to a separate control plane.
+
+    search = SearchService(SearchSettings(folder=..., engine=EngineConfig()), gateway)
+    await search.start()
+    await search.create("photos", model=None, dim=None)
+    await search.add("photos", [jpeg_bytes], ids=["a"], metadata=[{"kind": "cat"}])
+    await search.search("photos", image=jpeg_bytes, top_k=5)
+    search.hold_for_switch("lomar_classifier", "2")    # from a thread, after the gateway's routing switched
+    await search.close()
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from lomar_serve.common.errors import InvalidParameter, ServiceError
+from lomar_serve.gateway.catalog import ModelSpec
+from lomar_serve.gateway.service import Gateway
+from lomar_serve.gateway.settings import Settings
+from lomar_serve.search.collection import Collection, Hit
+from lomar_serve.search.engine import EngineConfig
+from lomar_serve.search.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    StorageError,
+    VersionUnavailable,
+)
+from lomar_serve.search.reindex import reindex
+from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
+
+if TYPE_CHECKING:
+    from lomar_serve.search.pg_store import CollectionCatalog
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a folder name: no dots, no upper case
+COLLECTION_NAME_RULE = "1-64 of a-z, 0-9, '_', '-', starting with a letter or a digit"
+ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
+ITEM_ID = re.compile(ITEM_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    folder: Path  # one sub-folder per collection
+    engine: EngineConfig
+    reindex_batch: int = 16  # images per inference call of a re-index
+    check_interval_s: float = 5.0  # how often serving versions are compared with the collections'
+    save_interval_s: float = 30.0  # how often changed embedded indexes are written to disk
+    hold_s: float = 600.0  # a deploy keeps the old version loaded this long for running re-indexes
+
+
+@dataclass(frozen=True)
+class SearchAnswer:
+    collection: str
+    model: str
+    model_version: str
+    hits: list[Hit]
+
+
+class SearchService:
+    """Collections by name; thread-safe collection objects, used from the event loop."""
+
+    def __init__(self, settings: SearchSettings, gateway: Gateway) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self._collections: dict[str, Collection] = {}
+        self._admin = asyncio.Lock()  # create and delete
+        self._reindexing: dict[str, tuple[str, asyncio.Task[None]]] = {}  # name -> (target version, task)
+        self._errors: dict[str, str] = {}  # name -> why the last re-index stopped
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._catalog: CollectionCatalog | None = None  # pgvector: opened on first use (the database may be down)
+        self._catalog_lock = threading.Lock()
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the existing collections (rebuilding indexes that lag their store) and start the watcher."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            await self._open_all(await _stored(self._stored_names))
+        except ServiceError as error:  # the database is down: inference starts anyway, the watcher retries
+            LOGGER.error("collections not opened (retried every %.0f s): %s", self.settings.check_interval_s,
+                         error.message)
+        for collection in self._collections.values():
+            if collection.info.building:
+                self._ensure_reindex(collection, collection.info.building)
+        LOGGER.info("search: %d collection(s) in %s, %s engine", len(self._collections), self.settings.folder,
+                    self.settings.engine.kind)
+        self._watcher = asyncio.create_task(self._watch(), name="lomar-search-watch")
+
+    async def close(self) -> None:
+        tasks = [task for _, task in self._reindexing.values()] + ([self._watcher] if self._watcher else [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for collection in self._collections.values():
+            await asyncio.to_thread(collection.close)
+        self._collections.clear()
+        if self._catalog is not None:
+            await asyncio.to_thread(self._catalog.close)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the collections live in a database that other gateways share (pgvector)."""
+        return self.settings.engine.kind == "pgvector"
+
+    def _stored_names(self) -> list[str]:
+        """The collections in the store (folders of this gateway, or rows of the shared database)."""
+        if self.shared:
+            with self._catalog_lock:
+                if self._catalog is None:
+                    from lomar_serve.search.pg_store import CollectionCatalog
+
+                    self._catalog = CollectionCatalog(str(self.settings.engine.pg_url))
+            return self._catalog.names()
+        return sorted(path.parent.name for path in self.settings.folder.glob(f"*/{STORE_FILE_NAME}"))
+
+    async def _open_all(self, names: list[str]) -> None:
+        """Open the collections in `names` not open yet; forget open ones not in `names` (deleted elsewhere)."""
+        for name in sorted(set(self._collections) - set(names)):
+            await self._forget(name)
+        for name in names:
+            if name not in self._collections:
+                try:
+                    collection = await asyncio.to_thread(Collection, self.settings.folder / name,
+                                                         self.settings.engine)
+                except (OSError, ServiceError, ValueError) as error:
+                    LOGGER.error("collection %s cannot be opened: %s", name, error)
+                    continue
+                if self._collections.setdefault(name, collection) is not collection:
+                    await asyncio.to_thread(collection.close)
+
+    async def _forget(self, name: str) -> None:
+        """Close a collection another gateway deleted."""
+        collection = self._collections.pop(name, None)
+        running = self._reindexing.pop(name, None)
+        if running is not None:
+            running[1].cancel()
+        if collection is not None:
+            await asyncio.to_thread(collection.close)
+
+    # -- collections ------------------------------------------------------------------------------------------
+    async def collection(self, name: str) -> Collection:
+        """The collection `name`, as the store has it now (CollectionNotFound)."""
+        collection = self._collections.get(name)
+        if not self.shared:
+            if collection is None:
+                raise CollectionNotFound(f"no collection {name!r}")
+            return collection
+        try:
+            if collection is None:  # created through another gateway
+                opened = await _stored(Collection, self.settings.folder / name, self.settings.engine)
+                collection = self._collections.setdefault(name, opened)
+                if collection is not opened:  # another request opened it meanwhile
+                    await asyncio.to_thread(opened.close)
+            else:
+                await _stored(collection.refresh)
+        except CollectionNotFound:
+            await self._forget(name)
+            raise
+        return collection
+
+    async def collections(self) -> list[Collection]:
+        """Every collection, by name."""
+        if self.shared:
+            await self._open_all(await _stored(self._stored_names))
+        return [self._collections[name] for name in sorted(self._collections)]
+
+    def indexes(self, model: str) -> bool:
+        """Whether a collection holds vectors of `model` (a switch of its version means a re-index)."""
+        return any(collection.info.model == model for collection in list(self._collections.values()))
+
+    async def create(self, name: str, model: str | None, dim: int | None) -> Collection:
+        """A new empty collection of `model` (default: the gateway's classifier) at its serving version.
+
+        Raises:
+            InvalidParameter (bad name), CollectionExists, DimensionMismatch (`dim` is not the model's).
+        """
+        if not COLLECTION_NAME.fullmatch(name):
+            raise InvalidParameter(f"invalid collection name {name!r}: {COLLECTION_NAME_RULE}")
+        spec = await self._spec(model or self.gateway.settings.default_classifier)
+        if dim is not None and dim != spec.embedding_dim:
+            raise DimensionMismatch(f"model {spec.name!r} embeds into {spec.embedding_dim} dimensions, not {dim}")
+        async with self._admin:
+            if name in self._collections:
+                raise CollectionExists(f"collection {name!r} already exists")
+            info = CollectionInfo(name=name, model=spec.name, dim=spec.embedding_dim, version=spec.version,
+                                  created=time.time())
+            folder = self.settings.folder / name
+            shutil.rmtree(folder, ignore_errors=True)  # leftovers of a collection deleted while half-written
+            collection = await _stored(Collection, folder, self.settings.engine, info)
+            self._collections[name] = collection
+        LOGGER.info("collection %s created (%s version %s, %d dims)", name, spec.name, spec.version,
+                    spec.embedding_dim)
+        return collection
+
+    async def delete(self, name: str) -> None:
+        async with self._admin:
+            collection = await self.collection(name)
+            running = self._reindexing.pop(name, None)
+            if running is not None:
+                running[1].cancel()
+                await asyncio.gather(running[1], return_exceptions=True)
+            del self._collections[name]
+            self._errors.pop(name, None)
+            await _stored(collection.drop)
+        LOGGER.info("collection %s deleted", name)
+
+    async def describe(self, collection: Collection) -> dict[str, Any]:
+        info = collection.info
+        count, indexed = await _stored(lambda: (collection.count(), collection.indexed()))
+        return {"name": info.name, "model": info.model, "model_version": info.version, "dim": info.dim,
+                "count": count, "indexed": indexed, "engine": self.settings.engine.kind,
+                "created": info.created, "reindexing_to": info.building,
+                "reindex_error": self._errors.get(info.name)}
+
+    # -- images -----------------------------------------------------------------------------------------------
+    async def add(self, name: str, blobs: list[bytes], *, ids: list[str] | None = None,
+                  metadata: list[dict[str, Any]] | None = None, upsert: bool = False) -> tuple[list[str], str]:
+        """Embed and store images; returns their ids (given or generated) and the live model version."""
+        collection = await self.collection(name)
+        ids = ids if ids else [secrets.token_hex(8) for _ in blobs]
+        metadata = metadata if metadata else [{} for _ in blobs]
+        if len(ids) != len(blobs) or len(metadata) != len(blobs):
+            raise InvalidParameter(f"{len(blobs)} images but {len(ids)} ids and {len(metadata)} metadata objects")
+        for item_id in ids:
+            if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
+                raise InvalidParameter(f"invalid image id {item_id!r}: 1-128 letters, digits, '_.:@-'")
+        spec = await self._spec(collection.info.model)
+        images = await self.gateway.decode_inputs("collections", blobs, spec)  # (N, 3, H, W)
+        items = [NewItem(id=i, metadata=m, image=image) for i, m, image in zip(ids, metadata, images)]
+        vectors: dict[str, np.ndarray] = {}
+        wanted = collection.versions()
+        while True:
+            for version in wanted:
+                if version not in vectors:
+                    vectors[version] = await self._embed(spec, images, version, collection)
+            try:
+                await _stored(collection.add, items, vectors, upsert=upsert)
+                return ids, collection.info.version
+            except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
+                wanted = changed.missing
+
+    async def remove(self, name: str, item_id: str) -> None:
+        await _stored((await self.collection(name)).delete, item_id)
+
+    async def search(self, name: str, *, image: bytes | None = None, item_id: str | None = None, top_k: int = 10,
+                     threshold: float | None = None, where: dict[str, Any] | None = None) -> SearchAnswer:
+        """The nearest images to a query image or to an indexed image (`item_id`, excluded from the answer).
+
+        The query is embedded by the model version of the live index, and the answer names that version.
+        """
+        collection = await self.collection(name)
+        if top_k < 1:
+            raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
+        top_k = min(top_k, self.gateway.settings.max_top_k)  # capped, never refused (as classify's top_k)
+        if (image is None) == (item_id is None):
+            raise InvalidParameter("give either a query image or the id of an indexed image")
+        images = None
+        for _ in range(3):  # the live version may switch between embedding and searching: embed again
+            if item_id is not None:
+                version, query = await _stored(collection.vector_of, item_id)
+            else:
+                spec = await self._spec(collection.info.model)
+                if images is None:
+                    images = await self.gateway.decode_inputs("collections", [image], spec)
+                version = collection.info.version
+                query = (await self._embed(spec, images, version, collection))[0]
+            hits = await _stored(collection.search, version, query, top_k, threshold=threshold, where=where,
+                                 exclude=item_id)
+            if hits is not None:
+                return SearchAnswer(collection=name, model=collection.info.model, model_version=version, hits=hits)
+        raise VersionUnavailable(f"collection {name!r} switched model versions during the search; retry",
+                                 retry_after_s=1)
+
+    # -- re-index ---------------------------------------------------------------------------------------------
+    def hold_for_switch(self, model: str, version: str) -> None:
+        """Called in a thread of its own right after the gateway's routing of `model` switched to `version`, while
+        the gateway holds the old version (lomar_serve/common/holds.py: the control plane keeps it loaded): re-index the
+        model's collections and return when they are done (at most hold_s), so that the live indexes can embed
+        queries with the old version until their switch."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or _in_event_loop():
+            return  # never block the event loop (the re-index needs it); the watcher starts the re-index
+        future = asyncio.run_coroutine_threadsafe(self._reindex_model(model, version), loop)
+        try:
+            future.result(self.settings.hold_s)
+        except concurrent.futures.TimeoutError:
+            LOGGER.warning("re-index of %s collections to version %s still running after %.0f s; the old version "
+                           "may be unloaded before it ends", model, version, self.settings.hold_s)
+        except Exception as error:  # noqa: BLE001 - a failed re-index must not fail the deploy
+            LOGGER.error("re-index of %s collections to version %s failed: %s", model, version, error)
+
+    async def _reindex_model(self, model: str, version: str) -> None:
+        await self.collections()
+        tasks = [self._ensure_reindex(c, version) for c in list(self._collections.values())
+                 if c.info.model == model and c.info.version != version]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _ensure_reindex(self, collection: Collection, version: str) -> asyncio.Task[None]:
+        """The task re-indexing `collection` to `version` (started if none runs for that version)."""
+        running = self._reindexing.get(collection.name)
+        if running is not None and not running[1].done():
+            if running[0] == version:
+                return running[1]
+            running[1].cancel()
+        task = asyncio.create_task(self._reindex(collection, version), name=f"lomar-reindex-{collection.name}")
+        self._reindexing[collection.name] = (version, task)
+        return task
+
+    async def _reindex(self, collection: Collection, version: str) -> None:
+        started = time.monotonic()
+        try:
+            lease = await _stored(collection.store.reindex_lease)
+            if not lease.held:  # another gateway re-indexes it; this one follows through refresh()
+                return
+            try:
+                await _stored(collection.refresh)  # the lease's last holder may have finished it
+                if collection.info.version == version:
+                    return
+                spec = await self._spec(collection.info.model)
+                count = await reindex(collection, version,
+                                      lambda images: self._embed(spec, images, version, collection),
+                                      batch=self.settings.reindex_batch)
+            finally:
+                await asyncio.to_thread(lease.release)
+            self._errors.pop(collection.name, None)
+            LOGGER.info("collection %s: re-indexed %d images with version %s in %.1f s", collection.name, count,
+                        version, time.monotonic() - started)
+        except ServiceError as error:  # Triton down, version gone: the watcher tries again
+            self._errors[collection.name] = error.message
+            LOGGER.warning("collection %s: re-index to version %s stopped: %s", collection.name, version,
+                           error.message)
+        except (OSError, ValueError, RuntimeError) as error:  # disk full, a broken index file: logged, retried
+            self._errors[collection.name] = f"{type(error).__name__}: {error}"
+            LOGGER.exception("collection %s: re-index to version %s failed", collection.name, version)
+
+    async def _watch(self) -> None:
+        """Compare each collection's version with its model's serving version; save changed indexes."""
+        last_save = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.check_interval_s)
+            if self.shared:
+                try:
+                    await self.collections()
+                    for collection in list(self._collections.values()):
+                        await asyncio.to_thread(collection.refresh)
+                except ServiceError as error:  # the database is down, a collection deleted: next time
+                    LOGGER.warning("collections not refreshed: %s", error.message)
+            for collection in list(self._collections.values()):
+                try:
+                    serving = (await self._spec(collection.info.model)).version
+                except ServiceError:
+                    continue
+                running = self._reindexing.get(collection.name)
+                busy = running is not None and not running[1].done()
+                if serving and serving != collection.info.version and not (busy and running[0] == serving):
+                    self._ensure_reindex(collection, serving)
+            if time.monotonic() - last_save >= self.settings.save_interval_s:
+                last_save = time.monotonic()
+                for collection in list(self._collections.values()):
+                    try:
+                        await asyncio.to_thread(collection.save)
+                    except (OSError, ServiceError) as error:  # rebuilt from the store at the next start
+                        LOGGER.warning("collection %s: index not saved: %s", collection.name, error)
+
+    # -- inference --------------------------------------------------------------------------------------------
+    async def _spec(self, model: str) -> ModelSpec:
+        return await self.gateway.catalog.get(model, "classifier")
+
+    async def _embed(self, spec: ModelSpec, images: np.ndarray, version: str, collection: Collection) -> np.ndarray:
+        vectors = await self.gateway.embed_inputs(spec, images, version)
+        if vectors.shape[1] != collection.info.dim:
+            raise DimensionMismatch(f"model {spec.name!r} version {version} embeds into {vectors.shape[1]} "
+                                    f"dimensions; collection {collection.name!r} holds {collection.info.dim}")
+        return vectors
+
+
+async def _stored(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run store/index work off the event loop; a failing disk or database is a 503, never a 500."""
+    try:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    except (OSError, sqlite3.Error) as error:
+        LOGGER.error("collection storage failed: %s: %s", type(error).__name__, error)
+        raise StorageError(f"the collection store failed ({type(error).__name__}); retry later") from error
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def search_settings(settings: Settings) -> SearchSettings:
+    """The search subsystem's settings from the gateway's; collections live next to the model repository
+    (REPO/../collections) unless LOMAR_SEARCH_DIR says otherwise."""
+    folder = settings.search_dir or Path(settings.model_repository).resolve().parent / "collections"
+    url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
+    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb)
+    return SearchSettings(folder=Path(folder), engine=engine,
+                          reindex_batch=settings.search_reindex_batch,
+                          check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s)

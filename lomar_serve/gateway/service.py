@@ -1,0 +1,179 @@
+"""The gateway's use cases, free of HTTP: decode the uploads, call Triton once, shape the answer.
+
+Routes parse requests and format responses; everything else happens here, so it can be tested and reused
+(the web page, the CLI client and the benchmark all go through the same HTTP routes into these methods).
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from contracts.preprocessing import DecodeOptions
+from contracts.reconstruction_mask import sample_mask
+from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge
+from lomar_serve.gateway.catalog import ModelCatalog, ModelSpec
+from lomar_serve.gateway.decode_budget import PixelBudget, decode_batch_within
+from lomar_serve.gateway.errors import InferenceFailed
+from lomar_serve.gateway.inference import InferenceBackend, InferResult
+from lomar_serve.gateway.metrics import GatewayMetrics
+from lomar_serve.gateway.reconstruction import Panels, compose_panels
+from lomar_serve.gateway.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reconstructions:
+    """The answer of one reconstruct request."""
+
+    model: str
+    model_version: str
+    mask_ratio: float
+    seed: int
+    hidden_patches: int
+    panels: list[Panels]  # one per image
+
+
+class Gateway:
+    """Classify, embed and reconstruct uploaded images with models served by Triton."""
+
+    def __init__(self, settings: Settings, backend: InferenceBackend, metrics: GatewayMetrics, *,
+                 version_for: Callable[[str], str | None] = lambda name: None) -> None:
+        """
+        Args:
+            version_for: model name -> the version requests go to (lomar_serve/gateway/routing.py: the published one);
+                None = Triton's version policy (the newest ready version).
+        """
+        self.settings = settings
+        self.backend = backend
+        self.metrics = metrics
+        self.version_for = version_for
+        repository = settings.model_repository if settings.model_repository.is_dir() else None
+        self.catalog = ModelCatalog(backend, repository, retry_after_s=settings.retry_after_s,
+                                    version_for=version_for)
+        self._executor = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="lomar-decode")
+        self._decode_budget = PixelBudget(settings.decode_budget_pixels)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.backend.close()
+
+    # -- use cases -----------------------------------------------------------------------------------------
+    async def classify(self, blobs: Sequence[bytes], model: str | None, top_k: int) -> dict[str, Any]:
+        """Top-k labels with softmax scores for each image."""
+        name = model or self.settings.default_classifier
+        spec = await self.catalog.get(name, "classifier")
+        if top_k < 1:
+            raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
+        top_k = min(top_k, len(spec.labels), self.settings.max_top_k)  # more than the classes: all of them
+        images = await self.decode_inputs("classify", blobs, spec)
+        result = await self._infer(spec, {"image": images}, ["logits"])
+        probabilities = _softmax(result.outputs["logits"])  # (N, C)
+        results = []
+        for row in probabilities:
+            best = np.argsort(-row, kind="stable")[:top_k]
+            results.append({"labels": [{"label": spec.labels[i], "index": int(i), "score": float(row[i])}
+                                       for i in best]})
+        return {"model": name, "model_version": result.model_version, "results": results}
+
+    async def embed(self, blobs: Sequence[bytes], model: str | None, normalize: bool) -> dict[str, Any]:
+        """The pooled feature of each image, unit-norm unless `normalize` is False."""
+        name = model or self.settings.default_classifier
+        spec = await self.catalog.get(name, "classifier")
+        images = await self.decode_inputs("embed", blobs, spec)
+        result = await self._infer(spec, {"image": images}, ["embedding"])
+        embeddings = result.outputs["embedding"].astype(np.float64)  # (N, D)
+        if normalize:
+            embeddings = unit_rows(embeddings)
+        return {"model": name, "model_version": result.model_version, "dim": int(embeddings.shape[1]),
+                "normalized": normalize,
+                "results": [{"embedding": [float(v) for v in row]} for row in embeddings]}
+
+    async def reconstruct(self, blobs: Sequence[bytes], model: str | None, mask_ratio: float,
+                          seed: int | None) -> Reconstructions:
+        """Hide a random `mask_ratio` of the patches (the same mask for every image of the request) and
+        reconstruct them."""
+        name = model or self.settings.default_reconstructor
+        if not 0.0 <= mask_ratio <= 1.0:
+            raise InvalidParameter(f"mask_ratio must be between 0 and 1, got {mask_ratio}")
+        spec = await self.catalog.get(name, "reconstructor")
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        images = await self.decode_inputs("reconstruct", blobs, spec)
+        mask = sample_mask(spec.grid, mask_ratio, seed)  # (h, w)
+        masks = np.broadcast_to(mask, (len(images), *spec.grid)).copy()  # (N, h, w)
+        result = await self._infer(spec, {"image": images, "mask": masks}, ["reconstruction"])
+        panels = [compose_panels(image, mask, predicted)
+                  for image, predicted in zip(images, result.outputs["reconstruction"])]
+        return Reconstructions(model=name, model_version=result.model_version, mask_ratio=mask_ratio,
+                               seed=seed, hidden_patches=int(mask.sum()), panels=panels)
+
+    # -- steps ---------------------------------------------------------------------------------------------
+    async def decode_inputs(self, endpoint: str, blobs: Sequence[bytes], spec: ModelSpec) -> np.ndarray:
+        """Uploads -> (N, 3, H, W) uint8 inputs of `spec`'s model: the one decoding of every endpoint (and of
+        the similar-image search)."""
+        if len(blobs) > self.settings.max_images:
+            raise PayloadTooLarge(f"{len(blobs)} images in one request; the limit is {self.settings.max_images}")
+        options = DecodeOptions(size=spec.image_size, max_pixels=self.settings.max_pixels,
+                                min_side=self.settings.min_image_side)
+        start = time.perf_counter()
+        images = await decode_batch_within(blobs, options, self._executor, self._decode_budget)
+        self.metrics.decode.labels(endpoint).observe(time.perf_counter() - start)
+        self.metrics.batch_size.labels(endpoint).observe(len(images))
+        return images
+
+    async def _infer(self, spec: ModelSpec, inputs: dict[str, np.ndarray], outputs: list[str], *,
+                     version: str | None = None) -> InferResult:
+        """One Triton request, or one per `max_batch_size` images when the upload is bigger than that.
+
+        Args:
+            version: this version of the model; None: the routed one (or Triton's policy without routing).
+        """
+        count = len(next(iter(inputs.values())))
+        step = spec.max_batch_size
+        if version is None:
+            version = spec.version if self.version_for(spec.name) else ""
+        start = time.perf_counter()
+        parts = await asyncio.gather(*(
+            self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs, version=version)
+            for i in range(0, count, step)))
+        self.metrics.triton_latency.labels(spec.name).observe(time.perf_counter() - start)
+        if len(parts) == 1:
+            return parts[0]
+        return InferResult(outputs={k: np.concatenate([p.outputs[k] for p in parts]) for k in outputs},
+                           model_version=parts[-1].model_version)
+
+    # -- for the similar-image search (lomar_serve/search) ------------------------------------------------------
+    async def embed_inputs(self, spec: ModelSpec, images: np.ndarray, version: str) -> np.ndarray:
+        """(N, 3, H, W) uint8 -> (N, D) float32 unit embeddings computed by exactly `version` of the model.
+
+        Raises:
+            InferenceFailed: Triton answered from another version; TritonUnavailable: that version is not loaded.
+        """
+        result = await self._infer(spec, {"image": images}, ["embedding"], version=version)
+        if result.model_version and result.model_version != version:
+            raise InferenceFailed(f"asked {spec.name} version {version}, Triton answered with "
+                                  f"{result.model_version}")
+        return unit_rows(result.outputs["embedding"].astype(np.float64)).astype(np.float32)
+
+    async def offload(self, function: Callable[..., T], *args: Any) -> T:
+        """Run CPU work (PNG encoding) on the decode threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, D) rows scaled to unit L2 norm (zero rows stay zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, C) logits -> (N, C) probabilities, in float64 for stable scores."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)

@@ -1,0 +1,86 @@
+"""Exceptions of the model lifecycle (jobs, deployments, admin access).
+
+They extend the gateway's hierarchy, so each carries its HTTP status and code and the gateway's error handlers
+turn them into `{"error": {"code", "message"}}` at the route edge; the CLI and the library use them as plain
+exceptions.
+"""
+from __future__ import annotations
+
+from lomar_serve.common.errors import ServiceError
+
+
+class LifecycleError(ServiceError):
+    """Base of every lifecycle error."""
+
+    status, code = 400, "lifecycle_error"
+
+
+class AdminDisabled(LifecycleError):
+    """No admin token is configured: the admin API refuses everything and says how to enable it."""
+
+    status, code = 403, "admin_disabled"
+
+
+class Unauthorized(LifecycleError):
+    """No bearer token in the request."""
+
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(LifecycleError):
+    """A bearer token that is not the admin token."""
+
+    status, code = 403, "forbidden"
+
+
+class PathNotAllowed(LifecycleError):
+    """A request path outside the configured data roots (or one that does not exist there)."""
+
+    status, code = 403, "path_not_allowed"
+
+
+class InvalidName(LifecycleError):
+    """A model name or version that is not of the allowed form (no path traversal through names)."""
+
+    status, code = 422, "invalid_name"
+
+
+class OverMemoryBudget(LifecycleError):
+    """A job whose model, at its batch size and resolution, would need more memory than the job budget."""
+
+    status, code = 422, "over_memory_budget"
+
+
+class JobNotFound(LifecycleError):
+    status, code = 404, "job_not_found"
+
+
+class JobConflict(LifecycleError):
+    """The job is not in a state that allows the operation (cancel a finished job, resume a running one)."""
+
+    status, code = 409, "job_conflict"
+
+
+class VersionNotFound(LifecycleError):
+    """The model or version does not exist in the model repository."""
+
+    status, code = 404, "version_not_found"
+
+
+class DeployError(LifecycleError):
+    """A deploy or rollback did not complete; the version that served before still serves."""
+
+    status, code = 409, "deploy_failed"
+
+
+class NothingToRollBack(LifecycleError):
+    status, code = 409, "nothing_to_roll_back"
+
+
+class StoreUnavailable(LifecycleError):
+    """The job store (a SQLite file or a PostgreSQL database) cannot be opened or reached."""
+
+    status, code = 503, "store_unavailable"

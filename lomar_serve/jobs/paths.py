@@ -1,0 +1,69 @@
+"""Which paths and names an admin request may use.
+
+Data paths in requests are confined to configured data roots: a path is resolved (symlinks followed, `..`
+collapsed) and must then lie inside one resolved root (`contracts.datasets.within`, the rule the job's training
+and scoring programs apply to every image they list, given `--data-roots`). Model names and versions are validated against the
+repository contract (contracts.model_repository) before they are ever joined to a directory.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.datasets import resolve_roots, within
+from contracts.model_repository import MODEL_NAME_RULE, is_model_name, is_version
+from lomar_serve.jobs.errors import InvalidName, PathNotAllowed
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it follows the model-name rule, else InvalidName."""
+    if not is_model_name(name):
+        raise InvalidName(f"invalid model name {name!r}: use {MODEL_NAME_RULE}")
+    return name
+
+
+def check_version(version: int | str) -> str:
+    """The version as Triton spells it ("3") if it is a positive integer, else InvalidName."""
+    if not is_version(version):
+        raise InvalidName(f"invalid model version {version!r}: a positive integer is expected")
+    return str(version)
+
+
+@dataclass(frozen=True)
+class DataRoots:
+    """The folders request paths may point into (resolved once, at construction)."""
+
+    roots: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, roots: Iterable[str | Path]) -> DataRoots:
+        return cls(resolve_roots(roots))
+
+    def resolve(self, path: str, *, kind: str = "path", must_be_dir: bool = False) -> Path:
+        """The resolved `path` if it exists inside a data root.
+
+        Relative paths are taken relative to the first root. Raises PathNotAllowed otherwise (the message
+        names the roots, never what lies outside them).
+        """
+        if not self.roots:
+            raise PathNotAllowed(f"no data roots are configured (LOMAR_DATA_ROOTS): {kind} paths are refused")
+        if not isinstance(path, str) or not path or "\x00" in path:
+            raise PathNotAllowed(f"{kind} must be a non-empty path")
+        candidate = Path(path)  # no "~" expansion: "~user/x" is a relative name like any other
+        if not candidate.is_absolute():
+            candidate = self.roots[0] / candidate
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as error:  # a symlink loop, a name too long
+            raise PathNotAllowed(f"{kind} {path!r} cannot be resolved: {error}") from None
+        if not within(resolved, self.roots):
+            raise PathNotAllowed(f"{kind} {path!r} is outside the data roots ({self.describe()})")
+        if must_be_dir and not resolved.is_dir():
+            raise PathNotAllowed(f"{kind} {path!r} is not a folder inside the data roots")
+        if not must_be_dir and not resolved.is_file():
+            raise PathNotAllowed(f"{kind} {path!r} is not a file inside the data roots")
+        return resolved
+
+    def describe(self) -> str:
+        return ", ".join(str(root) for root in self.roots) or "none"

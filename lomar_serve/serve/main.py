@@ -1,0 +1,103 @@
+"""`lomar serve`: everything on one box, each role a process it supervises (`lomar gateway` is the data plane alone).
+
+    lomar serve                                   # Triton on ./model_repository + gateway on 127.0.0.1:8000
+    LOMAR_ADMIN_TOKEN=... lomar serve             # + a control plane on 127.0.0.1:8100 and a worker (retrain, deploy)
+    lomar serve --host 0.0.0.0 --port 8080 --model-repository /models
+    lomar serve --triton-url triton:8000          # use a running Triton (e.g. NVIDIA's container)
+
+Settings come from LOMAR_* environment variables (lomar_serve/gateway/settings.py); flags override them. SIGINT and
+SIGTERM stop the gateway, then the control plane and worker, then Triton; no process is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from lomar_serve.common.processes import configure_logging, restore_signals, stop_on_signals
+from lomar_serve.control_plane.settings import ControlPlaneSettings
+from lomar_serve.gateway.main import build_parser as gateway_parser
+from lomar_serve.gateway.main import run_gateway, settings_from
+from lomar_serve.gateway.settings import Settings
+from lomar_serve.serve.children import ChildProcess
+from lomar_serve.triton.cli import fleet_config, launch_supervised
+from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
+
+LOGGER = logging.getLogger("lomar_serve.serve.main")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = gateway_parser("lomar serve", __doc__)
+    parser.add_argument("--triton-log", type=Path, help="file for the launched Triton's log (default: temporary)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """`lomar serve`: Triton (unless --triton-url), the gateway, and with LOMAR_ADMIN_TOKEN the control plane and
+    a worker as child processes."""
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args, "lomar serve")
+    if settings is None:
+        return 2
+    configure_logging(settings.log_level)
+    LOGGER.info("settings:\n%s", settings.describe())
+
+    stopping = threading.Event()
+    previous = stop_on_signals(stopping, LOGGER)
+    supervisor: TritonSupervisor | None = None
+    children: list[ChildProcess] = []
+    try:
+        if settings.triton_url is None:
+            supervisor = _launch_triton(settings, args.triton_log, stopping)
+            if supervisor is None:
+                return 0 if stopping.is_set() else 1
+            settings = settings.model_copy(update={"triton_url": supervisor.http_url})
+        if stopping.is_set():
+            return 0
+        if os.environ.get("LOMAR_ADMIN_TOKEN"):
+            try:
+                children = _start_control_roles(settings)
+            except ValidationError as error:
+                print(f"lomar serve: invalid control-plane settings:\n{error}", file=sys.stderr)
+                return 2
+        return 0 if run_gateway(settings) or stopping.is_set() else 1
+    finally:
+        for child in reversed(children):
+            LOGGER.info("stopping the %s", child.name)
+            child.stop()
+        if supervisor is not None:
+            LOGGER.info("stopping Triton")
+            supervisor.stop()
+        restore_signals(previous)
+
+
+def _start_control_roles(settings: Settings) -> list[ChildProcess]:
+    """The control plane (admin API on LOMAR_CONTROL_HOST:PORT, default 127.0.0.1:8100) and one worker, as child
+    processes on this box's Triton and repository; their other settings come from the same LOMAR_* environment.
+
+    Raises:
+        ValidationError: the control plane's settings (e.g. a too short LOMAR_ADMIN_TOKEN).
+    """
+    repository = str(settings.model_repository.resolve())
+    control = ControlPlaneSettings(triton_urls=str(settings.triton_url), model_repository=repository)
+    host = "127.0.0.1" if control.control_host in ("0.0.0.0", "::") else control.control_host
+    env = dict(os.environ, LOMAR_TRITON_URLS=str(settings.triton_url), LOMAR_MODEL_REPOSITORY=repository,
+               LOMAR_CONTROL_PLANE_URL=f"http://{host}:{control.control_port}")
+    command = [sys.executable, "-m", "lomar_serve.cli"]
+    roles = [ChildProcess("control plane", [*command, "control-plane"], env),
+             ChildProcess("worker", [*command, "worker"], env)]
+    for child in roles:
+        child.start()
+    return roles
+
+
+def _launch_triton(settings: Settings, log_path: Path | None, stopping: threading.Event) -> TritonSupervisor | None:
+    """Start Triton on the repository and wait until it is ready; None if it never was, or we were stopped."""
+    policy = RestartPolicy(start_timeout_s=settings.triton_start_timeout_s,
+                           max_restarts=settings.triton_max_restarts)
+    return launch_supervised(fleet_config(settings.model_repository), policy, log_path, stopping)

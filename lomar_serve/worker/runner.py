@@ -1,0 +1,356 @@
+"""A worker: claims queued jobs from the lifecycle store and runs them, training, then export, then verification
+(then an optional auto-deploy), each stage through an executor (a local process or a Kubernetes Job) whose output
+goes to the job's log file.
+
+A worker runs one job at a time, on one long-lived thread (a stage's processes get SIGTERM if the worker dies:
+the kernel ties that signal to the thread that started them). A second thread refreshes the job's heartbeat in
+the store every few seconds; when the answer says the job was cancelled, or is no longer this worker's (the
+control plane's sweeper gave it up after missed heartbeats), the stage's whole process group is terminated.
+Stopping the worker (SIGTERM to `lomar worker`, or `stop()`) terminates the running stage and marks the job
+`interrupted`; a resumed job continues at the stage it stopped in, training from its last checkpoint.
+
+    worker = Worker(store, JobSettings(jobs_dir=..., model_repository=...), worker_id="box-1")
+    worker.start()      # claims and runs queued jobs until stopped
+    worker.stop()
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts import datasets
+from contracts.checkpoints import file_sha256
+from contracts.triton_config import read_serving_version
+from lomar_serve.jobs.errors import JobConflict, LifecycleError
+from lomar_serve.jobs.files import RESUME_HINT, JobFiles
+from lomar_serve.jobs.progress import job_progress, log_tail, read_records, training_progress
+from lomar_serve.jobs.repository_view import RepositoryView
+from lomar_serve.jobs.spec import JobPlan
+from lomar_serve.jobs.store import JobRecord, LifecycleStore
+from lomar_serve.worker.executors import Execution, Executor, ExecutorError, LocalExecutor, StageRun
+from lomar_serve.worker.stages import export_command, training_command, verification_command
+
+LOGGER = logging.getLogger(__name__)
+AUTO_DEPLOY_UNAVAILABLE = ("auto-deploy is not available: this worker has no control plane "
+                           "(set LOMAR_CONTROL_PLANE_URL and LOMAR_ADMIN_TOKEN)")
+
+
+class StageFailed(LifecycleError):
+    """A stage exited with an error; the message says which and points at the log."""
+
+
+class JobStopped(Exception):
+    """The running stage was stopped on purpose (cancel, a lost job, or the worker stopping)."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Where jobs keep their files and how a worker runs stages."""
+
+    jobs_dir: Path  # JOBS_DIR/<id>/ holds job.log, train/ (checkpoints, metrics.jsonl), verification.json
+    model_repository: Path  # exports add versions here
+    python: str = sys.executable  # the interpreter that runs training, export and verification
+    poll_interval_s: float = 1.0  # how often a running stage's progress is read
+    terminate_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
+    heartbeat_interval_s: float = 2.0  # well under the control plane's heartbeat timeout (15 s by default)
+    claim_interval_s: float = 1.0  # how often an idle worker looks for a queued job
+    executor: Executor = field(default_factory=LocalExecutor)  # where stages run (executors.make_executor)
+
+    def __post_init__(self) -> None:
+        if not all(value > 0 for value in (self.poll_interval_s, self.terminate_grace_s, self.heartbeat_interval_s,
+                                           self.claim_interval_s)):
+            raise ValueError(f"invalid worker timing: {self}")
+
+
+class Worker:
+    """Claims queued jobs and runs their stages; one job at a time."""
+
+    def __init__(self, store: LifecycleStore, settings: JobSettings, worker_id: str, *,
+                 deploy: Callable[[str, str], dict[str, Any]] | None = None) -> None:
+        """
+        Args:
+            store: where records live (shared with the control plane and other workers).
+            settings: folders and timing.
+            worker_id: this worker's name in job records (unique among the workers of a store).
+            deploy: deploy(name, version) for auto-deploy (raises LifecycleError); None: auto-deploy is not
+                available, and such jobs say so.
+        """
+        self.store = store
+        self.settings = settings
+        self.worker_id = worker_id
+        self.repository = RepositoryView(settings.model_repository)
+        self._deploy = deploy
+        self._stopping = threading.Event()  # stop claiming; interrupt the running job
+        self._halt = threading.Event()  # stop the heartbeat thread (after the job's record is final)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._current: str | None = None  # the running job's id
+        self._process: Execution | None = None
+        self._cancelled: set[str] = set()  # jobs whose heartbeat said: cancel requested
+        self._lost: set[str] = set()  # jobs whose heartbeat said: no longer this worker's
+
+    # -- life cycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Claim and run queued jobs on a thread of this process until `stop()`."""
+        self._stopping.clear()
+        self._halt.clear()
+        self._threads = [threading.Thread(target=self._work, name="lomar-worker", daemon=True),
+                         threading.Thread(target=self._beat, name="lomar-worker-heartbeat", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        LOGGER.info("worker %s started: store %s, jobs in %s", self.worker_id, self.store.describe(),
+                    self.settings.jobs_dir)
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop claiming; a running job's process is terminated and the job marked interrupted (resumable)."""
+        self._stopping.set()
+        with self._lock:
+            process = self._process
+        self._terminate(process)
+        work, *others = self._threads or [None]
+        if work is not None:
+            work.join(timeout_s)
+        self._halt.set()
+        for thread in others:
+            thread.join(timeout_s)
+        self._threads = []
+
+    @property
+    def current_job(self) -> str | None:
+        return self._current
+
+    @property
+    def running_pid(self) -> int | None:
+        """Process id (also its process group's id) of the stage that runs now; None when none runs."""
+        with self._lock:
+            return None if self._process is None else self._process.pid
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                record = self.store.claim_next(self.worker_id)
+            except Exception:  # the store is away for a while: try again
+                LOGGER.exception("worker %s could not claim a job", self.worker_id)
+                record = None
+            if record is None:
+                self._stopping.wait(self.settings.claim_interval_s)
+                continue
+            LOGGER.info("worker %s claimed job %s", self.worker_id, record.id)
+            try:
+                self._run(record)
+            except Exception:  # a bug must not kill the worker; the job says what happened
+                LOGGER.exception("job %s failed unexpectedly", record.id)
+                self._finish(record.id, "failed", "internal error while running the job (see the worker's log)")
+            finally:
+                with self._lock:
+                    self._current = None
+                    self._cancelled.discard(record.id)
+                    self._lost.discard(record.id)
+
+    def _beat(self) -> None:
+        """Refresh the running job's heartbeat; end its stage when it was cancelled or given up."""
+        while not self._halt.wait(self.settings.heartbeat_interval_s):
+            job_id = self._current
+            if job_id is None:
+                continue
+            try:
+                beat = self.store.heartbeat(job_id, self.worker_id)
+            except Exception:  # the store is away: the sweeper decides, the next heartbeat learns what it did
+                LOGGER.exception("heartbeat of job %s failed", job_id)
+                continue
+            if beat.owned and not beat.cancel_requested:
+                continue
+            with self._lock:
+                if self._current != job_id:
+                    continue
+                (self._cancelled if beat.owned else self._lost).add(job_id)
+                process = self._process
+            LOGGER.warning("job %s: %s; stopping it", job_id,
+                           "cancel requested" if beat.owned else "no longer this worker's (its heartbeat was late)")
+            self._terminate(process)
+
+    def _stopped(self, job_id: str) -> bool:
+        return self._stopping.is_set() or job_id in self._cancelled or job_id in self._lost
+
+    def _run(self, record: JobRecord) -> None:
+        job_id = record.id
+        with self._lock:
+            self._current = job_id
+        plan = JobPlan.from_dict(record.params)
+        paths = JobFiles(self.settings.jobs_dir / job_id)
+        paths.job_dir.mkdir(parents=True, exist_ok=True)
+        stages: list[tuple[str, Callable[[JobRecord, JobPlan, JobFiles], None]]] = [
+            ("train", self._train), ("export", self._export), ("verify", self._verify)]
+        if plan.auto_deploy:
+            stages.append(("deploy", self._auto_deploy))
+        names = [name for name, _ in stages]
+        first = names.index(record.stage) if record.stage in names else 0
+        self._log(paths, f"== worker {self.worker_id} ==")
+        try:
+            for name, stage in stages[first:]:
+                if self._stopped(job_id):
+                    raise JobStopped()
+                record = self.store.update_job(job_id, stage=name, progress=job_progress(name))
+                self._log(paths, f"== stage {name} ==")
+                stage(record, plan, paths)
+            if self._stopped(job_id):
+                raise JobStopped()
+            record = self.store.update_job(job_id, stage="done", progress=1.0)
+            self._finish(job_id, "succeeded", self._summary(record))
+        except JobStopped:
+            if job_id in self._lost:
+                self._log(paths, f"worker {self.worker_id} stopped this job: it was given up as interrupted")
+                LOGGER.warning("job %s is no longer this worker's; its record is left as it is", job_id)
+            elif job_id in self._cancelled:
+                self._finish(job_id, "cancelled", "cancelled while running")
+            else:
+                self._finish(job_id, "interrupted", f"the worker {self.worker_id} running this job was stopped; "
+                                                    + RESUME_HINT.replace("{id}", job_id))
+        except LifecycleError as error:
+            self._log(paths, f"job failed: {error.message}")
+            self._finish(job_id, "failed", error.message)
+
+    def _finish(self, job_id: str, state: str, message: str) -> None:
+        try:
+            self.store.transition(job_id, ("running",), state, message, owner=self.worker_id)
+            LOGGER.info("job %s %s: %s", job_id, state, message)
+        except JobConflict as error:
+            LOGGER.warning("job %s could not be marked %s: %s", job_id, state, error.message)
+
+    @staticmethod
+    def _summary(record: JobRecord) -> str:
+        text = f"exported version {record.model_version} of {record.model_name}"
+        deploy = record.metrics.get("deploy")
+        if isinstance(deploy, dict):
+            text += "; " + str(deploy.get("message", ""))
+        return text
+
+    # -- stages ----------------------------------------------------------------------------------------------
+    def _train(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
+        self._check_fits_model(plan)
+
+        def poll() -> None:
+            fraction, figures = training_progress(read_records(paths.train), plan.epochs)
+            self.store.update_job(record.id, progress=job_progress("train", fraction), metrics={"training": figures})
+
+        self._run_stage(record.id, "training", training_command(plan, paths, self.settings.python), paths, poll)
+        poll()
+        if not paths.checkpoint.is_file():
+            raise StageFailed(f"training ended without writing {paths.checkpoint.name}; see the job log")
+
+    def _export(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
+        if record.model_version:  # a resumed job whose export had finished
+            return
+        before = set(self.repository.versions(plan.model_name))
+        command = export_command(plan, paths, self.settings.model_repository,
+                                 self.repository.image_size(plan.model_name), self.settings.python)
+        self._run_stage(record.id, "export", command, paths)
+        checkpoint = paths.checkpoint
+        sha256 = file_sha256(checkpoint)
+        cards = {v: self.repository.card(plan.model_name, v) for v in self.repository.versions(plan.model_name)
+                 if v not in before}
+        new = [v for v, card in cards.items() if card is not None and card.source_sha256 == sha256]
+        if not new:
+            raise StageFailed(f"export finished but no new version of {plan.model_name} comes from {checkpoint}")
+        self.store.update_job(record.id, model_version=new[-1])
+        self._log(paths, f"exported {plan.model_name} version {new[-1]}")
+
+    def _verify(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
+        version = self.store.get_job(record.id).model_version
+        baseline = read_serving_version(self.repository.model_dir(plan.model_name))  # the verification's baseline
+        command = verification_command(plan, paths, self.settings.model_repository, str(version), baseline,
+                                       self.settings.python)
+        self._run_stage(record.id, "verification", command, paths)
+        try:
+            result = json.loads(paths.verification.read_text())
+        except (OSError, ValueError) as error:
+            raise StageFailed(f"verification wrote no readable result ({error}); see the job log") from error
+        self.store.update_job(record.id, metrics={"verification": result})
+
+    def _auto_deploy(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
+        record = self.store.get_job(record.id)
+        result = record.metrics.get("verification", {})
+        version = str(record.model_version)
+        if self._deploy is None:
+            outcome = {"deployed": False, "message": AUTO_DEPLOY_UNAVAILABLE}
+        elif not result.get("not_worse", False):
+            baseline = result.get("baseline") or {}
+            outcome = {"deployed": False, "message": (
+                f"not deployed: {result.get('metric')} {result.get('value'):.4g} is worse than the serving "
+                f"version {baseline.get('version')}'s {baseline.get('value'):.4g}")}
+        else:
+            try:
+                outcome = {"deployed": True, **self._deploy(plan.model_name, version),
+                           "message": f"deployed version {version}"}
+            except LifecycleError as error:
+                self.store.update_job(record.id, metrics={"deploy": {"deployed": False, "message": error.message}})
+                raise StageFailed(f"version {version} was exported but auto-deploy failed: {error.message}; "
+                                  "the serving version is unchanged") from error
+        self._log(paths, str(outcome["message"]))
+        self.store.update_job(record.id, metrics={"deploy": outcome})
+
+    def _check_fits_model(self, plan: JobPlan) -> None:
+        """Versions of one model share one config: refuse early a fine-tune whose class count differs."""
+        expected = self.repository.num_classes(plan.model_name)
+        if plan.kind != "finetune" or expected is None:
+            return
+        classes = datasets.class_names(plan.train_dir)
+        if len(classes) != expected:
+            raise StageFailed(
+                f"model {plan.model_name} has {expected} classes but {plan.train_dir} has {len(classes)} class "
+                f"folders: versions of one model share one configuration; give another model_name")
+
+    # -- processes -------------------------------------------------------------------------------------------
+    def _run_stage(self, job_id: str, what: str, command: list[str], paths: JobFiles,
+                   poll: Callable[[], None] | None = None) -> None:
+        """Run one stage through the executor to its end, its output appended to the job log; StageFailed if it
+        fails (ExecutorError if it cannot be started or followed)."""
+        if self._stopped(job_id):
+            raise JobStopped()
+        self._log(paths, "$ " + " ".join(command))
+        run = StageRun(job_id, what, tuple(command), paths.log, paths.job_dir, distributed=what == "training")
+        execution = self.settings.executor.start(run)
+        with self._lock:
+            self._process = execution
+        if self._stopped(job_id):  # asked to stop while it was starting
+            self._terminate(execution)
+        try:
+            while (code := execution.wait(self.settings.poll_interval_s)) is None:
+                if poll is not None:
+                    poll()
+        finally:
+            with self._lock:
+                self._process = None
+        if self._stopped(job_id):
+            raise JobStopped()
+        if code != 0:
+            raise StageFailed(f"{what} failed with exit code {code}: {last_error_line(paths.log)}")
+
+    def _terminate(self, execution: Execution | None) -> None:
+        """Stop a running stage: its executor asks it to stop and forces it after the grace period."""
+        if execution is None:
+            return
+        try:
+            execution.terminate(self.settings.terminate_grace_s)
+        except ExecutorError as error:  # stopping goes on; the stage may still run, and the log says so
+            LOGGER.error("%s could not be stopped: %s", execution.description, error.message)
+
+    @staticmethod
+    def _log(paths: JobFiles, line: str) -> None:
+        with open(paths.log, "a", encoding="utf-8") as log:
+            log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {line}\n")
+
+
+def last_error_line(log_path: Path) -> str:
+    """The most telling line at the end of a stage's output (its last 'error' line, else its last line)."""
+    lines = [line.strip() for line in log_tail(log_path, 8000).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["(no output; see the job log)"])[-1][:500]

@@ -1,0 +1,81 @@
+"""The admin routes: token checks before anything else, confined paths, validated names, job requests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lomar_serve.control_plane.service import Lifecycle
+from tests.lomar_serve.control_plane.conftest import AUTH, JOB, TOKEN, admin_app
+
+
+def make_client(tmp_path: Path, token: str | None) -> tuple[TestClient, Lifecycle]:
+    app, lifecycle = admin_app(tmp_path, token)
+    return TestClient(app), lifecycle
+
+
+def test_admin_disabled_without_a_token(tmp_path: Path) -> None:
+    client, lifecycle = make_client(tmp_path, None)
+    response = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "admin_disabled"
+    assert "LOMAR_ADMIN_TOKEN" in response.json()["error"]["message"]
+    assert lifecycle.store.list_jobs() == []
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401), ({"Authorization": "Basic " + TOKEN}, 401), ({"Authorization": "Bearer wrong"}, 403),
+    ({"Authorization": f"Bearer {TOKEN}x"}, 403),
+])
+def test_missing_or_wrong_token_changes_nothing(tmp_path: Path, headers: dict, status: int) -> None:
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    calls = [("POST", "/v1/admin/jobs", JOB), ("GET", "/v1/admin/jobs", None),
+             ("POST", "/v1/admin/models/lomar_classifier/deploy", {"version": 1}),
+             ("POST", "/v1/admin/models/lomar_classifier/rollback", None),
+             ("POST", "/v1/admin/jobs/abc/cancel", None), ("POST", "/v1/admin/jobs/not-an-id/cancel", None),
+             ("POST", "/v1/admin/jobs", {"data_dir": "../../etc"})]
+    for method, path, body in calls:
+        response = client.request(method, path, json=body, headers=headers)
+        assert response.status_code == status, (path, response.text)
+        assert TOKEN not in response.text
+    assert lifecycle.store.list_jobs() == [] and lifecycle.store.deployments() == {}
+
+
+def test_paths_and_names_are_checked(tmp_path: Path) -> None:
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    for data_dir in ("../outside", str(tmp_path / "outside"), "set/../../outside", "/etc"):
+        response = client.post("/v1/admin/jobs", json={**JOB, "data_dir": data_dir}, headers=AUTH)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "path_not_allowed"
+    response = client.post("/v1/admin/jobs", json={**JOB, "model_name": "../evil"}, headers=AUTH)
+    assert response.status_code == 422
+    response = client.post("/v1/admin/jobs", json={**JOB, "options": {"output_dir": "/tmp"}}, headers=AUTH)
+    assert response.status_code == 400
+    assert client.post("/v1/admin/models/-a/deploy", json={"version": 1}, headers=AUTH).status_code == 422
+    assert client.post("/v1/admin/models/m/deploy", json={"version": 0}, headers=AUTH).status_code == 422
+    assert client.post("/v1/admin/models/%2e%2e/rollback", headers=AUTH).status_code in (404, 422)
+    assert client.get("/v1/admin/jobs/..%2f..", headers=AUTH).status_code in (404, 422)
+    assert lifecycle.store.list_jobs() == []
+
+
+def test_jobs_and_models_routes(tmp_path: Path) -> None:
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    response = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["state"] == "queued" and job["params"]["data_dir"] == str((tmp_path / "data" / "set").resolve())
+    assert [j["id"] for j in client.get("/v1/admin/jobs", headers=AUTH).json()["jobs"]] == [job["id"]]
+    shown = client.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()
+    assert shown["id"] == job["id"] and "log_tail" in shown
+    assert client.get(f"/v1/admin/jobs/{job['id']}/log", headers=AUTH).json()["offset"] == 0
+    assert client.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH).json()["state"] == "cancelled"
+    conflict = client.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH)
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "job_conflict"
+    assert client.post(f"/v1/admin/jobs/{job['id']}/resume", headers=AUTH).status_code == 409
+    assert client.get("/v1/admin/jobs/abcdef", headers=AUTH).status_code == 404
+    missing = client.post("/v1/admin/models/lomar_classifier/deploy", json={"version": 3}, headers=AUTH)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "version_not_found"
+    nothing = client.post("/v1/admin/models/lomar_classifier/rollback", headers=AUTH)
+    assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "nothing_to_roll_back"
+    status = client.get("/v1/admin/models/lomar_classifier", headers=AUTH).json()
+    assert status["deployed"] == [] and status["versions"] == []

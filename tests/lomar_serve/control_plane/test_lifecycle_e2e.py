@@ -1,0 +1,264 @@
+"""End to end through a real one-box `lomar serve` (supervised Triton, gateway, and with the admin token the
+control plane and a worker as child processes): retrain -> new version -> deploy -> answers from it -> roll back,
+with a client sending requests throughout; auth and path checks; everything killed during a job and restarted."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.lomar_serve.processes import GatewayProcess, alive, children, free_port
+from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS, export_tiny, export_tiny_reconstruction, synthetic_set
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+REPO = Path(__file__).resolve().parents[3]
+TOKEN = "e2e-admin-token-7f3a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAME = "lomar_classifier"
+BASE_CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
+
+
+class Stack:
+    """The `lomar serve` process of this module, restartable with the same settings and port."""
+
+    def __init__(self, work: Path, data: Path) -> None:
+        self.work, self.port, self.control_port = work, free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.control_port}"  # the control plane's own port
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data),
+                    "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1",
+                    "LOMAR_CONTROL_PORT": str(self.control_port), "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5"}
+        self.served: GatewayProcess | None = None
+        self.starts = 0
+
+    def start(self) -> GatewayProcess:
+        self.starts += 1
+        log_path = self.work / f"serve-{self.starts}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository", str(self.work / "repo"),
+                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, cwd=REPO)
+        self.served = GatewayProcess(url=self.url, process=process, log_path=log_path)
+        self.served.wait_ready()
+        deadline = time.monotonic() + 60
+        while not self.admin_ready():
+            assert time.monotonic() < deadline, f"the control plane did not start:\n{self.served.log_tail()}"
+            time.sleep(0.25)
+        return self.served
+
+    def admin_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.admin_url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def descendants(self) -> list[int]:
+        found = children(self.served.process.pid)
+        return found + [pid for child in found for pid in children(child)]
+
+    def stop(self) -> None:
+        if self.served is None or self.served.process.poll() is not None:
+            return
+        left = self.descendants()
+        self.served.process.send_signal(signal.SIGTERM)
+        code = self.served.process.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [pid for pid in left if alive(pid)]
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)
+        assert code == 0 and not orphans, f"exit {code}, orphans {orphans}:\n{self.served.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data root: `novel` has the base classes with one of them renamed 'novel_class'."""
+    root = tmp_path_factory.mktemp("lifecycle_data")
+    synthetic_set(root / "novel", seed=5, rename={"class_002_triangle": "novel_class"})
+    (root / "outside_link_target").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("lifecycle_e2e")
+    assert export_tiny(work / "repo", work, BASE_CLASSES, seed=1) == 1
+    export_tiny_reconstruction(work / "repo", work)
+    stack = Stack(work, data_dir)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def image(data_dir: Path) -> bytes:
+    return next((data_dir / "novel" / "val" / "novel_class").iterdir()).read_bytes()
+
+
+def classify(http: httpx.Client, body: bytes) -> tuple[str, set[str]]:
+    response = http.post("/v1/classify", params={"top_k": 3}, content=body, headers={"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    return answer["model_version"], {label["label"] for label in answer["results"][0]["labels"]}
+
+
+def serving(http: httpx.Client) -> str:
+    models = {m["name"]: m for m in http.get("/v1/models").json()["models"]}
+    return models[NAME]["serving_version"]
+
+
+def lomar(stack: Stack, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    env = {**stack.env, "LOMAR_CONTROL_PLANE_URL": stack.admin_url}
+    env.pop("LOMAR_ADMIN_TOKEN")
+    if token is not None:
+        env["LOMAR_ADMIN_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "lomar_serve.cli", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: Stack, data_dir: Path) -> None:
+    with httpx.Client(base_url=stack.url, timeout=60) as gateway:
+        assert gateway.get("/v1/admin/jobs", headers=AUTH).status_code == 404  # never on the public port
+    with httpx.Client(base_url=stack.admin_url, timeout=60) as http:
+        job = {"data_dir": "novel", "epochs": 1, **TINY_MODEL}
+        for headers, status in (({}, 401), ({"Authorization": "Bearer nope"}, 403)):
+            assert http.post("/v1/admin/jobs", json=job, headers=headers).status_code == status
+            assert http.post(f"/v1/admin/models/{NAME}/deploy", json={"version": 1},
+                             headers=headers).status_code == status
+            assert http.post(f"/v1/admin/models/{NAME}/rollback", headers=headers).status_code == status
+            assert http.get("/v1/admin/jobs", headers=headers).status_code == status
+        for bad in ("../lifecycle_e2e0", "/etc", "novel/../../", str(data_dir.parent)):
+            response = http.post("/v1/admin/jobs", json={**job, "data_dir": bad}, headers=AUTH)
+            assert response.status_code == 403 and response.json()["error"]["code"] == "path_not_allowed"
+        assert http.post("/v1/admin/jobs", json={**job, "init": "/etc/passwd"}, headers=AUTH).status_code == 403
+        assert http.post("/v1/admin/models/..%2F..%2Fetc/deploy", json={"version": 1},
+                         headers=AUTH).status_code in (404, 422)
+        assert http.get("/v1/admin/jobs", headers=AUTH).json()["jobs"] == []
+    with httpx.Client(base_url=stack.url, timeout=60) as http:
+        assert serving(http) == "1"
+    refused = lomar(stack, "deploy", NAME, "1", token="wrong")
+    assert refused.returncode == 1 and "403" in refused.stderr and "wrong" not in refused.stderr
+    assert TOKEN not in stack.served.log_tail(10**6)
+
+
+def test_retrain_deploy_answers_rollback_without_failed_requests(stack: Stack, data_dir: Path) -> None:
+    submitted = lomar(stack, "jobs", "submit", "--data-dir", "novel", "--epochs", "1", "--model", TINY_MODEL["model"],
+                      "--model-option", "depth=2", *[f"--option={k}={v}" for k, v in TINY_OPTIONS.items()],
+                      "--follow")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
+    assert "== stage export ==" in submitted.stdout and "succeeded" in submitted.stdout
+    png = image(data_dir)
+    with httpx.Client(base_url=stack.url, timeout=120) as http, \
+            httpx.Client(base_url=stack.admin_url, timeout=300) as admin:
+        job = admin.get("/v1/admin/jobs", headers=AUTH).json()["jobs"][0]
+        assert (job["state"], job["model_version"], job["progress"]) == ("succeeded", "2", 1.0)
+        assert job["metrics"]["verification"]["baseline"]["version"] == "1"
+        status = admin.get(f"/v1/admin/models/{NAME}", headers=AUTH).json()
+        assert status["versions"] == ["1", "2"] and status["serving_version"] == "1"
+        version, labels = classify(http, png)
+        assert version == "1" and "novel_class" not in labels
+
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=stack.url, timeout=60) as client:
+                while not stop.is_set():
+                    statuses.append(client.post("/v1/classify", params={"top_k": 3}, content=png,
+                                                headers={"content-type": "image/png"}).status_code)
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        try:
+            deployed = lomar(stack, "deploy", NAME, "2")
+            assert deployed.returncode == 0, deployed.stderr
+            version, labels = classify(http, png)
+            assert version == "2" and "novel_class" in labels  # a class only version 2 knows
+            assert serving(http) == "2"
+            rolled = lomar(stack, "rollback", NAME)
+            assert rolled.returncode == 0, rolled.stderr
+            assert classify(http, png)[0] == "1" and serving(http) == "1"
+            for _ in range(2):
+                assert admin.post(f"/v1/admin/models/{NAME}/deploy", json={"version": 2},
+                                  headers=AUTH).json()["version"] == "2"
+                assert admin.post(f"/v1/admin/models/{NAME}/rollback", headers=AUTH).json()["version"] == "1"
+        finally:
+            stop.set()
+            worker.join(60)
+        assert len(statuses) > 20 and set(statuses) == {200}, sorted(set(statuses))
+        assert classify(http, png)[0] == "1"
+
+
+def test_triton_restart_keeps_the_deployed_version(stack: Stack, data_dir: Path) -> None:
+    """Triton dies and its supervisor restarts it: it loads the version config.pbtxt publishes (1, not the newer
+    2); clients see 503 + Retry-After meanwhile, never a wrong answer or a 404."""
+    png = image(data_dir)
+    old_pid = stack.served.triton_pid()
+    os.kill(old_pid, signal.SIGKILL)
+    seen: list[tuple[int, str]] = []
+    deadline = time.monotonic() + 180
+    with httpx.Client(base_url=stack.url, timeout=60) as http:
+        while time.monotonic() < deadline:
+            response = http.post("/v1/classify", params={"top_k": 3}, content=png,
+                                 headers={"content-type": "image/png"})
+            seen.append((response.status_code, response.json().get("model_version", "")))
+            if seen[-3:] == [(200, "1")] * 3 and any(status == 503 for status, _ in seen):
+                break
+            time.sleep(0.1)
+    assert seen[-3:] == [(200, "1")] * 3, seen[-10:]
+    assert {status for status, _ in seen} == {200, 503}, "no request saw Triton down"
+    assert {version for status, version in seen if status == 200} == {"1"}
+    assert stack.served.triton_pid() not in (None, old_pid)
+
+
+def test_everything_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
+    """`lomar serve` SIGKILLed: Triton, the control plane, the worker and training go with it; restarted, the job
+    is `interrupted` (resumable) and the published version serves."""
+    with httpx.Client(base_url=stack.admin_url, timeout=60) as admin:
+        job = admin.post("/v1/admin/jobs", headers=AUTH, json={
+            "data_dir": "novel", "epochs": 500, "options": TINY_OPTIONS, **TINY_MODEL}).json()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            record = admin.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()
+            if record["state"] == "running" and record["metrics"].get("training", {}).get("step"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"job never trained: {record}")
+    left = stack.descendants()
+    stack.served.process.send_signal(signal.SIGKILL)  # its children get SIGTERM from the kernel
+    stack.served.process.wait(30)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in left if alive(pid)], "a child outlived `lomar serve`"
+
+    stack.start()
+    with httpx.Client(base_url=stack.admin_url, timeout=60) as admin, \
+            httpx.Client(base_url=stack.url, timeout=60) as http:
+        # the worker got SIGTERM from the kernel and marked it itself; else the restarted control plane's sweep
+        # would (no heartbeat for 5 s)
+        deadline = time.monotonic() + 30
+        while (record := admin.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json())["state"] == "running":
+            assert time.monotonic() < deadline, f"the job of the killed worker was never interrupted: {record}"
+            time.sleep(0.5)
+        assert record["state"] == "interrupted" and "resume" in record["message"], record
+        log = admin.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 0}, headers=AUTH).json()["text"]
+        assert log.startswith("[") and "== stage train ==" in log and "training.runner" in record["log_tail"]
+        assert serving(http) == "1" and classify(http, image_path_bytes(stack))[0] == "1"
+        assert admin.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH).json()["state"] == "cancelled"
+
+
+def image_path_bytes(stack: Stack) -> bytes:
+    return image(Path(stack.env["LOMAR_DATA_ROOTS"]))

@@ -1,0 +1,63 @@
+"""The gateway app on the FAKE backend: in-process (`client`, FastAPI's TestClient) and behind a real uvicorn
+server in a thread with short read timeouts (`live_server`, real sockets)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from contracts.model_card import ModelCard, TensorSpec
+from contracts.model_repository import LABELS_FILE
+from lomar_serve.common.timeouts import header_timeout_protocol
+from lomar_serve.gateway.app import create_app
+from lomar_serve.gateway.settings import Settings
+from tests.lomar_serve.processes import free_port
+from tests.lomar_serve.fake_backend import DIM, NUM_CLASSES, SIZE, FakeBackend
+
+TIMEOUT_S = 0.5  # header and body timeouts of the live server
+LABELS = [f"thing {i}" for i in range(NUM_CLASSES)]
+CARD = ModelCard(name="fake_classifier", task="classify", format="onnx", precision="fp32", backend="python",
+                 source_checkpoint="fake.pth", source_sha256="0" * 64, architecture={"embed_dim": DIM},
+                 image_size=(SIZE, SIZE), inputs={"image": TensorSpec("UINT8", (3, SIZE, SIZE))},
+                 outputs={"logits": TensorSpec("FP32", (NUM_CLASSES,)), "embedding": TensorSpec("FP32", (DIM,))},
+                 parity={})  # no classes: the labels come from the label file
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    settings = Settings(model_repository=tmp_path_factory.mktemp("repo"), default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", header_timeout_s=TIMEOUT_S,
+                        body_timeout_s=TIMEOUT_S)
+    port = free_port()
+    config = uvicorn.Config(create_app(settings, backend=FakeBackend()), host="127.0.0.1", port=port,
+                            log_level="warning", http=header_timeout_protocol(settings.header_timeout_s))
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", port
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture()
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture()
+def client(tmp_path, backend):
+    version_dir = tmp_path / "fake_classifier" / "1"
+    version_dir.mkdir(parents=True)
+    (version_dir / LABELS_FILE).write_text("\n".join(LABELS) + "\n")
+    CARD.write(version_dir)
+    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
+    with TestClient(create_app(settings, backend=backend)) as test_client:
+        yield test_client

@@ -1,0 +1,74 @@
+"""The gateway's routing follows the serving versions the model repository publishes; holds on old versions."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from contracts.model_repository import CONFIG_FILE, DEFAULT_MODEL_NAMES
+from contracts.triton_config import publish_serving_version
+from lomar_serve.common.holds import FRESH_S, VersionHold, active_holders
+from lomar_serve.gateway.routing import PublishedRouting
+
+BUILTIN = Path(__file__).resolve().parents[3] / "model_repository"
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    shutil.copytree(BUILTIN, tmp_path / "repo", ignore=shutil.ignore_patterns("*.onnx", "*.py"))
+    return tmp_path / "repo"
+
+
+def test_routing_follows_a_publish_and_reports_the_switch(repository: Path) -> None:
+    switches: list[tuple[str, str, str | None]] = []
+    routing = PublishedRouting(repository, on_switch=lambda *switch: switches.append(switch))
+    assert routing.snapshot() == {name: "1" for name in DEFAULT_MODEL_NAMES.values()}
+    assert routing.refresh() == [] and switches == []  # nothing changed
+    name = DEFAULT_MODEL_NAMES["classify"]
+    publish_serving_version(repository / name, 2)
+    assert routing.refresh() == [(name, "2", "1")] and switches == [(name, "2", "1")]
+    assert routing.serving_version(name) == "2" and routing.serving_version("unknown") is None
+
+
+def test_an_unreadable_config_keeps_the_last_version(repository: Path) -> None:
+    routing = PublishedRouting(repository)
+    name = DEFAULT_MODEL_NAMES["classify"]
+    (repository / name / CONFIG_FILE).write_text("half a conf")  # not how we write it, but never trust a file
+    assert routing.refresh() == [] and routing.serving_version(name) == "1"
+    assert PublishedRouting(None).serving_version(name) is None  # no repository: Triton's own policy
+
+
+def test_the_routing_thread_switches_within_its_interval(repository: Path) -> None:
+    routing = PublishedRouting(repository, interval_s=0.05)
+    routing.start()
+    try:
+        name = DEFAULT_MODEL_NAMES["reconstruct"]
+        publish_serving_version(repository / name, 5)
+        deadline = time.monotonic() + 5
+        while routing.serving_version(name) != "5":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        routing.stop()
+
+
+def test_holds_are_seen_while_fresh_and_released_after(repository: Path) -> None:
+    model_dir = repository / DEFAULT_MODEL_NAMES["classify"]
+    assert active_holders(model_dir, "1") == []
+    with VersionHold(model_dir, "1", holder="gateway-a"):
+        assert active_holders(model_dir, "1") == ["gateway-a"] and active_holders(model_dir, "2") == []
+        stale = time.time() - FRESH_S - 5
+        os.utime(model_dir / ".holds" / "1" / "gateway-a", (stale, stale))
+        assert active_holders(model_dir, "1") == []  # its holder died: a stale hold blocks nothing
+    assert active_holders(model_dir, "1") == []
+
+
+def test_a_hold_that_cannot_be_written_holds_nothing_and_does_not_fail(repository: Path) -> None:
+    """As on a read-only repository (here: a file where the holds folder would go, which fails for root too)."""
+    model_dir = repository / DEFAULT_MODEL_NAMES["classify"]
+    (model_dir / ".holds").write_text("in the way")
+    with VersionHold(model_dir, "1"):
+        assert active_holders(model_dir, "1") == []

