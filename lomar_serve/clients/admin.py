@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 
-from lomar_serve.control_plane.settings import DEFAULT_CONTROL_PORT
+from lomar_serve.common.settings import DEFAULT_CONTROL_PORT
 
 FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_CONTROL_PORT}"
-URL_VARIABLE = "LOMAR_CONTROL_PLANE_URL"
 
 
 class AdminError(Exception):

@@ -16,25 +16,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from lomar_serve.clients.admin import DEFAULT_URL, URL_VARIABLE, AdminClient, AdminError
+from lomar_serve.clients.admin import DEFAULT_URL, AdminClient, AdminError
+from lomar_serve.clients.settings import ClientSettings, client_settings
+from lomar_serve.common.settings import add_flag
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get(URL_VARIABLE, DEFAULT_URL),
-                        help=f"control plane URL (default ${URL_VARIABLE} or %(default)s)")
-    parser.add_argument("--token", default=None, help="admin token (default $LOMAR_ADMIN_TOKEN)")
+    add_flag(parser, ClientSettings, "--url", "control_plane_url")
+    add_flag(parser, ClientSettings, "--token", "admin_token")
 
 
 def run_with_client(args: argparse.Namespace, action: Callable[[AdminClient], int]) -> int:
-    """Run `action` with a client for args.url; an API error becomes one line on stderr and exit code 1."""
-    client = AdminClient(args.url, args.token or os.environ.get("LOMAR_ADMIN_TOKEN"))
+    """Run `action` with a client of the control plane (--url/--token, else the environment); an API error becomes
+    one line on stderr and exit code 1, bad settings exit code 2."""
+    settings = client_settings(args, args.prog)
+    if settings is None:
+        return 2
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    client = AdminClient(settings.control_plane_url or DEFAULT_URL, token)
     try:
         return action(client)
     except AdminError as error:
@@ -61,7 +66,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lomar jobs", description="retrain jobs through the gateway's admin API",
+    parser = argparse.ArgumentParser(prog="lomar jobs", description="retrain jobs through the control plane's admin API",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="jobs, newest first")

@@ -19,10 +19,13 @@ from typing import Any
 
 import httpx
 
+from lomar_serve.common.settings import DEFAULT_GATEWAY_PORT
 from lomar_serve.common.schemas import ErrorBody
 from lomar_serve.gateway.api.schemas import ClassifyResponse, EmbedResponse, ModelsResponse, ReconstructResponse
 
 ImageInput = str | Path | bytes
+
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_GATEWAY_PORT}"
 
 
 class GatewayClientError(Exception):
@@ -36,7 +39,7 @@ class GatewayClientError(Exception):
 class LomarClient:
     """Classify, embed and reconstruct images through a running gateway."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout_s: float = 60.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, timeout_s: float = 60.0) -> None:
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
 
     def close(self) -> None:

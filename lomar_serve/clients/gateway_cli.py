@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any, Literal
 import httpx
 
 from lomar_serve.clients.gateway import GatewayClientError, LomarClient
+from lomar_serve.clients.settings import ClientSettings, client_settings
+from lomar_serve.common.settings import add_flag
 from lomar_serve.gateway.api.schemas import ReconstructResponse
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 Command = Literal["classify", "embed", "reconstruct"]
 
 
@@ -46,7 +46,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"lomar {command}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (sent as one batch)")
-    parser.add_argument("--url", default=os.environ.get("LOMAR_URL", DEFAULT_URL), help="gateway URL")
+    add_flag(parser, ClientSettings, "--url", "url")
     parser.add_argument("--model", help="model name (default: the gateway's default)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     if command == "classify":
@@ -80,12 +80,16 @@ def run(command: Command, argv: list[str]) -> int:
             item["file"] = str(path)
         return result
 
-    return call_gateway(command, args.url, args.timeout, action)
+    return call_gateway(command, args, action)
 
 
-def call_gateway(program: str, url: str, timeout: float, action: Callable[[LomarClient], dict[str, Any]]) -> int:
-    """Run `action` with a client of the gateway at `url` and print its result as JSON. Returns the exit status:
-    0, or 1 when the gateway refused (its error printed) or cannot be reached."""
+def call_gateway(program: str, args: argparse.Namespace, action: Callable[[LomarClient], dict[str, Any]]) -> int:
+    """Run `action` with a client of the gateway (--url, else $LOMAR_URL) and print its result as JSON. Returns the
+    exit status: 0, 1 when the gateway refused (its error printed) or cannot be reached, 2 bad settings."""
+    settings = client_settings(args, f"lomar {program}")
+    if settings is None:
+        return 2
+    url, timeout = settings.url, args.timeout
     try:
         with LomarClient(url, timeout_s=timeout) as client:
             result = action(client)

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lomar_serve.clients.gateway import LomarClient
-from lomar_serve.clients.gateway_cli import DEFAULT_URL, call_gateway
+from lomar_serve.clients.gateway_cli import call_gateway
+from lomar_serve.clients.settings import ClientSettings
+from lomar_serve.common.settings import add_flag
 
 
 def _common() -> argparse.ArgumentParser:
     """--url and --timeout, accepted after any subcommand."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--url", default=os.environ.get("LOMAR_URL", DEFAULT_URL), help="gateway URL")
+    add_flag(parser, ClientSettings, "--url", "url")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     return parser
 
@@ -91,7 +92,7 @@ def collections_main(argv: list[str]) -> int:
                                       metadata=[args.metadata] * len(args.files) if args.metadata else None),
         "remove": lambda c: c.delete_image(args.name, args.image_id),
     }
-    return call_gateway("collections", args.url, args.timeout, actions[args.command])
+    return call_gateway("collections", args, actions[args.command])
 
 
 def search_main(argv: list[str]) -> int:
@@ -102,6 +103,6 @@ def search_main(argv: list[str]) -> int:
     if args.file is not None and not args.file.is_file():
         print(f"lomar search: no such file: {args.file}", file=sys.stderr)
         return 2
-    return call_gateway("search", args.url, args.timeout,
+    return call_gateway("search", args,
                  lambda c: c.search(args.collection, args.file, image_id=args.id, top_k=args.top_k,
                                     threshold=args.threshold, where=args.filter))

@@ -1,21 +1,30 @@
-"""What the settings of every role share: the `LOMAR_` prefix, the default model repository, log levels, path
-lists, Triton addresses, the admin token's rule, and the start-up description with secrets masked.
+"""What the settings of every role share: the `LOMAR_` prefix, the base class, the fields several roles read (one
+declaration each, so a variable means the same everywhere), and the flags that override settings.
 
-Each role has one pydantic-settings class (gateway, control plane, worker, executor, Triton); docs/settings.md is
-generated from them (`python -m lomar_serve.common.settings_reference`).
+Each role has one settings class (gateway, `lomar serve`, control plane, worker and its executor, `lomar triton`,
+the client commands); every field is a `LOMAR_<NAME>` variable, and a flag that overrides one is declared with
+`add_flag`, which takes its help from the field. docs/settings.md is generated from them
+(`python -m lomar_serve.common.settings_reference`); a test fails when the two differ.
 """
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BeforeValidator, SecretStr
-from pydantic_settings import BaseSettings, NoDecode
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LOMAR_"
+SETTINGS_CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")  # relative to the working directory, as Triton's own flag
+DEFAULT_GATEWAY_PORT = 8000
+DEFAULT_CONTROL_PORT = 8100
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+ADMIN_TOKEN_MIN_LENGTH = 16
 
 
 def _split_paths(value: object) -> object:
@@ -45,11 +54,91 @@ def log_level(value: str) -> str:
     return value
 
 
-def describe(settings: BaseSettings) -> str:
-    """One line per setting, secrets masked: for the start-up log."""
-    lines = []
-    for name, value in settings.model_dump().items():
-        if isinstance(getattr(settings, name), SecretStr):
-            value = "********"
-        lines.append(f"  {name} = {value}")
-    return "\n".join(lines)
+def _long_enough(token: SecretStr | None) -> SecretStr | None:
+    if token is not None and len(token.get_secret_value()) < ADMIN_TOKEN_MIN_LENGTH:
+        raise ValueError(f"the admin token must be at least {ADMIN_TOKEN_MIN_LENGTH} characters "
+                         "(e.g. `openssl rand -hex 32`)")
+    return token
+
+
+# Fields several roles read: declared once, so each variable has one meaning and one description.
+ModelRepository = Annotated[Path, Field(description="the Triton model repository (shared by a fleet: exports write "
+                                                    "versions, deploys publish the serving one)")]
+_ADMIN_TOKEN = Field(description=f"the admin API's bearer token (at least {ADMIN_TOKEN_MIN_LENGTH} characters); "
+                                 "with `lomar serve` it also starts the control plane and a worker")
+AdminToken = Annotated[SecretStr, AfterValidator(_long_enough), _ADMIN_TOKEN]
+OptionalAdminToken = Annotated[SecretStr | None, AfterValidator(_long_enough), _ADMIN_TOKEN]
+JobsDir = Annotated[Path | None, Field(description="shared folder of job logs and checkpoints (unset: "
+                                                   "REPOSITORY/../jobs)")]
+StoreUrl = Annotated[SecretStr | None, Field(description="the job store: a SQLite file or postgresql://... (unset: "
+                                                         "JOBS_DIR/lifecycle.sqlite)")]
+DataRoots = Annotated[PathList, Field(description="folders jobs may read images from, ':'-separated (unset: jobs "
+                                                  "can read nothing)")]
+ControlPlaneUrl = Annotated[str | None, Field(description="http://host:port of the control plane (the admin "
+                                                          "commands; a worker's auto-deploy)")]
+
+
+class RoleSettings(BaseSettings):
+    """Base of each role's settings: `LOMAR_*` variables, validated once at start, immutable afterwards."""
+
+    model_config = SETTINGS_CONFIG
+
+    log_level: str = Field("info", description=f"log level: {', '.join(LOG_LEVELS)}")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        return log_level(value)
+
+    def describe(self) -> str:
+        """One line per setting, secrets masked: for the start-up log."""
+        lines = []
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                value = "********"
+            lines.append(f"  {name} = {value}")
+        return "\n".join(lines)
+
+
+def variable(field_name: str) -> str:
+    """The environment variable of a settings field: LOMAR_<NAME>."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def _argument_type(annotation: Any) -> Any:
+    """What argparse converts a flag's text with: the field's type, None stripped (validation happens in pydantic)."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    return annotation if annotation in (int, float, Path) else str
+
+
+def add_flag(parser: argparse.ArgumentParser, settings: type[BaseSettings], flag: str, field_name: str,
+             *, repeat: bool = False, help_suffix: str = "") -> None:
+    """A flag that overrides one setting: its help is the field's description and its variable, its value None
+    unless given (so the environment applies). `repeat`: the flag may be given several times (a list)."""
+    field = settings.model_fields[field_name]
+    text = f"{field.description}{help_suffix} (${variable(field_name)})"
+    options: dict[str, Any] = {"dest": field_name, "default": None, "help": text.replace("%", "%%")}
+    if field_name == "log_level":
+        options["choices"] = LOG_LEVELS
+    elif repeat:
+        options["action"] = "append"
+    else:
+        options["type"] = _argument_type(field.annotation)
+    parser.add_argument(flag, **options)
+
+
+def flag_overrides(args: argparse.Namespace, settings: type[BaseSettings]) -> dict[str, Any]:
+    """The settings the command line gave (flags left out leave the environment's value)."""
+    return {name: value for name, value in vars(args).items()
+            if name in settings.model_fields and value is not None}
+
+
+def flags_of(parser: argparse.ArgumentParser) -> Iterable[tuple[str, str]]:
+    """(field name, flag) of every option of `parser` that overrides a setting."""
+    for action in parser._actions:  # argparse has no public list of its options
+        for flag in action.option_strings:
+            if flag.startswith("--"):
+                yield action.dest, flag

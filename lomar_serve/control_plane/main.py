@@ -3,19 +3,18 @@
     LOMAR_ADMIN_TOKEN=$(openssl rand -hex 32) lomar control-plane --triton-url triton-a:8000 --triton-url triton-b:8000
     lomar control-plane --host 127.0.0.1 --port 8100 --model-repository /shared/models --store postgresql://...
 
-Settings come from LOMAR_* environment variables (control_plane/settings.py); flags override them. The admin API
-listens on loopback unless told otherwise, never on a gateway's public port.
+Settings come from LOMAR_* environment variables (control_plane/settings.py, every one in docs/settings.md); flags
+override them. The admin API listens on loopback unless told otherwise, never on a gateway's public port.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
-from typing import Any
 
 import uvicorn
 
 from lomar_serve.common.processes import configure_logging, load_settings
+from lomar_serve.common.settings import add_flag, flag_overrides
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.control_plane.app import create_control_app
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -26,23 +25,19 @@ HEADER_TIMEOUT_S = 10.0
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lomar control-plane", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", help="address the admin API listens on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="admin API port (default 8100)")
-    parser.add_argument("--triton-url", action="append", help="host:port of a Triton's HTTP endpoint; repeat for "
-                                                              "every Triton of the fleet (LOMAR_TRITON_URLS)")
-    parser.add_argument("--model-repository", type=Path, help="the shared, writable model repository")
-    parser.add_argument("--jobs-dir", type=Path, help="shared folder of job logs and checkpoints")
-    parser.add_argument("--store", dest="store_url", help="job store: a SQLite file or postgresql://...")
-    parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    add_flag(parser, ControlPlaneSettings, "--host", "control_host")
+    add_flag(parser, ControlPlaneSettings, "--port", "control_port")
+    add_flag(parser, ControlPlaneSettings, "--triton-url", "triton_urls", repeat=True,
+             help_suffix="; repeat the flag for each")
+    add_flag(parser, ControlPlaneSettings, "--model-repository", "model_repository")
+    add_flag(parser, ControlPlaneSettings, "--jobs-dir", "jobs_dir")
+    add_flag(parser, ControlPlaneSettings, "--store", "store_url")
+    add_flag(parser, ControlPlaneSettings, "--log-level", "log_level")
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    overrides: dict[str, Any] = {key: value for key, value in {
-        "control_host": args.host, "control_port": args.port, "triton_urls": args.triton_url,
-        "model_repository": args.model_repository, "jobs_dir": args.jobs_dir, "store_url": args.store_url,
-        "log_level": args.log_level}.items() if value is not None}
+    overrides = flag_overrides(build_parser().parse_args(argv), ControlPlaneSettings)
     settings = load_settings(ControlPlaneSettings, "lomar control-plane", overrides)
     if settings is None:
         return 2

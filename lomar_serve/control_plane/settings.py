@@ -1,38 +1,38 @@
 """Control-plane settings: LOMAR_* environment variables (pydantic-settings), overridden by `lomar control-plane`
-flags, validated once at start-up, logged with secrets masked."""
+flags, validated once at start-up, logged with secrets masked. Every variable: docs/settings.md."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
-from lomar_serve.common.settings import DEFAULT_MODEL_REPOSITORY, PathList, describe, log_level, triton_address
+from lomar_serve.common.settings import (DEFAULT_CONTROL_PORT, DEFAULT_MODEL_REPOSITORY, AdminToken, DataRoots,
+                                         JobsDir, ModelRepository, RoleSettings, StoreUrl, triton_address)
 
-DEFAULT_CONTROL_PORT = 8100
 
-
-class ControlPlaneSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOMAR_", frozen=True, extra="ignore")
-
+class ControlPlaneSettings(RoleSettings):
     # The admin API listens on loopback by default: it is never the public inference port.
-    control_host: str = "127.0.0.1"
-    control_port: int = Field(DEFAULT_CONTROL_PORT, ge=0, le=65535)
-    admin_token: SecretStr  # required: an admin API without a token is not started
-    # Every Triton of the fleet (LOMAR_TRITON_URLS, comma-separated host:port of their HTTP endpoints).
-    triton_urls: Annotated[tuple[str, ...], NoDecode] = Field(min_length=1)
-    model_repository: Path = DEFAULT_MODEL_REPOSITORY  # shared and writable: exports land and deploys publish here
-    jobs_dir: Path | None = None  # shared: job logs and checkpoints (None: next to the repository)
-    store_url: SecretStr | None = None  # a SQLite file (None: JOBS_DIR/lifecycle.sqlite) or postgresql://...
-    job_heartbeat_timeout_s: float = Field(15.0, gt=0)  # a running job whose worker is silent this long: interrupted
-    data_roots: PathList = ()  # LOMAR_DATA_ROOTS
-    # Jobs whose estimated training memory exceeds this are refused (None: 3/4 of this machine's RAM; set it to the
-    # workers' memory when they run elsewhere).
-    job_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    deploy_drain_s: float = Field(2.0, ge=0)  # >= two gateway routing intervals plus the longest request
-    deploy_hold_s: float = Field(600.0, ge=0)  # at most this long while gateways re-index collections
-    log_level: str = "info"
+    control_host: str = Field("127.0.0.1", description="address the admin API listens on (loopback: open it only "
+                                                       "behind TLS and a firewall)")
+    control_port: int = Field(DEFAULT_CONTROL_PORT, ge=0, le=65535, description="the admin API's port")
+    admin_token: AdminToken  # required: an admin API without a token is not started
+    triton_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        min_length=1, description="every Triton of the fleet: host:port of their HTTP endpoints, comma-separated")
+    model_repository: ModelRepository = DEFAULT_MODEL_REPOSITORY
+    jobs_dir: JobsDir = None
+    store_url: StoreUrl = None
+    job_heartbeat_timeout_s: float = Field(15.0, gt=0, description="a running job whose worker has not beaten for "
+                                                                   "this long is marked interrupted")
+    data_roots: DataRoots = ()
+    job_memory_gb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
+        "jobs whose estimated training memory exceeds this many GiB are refused (unset: 3/4 of this machine's "
+        "memory; set it to the workers' memory when they run elsewhere)"))
+    deploy_drain_s: float = Field(2.0, ge=0, description="seconds between publishing a version and unloading the "
+                                                         "old one (>= two gateway routing intervals plus the longest "
+                                                         "request)")
+    deploy_hold_s: float = Field(600.0, ge=0, description="seconds at most a deploy waits for gateways re-indexing "
+                                                          "collections with the old version")
 
     @field_validator("triton_urls", mode="before")
     @classmethod
@@ -40,18 +40,3 @@ class ControlPlaneSettings(BaseSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return tuple(triton_address(str(url)) for url in value)  # type: ignore[union-attr]
-
-    @field_validator("admin_token")
-    @classmethod
-    def _not_empty(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
-            raise ValueError("the admin token must be at least 16 characters (e.g. `openssl rand -hex 32`)")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        return log_level(value)
-
-    def describe(self) -> str:
-        return describe(self)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import uvicorn
 
 from lomar_serve.common.processes import configure_logging, load_settings
+from lomar_serve.common.settings import add_flag, flag_overrides
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
@@ -22,24 +22,16 @@ from lomar_serve.gateway.settings import Settings
 LOGGER = logging.getLogger(__name__)
 
 
-def build_parser(prog: str = "lomar gateway", description: str | None = __doc__) -> argparse.ArgumentParser:
+def build_parser(prog: str = "lomar gateway", description: str | None = __doc__,
+                 settings: type[Settings] = Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-repository", type=Path, help="Triton model repository (default: ./model_repository)")
-    parser.add_argument("--host", help="address the gateway listens on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="gateway port (default 8000)")
-    parser.add_argument("--triton-url", help="host:port of an existing Triton's HTTP endpoint; "
-                                             "without it Triton is launched and supervised")
-    parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    add_flag(parser, settings, "--model-repository", "model_repository")
+    add_flag(parser, settings, "--host", "host")
+    add_flag(parser, settings, "--port", "port")
+    add_flag(parser, settings, "--triton-url", "triton_url")
+    add_flag(parser, settings, "--log-level", "log_level")
     return parser
-
-
-def settings_from(args: argparse.Namespace, program: str) -> Settings | None:
-    """The gateway's settings: the environment, overridden by the flags; None (reasons on stderr) if invalid."""
-    overrides = {key: value for key, value in {
-        "model_repository": args.model_repository, "host": args.host, "port": args.port,
-        "triton_url": args.triton_url, "log_level": args.log_level}.items() if value is not None}
-    return load_settings(Settings, program, overrides)
 
 
 def run_gateway(settings: Settings) -> bool:
@@ -53,7 +45,7 @@ def run_gateway(settings: Settings) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    settings = settings_from(build_parser().parse_args(argv), "lomar gateway")
+    settings = load_settings(Settings, "lomar gateway", flag_overrides(build_parser().parse_args(argv), Settings))
     if settings is None:
         return 2
     if settings.triton_url is None:

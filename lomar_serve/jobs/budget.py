@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lomar_serve.common.settings import variable
 from lomar_serve.jobs.errors import OverMemoryBudget
 from training.models.config import LoMaRConfig  # no torch (training/models/__init__.py imports lazily)
 from training.models.memory import GIB, MemoryEstimate, size, training_memory
 
-SETTING = "LOMAR_JOB_MEMORY_GB"
+SETTING = variable("job_memory_gb")
 MACHINE_FRACTION = 0.75  # of physical memory, when the setting is absent
 
 

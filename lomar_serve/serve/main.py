@@ -4,8 +4,10 @@
     LOMAR_ADMIN_TOKEN=... lomar serve             # + a control plane on 127.0.0.1:8100 and a worker (retrain, deploy)
     lomar serve --host 0.0.0.0 --port 8080 --model-repository /models
     lomar serve --triton-url triton:8000          # use a running Triton (e.g. NVIDIA's container)
+    LOMAR_PORT=8080 LOMAR_TRITON_HTTP_PORT=8010 LOMAR_TRITON_GRPC_PORT=8011 LOMAR_TRITON_METRICS_PORT=8012 lomar serve
 
-Settings come from LOMAR_* environment variables (lomar_serve/gateway/settings.py); flags override them. SIGINT and
+Triton listens on loopback, on free ports unless pinned. Settings come from LOMAR_* environment variables
+(serve/settings.py, every one in docs/settings.md); flags override them. SIGINT and
 SIGTERM stop the gateway, then the control plane and worker, then Triton; no process is left behind.
 """
 from __future__ import annotations
@@ -15,33 +17,36 @@ import logging
 import os
 import sys
 import threading
-from pathlib import Path
 
 from pydantic import ValidationError
 
-from lomar_serve.common.processes import configure_logging, restore_signals, stop_on_signals
+from lomar_serve.common.processes import configure_logging, load_settings, restore_signals, stop_on_signals
 from lomar_serve.control_plane.settings import ControlPlaneSettings
+from lomar_serve.common.settings import add_flag, flag_overrides
 from lomar_serve.gateway.main import build_parser as gateway_parser
-from lomar_serve.gateway.main import run_gateway, settings_from
-from lomar_serve.gateway.settings import Settings
+from lomar_serve.gateway.main import run_gateway
+from lomar_serve.serve.settings import ServeSettings
 from lomar_serve.serve.children import ChildProcess
-from lomar_serve.triton.cli import fleet_config, launch_supervised
-from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
+from lomar_serve.triton.cli import launch_supervised
+from lomar_serve.triton.supervisor import TritonSupervisor
 
 LOGGER = logging.getLogger("lomar_serve.serve.main")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = gateway_parser("lomar serve", __doc__)
-    parser.add_argument("--triton-log", type=Path, help="file for the launched Triton's log (default: temporary)")
+    parser = gateway_parser("lomar serve", __doc__, ServeSettings)
+    add_flag(parser, ServeSettings, "--triton-http-port", "triton_http_port")
+    add_flag(parser, ServeSettings, "--triton-grpc-port", "triton_grpc_port")
+    add_flag(parser, ServeSettings, "--triton-metrics-port", "triton_metrics_port")
+    add_flag(parser, ServeSettings, "--triton-log", "triton_log")
     return parser
 
 
 def main(argv: list[str]) -> int:
     """`lomar serve`: Triton (unless --triton-url), the gateway, and with LOMAR_ADMIN_TOKEN the control plane and
     a worker as child processes."""
-    args = build_parser().parse_args(argv)
-    settings = settings_from(args, "lomar serve")
+    settings = load_settings(ServeSettings, "lomar serve", flag_overrides(build_parser().parse_args(argv),
+                                                                           ServeSettings))
     if settings is None:
         return 2
     configure_logging(settings.log_level)
@@ -53,13 +58,13 @@ def main(argv: list[str]) -> int:
     children: list[ChildProcess] = []
     try:
         if settings.triton_url is None:
-            supervisor = _launch_triton(settings, args.triton_log, stopping)
+            supervisor = launch_supervised(settings, stopping)
             if supervisor is None:
                 return 0 if stopping.is_set() else 1
             settings = settings.model_copy(update={"triton_url": supervisor.http_url})
         if stopping.is_set():
             return 0
-        if os.environ.get("LOMAR_ADMIN_TOKEN"):
+        if settings.admin_token is not None:
             try:
                 children = _start_control_roles(settings)
             except ValidationError as error:
@@ -76,7 +81,7 @@ def main(argv: list[str]) -> int:
         restore_signals(previous)
 
 
-def _start_control_roles(settings: Settings) -> list[ChildProcess]:
+def _start_control_roles(settings: ServeSettings) -> list[ChildProcess]:
     """The control plane (admin API on LOMAR_CONTROL_HOST:PORT, default 127.0.0.1:8100) and one worker, as child
     processes on this box's Triton and repository; their other settings come from the same LOMAR_* environment.
 
@@ -94,10 +99,3 @@ def _start_control_roles(settings: Settings) -> list[ChildProcess]:
     for child in roles:
         child.start()
     return roles
-
-
-def _launch_triton(settings: Settings, log_path: Path | None, stopping: threading.Event) -> TritonSupervisor | None:
-    """Start Triton on the repository and wait until it is ready; None if it never was, or we were stopped."""
-    policy = RestartPolicy(start_timeout_s=settings.triton_start_timeout_s,
-                           max_restarts=settings.triton_max_restarts)
-    return launch_supervised(fleet_config(settings.model_repository), policy, log_path, stopping)

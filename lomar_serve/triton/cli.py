@@ -2,40 +2,43 @@
 (restarted when it dies), as one member of a fleet (docs/fleet.md). On GPU hosts NVIDIA's container does the same.
 
     lomar triton --model-repository /shared/models --http-port 8010
-    lomar triton --model-repository /shared/models --http-port 8020 --grpc-port 8021
+    LOMAR_MODEL_REPOSITORY=/shared/models LOMAR_TRITON_HTTP_PORT=8020 LOMAR_TRITON_GRPC_PORT=8021 lomar triton
 
 Triton loads the version each model's config.pbtxt publishes (a broken or undeployed version on disk is never
 loaded); a model that fails to load neither stops it nor makes it unready. Its endpoints bind to --host
 (127.0.0.1 by default: Triton's HTTP endpoint must never face untrusted clients). SIGINT/SIGTERM stop it.
+Settings come from LOMAR_* variables (docs/settings.md); flags override them.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
-from pathlib import Path
 
-from lomar_serve.common.processes import configure_logging, stop_on_signals
-from lomar_serve.common.settings import DEFAULT_MODEL_REPOSITORY
+from lomar_serve.common.processes import configure_logging, load_settings, stop_on_signals
+from lomar_serve.common.settings import add_flag, flag_overrides
 from lomar_serve.triton.server import TritonServerConfig
+from lomar_serve.triton.settings import TritonLaunchSettings, TritonSettings
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
 
 LOGGER = logging.getLogger("lomar_serve.triton")
 
 
-def fleet_config(model_repository: Path, **endpoints: int | str) -> TritonServerConfig:
+def launch_config(settings: TritonLaunchSettings, host: str = "127.0.0.1") -> TritonServerConfig:
     """How `lomar serve` and `lomar triton` run Triton: every model at start, each at its published version; a
     model or version that fails to load does not stop Triton or make it unready (the gateway's /readyz asks about
     the versions it serves)."""
-    return TritonServerConfig(model_repository=model_repository.resolve(), exit_on_error=False,
-                              strict_readiness=False, **endpoints)  # type: ignore[arg-type]
+    return TritonServerConfig(model_repository=settings.model_repository.resolve(), exit_on_error=False,
+                              strict_readiness=False, host=host, http_port=settings.triton_http_port,
+                              grpc_port=settings.triton_grpc_port, metrics_port=settings.triton_metrics_port)
 
 
-def launch_supervised(config: TritonServerConfig, policy: RestartPolicy, log_path: Path | None,
-                      stopping: threading.Event) -> TritonSupervisor | None:
+def launch_supervised(settings: TritonLaunchSettings, stopping: threading.Event,
+                      host: str = "127.0.0.1") -> TritonSupervisor | None:
     """Start Triton and wait until it is ready; None if it never was, or `stopping` was set meanwhile."""
-    supervisor = TritonSupervisor(config, policy=policy, log_path=log_path)
+    policy = RestartPolicy(start_timeout_s=settings.triton_start_timeout_s, max_restarts=settings.triton_max_restarts)
+    config = launch_config(settings, host)
+    supervisor = TritonSupervisor(config, policy=policy, log_path=settings.triton_log)
     LOGGER.info("starting Triton on %s (http %s, grpc %s)", config.model_repository, supervisor.http_url,
                 supervisor.grpc_url)
     supervisor.start()
@@ -52,27 +55,27 @@ def launch_supervised(config: TritonServerConfig, policy: RestartPolicy, log_pat
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lomar triton", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-repository", type=Path, default=DEFAULT_MODEL_REPOSITORY)
-    parser.add_argument("--host", default="127.0.0.1", help="address Triton's endpoints bind to")
-    parser.add_argument("--http-port", type=int, default=8010, help="HTTP endpoint (gateways, control plane)")
-    parser.add_argument("--grpc-port", type=int, default=0, help="gRPC endpoint (0: a free port)")
-    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics (0: a free port)")
-    parser.add_argument("--log", type=Path, help="Triton's log file (default: temporary)")
-    parser.add_argument("--start-timeout", type=float, default=120.0, help="seconds one start may take")
+    add_flag(parser, TritonSettings, "--model-repository", "model_repository")
+    add_flag(parser, TritonSettings, "--host", "triton_host")
+    add_flag(parser, TritonSettings, "--http-port", "triton_http_port")
+    add_flag(parser, TritonSettings, "--grpc-port", "triton_grpc_port")
+    add_flag(parser, TritonSettings, "--metrics-port", "triton_metrics_port")
+    add_flag(parser, TritonSettings, "--log", "triton_log")
+    add_flag(parser, TritonSettings, "--start-timeout", "triton_start_timeout_s")
+    add_flag(parser, TritonSettings, "--log-level", "log_level")
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(logging.INFO)
-    if not args.model_repository.is_dir():
-        print(f"lomar triton: model repository {args.model_repository} is not a directory", file=sys.stderr)
+    settings = load_settings(TritonSettings, "lomar triton", flag_overrides(build_parser().parse_args(argv),
+                                                                             TritonSettings))
+    if settings is None:
         return 2
+    configure_logging(settings.log_level)
+    LOGGER.info("settings:\n%s", settings.describe())
     stopping = threading.Event()
     stop_on_signals(stopping, LOGGER)
-    config = fleet_config(args.model_repository, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
-                          metrics_port=args.metrics_port)
-    supervisor = launch_supervised(config, RestartPolicy(start_timeout_s=args.start_timeout), args.log, stopping)
+    supervisor = launch_supervised(settings, stopping, host=settings.triton_host)
     if supervisor is None:
         return 0 if stopping.is_set() else 1
     try:

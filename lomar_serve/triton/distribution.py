@@ -19,6 +19,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from lomar_serve.common.settings import SETTINGS_CONFIG
 from lomar_serve.triton.errors import TritonNotFoundError
 
 LOGGER = logging.getLogger(__name__)
@@ -67,10 +71,20 @@ def find_distribution() -> TritonDistribution:
     return dist
 
 
+class BackendCacheSettings(BaseSettings):
+    """Read by every process that launches Triton (`lomar serve`, `lomar triton`, export verification)."""
+
+    model_config = SETTINGS_CONFIG
+
+    triton_cache: Path | None = Field(None, description="where the Python backend directory for the bundled Triton "
+                                                        "is assembled (unset: ~/.cache/lomar/triton if writable)")
+
+
 def default_cache_dir() -> Path:
     """Where prepared backend directories live: $LOMAR_TRITON_CACHE, else ~/.cache/lomar/triton if writable."""
-    if "LOMAR_TRITON_CACHE" in os.environ:
-        return Path(os.environ["LOMAR_TRITON_CACHE"])
+    configured = BackendCacheSettings().triton_cache
+    if configured is not None:
+        return configured
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lomar" / "triton"
     try:
         base.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode
 
+from lomar_serve.common.settings import SETTINGS_CONFIG
 from lomar_serve.worker.executors.job_manifest import JobTemplate, Mount
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -29,33 +30,42 @@ def _volume(value: str, path: Path, read_only: bool = False) -> Mount:
 class ExecutorSettings(BaseSettings):
     """LOMAR_EXECUTOR and the LOMAR_K8S_* settings of the Kubernetes executor; immutable after construction."""
 
-    model_config = SettingsConfigDict(env_prefix="LOMAR_", frozen=True, extra="ignore")
+    model_config = SETTINGS_CONFIG
 
-    executor: Literal["local", "kubernetes"] = "local"
+    executor: Literal["local", "kubernetes"] = Field("local", description=(
+        "where a worker runs its stages: local processes, or Kubernetes Jobs (the LOMAR_K8S_* settings)"))
     # Kubernetes: where and as whom the Jobs run; the image is the worker image (lomar with train and export).
-    k8s_namespace: Annotated[str, Field(pattern=DNS1123_LABEL)] = "default"
-    k8s_image: str | None = None
-    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    k8s_service_account: Annotated[str, Field(pattern=DNS1123_SUBDOMAIN)] | None = None
-    k8s_python: str = "python"  # the image's interpreter
-    # Resources: GPUs of a training stage (several -> torchrun, one process per GPU); CPU and memory requests.
-    k8s_gpus: int = Field(0, ge=0, le=64)
-    k8s_cpu: Annotated[str, Field(pattern=QUANTITY)] | None = None
-    k8s_memory: Annotated[str, Field(pattern=QUANTITY)] | None = None
-    k8s_node_selector: dict[str, str] = {}  # JSON, e.g. {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
-    # Shared storage, mounted in the pod at the worker's own paths: CLAIM or CLAIM:SUBFOLDER. The data claims
-    # (comma-separated) go one to one with the data roots, read-only.
-    k8s_pvc_jobs: Annotated[str, Field(pattern=VOLUME)] | None = None
-    k8s_pvc_model_repository: Annotated[str, Field(pattern=VOLUME)] | None = None
-    k8s_pvc_data: Annotated[tuple[Annotated[str, Field(pattern=VOLUME)], ...], NoDecode] = ()
+    k8s_namespace: Annotated[str, Field(pattern=DNS1123_LABEL)] = Field("default", description="the Jobs' namespace")
+    k8s_image: str | None = Field(None, description="the Jobs' image: the worker image (lomar with the train and "
+                                                    "export extras); required with the kubernetes executor")
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="the Jobs' imagePullPolicy")
+    k8s_service_account: Annotated[str, Field(pattern=DNS1123_SUBDOMAIN)] | None = Field(
+        None, description="the Jobs' service account (unset: the namespace's default)")
+    k8s_python: str = Field("python", description="the image's Python interpreter")
+    k8s_gpus: int = Field(0, ge=0, le=64, description="GPUs of a training stage (several: torchrun, one process "
+                                                      "per GPU)")
+    k8s_cpu: Annotated[str, Field(pattern=QUANTITY)] | None = Field(None, description="CPU request of a stage "
+                                                                                     "(a Kubernetes quantity)")
+    k8s_memory: Annotated[str, Field(pattern=QUANTITY)] | None = Field(None, description="memory request of a "
+                                                                                        "stage, e.g. 16Gi")
+    k8s_node_selector: dict[str, str] = Field({}, description='JSON, e.g. {"nvidia.com/gpu.product": '
+                                                              '"NVIDIA-H100-80GB-HBM3"}')
+    # Shared storage, mounted in the pod at the worker's own paths: CLAIM or CLAIM:SUBFOLDER.
+    k8s_pvc_jobs: Annotated[str, Field(pattern=VOLUME)] | None = Field(
+        None, description="the jobs folder's volume claim (CLAIM or CLAIM:SUBFOLDER); required with kubernetes")
+    k8s_pvc_model_repository: Annotated[str, Field(pattern=VOLUME)] | None = Field(
+        None, description="the model repository's volume claim (CLAIM or CLAIM:SUBFOLDER); required with kubernetes")
+    k8s_pvc_data: Annotated[tuple[Annotated[str, Field(pattern=VOLUME)], ...], NoDecode] = Field(
+        (), description="claims of the data roots, comma-separated, one to one with LOMAR_DATA_ROOTS (read-only)")
     # Life of the Jobs.
-    k8s_ttl_s: int = Field(86_400, ge=0)  # ttlSecondsAfterFinished
-    k8s_termination_grace_s: int = Field(30, ge=0)  # SIGTERM -> SIGKILL of a deleted Job's pod
-    k8s_poll_interval_s: float = Field(2.0, gt=0)  # Job status reads while a stage runs
-    # The API server: in a pod, the service account's in-cluster configuration; else this kubeconfig file
-    # (None: $KUBECONFIG or ~/.kube/config) and context.
-    k8s_kubeconfig: Path | None = None
-    k8s_context: str | None = None
+    k8s_ttl_s: int = Field(86_400, ge=0, description="ttlSecondsAfterFinished of the Jobs")
+    k8s_termination_grace_s: int = Field(30, ge=0, description="SIGTERM -> SIGKILL of a deleted Job's pod, seconds")
+    k8s_poll_interval_s: float = Field(2.0, gt=0, description="seconds between Job status reads while a stage runs")
+    # The API server: in a pod, the service account's in-cluster configuration; else this kubeconfig file.
+    k8s_kubeconfig: Path | None = Field(None, description="kubeconfig file outside a pod (unset: $KUBECONFIG or "
+                                                          "~/.kube/config; in a pod: the in-cluster configuration)")
+    k8s_context: str | None = Field(None, description="the kubeconfig's context (unset: its current one)")
 
     @field_validator("k8s_pvc_data", mode="before")
     @classmethod
