@@ -13,8 +13,9 @@ an `embed` callable, so it can move to a separate control plane.
     search = SearchService(SearchSettings(folder=..., engine=EngineConfig()), gateway)
     await search.start()
     await search.create("photos", model=None, dim=None)
-    await search.add("photos", [jpeg_bytes], ids=["a"], metadata=[{"kind": "cat"}])
-    await search.search("photos", image=jpeg_bytes, top_k=5)
+    photos = await search.collection("photos")      # one read of the collection per request
+    await search.add(photos, [jpeg_bytes], ids=["a"], metadata=[{"kind": "cat"}])
+    await search.search(photos, image=jpeg_bytes, top_k=5)
     search.hold_for_switch("lomar_classifier", "2")    # from a thread, after the gateway's routing switched
     await search.close()
 """
@@ -240,10 +241,10 @@ class SearchService:
                 "reindex_error": self._errors.get(info.name)}
 
     # -- images -----------------------------------------------------------------------------------------------
-    async def add(self, name: str, blobs: list[bytes], *, ids: list[str] | None = None,
+    async def add(self, collection: Collection, blobs: list[bytes], *, ids: list[str] | None = None,
                   metadata: list[dict[str, Any]] | None = None, upsert: bool = False) -> tuple[list[str], str]:
-        """Embed and store images; returns their ids (given or generated) and the live model version."""
-        collection = await self.collection(name)
+        """Embed and store images into `collection` (from `collection(name)`); returns their ids (given or
+        generated) and the live model version."""
         ids = ids if ids else [secrets.token_hex(8) for _ in blobs]
         metadata = metadata if metadata else [{} for _ in blobs]
         if len(ids) != len(blobs) or len(metadata) != len(blobs):
@@ -269,13 +270,15 @@ class SearchService:
     async def remove(self, name: str, item_id: str) -> None:
         await _stored((await self.collection(name)).delete, item_id)
 
-    async def search(self, name: str, *, image: bytes | None = None, item_id: str | None = None, top_k: int = 10,
-                     threshold: float | None = None, where: dict[str, Any] | None = None) -> SearchAnswer:
-        """The nearest images to a query image or to an indexed image (`item_id`, excluded from the answer).
+    async def search(self, collection: Collection, *, image: bytes | None = None, item_id: str | None = None,
+                     top_k: int = 10, threshold: float | None = None, where: dict[str, Any] | None = None
+                     ) -> SearchAnswer:
+        """The nearest images in `collection` (from `collection(name)`) to a query image or to an indexed image
+        (`item_id`, excluded from the answer).
 
         The query is embedded by the model version of the live index, and the answer names that version.
         """
-        collection = await self.collection(name)
+        name = collection.name
         if top_k < 1:
             raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
         top_k = min(top_k, self.gateway.settings.max_top_k)  # capped, never refused (as classify's top_k)

@@ -193,7 +193,7 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
         ids, meta = id, _json_query(metadata or [], "metadata") or None
         if meta is not None and not all(isinstance(m, dict) for m in meta):
             raise InvalidParameter("metadata must be JSON objects, one per image")
-    ids, version = await search.add(name, blobs, ids=ids, metadata=meta, upsert=upsert)
+    ids, version = await search.add(collection, blobs, ids=ids, metadata=meta, upsert=upsert)
     return {"collection": name, "ids": ids, "model_version": version, "count": await asyncio.to_thread(collection.count)}
 
 
@@ -240,7 +240,7 @@ async def search_collection(name: CollectionName, request: Request, gateway: Gat
                             ) -> dict[str, Any]:
     """A near-duplicate search is a search with a `threshold` (e.g. 0.9)."""
     search = get_search(request)
-    await search.collection(name)  # 404 before reading the body
+    collection = await search.collection(name)  # 404 before reading the body
     image = None
     if _is_json(request):
         body = await _json_body(request, gateway, SearchRequest)
@@ -255,7 +255,8 @@ async def search_collection(name: CollectionName, request: Request, gateway: Gat
             if len(blobs) != 1:
                 raise InvalidParameter(f"search takes one query image, got {len(blobs)}")
             image = blobs[0]
-    answer = await search.search(name, image=image, item_id=id, top_k=top_k, threshold=threshold, where=where)
+    answer = await search.search(collection, image=image, item_id=id, top_k=top_k, threshold=threshold,
+                                 where=where)
     return _results(answer)
 
 
