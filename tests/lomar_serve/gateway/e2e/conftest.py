@@ -11,7 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.lomar_serve.processes import E2E_LABELS, GatewayProcess, alive, children, command_line, launch_serve
+from tests.lomar_serve.processes import (E2E_LABELS, GatewayProcess, alive, children, command_line, free_port,
+                                        launch_serve)
+
+TRITON_HTTP_PORT = free_port()  # pinned: `lomar serve` must launch its Triton there
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +40,8 @@ def gateway(model_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     At the end SIGTERM must stop the gateway and Triton and leave no process behind."""
     served = launch_serve(["--model-repository", str(model_repository), "--log-level", "info"],
                           tmp_path_factory.mktemp("serve_logs") / "lomar_serve.log",
-                          {"LOMAR_MAX_IMAGES": "16", "LOMAR_RETRY_AFTER_S": "1"})
+                          {"LOMAR_MAX_IMAGES": "16", "LOMAR_RETRY_AFTER_S": "1",
+                           "LOMAR_TRITON_HTTP_PORT": str(TRITON_HTTP_PORT)})
     process = served.process
     try:
         served.wait_ready()

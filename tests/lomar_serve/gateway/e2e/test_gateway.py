@@ -22,6 +22,7 @@ from lomar_serve.gateway.decode_budget import decode_image
 from lomar_serve.gateway.inference import TritonClient
 from lomar_serve.gateway.reconstruction import GAP, MASK_GREY
 from tests.contracts.samples import png_bomb
+from tests.lomar_serve.gateway.e2e.conftest import TRITON_HTTP_PORT
 from tests.lomar_serve.processes import E2E_LABELS, REPO, children, free_port
 from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_array, photo_bytes
 
@@ -42,6 +43,10 @@ def _triton_direct(gateway, model, inputs, outputs):
         finally:
             await triton.close()
     return asyncio.run(call())
+
+
+def test_lomar_serve_launches_triton_on_the_pinned_port(gateway):
+    assert gateway.triton_http_url() == f"127.0.0.1:{TRITON_HTTP_PORT}"  # LOMAR_TRITON_HTTP_PORT of the fixture
 
 
 def test_classify_photos_matches_triton_direct(client, gateway, reference_meta):
