@@ -240,6 +240,11 @@ class LifecycleStore:
             db.execute("COMMIT")
 
     # -- jobs ------------------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The database's clock (Unix seconds): the one every time in the store is stamped and aged with."""
+        with self._connect() as db:
+            return float(db.execute(f"SELECT {self.dialect.now} AS now").fetchone()["now"])
+
     def create_job(self, job_id: str, kind: str, params: dict[str, Any], *, log_path: Path, output_dir: Path,
                    model_name: str) -> JobRecord:
         now = self.dialect.now

@@ -27,22 +27,38 @@ def _png(mode: str, size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
+async def wait_until_set(event: asyncio.Event, message: str, timeout_s: float = 5.0) -> None:
+    """Wait for `event`; fail with `message` (what did not happen) after `timeout_s`."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{message} (waited {timeout_s} s)") from None
+
+
 def test_small_reservations_pass_a_big_one_that_waits():
     async def scenario() -> tuple[list[str], int]:
         budget, order = PixelBudget(100), []
+        asking = {name: asyncio.Event() for name in ("big", "small")}
+        inside = {name: asyncio.Event() for name in ("big", "small")}
+        release = asyncio.Event()
 
         async def hold(pixels: int, name: str) -> None:
+            asking[name].set()  # this task runs on into reserve() until it blocks there, before the test resumes
             async with budget.reserve(pixels):
                 order.append(name)
-                await asyncio.sleep(0.01)
+                inside[name].set()
+                await release.wait()
 
         async with budget.reserve(60):
             big = asyncio.create_task(hold(60, "big"))  # 60 + 60 > 100: waits
-            await asyncio.sleep(0.01)
+            await wait_until_set(asking["big"], "the big reservation was never asked for")
             small = asyncio.create_task(hold(30, "small"))  # 60 + 30 fits: goes first
-            await asyncio.sleep(0.005)
+            await wait_until_set(inside["small"], "the small reservation did not pass the big one waiting")
             assert order == ["small"]
-        await asyncio.gather(big, small)
+        # the 60 held above are free: the big one fits next to the small one (30 + 60)
+        await wait_until_set(inside["big"], "the big reservation never got in once there was room")
+        release.set()
+        await asyncio.wait_for(asyncio.gather(big, small), 5)
         return order, budget.in_use
 
     assert asyncio.run(scenario()) == (["small", "big"], 0)

@@ -18,6 +18,14 @@ def new_job(store: LifecycleStore, job_id: str = "a1") -> None:
                      model_name="m")
 
 
+def wait_for_database_clock(store: LifecycleStore, past: float, what: str, timeout_s: float = 10.0) -> None:
+    """Wait until the database's clock is later than `past` (Unix seconds); fail saying `what` did not happen."""
+    deadline = time.monotonic() + timeout_s
+    while (now := store.now()) <= past:
+        assert time.monotonic() < deadline, f"{what}: the database clock is at {now:.3f}, not past {past:.3f}"
+        time.sleep(min(past - now + 0.001, 0.05))
+
+
 def test_job_record_round_trip_and_updates(store_url: str) -> None:
     store = open_store(store_url)
     new_job(store)
@@ -82,7 +90,7 @@ def test_heartbeat_ownership_and_cancel_request(store_url: str) -> None:
         store.request_cancel("a1")  # queued: the control plane cancels it itself
     claimed = store.claim_next("w1")
     assert claimed is not None and claimed.heartbeat_at is not None
-    time.sleep(0.05)
+    wait_for_database_clock(store, claimed.heartbeat_at, "no time passed since the claim")
     beat = store.heartbeat("a1", "w1")
     assert beat.owned and not beat.cancel_requested
     assert store.get_job("a1").heartbeat_at > claimed.heartbeat_at
@@ -105,7 +113,7 @@ def test_stale_running_jobs_are_interrupted_and_resumable(store_url: str) -> Non
     store.claim_next("w2")  # b2: its worker keeps beating
     message = "no heartbeat; resume {id}"
     assert store.interrupt_stale(60.0, message) == []  # fresh heartbeats: nothing is stale
-    time.sleep(0.6)
+    wait_for_database_clock(store, store.get_job("a1").heartbeat_at + 0.5, "a1's heartbeat never got 0.5 s old")
     assert store.heartbeat("b2", "w2").owned
     assert store.interrupt_stale(0.5, message) == ["a1"]
     record = store.get_job("a1")
@@ -116,7 +124,7 @@ def test_stale_running_jobs_are_interrupted_and_resumable(store_url: str) -> Non
     again = store.claim_next("w3")
     assert again is not None and (again.id, again.worker) == ("a1", "w3")
     store.request_cancel("b2")  # ... and then its worker dies too: cancelled, not interrupted
-    time.sleep(0.6)
+    wait_for_database_clock(store, store.get_job("b2").heartbeat_at + 0.5, "b2's heartbeat never got 0.5 s old")
     assert store.heartbeat("a1", "w3").owned
     assert store.interrupt_stale(0.5, message) == []
     assert store.get_job("b2").state == "cancelled"

@@ -77,6 +77,15 @@ def http(stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
+def wait_until(condition: Callable[[], bool], timeout_s: float, message: Callable[[], str]) -> None:
+    """Poll `condition` until it holds; fail with `message()` (what did not happen) after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{message()} (waited {timeout_s:.0f} s)")
+        time.sleep(0.02)
+
+
 def ok(response: httpx.Response, status: int = 200) -> dict:
     assert response.status_code == status, response.text
     return response.json()
@@ -182,7 +191,7 @@ def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.C
         with httpx.Client(base_url=stack.url, timeout=120) as client:
             while not stop.is_set():
                 states.add(client.get("/v1/collections/photos").json()["reindexing_to"])
-                time.sleep(0.02)
+                time.sleep(0.02)  # pacing: a poll every 20 ms while the re-index runs
 
     def adder() -> None:
         rng = np.random.default_rng(1)
@@ -195,7 +204,7 @@ def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.C
                 assert response.status_code == 201, response.text
                 added.append((image_id, blob))
 
-    workers = [threading.Thread(target=target) for target in (searcher, watcher, adder)]
+    workers = [threading.Thread(target=target, name=target.__name__) for target in (searcher, watcher, adder)]
     for worker in workers:
         worker.start()
     try:
@@ -203,7 +212,17 @@ def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.C
         deployed = ok(httpx.post(f"{stack.admin_url}/v1/admin/models/{NAME}/deploy", json={"version": 2},
                                  headers=AUTH, timeout=600))
         assert deployed["version"] == "2"
-        time.sleep(0.5)
+        # the clients go on against the new version: wait for a search and an add each sent after the deploy
+        # returned (the first answer counted from here may still be of a request sent before; the second is not)
+        searches, adds = len(answers), len(added)
+
+        def went_on() -> bool:
+            stopped = [worker.name for worker in workers if not worker.is_alive()]
+            assert not stopped, f"{stopped} stopped before the end (its exception is printed above)"
+            return len(answers) >= searches + 2 and len(added) >= adds + 2
+
+        wait_until(went_on, 60, lambda: f"the clients did not go on after the deploy: {len(answers) - searches} "
+                                        f"searches and {len(added) - adds} adds answered since it returned")
     finally:
         stop.set()
         for worker in workers:
