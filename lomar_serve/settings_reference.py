@@ -50,7 +50,8 @@ ROLES = (
     Role("lomar gateway", GatewaySettings, (gateway_main.build_parser,),
          "The data plane (`lomar_serve/gateway/settings.py`)."),
     Role("lomar serve", ServeSettings, (serve_main.build_parser,),
-         "One box: the gateway's settings, plus its own Triton's and the admin token (`lomar_serve/serve/settings.py`). "
+         "One box: the gateway's settings, plus its own Triton's and the admin token "
+         "(`lomar_serve/serve/settings.py`). "
          "With the token set, the control plane and the worker it starts read their settings from the same "
          "environment."),
     Role("lomar triton", TritonSettings, (triton_cli.build_parser,),

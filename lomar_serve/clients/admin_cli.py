@@ -24,12 +24,11 @@ import yaml
 
 from lomar_serve.clients.admin import DEFAULT_URL, AdminClient, AdminError
 from lomar_serve.clients.settings import ClientSettings, client_settings
-from lomar_serve.common.settings import add_flag
+from lomar_serve.common.settings import add_flags
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    add_flag(parser, ClientSettings, "--url", "control_plane_url")
-    add_flag(parser, ClientSettings, "--token", "admin_token")
+    add_flags(parser, ClientSettings, {"--url": "control_plane_url", "--token": "admin_token"})
 
 
 def run_with_client(args: argparse.Namespace, action: Callable[[AdminClient], int]) -> int:

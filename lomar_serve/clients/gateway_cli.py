@@ -21,7 +21,7 @@ import httpx
 
 from lomar_serve.clients.gateway import GatewayClientError, LomarClient
 from lomar_serve.clients.settings import ClientSettings, client_settings
-from lomar_serve.common.settings import add_flag
+from lomar_serve.common.settings import add_flags
 from lomar_serve.gateway.api.schemas import ReconstructResponse
 
 Command = Literal["classify", "embed", "reconstruct"]
@@ -46,7 +46,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"lomar {command}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (sent as one batch)")
-    add_flag(parser, ClientSettings, "--url", "url")
+    add_flags(parser, ClientSettings, {"--url": "url"})
     parser.add_argument("--model", help="model name (default: the gateway's default)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     if command == "classify":

@@ -21,13 +21,13 @@ from typing import Any
 from lomar_serve.clients.gateway import LomarClient
 from lomar_serve.clients.gateway_cli import call_gateway
 from lomar_serve.clients.settings import ClientSettings
-from lomar_serve.common.settings import add_flag
+from lomar_serve.common.settings import add_flags
 
 
 def _common() -> argparse.ArgumentParser:
     """--url and --timeout, accepted after any subcommand."""
     parser = argparse.ArgumentParser(add_help=False)
-    add_flag(parser, ClientSettings, "--url", "url")
+    add_flags(parser, ClientSettings, {"--url": "url"})
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     return parser
 

@@ -42,4 +42,5 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra=` of a route that reads `model` as JSON itself (to apply the byte limit first)."""
     return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": {"$ref": SCHEMA_REF.format(model=model.__name__)}}}}}
+                            "content": {"application/json": {
+                                "schema": {"$ref": SCHEMA_REF.format(model=model.__name__)}}}}}

@@ -130,6 +130,12 @@ def add_flag(parser: argparse.ArgumentParser, settings: type[BaseSettings], flag
     parser.add_argument(flag, **options)
 
 
+def add_flags(parser: argparse.ArgumentParser, settings: type[BaseSettings], flags: dict[str, str]) -> None:
+    """`add_flag` for each flag -> field name of `flags`."""
+    for flag, field_name in flags.items():
+        add_flag(parser, settings, flag, field_name)
+
+
 def flag_overrides(args: argparse.Namespace, settings: type[BaseSettings]) -> dict[str, Any]:
     """The settings the command line gave (flags left out leave the environment's value)."""
     return {name: value for name, value in vars(args).items()

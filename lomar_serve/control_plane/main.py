@@ -14,7 +14,7 @@ import logging
 import uvicorn
 
 from lomar_serve.common.processes import configure_logging, load_settings
-from lomar_serve.common.settings import add_flag, flag_overrides
+from lomar_serve.common.settings import add_flag, add_flags, flag_overrides
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.control_plane.app import create_control_app
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -25,14 +25,12 @@ HEADER_TIMEOUT_S = 10.0
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lomar control-plane", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flag(parser, ControlPlaneSettings, "--host", "control_host")
-    add_flag(parser, ControlPlaneSettings, "--port", "control_port")
+    add_flags(parser, ControlPlaneSettings, {"--host": "control_host", "--port": "control_port"})
     add_flag(parser, ControlPlaneSettings, "--triton-url", "triton_urls", repeat=True,
              help_suffix="; repeat the flag for each")
-    add_flag(parser, ControlPlaneSettings, "--model-repository", "model_repository")
-    add_flag(parser, ControlPlaneSettings, "--jobs-dir", "jobs_dir")
-    add_flag(parser, ControlPlaneSettings, "--store", "store_url")
-    add_flag(parser, ControlPlaneSettings, "--log-level", "log_level")
+    add_flags(parser, ControlPlaneSettings, {
+        "--model-repository": "model_repository", "--jobs-dir": "jobs_dir", "--store": "store_url",
+        "--log-level": "log_level"})
     return parser
 
 

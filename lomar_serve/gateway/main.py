@@ -14,7 +14,7 @@ import sys
 import uvicorn
 
 from lomar_serve.common.processes import configure_logging, load_settings
-from lomar_serve.common.settings import add_flag, flag_overrides
+from lomar_serve.common.settings import add_flags, flag_overrides
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
@@ -26,11 +26,9 @@ def build_parser(prog: str = "lomar gateway", description: str | None = __doc__,
                  settings: type[Settings] = Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flag(parser, settings, "--model-repository", "model_repository")
-    add_flag(parser, settings, "--host", "host")
-    add_flag(parser, settings, "--port", "port")
-    add_flag(parser, settings, "--triton-url", "triton_url")
-    add_flag(parser, settings, "--log-level", "log_level")
+    add_flags(parser, settings, {
+        "--model-repository": "model_repository", "--host": "host", "--port": "port", "--triton-url": "triton_url",
+        "--log-level": "log_level"})
     return parser
 
 

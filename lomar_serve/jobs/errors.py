@@ -1,8 +1,8 @@
 """Exceptions of the model lifecycle (jobs, deployments, admin access).
 
-They extend the gateway's hierarchy, so each carries its HTTP status and code and the gateway's error handlers
-turn them into `{"error": {"code", "message"}}` at the route edge; the CLI and the library use them as plain
-exceptions.
+They extend `lomar_serve.common.errors.ServiceError`, so each carries its HTTP status and code and the control
+plane's error handlers (`lomar_serve.common.error_handlers`) turn them into `{"error": {"code", "message"}}` at the
+route edge; the worker and the CLI use them as plain exceptions.
 """
 from __future__ import annotations
 

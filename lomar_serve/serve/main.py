@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from lomar_serve.common.processes import configure_logging, load_settings, restore_signals, stop_on_signals
 from lomar_serve.control_plane.settings import ControlPlaneSettings
-from lomar_serve.common.settings import add_flag, flag_overrides
+from lomar_serve.common.settings import add_flags, flag_overrides
 from lomar_serve.gateway.main import build_parser as gateway_parser
 from lomar_serve.gateway.main import run_gateway
 from lomar_serve.serve.settings import ServeSettings
@@ -35,10 +35,9 @@ LOGGER = logging.getLogger("lomar_serve.serve.main")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = gateway_parser("lomar serve", __doc__, ServeSettings)
-    add_flag(parser, ServeSettings, "--triton-http-port", "triton_http_port")
-    add_flag(parser, ServeSettings, "--triton-grpc-port", "triton_grpc_port")
-    add_flag(parser, ServeSettings, "--triton-metrics-port", "triton_metrics_port")
-    add_flag(parser, ServeSettings, "--triton-log", "triton_log")
+    add_flags(parser, ServeSettings, {
+        "--triton-http-port": "triton_http_port", "--triton-grpc-port": "triton_grpc_port",
+        "--triton-metrics-port": "triton_metrics_port", "--triton-log": "triton_log"})
     return parser
 
 

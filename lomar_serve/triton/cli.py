@@ -16,7 +16,7 @@ import logging
 import threading
 
 from lomar_serve.common.processes import configure_logging, load_settings, stop_on_signals
-from lomar_serve.common.settings import add_flag, flag_overrides
+from lomar_serve.common.settings import add_flags, flag_overrides
 from lomar_serve.triton.server import TritonServerConfig
 from lomar_serve.triton.settings import TritonLaunchSettings, TritonSettings
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -55,14 +55,10 @@ def launch_supervised(settings: TritonLaunchSettings, stopping: threading.Event,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lomar triton", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flag(parser, TritonSettings, "--model-repository", "model_repository")
-    add_flag(parser, TritonSettings, "--host", "triton_host")
-    add_flag(parser, TritonSettings, "--http-port", "triton_http_port")
-    add_flag(parser, TritonSettings, "--grpc-port", "triton_grpc_port")
-    add_flag(parser, TritonSettings, "--metrics-port", "triton_metrics_port")
-    add_flag(parser, TritonSettings, "--log", "triton_log")
-    add_flag(parser, TritonSettings, "--start-timeout", "triton_start_timeout_s")
-    add_flag(parser, TritonSettings, "--log-level", "log_level")
+    add_flags(parser, TritonSettings, {
+        "--model-repository": "model_repository", "--host": "triton_host", "--http-port": "triton_http_port",
+        "--grpc-port": "triton_grpc_port", "--metrics-port": "triton_metrics_port", "--log": "triton_log",
+        "--start-timeout": "triton_start_timeout_s", "--log-level": "log_level"})
     return parser
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from lomar_serve.clients.admin import AdminClient, AdminError
 from lomar_serve.common.processes import configure_logging, load_settings, restore_signals, stop_on_signals
-from lomar_serve.common.settings import add_flag, flag_overrides
+from lomar_serve.common.settings import add_flags, flag_overrides
 from lomar_serve.jobs.errors import DeployError, StoreUnavailable
 from lomar_serve.jobs.store import open_store
 from lomar_serve.worker.executors import ExecutorSettings, make_executor
@@ -68,12 +68,9 @@ def build_worker(settings: WorkerSettings) -> Worker:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lomar worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flag(parser, WorkerSettings, "--store-url", "store_url")
-    add_flag(parser, WorkerSettings, "--jobs-dir", "jobs_dir")
-    add_flag(parser, WorkerSettings, "--model-repository", "model_repository")
-    add_flag(parser, WorkerSettings, "--worker-id", "worker_id")
-    add_flag(parser, WorkerSettings, "--control-plane-url", "control_plane_url")
-    add_flag(parser, WorkerSettings, "--log-level", "log_level")
+    add_flags(parser, WorkerSettings, {
+        "--store-url": "store_url", "--jobs-dir": "jobs_dir", "--model-repository": "model_repository",
+        "--worker-id": "worker_id", "--control-plane-url": "control_plane_url", "--log-level": "log_level"})
     return parser
 
 

@@ -10,8 +10,8 @@ Classifiers: top-1 accuracy (%) with predictions compared by label name against 
 baseline version with other classes is scored fairly. Reconstruction models: mean squared error (0..1 pixel
 scale) of the reconstruction on hidden patches at mask ratio 0.75, fixed seed. The same figure for the baseline
 (the serving version) lets auto-deploy check that the new version is not worse. With --data-roots (a job
-passes its own), an evaluation image that resolves outside them (a symlink leading out) stops the scoring. Runs as a subprocess of the
-gateway (it needs onnxruntime, which the gateway process never imports).
+passes its own), an evaluation image that resolves outside them (a symlink leading out) stops the scoring.
+Runs as a subprocess of a worker (it needs onnxruntime, which the worker process itself never imports).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The command lines of a job's stages: training, export, verification (argument lists, never a shell).
 
-Every stage runs `python -m lomar_serve.cli NAME ...` (or the verification module) with the gateway's own
-interpreter, so training and export run in the same environment without being imported by the gateway.
+Every stage runs `python -m lomar_serve.cli NAME ...` (or the verification module) with the worker's own
+interpreter, so training and export run in the same environment without being imported by the worker.
 """
 from __future__ import annotations
 
