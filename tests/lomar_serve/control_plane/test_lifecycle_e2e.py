@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.lomar_serve.processes import GatewayProcess, alive, children, free_port
-from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS, export_tiny, export_tiny_reconstruction, synthetic_set
+from tests.lomar_serve.tiny_models import (TINY_MODEL, TINY_OPTIONS, export_tiny, export_tiny_reconstruction,
+                                           synthetic_set)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 REPO = Path(__file__).resolve().parents[3]

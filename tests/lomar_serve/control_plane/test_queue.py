@@ -16,10 +16,10 @@ from lomar_serve.jobs.paths import DataRoots
 from lomar_serve.jobs.spec import JobRequest
 from lomar_serve.jobs.store import JobRecord, LifecycleStore, open_store
 from lomar_serve.worker.runner import AUTO_DEPLOY_UNAVAILABLE, JobSettings, Worker
-from tests.lomar_serve.processes import group_gone
-from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS
 from tests.lomar_serve.conftest import new_store_url
 from tests.lomar_serve.control_plane.conftest import wait_for_job
+from tests.lomar_serve.processes import group_gone
+from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

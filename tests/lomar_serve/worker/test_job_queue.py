@@ -13,8 +13,8 @@ from lomar_serve.jobs.errors import DeployError, JobConflict
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import STORE_FILE, open_store
 from lomar_serve.worker.executors import ExecutorSettings
-from lomar_serve.worker.settings import WorkerSettings
 from lomar_serve.worker.main import build_worker, control_plane_deploy
+from lomar_serve.worker.settings import WorkerSettings
 from tests.lomar_serve.processes import free_port
 
 PLAN = JobPlan(kind="finetune", data_dir="/data/set", model_name="m", epochs=1, model="lomar_tiny_patch16")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lomar_serve.processes import E2E_LABELS
 from tests.lomar_serve.photos import photo_bytes
+from tests.lomar_serve.processes import E2E_LABELS
 
 pytestmark = pytest.mark.e2e
 
