@@ -43,13 +43,8 @@ from lomar_serve.gateway.service import Gateway
 from lomar_serve.gateway.settings import Settings
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import (
-    CollectionExists,
-    CollectionNotFound,
-    DimensionMismatch,
-    StorageError,
-    VersionUnavailable,
-)
+from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, StorageError,
+                                       VersionUnavailable)
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
 

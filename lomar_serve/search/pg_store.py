@@ -24,16 +24,8 @@ import psycopg
 from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId, EngineError
 from lomar_serve.search.pgvector import copy_vectors, vector_table
 from lomar_serve.search.postgres import PgSession
-from lomar_serve.search.store import (
-    CollectionInfo,
-    CollectionStore,
-    Lease,
-    NewItem,
-    VersionsChanged,
-    check_unique_ids,
-    encode_input,
-    metadata_filter,
-)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Lease, NewItem, VersionsChanged,
+                                      check_unique_ids, encode_input, metadata_filter)
 
 COLLECTIONS, ITEMS = "lomar_collections", "lomar_collection_items"
 SCHEMA = f"""

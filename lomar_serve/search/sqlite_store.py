@@ -14,14 +14,8 @@ from typing import Any
 import numpy as np
 
 from lomar_serve.search.errors import DuplicateId
-from lomar_serve.search.store import (
-    CollectionInfo,
-    CollectionStore,
-    NewItem,
-    check_unique_ids,
-    encode_input,
-    metadata_filter,
-)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, NewItem, check_unique_ids, encode_input,
+                                      metadata_filter)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);

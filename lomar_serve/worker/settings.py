@@ -8,16 +8,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from lomar_serve.common.settings import (
-    DEFAULT_MODEL_REPOSITORY,
-    ControlPlaneUrl,
-    DataRoots,
-    JobsDir,
-    ModelRepository,
-    OptionalAdminToken,
-    RoleSettings,
-    StoreUrl,
-)
+from lomar_serve.common.settings import (DEFAULT_MODEL_REPOSITORY, ControlPlaneUrl, DataRoots, JobsDir, ModelRepository,
+                                         OptionalAdminToken, RoleSettings, StoreUrl)
 from lomar_serve.jobs.files import default_jobs_dir
 from lomar_serve.jobs.store import STORE_FILE
 

@@ -18,13 +18,8 @@ from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.gateway.api.deps import GatewayDep
 from lomar_serve.gateway.api.uploads import decode_base64_images, parse_json, read_body, read_images
-from lomar_serve.gateway.collections import (
-    COLLECTION_NAME_PATTERN,
-    COLLECTION_NAME_RULE,
-    ITEM_ID_PATTERN,
-    SearchAnswer,
-    SearchService,
-)
+from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, ITEM_ID_PATTERN,
+                                             SearchAnswer, SearchService)
 from lomar_serve.search.errors import ImageNotFound
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"],
