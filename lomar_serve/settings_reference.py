@@ -67,7 +67,8 @@ ROLES = (
          "`lomar classify|embed|reconstruct|collections|search` (a gateway) and `lomar jobs|deploy|rollback` (the "
          "control plane) (`lomar_serve/clients/settings.py`)."),
     Role("every process that launches Triton", BackendCacheSettings, (),
-         "`lomar serve`, `lomar triton` and export verification (`lomar_serve/triton/distribution.py`)."),
+         "`lomar serve`, `lomar triton`, and any program that starts `lomar_serve.triton.TritonServer` "
+         "(`lomar_serve/triton/distribution.py`)."),
 )
 
 # Read by the container images' own scripts, not by a role: variable -> (the file that reads it, meaning).

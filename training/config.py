@@ -10,7 +10,7 @@ in `__post_init__` and saved as plain dicts in checkpoints; metadata keeps each 
 no new dependency, and nothing reads source code at run time. pydantic would make training depend on the
 gateway's extra and change how configs validate and serialise; tyro would add a dependency with its own flag
 conventions. A subclass that only changes a default (`epochs: int = 400`) inherits the help of the field it
-overrides. The gateway's `Settings` stays pydantic-settings: it reads `LOMAR_*` environment variables.
+overrides. The serving processes' settings stay pydantic-settings: they read `LOMAR_*` environment variables.
 
 `option_types` lists the scalar settings that are not paths: a retrain job request may set those
 (lomar_serve/jobs/spec.py), apart from the few the job sets itself.

@@ -1,4 +1,5 @@
-"""Every error leaves the gateway as JSON `{"error": {"code", "message"}}` with the right status."""
+"""Every error leaves the gateway and the control plane as JSON `{"error": {"code", "message"}}` with the right
+status."""
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-async def _gateway_error(_: Request, error: Exception) -> JSONResponse:
+async def _service_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
     return error_response(error.status, error.code, error.message, error.headers)
 
@@ -66,7 +67,7 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServiceError, _gateway_error)
+    app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)

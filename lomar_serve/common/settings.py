@@ -4,7 +4,7 @@ declaration each, so a variable means the same everywhere), and the flags that o
 Each role has one settings class (gateway, `lomar serve`, control plane, worker and its executor, `lomar triton`,
 the client commands); every field is a `LOMAR_<NAME>` variable, and a flag that overrides one is declared with
 `add_flag`, which takes its help from the field. docs/settings.md is generated from them
-(`python -m lomar_serve.common.settings_reference`); a test fails when the two differ.
+(`python -m lomar_serve.settings_reference`); a test fails when the two differ.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class LifecycleConfig:
     store_url: str | None = None  # a SQLite file or postgresql://...; None: JOBS_DIR/lifecycle.sqlite
     job_heartbeat_timeout_s: float = 15.0  # a running job whose worker is silent this long is interrupted
     deploy: DeploySettings = field(default_factory=DeploySettings)
-    job_memory_gb: float | None = None  # LOMAR_JOB_MEMORY_GB; None: 3/4 of this machine's memory (lifecycle.budget)
+    job_memory_gb: float | None = None  # LOMAR_JOB_MEMORY_GB; None: 3/4 of this machine's memory (jobs/budget.py)
 
     def __repr__(self) -> str:  # the token never appears in logs
         return (f"LifecycleConfig(model_repository={self.model_repository}, triton_urls={self.triton_urls}, "

@@ -1,2 +1,2 @@
-"""One box, one command (`lomar serve`): Triton and a gateway, and with an admin token the control plane and a
-worker, as supervised child processes that never outlive it."""
+"""One box, one command (`lomar serve`): the gateway in this process, Triton supervised, and with an admin token
+the control plane and a worker as child processes; none outlives it."""
