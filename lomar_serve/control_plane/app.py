@@ -18,7 +18,7 @@ from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.schemas import Health
 from lomar_serve.control_plane import routes
 from lomar_serve.control_plane.admin_guard import AdminGuard
-from lomar_serve.control_plane.service import build_lifecycle
+from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.control_plane.settings import ControlPlaneSettings
 
 LOGGER = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lifecycle = build_lifecycle(settings)
+        lifecycle = Lifecycle(settings)
         await asyncio.to_thread(lifecycle.start)
         app.state.lifecycle = lifecycle
         LOGGER.info("control plane ready on %s:%d; Tritons %s", settings.control_host, settings.control_port,

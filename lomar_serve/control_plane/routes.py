@@ -62,7 +62,7 @@ class DeployRequest(BaseModel):
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
 def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
-    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, MemoryBudget.of(lifecycle.config.job_memory_gb))
+    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, MemoryBudget.of(lifecycle.settings.job_memory_gb))
     record = lifecycle.jobs.submit(plan)
     LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
     return Job.model_validate(record.to_dict())

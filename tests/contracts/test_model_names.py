@@ -17,7 +17,8 @@ from export.errors import ExportError
 from export.pipeline import ExportOptions
 from lomar_serve.control_plane import routes as admin_routes
 from lomar_serve.common.error_handlers import install_error_handlers
-from lomar_serve.control_plane.service import Lifecycle, LifecycleConfig
+from lomar_serve.control_plane.service import Lifecycle
+from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
 from lomar_serve.jobs.errors import InvalidName
@@ -92,8 +93,8 @@ def admin_api(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(admin_routes.router)
-    app.state.lifecycle = Lifecycle(LifecycleConfig(model_repository=work / "repo", triton_urls=("127.0.0.1:9",),
-                                                    admin_token=TOKEN, jobs_dir=work / "jobs"))
+    app.state.lifecycle = Lifecycle(ControlPlaneSettings(model_repository=work / "repo", triton_urls=("127.0.0.1:9",),
+                                                         admin_token=TOKEN, jobs_dir=work / "jobs"))
     return TestClient(app)
 
 

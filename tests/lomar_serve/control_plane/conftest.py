@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from lomar_serve.control_plane import routes
 from lomar_serve.common.error_handlers import install_error_handlers
 from lomar_serve.control_plane.queue import JobQueue
-from lomar_serve.control_plane.service import Lifecycle, LifecycleConfig
+from lomar_serve.control_plane.service import Lifecycle
+from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.jobs.store import JobRecord
 
 TOKEN = "test-admin-token-0123"
@@ -21,15 +22,15 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JOB = {"data_dir": "set", "model": "lomar_tiny_patch16", "epochs": 1}
 
 
-def admin_app(tmp_path: Path, token: str | None, **config: Any) -> tuple[FastAPI, Lifecycle]:
+def admin_app(tmp_path: Path, token: str = TOKEN, **settings: Any) -> tuple[FastAPI, Lifecycle]:
     """The admin router alone with a lifecycle over tmp_path (data root data/ holding set/a, outside/ beside it);
-    the job worker is not started, so submitted jobs stay queued. `config`: more LifecycleConfig fields."""
+    the job worker is not started, so submitted jobs stay queued. `settings`: more ControlPlaneSettings fields."""
     (tmp_path / "data" / "set" / "a").mkdir(parents=True)
     (tmp_path / "outside").mkdir(exist_ok=True)
     (tmp_path / "repo").mkdir(exist_ok=True)
-    lifecycle = Lifecycle(LifecycleConfig(model_repository=tmp_path / "repo", triton_urls=("127.0.0.1:9",),
-                                          admin_token=token, data_roots=(tmp_path / "data",),
-                                          jobs_dir=tmp_path / "jobs", **config))
+    lifecycle = Lifecycle(ControlPlaneSettings(model_repository=tmp_path / "repo", triton_urls=("127.0.0.1:9",),
+                                               admin_token=token, data_roots=(tmp_path / "data",),
+                                               jobs_dir=tmp_path / "jobs", **settings))
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(routes.router)

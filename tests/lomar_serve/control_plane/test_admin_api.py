@@ -10,14 +10,17 @@ from lomar_serve.control_plane.service import Lifecycle
 from tests.lomar_serve.control_plane.conftest import AUTH, JOB, TOKEN, admin_app
 
 
-def make_client(tmp_path: Path, token: str | None) -> tuple[TestClient, Lifecycle]:
+def make_client(tmp_path: Path, token: str = TOKEN) -> tuple[TestClient, Lifecycle]:
     app, lifecycle = admin_app(tmp_path, token)
     return TestClient(app), lifecycle
 
 
-def test_admin_disabled_without_a_token(tmp_path: Path) -> None:
-    client, lifecycle = make_client(tmp_path, None)
-    response = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)
+def test_admin_disabled_without_a_lifecycle(tmp_path: Path) -> None:
+    """A control plane never starts without a token (its settings require one); an app without a lifecycle
+    refuses every admin request, saying why."""
+    app, lifecycle = admin_app(tmp_path)
+    app.state.lifecycle = None
+    response = TestClient(app).post("/v1/admin/jobs", json=JOB, headers=AUTH)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "admin_disabled"
     assert "LOMAR_ADMIN_TOKEN" in response.json()["error"]["message"]

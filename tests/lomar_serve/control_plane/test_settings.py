@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lomar_serve.control_plane.service import build_lifecycle
+from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.control_plane.settings import DEFAULT_CONTROL_PORT, ControlPlaneSettings
 
 TOKEN = "control-plane-token-0123"
@@ -35,20 +35,20 @@ def test_invalid_settings_are_refused(tmp_path: Path, values: dict[str, str], me
         ControlPlaneSettings(model_repository=tmp_path, **values)
 
 
-def test_build_lifecycle(tmp_path: Path) -> None:
+def test_lifecycle_from_settings(tmp_path: Path) -> None:
     settings = ControlPlaneSettings(model_repository=tmp_path, triton_urls="127.0.0.1:1,127.0.0.1:2",
                                     admin_token=TOKEN, data_roots=(tmp_path,), jobs_dir=tmp_path / "jobs",
                                     job_memory_gb=3.5)
-    lifecycle = build_lifecycle(settings)
-    assert lifecycle.config.job_memory_gb == 3.5
+    lifecycle = Lifecycle(settings)
+    assert lifecycle.settings.job_memory_gb == 3.5
     assert lifecycle.auth.enabled and lifecycle.jobs_dir == (tmp_path / "jobs").resolve()
     assert [node.url for node in lifecycle.deployer.nodes] == ["127.0.0.1:1", "127.0.0.1:2"]
     assert (tmp_path / "jobs" / "lifecycle.sqlite").is_file()
-    assert TOKEN not in repr(lifecycle.config)
+    assert TOKEN not in repr(lifecycle.settings) and TOKEN not in lifecycle.settings.describe()
 
 
 def test_unusable_jobs_dir(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OSError):
-        build_lifecycle(ControlPlaneSettings(model_repository=tmp_path, triton_urls="127.0.0.1:1", admin_token=TOKEN,
+        Lifecycle(ControlPlaneSettings(model_repository=tmp_path, triton_urls="127.0.0.1:1", admin_token=TOKEN,
                                              jobs_dir=tmp_path / "file" / "jobs"))
