@@ -23,7 +23,7 @@ from tests.lomar_serve.control_plane.conftest import AUTH, JOB, TOKEN, admin_app
 
 @pytest.fixture()
 def guarded(tmp_path: Path) -> tuple[TestClient, Lifecycle, list[int]]:
-    """The admin router behind the gateway's AdminGuard; `reads` counts the body bytes the app received."""
+    """The admin router behind the control plane's AdminGuard; `reads` counts the body bytes the app received."""
     app, lifecycle = admin_app(tmp_path, TOKEN)
     reads: list[int] = []
 
