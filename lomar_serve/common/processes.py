@@ -2,6 +2,7 @@
 its settings (refused with exit status 2 when invalid), its log format, its SIGINT/SIGTERM handling."""
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import logging
@@ -15,9 +16,12 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from lomar_serve.common.settings import RoleSettings, flag_overrides
+
 StopSignals = (signal.SIGINT, signal.SIGTERM)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SettingsT = TypeVar("SettingsT")
+RoleSettingsT = TypeVar("RoleSettingsT", bound=RoleSettings)
 
 PR_SET_PDEATHSIG = 1
 
@@ -56,6 +60,19 @@ def load_settings(settings_class: Callable[..., SettingsT], program: str, overri
     except ValidationError as error:
         print(f"{program}: invalid settings:\n{error}", file=sys.stderr)
         return None
+
+
+def start_role(settings_class: type[RoleSettingsT], parser: argparse.ArgumentParser, argv: list[str],
+               logger: logging.Logger) -> RoleSettingsT | None:
+    """What every role does first: its settings from the environment, overridden by `parser`'s flags in `argv`;
+    then its log format and level, and its settings logged (secrets masked). None, with the reasons on stderr,
+    when they are invalid (the caller exits with status 2)."""
+    args = parser.parse_args(argv)
+    settings = load_settings(settings_class, parser.prog, flag_overrides(args, settings_class))
+    if settings is not None:
+        configure_logging(settings.log_level)
+        logger.info("settings:\n%s", settings.describe())
+    return settings
 
 
 def configure_logging(level: str | int) -> None:

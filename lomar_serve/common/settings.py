@@ -16,6 +16,7 @@ from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LOMAR_"
@@ -119,7 +120,9 @@ def add_flag(parser: argparse.ArgumentParser, settings: type[BaseSettings], flag
     """A flag that overrides one setting: its help is the field's description and its variable, its value None
     unless given (so the environment applies). `repeat`: the flag may be given several times (a list)."""
     field = settings.model_fields[field_name]
-    text = f"{field.description}{help_suffix} (${variable(field_name)})"
+    shown = field.default not in (None, (), PydanticUndefined) and not isinstance(field.default, SecretStr)
+    default = f"default {field.default}, " if shown else ""
+    text = f"{field.description}{help_suffix} ({default}${variable(field_name)})"
     options: dict[str, Any] = {"dest": field_name, "default": None, "help": text.replace("%", "%%")}
     if field_name == "log_level":
         options["choices"] = LOG_LEVELS

@@ -13,8 +13,8 @@ import logging
 
 import uvicorn
 
-from lomar_serve.common.processes import configure_logging, load_settings
-from lomar_serve.common.settings import add_flag, add_flags, flag_overrides
+from lomar_serve.common.processes import start_role
+from lomar_serve.common.settings import add_flag, add_flags
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.control_plane.app import create_control_app
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -35,12 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    overrides = flag_overrides(build_parser().parse_args(argv), ControlPlaneSettings)
-    settings = load_settings(ControlPlaneSettings, "lomar control-plane", overrides)
+    settings = start_role(ControlPlaneSettings, build_parser(), argv, logging.getLogger(__name__))
     if settings is None:
         return 2
-    configure_logging(settings.log_level)
-    logging.getLogger(__name__).info("settings:\n%s", settings.describe())
     server = uvicorn.Server(uvicorn.Config(create_control_app(settings), host=settings.control_host,
                                            port=settings.control_port, log_level=settings.log_level,
                                            lifespan="on", http=header_timeout_protocol(HEADER_TIMEOUT_S)))

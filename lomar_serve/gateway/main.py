@@ -13,8 +13,8 @@ import sys
 
 import uvicorn
 
-from lomar_serve.common.processes import configure_logging, load_settings
-from lomar_serve.common.settings import add_flags, flag_overrides
+from lomar_serve.common.processes import start_role
+from lomar_serve.common.settings import add_flags
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
@@ -43,13 +43,11 @@ def run_gateway(settings: Settings) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    settings = load_settings(Settings, "lomar gateway", flag_overrides(build_parser().parse_args(argv), Settings))
+    settings = start_role(Settings, build_parser(), argv, LOGGER)
     if settings is None:
         return 2
     if settings.triton_url is None:
         print("lomar gateway: give --triton-url or LOMAR_TRITON_URL (a gateway of a fleet never launches Triton; "
               "`lomar serve` does)", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
-    LOGGER.info("settings:\n%s", settings.describe())
     return 0 if run_gateway(settings) else 1

@@ -20,13 +20,13 @@ import threading
 
 from pydantic import ValidationError
 
-from lomar_serve.common.processes import configure_logging, load_settings, restore_signals, stop_on_signals
+from lomar_serve.common.processes import restore_signals, start_role, stop_on_signals
+from lomar_serve.common.settings import add_flags
 from lomar_serve.control_plane.settings import ControlPlaneSettings
-from lomar_serve.common.settings import add_flags, flag_overrides
 from lomar_serve.gateway.main import build_parser as gateway_parser
 from lomar_serve.gateway.main import run_gateway
-from lomar_serve.serve.settings import ServeSettings
 from lomar_serve.serve.children import ChildProcess
+from lomar_serve.serve.settings import ServeSettings
 from lomar_serve.triton.cli import launch_supervised
 from lomar_serve.triton.supervisor import TritonSupervisor
 
@@ -44,13 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """`lomar serve`: Triton (unless --triton-url), the gateway, and with LOMAR_ADMIN_TOKEN the control plane and
     a worker as child processes."""
-    settings = load_settings(ServeSettings, "lomar serve", flag_overrides(build_parser().parse_args(argv),
-                                                                           ServeSettings))
+    settings = start_role(ServeSettings, build_parser(), argv, LOGGER)
     if settings is None:
         return 2
-    configure_logging(settings.log_level)
-    LOGGER.info("settings:\n%s", settings.describe())
-
     stopping = threading.Event()
     previous = stop_on_signals(stopping, LOGGER)
     supervisor: TritonSupervisor | None = None

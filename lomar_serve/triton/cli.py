@@ -15,8 +15,8 @@ import argparse
 import logging
 import threading
 
-from lomar_serve.common.processes import configure_logging, load_settings, stop_on_signals
-from lomar_serve.common.settings import add_flags, flag_overrides
+from lomar_serve.common.processes import start_role, stop_on_signals
+from lomar_serve.common.settings import add_flags
 from lomar_serve.triton.server import TritonServerConfig
 from lomar_serve.triton.settings import TritonLaunchSettings, TritonSettings
 from lomar_serve.triton.supervisor import RestartPolicy, TritonSupervisor
@@ -63,12 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    settings = load_settings(TritonSettings, "lomar triton", flag_overrides(build_parser().parse_args(argv),
-                                                                             TritonSettings))
+    settings = start_role(TritonSettings, build_parser(), argv, LOGGER)
     if settings is None:
         return 2
-    configure_logging(settings.log_level)
-    LOGGER.info("settings:\n%s", settings.describe())
     stopping = threading.Event()
     stop_on_signals(stopping, LOGGER)
     supervisor = launch_supervised(settings, stopping, host=settings.triton_host)

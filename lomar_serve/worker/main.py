@@ -20,10 +20,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-
 from lomar_serve.clients.admin import AdminClient, AdminError
-from lomar_serve.common.processes import configure_logging, load_settings, restore_signals, stop_on_signals
-from lomar_serve.common.settings import add_flags, flag_overrides
+from lomar_serve.common.processes import restore_signals, start_role, stop_on_signals
+from lomar_serve.common.settings import add_flags
 from lomar_serve.jobs.errors import DeployError, StoreUnavailable
 from lomar_serve.jobs.store import open_store
 from lomar_serve.worker.executors import ExecutorSettings, make_executor
@@ -75,11 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    overrides = flag_overrides(build_parser().parse_args(argv), WorkerSettings)
-    settings = load_settings(WorkerSettings, "lomar worker", overrides)
+    settings = start_role(WorkerSettings, build_parser(), argv, LOGGER)
     if settings is None:
         return 2
-    configure_logging(settings.log_level)
     try:
         worker = build_worker(settings)
     except (OSError, StoreUnavailable) as error:
