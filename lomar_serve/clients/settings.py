@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings
 
 from lomar_serve.clients import admin, gateway
 from lomar_serve.common.processes import load_settings
-from lomar_serve.common.settings import SETTINGS_CONFIG, OptionalAdminToken, ControlPlaneUrl, flag_overrides
+from lomar_serve.common.settings import SETTINGS_CONFIG, ControlPlaneUrl, SentAdminToken, flag_overrides
 
 
 class ClientSettings(BaseSettings):
@@ -18,7 +18,7 @@ class ClientSettings(BaseSettings):
 
     url: str = Field(gateway.DEFAULT_URL, description="the gateway the client commands call")
     control_plane_url: ControlPlaneUrl = admin.DEFAULT_URL
-    admin_token: OptionalAdminToken = None
+    admin_token: SentAdminToken = None
 
 
 def client_settings(args: argparse.Namespace, program: str) -> ClientSettings | None:

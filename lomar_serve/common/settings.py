@@ -69,6 +69,8 @@ _ADMIN_TOKEN = Field(description=f"the admin API's bearer token (at least {ADMIN
                                  "with `lomar serve` it also starts the control plane and a worker")
 AdminToken = Annotated[SecretStr, AfterValidator(_long_enough), _ADMIN_TOKEN]
 OptionalAdminToken = Annotated[SecretStr | None, AfterValidator(_long_enough), _ADMIN_TOKEN]
+# What a client sends: any token; the control plane is the judge of it (a wrong one is its 403).
+SentAdminToken = Annotated[SecretStr | None, _ADMIN_TOKEN]
 JobsDir = Annotated[Path | None, Field(description="shared folder of job logs and checkpoints (unset: "
                                                    "REPOSITORY/../jobs)")]
 StoreUrl = Annotated[SecretStr | None, Field(description="the job store: a SQLite file or postgresql://... (unset: "

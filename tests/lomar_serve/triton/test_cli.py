@@ -45,10 +45,9 @@ def test_lomar_serve_pins_its_tritons_ports(tmp_path: Path, monkeypatch: pytest.
     assert (config.host, config.http_port, config.grpc_port, config.metrics_port) == ("127.0.0.1", 8300, 8301, 8302)
 
 
-def test_a_short_admin_token_is_refused_by_every_role(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_a_short_admin_token_is_refused_by_the_roles_that_hold_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys) -> None:
     monkeypatch.setenv("LOMAR_ADMIN_TOKEN", "short")
-    for argv in (["serve", "--model-repository", str(tmp_path)], ["worker", "--jobs-dir", str(tmp_path)],
-                 ["jobs", "list"]):
+    for argv in (["serve", "--model-repository", str(tmp_path)], ["worker", "--jobs-dir", str(tmp_path)]):
         assert cli_main(argv) == 2, argv
         assert "at least 16 characters" in capsys.readouterr().err
