@@ -3,6 +3,7 @@ for them, and look at the processes they leave (children, process groups)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def group_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def reap(pids: list[int], timeout_s: float = 15.0) -> None:
+    """Give `pids` (a stopped process's descendants) `timeout_s` to exit, then SIGKILL those still alive."""
+    deadline = time.monotonic() + timeout_s
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def wait_until_ok(process: subprocess.Popen, url: str, what: str, log_tail: Callable[[], str],

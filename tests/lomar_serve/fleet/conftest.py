@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.lomar_serve.processes import alive, children, command_line, free_port, wait_until_ok
+from tests.lomar_serve.processes import alive, children, command_line, free_port, reap, wait_until_ok
 from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction, synthetic_set
 
 REPO = Path(__file__).resolve().parents[3]
@@ -82,12 +81,7 @@ class Fleet:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        deadline = time.monotonic() + 15
-        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in left:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        reap(left)
 
     def log_tail(self, role: str, chars: int = 3000) -> str:
         path = self.work / f"{role}.log"

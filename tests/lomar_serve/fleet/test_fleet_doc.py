@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.lomar_serve.photos import photo_bytes
-from tests.lomar_serve.processes import REPO, alive, children, free_port
+from tests.lomar_serve.processes import REPO, children, free_port, reap
 
 pytestmark = pytest.mark.e2e
 START_TIMEOUT_S = 300.0
@@ -71,12 +71,7 @@ def test_the_documented_fleet_starts_and_serves(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(shell.pid, signal.SIGKILL)
             shell.wait()
-        deadline = time.monotonic() + 30
-        while any(alive(pid) for pid in descendants) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pid in descendants:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        reap(descendants, timeout_s=30)
 
 
 def _ok(url: str) -> bool:
