@@ -65,6 +65,13 @@ class Settings(RoleSettings):
                                                                   "model versions against the serving ones")
     search_hold_s: float = Field(600.0, ge=0, description="seconds at most this gateway holds the old version "
                                                           "after a switch while it re-indexes collections")
+    # Bounds on what clients may store (a create or an add past them is a 4xx, nothing is written).
+    search_max_collections: int = Field(1000, ge=1, description="collections at most (409 limit_reached past it)")
+    search_max_images: int = Field(1_000_000, ge=1, description="images per collection at most (409 limit_reached "
+                                                                "past it)")
+    search_max_metadata_bytes: int = Field(4096, ge=2, description="bytes of one image's metadata as compact JSON "
+                                                                   "at most (413 past it)")
+    search_max_metadata_keys: int = Field(64, ge=1, description="keys of one image's metadata at most (422 past it)")
 
     @field_validator("triton_url")
     @classmethod
