@@ -42,6 +42,7 @@ from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge, Service
 from lomar_serve.gateway.catalog import ModelSpec
 from lomar_serve.gateway.service import Gateway
 from lomar_serve.gateway.settings import Settings
+from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
@@ -140,8 +141,8 @@ class SearchService:
         for collection in self._collections.values():
             await asyncio.to_thread(collection.close)
         self._collections.clear()
-        if self._catalog is not None:
-            await asyncio.to_thread(self._catalog.close)
+        self._catalog = None
+        await asyncio.to_thread(release_connections, self.settings.engine)
 
     @property
     def shared(self) -> bool:
@@ -155,7 +156,7 @@ class SearchService:
                 if self._catalog is None:
                     from lomar_serve.search.pg_store import CollectionCatalog
 
-                    self._catalog = CollectionCatalog(str(self.settings.engine.pg_url))
+                    self._catalog = CollectionCatalog(str(self.settings.engine.pg_url), self.settings.engine.pool_size)
             return self._catalog.names()
         return sorted(path.parent.name for path in self.settings.folder.glob(f"*/{STORE_FILE_NAME}"))
 
@@ -454,7 +455,8 @@ def search_settings(settings: Settings) -> SearchSettings:
     (REPO/../collections) unless LOMAR_SEARCH_DIR says otherwise."""
     folder = settings.search_dir or Path(settings.model_repository).resolve().parent / "collections"
     url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
-    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb)
+    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb,
+                          pool_size=settings.search_pg_pool_size)
     return SearchSettings(folder=Path(folder), engine=engine,
                           reindex_batch=settings.search_reindex_batch,
                           check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s,

@@ -60,6 +60,9 @@ class Settings(RoleSettings):
     search_pg_url: SecretStr | None = Field(None, description="postgresql://... of the pgvector engine")
     search_pg_build_memory_mb: int = Field(1024, ge=64, description="maintenance_work_mem (MiB) of a pgvector "
                                                                     "HNSW build")
+    search_pg_pool_size: int = Field(8, ge=1, le=1000, description=(
+        "connections this gateway keeps to the pgvector database, shared by every collection (each re-index lease "
+        "or concurrent graph build holds one more)"))
     search_reindex_batch: int = Field(16, ge=1, description="images per inference call of a re-index")
     search_check_interval_s: float = Field(5.0, gt=0, description="seconds between checks of the collections' "
                                                                   "model versions against the serving ones")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -171,3 +173,37 @@ def test_a_database_that_is_down_is_a_503_and_inference_goes_on(tmp_path) -> Non
         error(client.get("/v1/collections"), 503, "search_engine_unavailable")
         error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_engine_unavailable")
         error(client.post("/v1/collections/pics/search", params={"id": "a"}), 503, "search_engine_unavailable")
+
+
+def test_pgvector_connections_stay_within_the_pool_however_many_collections(new_postgres_database) -> None:
+    """Each collection used to hold about 2 connections of its own: 29 of them exhausted a server's 100. Now the
+    gateway holds at most LOMAR_SEARCH_PG_POOL_SIZE, shared by every collection, under concurrent requests."""
+    import concurrent.futures
+
+    import psycopg
+
+    url = new_postgres_database()
+    pool_size = 3
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "repo").mkdir()
+        settings = Settings(model_repository=Path(work) / "repo", default_classifier="fake_classifier",
+                            default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url,
+                            search_pg_pool_size=pool_size)
+        with TestClient(create_app(settings, backend=FakeBackend())) as client:
+            names = [f"c{i}" for i in range(12)]
+            for name in names:
+                assert client.post("/v1/collections", json={"name": name}).status_code == 201
+
+            def use(name: str) -> int:
+                added = client.post(f"/v1/collections/{name}/images", content=photo_bytes(PHOTO_NAMES[0]),
+                                    headers={"content-type": "image/jpeg"}, params={"id": "x"})
+                found = client.post(f"/v1/collections/{name}/search", params={"id": "x"})
+                return added.status_code * 1000 + found.status_code
+
+            with concurrent.futures.ThreadPoolExecutor(8) as threads:
+                assert set(threads.map(use, names * 2)) <= {201200, 409200}  # the second round: a duplicate id
+            with psycopg.connect(url, autocommit=True) as admin:
+                held = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND pid <> pg_backend_pid()").fetchone()[0]
+            assert 1 <= held <= pool_size, f"{held} connections for {len(names)} collections"
+            assert client.get("/v1/collections").json()["collections"][0]["count"] == 1
