@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from lomar_serve.common.health import raise_descriptor_limit
 from lomar_serve.common.settings import RoleSettings, flag_overrides
 
 StopSignals = (signal.SIGINT, signal.SIGTERM)
@@ -72,6 +73,7 @@ def start_role(settings_class: type[RoleSettingsT], parser: argparse.ArgumentPar
     if settings is not None:
         configure_logging(settings.log_level)
         logger.info("settings:\n%s", settings.describe())
+        logger.info("open files: at most %d", raise_descriptor_limit())
     return settings
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from lomar_serve.common import docs
 from lomar_serve.common.error_handlers import install_error_handlers
+from lomar_serve.common.health import check_descriptors
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.schemas import Health
 from lomar_serve.control_plane import routes
@@ -46,8 +47,10 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     app.add_middleware(AdminGuard)  # the admin token before any body is read
     app.include_router(routes.router)
 
-    @app.get("/healthz", tags=["health"], summary="The control plane process is alive")
+    @app.get("/healthz", tags=["health"], summary="The control plane process is alive and can still open files",
+             responses=error_responses(503))
     async def healthz() -> Health:
+        check_descriptors()
         return Health(status="ok")
 
     @app.get("/readyz", tags=["health"], summary="The lifecycle store answers", responses=error_responses(503))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import re
 import secrets
@@ -31,20 +32,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from lomar_serve.common.errors import InvalidParameter, ServiceError
+from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge, ServiceError
 from lomar_serve.gateway.catalog import ModelSpec
 from lomar_serve.gateway.service import Gateway
 from lomar_serve.gateway.settings import Settings
+from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, StorageError,
-                                       VersionUnavailable)
+from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
+                                       StorageError, VersionUnavailable)
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
 
@@ -61,6 +63,27 @@ ITEM_ID = re.compile(ITEM_ID_PATTERN)
 
 
 @dataclass(frozen=True)
+class StorageLimits:
+    """What clients may store: collections, images per collection, and each image's metadata."""
+
+    collections: int = 1000
+    images: int = 1_000_000
+    metadata_bytes: int = 4096  # compact JSON
+    metadata_keys: int = 64
+
+    def check_metadata(self, metadata: list[dict[str, Any]]) -> None:
+        """Raises InvalidParameter (too many keys) or PayloadTooLarge (too many bytes) for the first offender."""
+        for position, item in enumerate(metadata):
+            if len(item) > self.metadata_keys:
+                raise InvalidParameter(f"metadata of image {position} has {len(item)} keys; at most "
+                                       f"{self.metadata_keys} are kept per image")
+            size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > self.metadata_bytes:
+                raise PayloadTooLarge(f"metadata of image {position} is {size} bytes of JSON; at most "
+                                      f"{self.metadata_bytes} are kept per image")
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     folder: Path  # one sub-folder per collection
     engine: EngineConfig
@@ -68,6 +91,7 @@ class SearchSettings:
     check_interval_s: float = 5.0  # how often serving versions are compared with the collections'
     save_interval_s: float = 30.0  # how often changed embedded indexes are written to disk
     hold_s: float = 600.0  # a deploy keeps the old version loaded this long for running re-indexes
+    limits: StorageLimits = field(default_factory=StorageLimits)
 
 
 @dataclass(frozen=True)
@@ -117,8 +141,8 @@ class SearchService:
         for collection in self._collections.values():
             await asyncio.to_thread(collection.close)
         self._collections.clear()
-        if self._catalog is not None:
-            await asyncio.to_thread(self._catalog.close)
+        self._catalog = None
+        await asyncio.to_thread(release_connections, self.settings.engine)
 
     @property
     def shared(self) -> bool:
@@ -132,7 +156,7 @@ class SearchService:
                 if self._catalog is None:
                     from lomar_serve.search.pg_store import CollectionCatalog
 
-                    self._catalog = CollectionCatalog(str(self.settings.engine.pg_url))
+                    self._catalog = CollectionCatalog(str(self.settings.engine.pg_url), self.settings.engine.pool_size)
             return self._catalog.names()
         return sorted(path.parent.name for path in self.settings.folder.glob(f"*/{STORE_FILE_NAME}"))
 
@@ -205,6 +229,10 @@ class SearchService:
         async with self._admin:
             if name in self._collections:
                 raise CollectionExists(f"collection {name!r} already exists")
+            existing = len(await _stored(self._stored_names))
+            if existing >= self.settings.limits.collections:
+                raise LimitReached(f"this gateway keeps at most {self.settings.limits.collections} collections "
+                                   f"({existing} exist): delete one first")
             info = CollectionInfo(name=name, model=spec.name, dim=spec.embedding_dim, version=spec.version,
                                   created=time.time())
             folder = self.settings.folder / name
@@ -247,6 +275,11 @@ class SearchService:
         for item_id in ids:
             if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
                 raise InvalidParameter(f"invalid image id {item_id!r}: 1-128 letters, digits, '_.:@-'")
+        self.settings.limits.check_metadata(metadata)
+        count = await _stored(collection.count)
+        if count + len(ids) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
+            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(ids)} more would pass "
+                               f"its limit of {self.settings.limits.images}")
         spec = await self._spec(collection.info.model)
         images = await self.gateway.decode_inputs("collections", blobs, spec)  # (N, 3, H, W)
         items = [NewItem(id=i, metadata=m, image=image) for i, m, image in zip(ids, metadata, images)]
@@ -422,7 +455,12 @@ def search_settings(settings: Settings) -> SearchSettings:
     (REPO/../collections) unless LOMAR_SEARCH_DIR says otherwise."""
     folder = settings.search_dir or Path(settings.model_repository).resolve().parent / "collections"
     url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
-    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb)
+    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb,
+                          pool_size=settings.search_pg_pool_size)
     return SearchSettings(folder=Path(folder), engine=engine,
                           reindex_batch=settings.search_reindex_batch,
-                          check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s)
+                          check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s,
+                          limits=StorageLimits(collections=settings.search_max_collections,
+                                               images=settings.search_max_images,
+                                               metadata_bytes=settings.search_max_metadata_bytes,
+                                               metadata_keys=settings.search_max_metadata_keys))

@@ -60,11 +60,21 @@ class Settings(RoleSettings):
     search_pg_url: SecretStr | None = Field(None, description="postgresql://... of the pgvector engine")
     search_pg_build_memory_mb: int = Field(1024, ge=64, description="maintenance_work_mem (MiB) of a pgvector "
                                                                     "HNSW build")
+    search_pg_pool_size: int = Field(8, ge=1, le=1000, description=(
+        "connections this gateway keeps to the pgvector database, shared by every collection (each re-index lease "
+        "or concurrent graph build holds one more)"))
     search_reindex_batch: int = Field(16, ge=1, description="images per inference call of a re-index")
     search_check_interval_s: float = Field(5.0, gt=0, description="seconds between checks of the collections' "
                                                                   "model versions against the serving ones")
     search_hold_s: float = Field(600.0, ge=0, description="seconds at most this gateway holds the old version "
                                                           "after a switch while it re-indexes collections")
+    # Bounds on what clients may store (a create or an add past them is a 4xx, nothing is written).
+    search_max_collections: int = Field(1000, ge=1, description="collections at most (409 limit_reached past it)")
+    search_max_images: int = Field(1_000_000, ge=1, description="images per collection at most (409 limit_reached "
+                                                                "past it)")
+    search_max_metadata_bytes: int = Field(4096, ge=2, description="bytes of one image's metadata as compact JSON "
+                                                                   "at most (413 past it)")
+    search_max_metadata_keys: int = Field(64, ge=1, description="keys of one image's metadata at most (422 past it)")
 
     @field_validator("triton_url")
     @classmethod

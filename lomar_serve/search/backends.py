@@ -29,7 +29,15 @@ def open_collection_store(engine: EngineConfig, folder: Path) -> CollectionStore
     if engine.kind == "pgvector":
         from lomar_serve.search.pg_store import PostgresCollectionStore
 
-        return PostgresCollectionStore(str(engine.pg_url), folder.name)
+        return PostgresCollectionStore(str(engine.pg_url), folder.name, engine.pool_size)
     from lomar_serve.search.sqlite_store import SqliteCollectionStore
 
     return SqliteCollectionStore(folder / STORE_FILE_NAME)
+
+
+def release_connections(engine: EngineConfig) -> None:
+    """Close what this process keeps open for `engine` across collections (pgvector: its connection pool)."""
+    if engine.kind == "pgvector":
+        from lomar_serve.search.postgres import close_pool
+
+        close_pool(str(engine.pg_url))

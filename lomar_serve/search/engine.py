@@ -32,6 +32,7 @@ class EngineConfig:
     expansion_add: int = 128  # HNSW ef_construction
     expansion_search: int = 64  # HNSW ef_search
     build_memory_mb: int = 1024  # pgvector: maintenance_work_mem of a graph build (too small: a slower build)
+    pool_size: int = 8  # pgvector: connections this process keeps to the database, shared by every collection
 
     def __post_init__(self) -> None:
         if self.kind == "pgvector" and not self.pg_url:

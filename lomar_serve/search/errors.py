@@ -22,6 +22,12 @@ class DimensionMismatch(ServiceError):
     status, code = 409, "dimension_mismatch"
 
 
+class LimitReached(ServiceError):
+    """A bound on collections or on a collection's images (the gateway's search_max_* settings) would be passed."""
+
+    status, code = 409, "limit_reached"
+
+
 class DuplicateId(ServiceError):
     """An image id already in the collection (send `upsert` to replace it)."""
 

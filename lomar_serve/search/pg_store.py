@@ -40,17 +40,14 @@ CREATE TABLE IF NOT EXISTS {ITEMS} (
 
 
 class CollectionCatalog:
-    """The names of every collection in the database at `url`, through one session (the schema created once)."""
+    """The names of every collection in the database at `url` (the schema created once)."""
 
-    def __init__(self, url: str) -> None:
-        self._session = PgSession(url)
+    def __init__(self, url: str, pool_size: int) -> None:
+        self._session = PgSession(url, pool_size=pool_size)
         _create_schema(self._session)
 
     def names(self) -> list[str]:
         return [row[0] for row in self._session.run(f"SELECT name FROM {COLLECTIONS} ORDER BY name", fetch=True)]
-
-    def close(self) -> None:
-        self._session.close()
 
 
 def _create_schema(session: PgSession) -> None:
@@ -78,13 +75,13 @@ class PgLease(Lease):
 
 
 class PostgresCollectionStore(CollectionStore):
-    """One collection's rows; thread-safe (one session behind a lock)."""
+    """One collection's rows; thread-safe (each call draws a connection from the process's pool)."""
 
     holds_index = True
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, pool_size: int) -> None:
         self.name = name
-        self._session = PgSession(url)
+        self._session = PgSession(url, pool_size=pool_size)
         _create_schema(self._session)
 
     def _table(self, version: str) -> str:
@@ -251,7 +248,6 @@ class PostgresCollectionStore(CollectionStore):
 
     def drop(self) -> None:
         self._session.run(f"DELETE FROM {COLLECTIONS} WHERE name = %s", (self.name,))  # items cascade
-        self.close()
 
     def close(self) -> None:
-        self._session.close()
+        """Nothing to release: connections go back to the process's pool after each call."""

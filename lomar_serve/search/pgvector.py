@@ -43,7 +43,7 @@ class PgvectorIndex(VectorIndex):
         self.table = table
         self._config = config
         self._ef_search = config.expansion_search
-        self._session = PgSession(url, self._set_ef_search)
+        self._session = PgSession(url, self._set_ef_search, pool_size=config.pool_size)
         with self._session.connection() as connection:
             connection.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
                                "(name text PRIMARY KEY, generation bigint NOT NULL)")
@@ -150,11 +150,10 @@ class PgvectorIndex(VectorIndex):
         self.close()
 
     def close(self) -> None:
-        self._session.close()
+        """Nothing to release: connections go back to the process's pool after each call."""
 
     def tune(self, expansion_search: int) -> None:
-        self._ef_search = expansion_search
-        self._session.run(f"SET hnsw.ef_search = {int(expansion_search)}")
+        self._ef_search = expansion_search  # set on every connection this index draws
 
     def memory_bytes(self) -> int:
         return int(self._session.run("SELECT pg_total_relation_size(%s::regclass)", (self.table,), fetch=True)[0][0])

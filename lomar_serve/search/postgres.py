@@ -1,5 +1,8 @@
-"""One PostgreSQL session behind a lock, for the pgvector index and the PostgreSQL collection store: opened again
-after the server restarted or the network dropped; a psycopg error becomes EngineError (a 503, never a 500)."""
+"""PostgreSQL sessions of the pgvector index and the PostgreSQL collection store, drawn from ONE bounded connection
+pool per database and process: however many collections a gateway serves, it holds at most `pool_size`
+connections to the database (plus one per re-index lease or concurrent graph build, which need a session of their
+own). A connection the server dropped is replaced when next drawn; a psycopg error, or no connection free within
+`POOL_TIMEOUT_S`, becomes EngineError (a 503, never a 500)."""
 from __future__ import annotations
 
 import threading
@@ -9,27 +12,62 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
 
 from lomar_serve.search.errors import EngineError
 
+POOL_TIMEOUT_S = 3.0  # no connection within this long: the database is down, or the gateway is overloaded (503)
+POOL_MAX_IDLE_S = 60.0  # an idle connection above the pool's minimum (none) is closed after this long
+
+_pools: dict[str, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _prepare(connection: psycopg.Connection) -> None:
+    """Every new connection: autocommit, the `vector` extension and its type."""
+    connection.autocommit = True
+    connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    register_vector(connection)
+
+
+def shared_pool(url: str, size: int) -> ConnectionPool:
+    """This process's pool for `url` (created by its first user, with that user's size)."""
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None or pool.closed:
+            pool = ConnectionPool(url, min_size=0, max_size=size, configure=_prepare, timeout=POOL_TIMEOUT_S,
+                                  max_idle=POOL_MAX_IDLE_S, check=ConnectionPool.check_connection,
+                                  name="lomar-pgvector", open=True)
+            _pools[url] = pool
+        return pool
+
+
+def close_pool(url: str) -> None:
+    """Close this process's pool for `url` and its connections (when the last user of the database goes)."""
+    with _pools_lock:
+        pool = _pools.pop(url, None)
+    if pool is not None:
+        pool.close()
+
 
 class PgSession:
-    """An autocommit session with the `vector` type registered; `setup` runs on every new connection."""
+    """Autocommit connections to one database with the `vector` type registered, drawn from its shared pool for
+    the length of a block; `setup` runs on each connection drawn (e.g. a per-index SET)."""
 
-    def __init__(self, url: str, setup: Callable[[psycopg.Connection], None] | None = None) -> None:
+    def __init__(self, url: str, setup: Callable[[psycopg.Connection], None] | None = None, *,
+                 pool_size: int) -> None:
         self.url = url
         self._setup = setup
-        self._lock = threading.Lock()
-        self._connection: psycopg.Connection | None = None
+        self._pool_size = pool_size
         with self.connection():  # a wrong URL or a missing extension fails here, at start
             pass
 
     def connect(self) -> psycopg.Connection:
-        """A new connection of its own (for work that must not hold the shared one, such as an index build)."""
+        """A new connection of its own, outside the pool (for work that holds a session: an advisory lock, a
+        concurrent index build); the caller closes it."""
         try:
             connection = psycopg.connect(self.url, autocommit=True)
-            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            register_vector(connection)
+            _prepare(connection)
             if self._setup is not None:
                 self._setup(connection)
         except psycopg.Error as error:
@@ -38,18 +76,18 @@ class PgSession:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """The shared connection, for this thread alone until the block ends."""
-        with self._lock:
-            if self._connection is None or self._connection.closed or self._connection.broken:
-                self._connection = self.connect()
-            try:
-                yield self._connection
-            except psycopg.Error as error:
-                raise EngineError(f"PostgreSQL/pgvector error: {error}") from error
+        """A pooled connection, for this thread alone until the block ends."""
+        try:
+            with shared_pool(self.url, self._pool_size).connection() as connection:
+                if self._setup is not None:
+                    self._setup(connection)
+                yield connection
+        except psycopg.Error as error:  # PoolTimeout is one too
+            raise EngineError(f"PostgreSQL/pgvector error: {error}") from error
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
-        """The shared connection inside one transaction (committed when the block ends, rolled back on error)."""
+        """A pooled connection inside one transaction (committed when the block ends, rolled back on error)."""
         with self.connection() as connection, connection.transaction():
             yield connection
 
@@ -57,8 +95,3 @@ class PgSession:
         with self.connection() as connection:
             cursor = connection.execute(sql, params)
             return cursor.fetchall() if fetch else []
-
-    def close(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()

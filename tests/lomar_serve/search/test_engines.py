@@ -9,7 +9,7 @@ import pytest
 
 from lomar_serve.search.backends import open_index
 from lomar_serve.search.engine import EngineConfig, exact_top_k
-from lomar_serve.search.errors import DimensionMismatch, EngineError
+from lomar_serve.search.errors import DimensionMismatch
 
 DIM = 32
 
@@ -104,7 +104,7 @@ def test_pgvector_builds_the_graph_once_after_a_fill(postgres_url: str, tmp_path
     index.close()
 
 
-def test_pgvector_reconnects_after_its_session_is_killed(postgres_url: str, tmp_path: Path) -> None:
+def test_pgvector_answers_after_its_connections_are_killed(postgres_url: str, tmp_path: Path) -> None:
     import psycopg
 
     index = open_index(EngineConfig(kind="pgvector", pg_url=postgres_url), tmp_path, "reconnect", "1", DIM)
@@ -113,7 +113,5 @@ def test_pgvector_reconnects_after_its_session_is_killed(postgres_url: str, tmp_
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       "WHERE pid <> pg_backend_pid() AND datname = current_database()")
-    with pytest.raises(EngineError):
-        len(index)  # the query that finds the session gone fails cleanly ...
-    assert len(index) == 3  # ... and the next one opens a new session
+    assert len(index) == 3  # the pool finds its connection dead when drawing it and opens a new one
     index.drop()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +18,10 @@ from tests.lomar_serve.fake_backend import DIM, FakeBackend
 from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 
 
+LIMITS = {"search_max_collections": 3, "search_max_images": 6, "search_max_metadata_bytes": 64,
+          "search_max_metadata_keys": 4}
+
+
 @pytest.fixture(params=["embedded", "pgvector"])
 def client(tmp_path, request):
     (tmp_path / "repo").mkdir()
@@ -23,7 +29,7 @@ def client(tmp_path, request):
         if request.param == "pgvector" else {}
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", max_images=4, max_upload_bytes=2_000_000,
-                        search_dir=tmp_path / "collections", **engine)
+                        search_dir=tmp_path / "collections", **LIMITS, **engine)
     with TestClient(create_app(settings, backend=FakeBackend())) as test_client:
         yield test_client
 
@@ -48,6 +54,32 @@ def test_collection_lifecycle_and_errors(client: TestClient) -> None:
     assert [c["name"] for c in client.get("/v1/collections").json()["collections"]] == ["pics"]
     assert client.delete("/v1/collections/pics").json() == {"deleted": "pics"}
     error(client.get("/v1/collections/pics"), 404, "collection_not_found")
+
+
+def test_storage_limits_refuse_clearly_and_write_nothing(client: TestClient) -> None:
+    """Past search_max_collections / _images / _metadata_*: a 4xx saying which bound, and nothing stored."""
+    for name in ("a", "b", "c"):
+        assert client.post("/v1/collections", json={"name": name}).status_code == 201
+    error(client.post("/v1/collections", json={"name": "d"}), 409, "limit_reached")
+    assert "at most 3 collections" in client.post("/v1/collections", json={"name": "d"}).json()["error"]["message"]
+    assert client.delete("/v1/collections/c").status_code == 200
+    assert client.post("/v1/collections", json={"name": "d"}).status_code == 201  # room again
+
+    files = [("image", (f"{n}.jpg", photo_bytes(n), "image/jpeg")) for n in PHOTO_NAMES[:4]]
+    assert client.post("/v1/collections/a/images", files=files).json()["count"] == 4
+    error(client.post("/v1/collections/a/images", files=files[:3]), 409, "limit_reached")  # 4 + 3 > 6
+    assert client.get("/v1/collections/a").json()["count"] == 4
+    assert client.post("/v1/collections/a/images", files=files[:2]).json()["count"] == 6  # exactly the bound
+
+    one = [("image", ("x.jpg", photo_bytes(PHOTO_NAMES[0]), "image/jpeg"))]
+    many_keys = json.dumps({str(key): key for key in range(5)})
+    error(client.post("/v1/collections/b/images", files=one, params={"metadata": [many_keys]}), 422,
+          "invalid_parameter")
+    error(client.post("/v1/collections/b/images", files=one, params={"metadata": [json.dumps({"k": "v" * 80})]}),
+          413, "payload_too_large")
+    assert client.post("/v1/collections/b/images", files=one, params={"metadata": [json.dumps({"k": "v"})]}
+                       ).json()["count"] == 1
+    assert client.get("/v1/collections/b").json()["count"] == 1
 
 
 def test_add_in_every_form_then_search(client: TestClient) -> None:
@@ -141,3 +173,37 @@ def test_a_database_that_is_down_is_a_503_and_inference_goes_on(tmp_path) -> Non
         error(client.get("/v1/collections"), 503, "search_engine_unavailable")
         error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_engine_unavailable")
         error(client.post("/v1/collections/pics/search", params={"id": "a"}), 503, "search_engine_unavailable")
+
+
+def test_pgvector_connections_stay_within_the_pool_however_many_collections(new_postgres_database) -> None:
+    """Each collection used to hold about 2 connections of its own: 29 of them exhausted a server's 100. Now the
+    gateway holds at most LOMAR_SEARCH_PG_POOL_SIZE, shared by every collection, under concurrent requests."""
+    import concurrent.futures
+
+    import psycopg
+
+    url = new_postgres_database()
+    pool_size = 3
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "repo").mkdir()
+        settings = Settings(model_repository=Path(work) / "repo", default_classifier="fake_classifier",
+                            default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url,
+                            search_pg_pool_size=pool_size)
+        with TestClient(create_app(settings, backend=FakeBackend())) as client:
+            names = [f"c{i}" for i in range(12)]
+            for name in names:
+                assert client.post("/v1/collections", json={"name": name}).status_code == 201
+
+            def use(name: str) -> int:
+                added = client.post(f"/v1/collections/{name}/images", content=photo_bytes(PHOTO_NAMES[0]),
+                                    headers={"content-type": "image/jpeg"}, params={"id": "x"})
+                found = client.post(f"/v1/collections/{name}/search", params={"id": "x"})
+                return added.status_code * 1000 + found.status_code
+
+            with concurrent.futures.ThreadPoolExecutor(8) as threads:
+                assert set(threads.map(use, names * 2)) <= {201200, 409200}  # the second round: a duplicate id
+            with psycopg.connect(url, autocommit=True) as admin:
+                held = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND pid <> pg_backend_pid()").fetchone()[0]
+            assert 1 <= held <= pool_size, f"{held} connections for {len(names)} collections"
+            assert client.get("/v1/collections").json()["collections"][0]["count"] == 1

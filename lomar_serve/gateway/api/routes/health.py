@@ -6,6 +6,7 @@ import functools
 from fastapi import APIRouter, Response
 
 from lomar_serve.common.errors import ServiceError
+from lomar_serve.common.health import check_descriptors
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.schemas import Health
 from lomar_serve.gateway.api.deps import GatewayDep
@@ -15,8 +16,10 @@ from lomar_serve.gateway.errors import TritonUnavailable
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The gateway process is alive")
+@router.get("/healthz", summary="The gateway process is alive and can still open files and sockets",
+            responses=error_responses(503))
 async def healthz() -> Health:
+    check_descriptors()
     return Health(status="ok")
 
 
