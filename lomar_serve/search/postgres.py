@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from pgvector.psycopg import register_vector
 
+from lomar_serve.common.redaction import redact
 from lomar_serve.search.errors import EngineError
 
 
@@ -33,7 +34,7 @@ class PgSession:
             if self._setup is not None:
                 self._setup(connection)
         except psycopg.Error as error:
-            raise EngineError(f"PostgreSQL/pgvector is not usable: {error}") from error
+            raise self.failure("PostgreSQL/pgvector is not usable", error) from None
         return connection
 
     @contextmanager
@@ -45,13 +46,19 @@ class PgSession:
             try:
                 yield self._connection
             except psycopg.Error as error:
-                raise EngineError(f"PostgreSQL/pgvector error: {error}") from error
+                raise self.failure("PostgreSQL/pgvector error", error) from None
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """The shared connection inside one transaction (committed when the block ends, rolled back on error)."""
         with self.connection() as connection, connection.transaction():
             yield connection
+
+    def failure(self, what: str, error: psycopg.Error) -> EngineError:
+        """EngineError saying `what` and the driver's message, the URL's secrets masked in it (libpq quotes a
+        malformed URL whole). Raise it `from None`: the driver's exception, chained, would show them in a
+        traceback."""
+        return EngineError(f"{what}: {redact(str(error), self.url)}")
 
     def run(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = False) -> list[tuple[Any, ...]]:
         with self.connection() as connection:
