@@ -8,10 +8,12 @@ One rule for what a secret in a text is, used everywhere a connection string or 
 
 `mask_secrets` masks them wherever they occur in a text. `redact` also masks the literal secrets of a known
 connection string: a driver's message may quote one where no pattern sees it (libpq: `invalid percent-encoded
-token: "s3cr%ZZt"`).
+token: "s3cr%ZZt"`). `mask_access_log` applies the rule to uvicorn's access log, which prints each request's path
+with its query string (a client may send `?token=...`).
 """
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import unquote
 
@@ -62,3 +64,29 @@ def redact(text: str, connection: str | None = None) -> str:
         for value in sorted(secret_values(connection), key=len, reverse=True):  # the longest first: no remnant
             text = text.replace(value, MASK)
     return mask_secrets(text)
+
+
+ACCESS_LOGGER = "uvicorn.access"  # uvicorn's per-request line: client, method, path with query, status
+
+
+class MaskSecretsFilter(logging.Filter):
+    """Masks secrets in a record's arguments (uvicorn passes the path as one) or, without arguments, its text.
+
+    The arguments, not the formatted line: uvicorn's AccessFormatter unpacks them (and the format string itself,
+    masked, could lose a `%s`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask_secrets(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif not record.args and isinstance(record.msg, str):
+            record.msg = mask_secrets(record.msg)
+        return True
+
+
+_ACCESS_FILTER = MaskSecretsFilter()
+
+
+def mask_access_log() -> None:
+    """Mask secrets in the access log's lines from now on (idempotent). Called by each app's factory: uvicorn's
+    own logging configuration, before or after, keeps a logger's filters."""
+    logging.getLogger(ACCESS_LOGGER).addFilter(_ACCESS_FILTER)

@@ -2,9 +2,11 @@
 sensitive query parameters, libpq keyword strings, and a driver's message quoting a connection string."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from lomar_serve.common.redaction import MASK, mask_secrets, redact, secret_values
+from lomar_serve.common.redaction import MASK, MaskSecretsFilter, mask_secrets, redact, secret_values
 
 SECRET = "S3cr3t-pw"
 
@@ -44,3 +46,14 @@ def test_a_drivers_message_quoting_a_secret_is_redacted() -> None:
     assert secret_values(keyword) >= {"it's s3cret", "'it\\'s s3cret'"}
     assert "s3cret" not in redact("the password it's s3cret was refused", keyword)
     assert redact("nothing to hide", None) == "nothing to hide"
+
+
+def test_the_access_log_filter_keeps_uvicorns_format() -> None:
+    """uvicorn's AccessFormatter unpacks the record's arguments: the filter masks them in place."""
+    from uvicorn.logging import AccessFormatter
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", f"/v1/models?token={SECRET}&x=1", "1.1", 200), None)
+    assert MaskSecretsFilter().filter(record)
+    line = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False).format(record)
+    assert line == '127.0.0.1:5 - "GET /v1/models?token=********&x=1 HTTP/1.1" 200 OK'
