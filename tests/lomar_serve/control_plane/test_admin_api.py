@@ -61,6 +61,20 @@ def test_paths_and_names_are_checked(tmp_path: Path) -> None:
     assert lifecycle.store.list_jobs() == []
 
 
+def test_a_log_offset_past_64_bits_is_a_422(tmp_path: Path) -> None:
+    """Found by fuzzing: an offset no file offset can hold was a 500 (OverflowError from seek)."""
+    client, _ = make_client(tmp_path, TOKEN)
+    job = client.post("/v1/admin/jobs", json=JOB, headers=AUTH).json()
+    Path(job["log_path"]).write_text("a line\n")
+    for offset in (2**63, 10**40):
+        refused = client.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": offset}, headers=AUTH)
+        assert refused.status_code == 422 and "9223372036854775807" in refused.text, refused.text
+    last = client.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 2**63 - 1}, headers=AUTH)
+    assert last.status_code == 200 and last.json()["text"] == "" and last.json()["offset"] == 2**63 - 1
+    first = client.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 2}, headers=AUTH).json()
+    assert first["text"] == "line\n" and first["offset"] == 7
+
+
 def test_jobs_and_models_routes(tmp_path: Path) -> None:
     client, lifecycle = make_client(tmp_path, TOKEN)
     response = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)

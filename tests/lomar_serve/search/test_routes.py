@@ -128,6 +128,19 @@ def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
         error(client.get("/v1/collections/pics"), 404, "collection_not_found")
 
 
+def test_paging_out_of_range_is_a_422_on_every_engine(client: TestClient) -> None:
+    """Found by fuzzing: an offset past 64 bits was a 500 (embedded: SQLite's integer overflow) or a 503 (pgvector:
+    PostgreSQL refusing the bigint), instead of the 422 of a parameter out of range."""
+    assert client.post("/v1/collections", json={"name": "p"}).status_code == 201
+    assert client.post("/v1/collections/p/images", content=photo_bytes("coffee"),
+                       headers={"content-type": "image/jpeg"}).status_code == 201
+    for params in ({"limit": 977, "offset": 43725633043640371232838487459758080}, {"offset": 2**63},
+                   {"limit": 1001}, {"limit": 0}, {"offset": -1}):
+        error(client.get("/v1/collections/p/images", params=params), 422, "invalid_parameter")
+    assert client.get("/v1/collections/p/images", params={"offset": 2**63 - 1, "limit": 1000}).json()["images"] == []
+    assert len(client.get("/v1/collections/p/images", params={"offset": 0}).json()["images"]) == 1
+
+
 @pytest.mark.parametrize("url", [
     "postgresql://lomar:S3cr3t-pw@[::1/lomar",  # libpq quotes a malformed URL whole
     "postgresql://lomar@[::1/lomar?password=S3cr3t-pw",
