@@ -61,6 +61,25 @@ def test_paths_and_names_are_checked(tmp_path: Path) -> None:
     assert lifecycle.store.list_jobs() == []
 
 
+@pytest.mark.parametrize("split", ["", "train", "val"])
+def test_a_class_folder_symlinked_out_of_the_roots_is_refused_at_submission(tmp_path: Path, split: str) -> None:
+    """An empty class folder leading out of the data roots: no image to refuse, but its name would be a label."""
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    folder = tmp_path / "data" / "set"
+    if split:
+        (folder / "a").rename(tmp_path / "moved")
+        for name in ("train", "val"):
+            (folder / name / "a").mkdir(parents=True)
+    (tmp_path / "outside" / "empty").mkdir()
+    (folder / split / "b").symlink_to(tmp_path / "outside" / "empty", target_is_directory=True)
+    pretrain = client.post("/v1/admin/jobs", json={**JOB, "kind": "pretrain"}, headers=AUTH)
+    assert pretrain.status_code == 202, pretrain.text  # no labels: its images are checked as it lists them
+    refused = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "path_not_allowed", refused.text
+    assert "class folder b under" in refused.text and str(tmp_path / "outside") not in refused.text
+    assert [job.kind for job in lifecycle.store.list_jobs()] == ["pretrain"]
+
+
 def test_a_log_offset_past_64_bits_is_a_422(tmp_path: Path) -> None:
     """Found by fuzzing: an offset no file offset can hold was a 500 (OverflowError from seek)."""
     client, _ = make_client(tmp_path, TOKEN)
