@@ -117,3 +117,9 @@ def test_pgvector_reconnects_after_its_session_is_killed(postgres_url: str, tmp_
         len(index)  # the query that finds the session gone fails cleanly ...
     assert len(index) == 3  # ... and the next one opens a new session
     index.drop()
+
+
+def test_the_engine_settings_never_show_the_database_url() -> None:
+    """A repr lands in log lines and tracebacks: the URL (and its password) is left out of it."""
+    config = EngineConfig(kind="pgvector", pg_url="postgresql://lomar:S3cr3t-pw@db/lomar")
+    assert "S3cr3t" not in repr(config) and "pgvector" in repr(config)
