@@ -10,8 +10,8 @@ such as macOS's "._photo.jpg") are ignored. Class names are the sorted names of 
 an index into them.
 
 Data roots: a program that must not read outside some folders (a retrain job: `--data-roots`, the gateway's
-LOMAR_DATA_ROOTS) lists with `roots`; every image must then resolve (symlinks followed, `..` collapsed) inside
-one of them. Without `roots` symlinked images and class folders are followed wherever they point (a legitimate
+LOMAR_DATA_ROOTS) lists with `roots`; every image and every class folder must then resolve (symlinks followed,
+`..` collapsed) inside one of them. Without `roots` symlinked images and class folders are followed wherever they point (a legitimate
 way to assemble a data set from several disks).
 """
 from __future__ import annotations
@@ -64,20 +64,32 @@ def image_files(root: str | Path, roots: Sequence[Path] | None = None) -> list[P
     files = sorted(path for path in root.rglob("*")
                    if is_image_file(path) and not _hidden(path.relative_to(root).parent))
     if roots is not None:
-        for path in files:
-            if not within(path.resolve(), roots):
-                raise OutsideDataRoots(f"image {path.relative_to(root)} under {root} resolves outside the data "
-                                       f"roots ({', '.join(map(str, roots)) or 'none'}): symlinks must stay "
-                                       "inside them")
+        _confine("image", files, root, roots)
     return files
 
 
-def class_names(root: str | Path) -> list[str]:
-    """The class folders of `root` (sorted, hidden ones skipped). [] when `root` is not a folder."""
+def class_names(root: str | Path, roots: Sequence[Path] | None = None) -> list[str]:
+    """The class folders of `root` (sorted, hidden ones skipped). [] when `root` is not a folder.
+
+    roots: resolved data roots; None = no confinement. With roots, a class folder that resolves outside them is an
+    OutsideDataRoots error, as an image is: its name would become a label even when it holds no image (an empty
+    folder symlinked out of the roots would add a class, and change the model's head).
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    names = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    if roots is not None:
+        _confine("class folder", [root / name for name in names], root, roots)
+    return names
+
+
+def _confine(kind: str, paths: Iterable[Path], root: Path, roots: Sequence[Path]) -> None:
+    """OutsideDataRoots for the first of `paths` (under `root`) that resolves outside the resolved `roots`."""
+    for path in paths:
+        if not within(path.resolve(), roots):
+            raise OutsideDataRoots(f"{kind} {path.relative_to(root)} under {root} resolves outside the data roots "
+                                   f"({', '.join(map(str, roots)) or 'none'}): symlinks must stay inside them")
 
 
 def train_dir(data_dir: str | Path) -> Path:

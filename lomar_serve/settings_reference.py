@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import SecretStr
 from pydantic_core import PydanticUndefined
@@ -79,6 +79,13 @@ CONTAINER_VARIABLES = {
                                                                        "(/models), copied into an empty "
                                                                        "LOMAR_MODEL_REPOSITORY"),
 }
+
+
+def secret_variables() -> set[str]:
+    """Every variable a role reads as a secret (a SecretStr field of its settings class): what must never reach a
+    log, an error body or a child process (tests check each place against this set)."""
+    return {variable(name) for role in ROLES for name, info in role.settings.model_fields.items()
+            if SecretStr in (info.annotation, *get_args(info.annotation))}
 
 
 @dataclass

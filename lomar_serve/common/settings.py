@@ -19,6 +19,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_va
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from lomar_serve.common.redaction import MASK
+
 ENV_PREFIX = "LOMAR_"
 SETTINGS_CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 DEFAULT_MODEL_REPOSITORY = Path("model_repository")  # relative to the working directory, as Triton's own flag
@@ -73,8 +75,9 @@ OptionalAdminToken = Annotated[SecretStr | None, AfterValidator(_long_enough), _
 SentAdminToken = Annotated[SecretStr | None, _ADMIN_TOKEN]
 JobsDir = Annotated[Path | None, Field(description="shared folder of job logs and checkpoints (unset: "
                                                    "REPOSITORY/../jobs)")]
-StoreUrl = Annotated[SecretStr | None, Field(description="the job store: a SQLite file or postgresql://... (unset: "
-                                                         "JOBS_DIR/lifecycle.sqlite)")]
+StoreUrl = Annotated[SecretStr | None, Field(description="the job store: a SQLite file, or PostgreSQL as "
+                                                         "postgresql://... or a libpq keyword string (host=... "
+                                                         "dbname=...) (unset: JOBS_DIR/lifecycle.sqlite)")]
 DataRoots = Annotated[PathList, Field(description="folders jobs may read images from, ':'-separated (unset: jobs "
                                                   "can read nothing)")]
 ControlPlaneUrl = Annotated[str | None, Field(description="http://host:port of the control plane (the admin "
@@ -98,7 +101,7 @@ class RoleSettings(BaseSettings):
         lines = []
         for name, value in self.model_dump().items():
             if isinstance(getattr(self, name), SecretStr):
-                value = "********"
+                value = MASK
             lines.append(f"  {name} = {value}")
         return "\n".join(lines)
 

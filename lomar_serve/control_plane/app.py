@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from lomar_serve.common import docs
 from lomar_serve.common.error_handlers import install_error_handlers
 from lomar_serve.common.health import check_descriptors
+from lomar_serve.common.redaction import mask_access_log
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.schemas import Health
 from lomar_serve.control_plane import routes
@@ -43,6 +44,7 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     app = FastAPI(title="LoMaR control plane", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Retrain jobs, deploys and rollbacks of the LoMaR models a fleet of Tritons serves.")
     install_error_handlers(app)
+    mask_access_log()  # a `?token=` a client sends is not written to the access log
     docs.install(app)
     app.add_middleware(AdminGuard)  # the admin token before any body is read
     app.include_router(routes.router)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
+from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
 from lomar_serve.control_plane.schemas import Job, JobDetail, JobList, LogChunk, ModelStatus, Switch
 from lomar_serve.control_plane.service import Lifecycle
@@ -69,7 +70,7 @@ def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
 
 
 @router.get("/jobs", summary="Jobs, newest first")
-def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JobList:
+def list_jobs(lifecycle: LifecycleDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> JobList:
     return JobList.model_validate({"jobs": [record.to_dict() for record in lifecycle.jobs.list(limit)]})
 
 
@@ -80,7 +81,8 @@ def show_job(job_id: JobId, lifecycle: LifecycleDep,
 
 
 @router.get("/jobs/{job_id}/log", summary="A chunk of the job's log from a byte offset (for following it)")
-def job_log(job_id: JobId, lifecycle: LifecycleDep, offset: Annotated[int, Query(ge=0)] = 0) -> LogChunk:
+def job_log(job_id: JobId, lifecycle: LifecycleDep,
+            offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="byte offset in the log")] = 0) -> LogChunk:
     record = lifecycle.store.get_job(job_id)
     try:
         with open(record.log_path, "rb") as log:

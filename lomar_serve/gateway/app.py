@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from lomar_serve.common import docs
 from lomar_serve.common.error_handlers import install_error_handlers
+from lomar_serve.common.redaction import mask_access_log
 from lomar_serve.common.holds import VersionHold
 from lomar_serve.common.timeouts import BodyReadTimeout
 from lomar_serve.gateway.api.observe import ObserveRequests
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
                   description="Labels, embeddings and masked reconstructions from LoMaR models served by Triton.",
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    mask_access_log()  # a `?token=` a client sends is not written to the access log
     docs.install(app)
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_timeout_s)
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}

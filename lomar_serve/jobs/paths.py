@@ -2,8 +2,9 @@
 
 Data paths in requests are confined to configured data roots: a path is resolved (symlinks followed, `..`
 collapsed) and must then lie inside one resolved root (`contracts.datasets.within`, the rule the job's training
-and scoring programs apply to every image they list, given `--data-roots`). Model names and versions are validated against the
-repository contract (contracts.model_repository) before they are ever joined to a directory.
+and scoring programs apply to every image and class folder they list, given `--data-roots`). Model names and
+versions are validated against the repository contract (contracts.model_repository) before they are ever joined
+to a directory.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.datasets import resolve_roots, within
+from contracts.datasets import OutsideDataRoots, class_names, resolve_roots, within
 from contracts.model_repository import MODEL_NAME_RULE, is_model_name, is_version
 from lomar_serve.jobs.errors import InvalidName, PathNotAllowed
 
@@ -64,6 +65,15 @@ class DataRoots:
         if not must_be_dir and not resolved.is_file():
             raise PathNotAllowed(f"{kind} {path!r} is not a file inside the data roots")
         return resolved
+
+    def class_folders(self, folder: Path) -> list[str]:
+        """The class folders of a resolved `folder` inside the roots; PathNotAllowed if one resolves outside them
+        (a symlink leading out: its name would become a label, even with no image in it). The training program
+        checks again when it lists them (`--data-roots`)."""
+        try:
+            return class_names(folder, self.roots)
+        except OutsideDataRoots as error:
+            raise PathNotAllowed(str(error)) from None
 
     def describe(self) -> str:
         return ", ".join(str(root) for root in self.roots) or "none"

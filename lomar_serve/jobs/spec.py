@@ -75,6 +75,10 @@ class JobRequest(BaseModel):
         data_dir = roots.resolve(self.data_dir, kind="data_dir", must_be_dir=True)
         val_dir = roots.resolve(self.val_dir, kind="val_dir", must_be_dir=True) if self.val_dir else None
         init = roots.resolve(self.init, kind="init", must_be_dir=False) if self.init else None
+        if self.kind == "finetune":  # its class folders are its labels: each must lie inside the roots too
+            for folder in (datasets.train_dir(data_dir), val_dir or datasets.val_dir(data_dir)):
+                if folder is not None:
+                    roots.class_folders(folder)
         if self.from_job:
             if init is not None:
                 raise LifecycleError("give init or from_job, not both")

@@ -17,18 +17,21 @@ row locks), so two writers never both win: two workers never claim one job. Time
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from lomar_serve.common.redaction import mask_secrets, redact
 from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack, StoreUnavailable
 
 STORE_FILE = "lifecycle.sqlite"  # the default store: JOBS_DIR/lifecycle.sqlite
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A libpq keyword string ("host=db dbname=lomar password=..."): PostgreSQL too, never a SQLite file of that name.
+KEYWORD_DSN = re.compile(r"\s*[A-Za-z_]+\s*=")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
 UPDATABLE = ("stage", "progress", "metrics", "message", "model_version")
@@ -158,8 +161,14 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def open_store(url: str | Path) -> LifecycleStore:
-    """The store at `url`: a file path (SQLite, the one-box default) or `postgresql://...` (a fleet)."""
+    """The store at `url`: a file path (SQLite, the one-box default) or PostgreSQL (a fleet): `postgresql://...` or
+    a libpq keyword string (`host=db dbname=lomar ...`)."""
     return LifecycleStore(url)
+
+
+def is_postgres(url: str) -> bool:
+    """Whether a store URL names a PostgreSQL database (else it is a SQLite file)."""
+    return url.startswith(POSTGRES_SCHEMES) or KEYWORD_DSN.match(url) is not None
 
 
 class LifecycleStore:
@@ -167,7 +176,7 @@ class LifecycleStore:
 
     def __init__(self, url: str | Path) -> None:
         text = str(url)
-        if text.startswith(POSTGRES_SCHEMES):
+        if is_postgres(text):
             self.dialect, self.url, self.path = POSTGRES, text, None
         else:
             self.dialect, self.url, self.path = SQLITE, text, Path(url)
@@ -177,7 +186,7 @@ class LifecycleStore:
         except StoreUnavailable:
             raise
         except Exception as error:  # the driver's error (sqlite3.Error, psycopg.Error): e.g. a read-only folder
-            raise StoreUnavailable(f"the job store {self.describe()} cannot be set up: {error}") from error
+            raise self._unavailable("cannot be set up", error) from None
 
     def _create_or_migrate(self) -> None:
         """The tables if missing, and the columns added since an existing store was made."""
@@ -197,13 +206,14 @@ class LifecycleStore:
                     db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind.format(**names)}")
 
     def describe(self) -> str:
-        """Where the store is, without a password (for logs)."""
-        if self.path is not None:
-            return str(self.path)
-        parts = urlsplit(self.url)
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, parts.query, ""))
+        """Where the store is, its secrets masked (for logs and error messages)."""
+        return mask_secrets(str(self.path) if self.path is not None else self.url)
+
+    def _unavailable(self, what: str, error: Exception) -> StoreUnavailable:
+        """StoreUnavailable with the driver's message, the store's secrets masked in it (libpq quotes a
+        malformed URL whole). Raise it `from None`: the driver's own exception, chained, would show them in a
+        traceback."""
+        return StoreUnavailable(f"the job store {self.describe()} {what}: {redact(str(error), self.url)}")
 
     @contextmanager
     def _connect(self) -> Iterator[_Session]:
@@ -212,16 +222,16 @@ class LifecycleStore:
                 import psycopg
                 from psycopg.rows import dict_row
             except ImportError as error:
-                raise StoreUnavailable("a postgresql:// store needs psycopg: pip install 'lomar[search]'") from error
+                raise StoreUnavailable("a PostgreSQL store needs psycopg: pip install 'lomar[search]'") from error
             try:
                 connection = psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
             except psycopg.Error as error:
-                raise StoreUnavailable(f"the job store {self.describe()} is not reachable: {error}") from error
+                raise self._unavailable("is not reachable", error) from None
         else:
             try:
                 connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             except sqlite3.Error as error:
-                raise StoreUnavailable(f"the job store {self.describe()} cannot be opened: {error}") from error
+                raise self._unavailable("cannot be opened", error) from None
             connection.row_factory = _dict_row
         try:
             yield _Session(connection, self.dialect)

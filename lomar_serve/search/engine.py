@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -27,7 +27,8 @@ class EngineConfig:
     """Which engine stores the collections' indexes."""
 
     kind: EngineKind = "embedded"
-    pg_url: str | None = None  # pgvector: a libpq connection string (postgresql://...)
+    # pgvector: a libpq connection string (postgresql://...); never in a repr (a log line, a traceback's locals)
+    pg_url: str | None = field(default=None, repr=False)
     connectivity: int = 16  # HNSW graph degree (M)
     expansion_add: int = 128  # HNSW ef_construction
     expansion_search: int = 64  # HNSW ef_search

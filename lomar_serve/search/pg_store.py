@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId, EngineError
+from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId
 from lomar_serve.search.pgvector import copy_vectors, vector_table
 from lomar_serve.search.postgres import PgSession
 from lomar_serve.search.store import (CollectionInfo, CollectionStore, Lease, NewItem, VersionsChanged,
@@ -66,7 +66,7 @@ class PgLease(Lease):
                                                       (f"lomar-reindex:{name}",)).fetchone()[0])
         except psycopg.Error as error:
             self._connection.close()
-            raise EngineError(f"PostgreSQL error: {error}") from error
+            raise session.failure("PostgreSQL error", error) from None
         if not self.held:
             self._connection.close()
 

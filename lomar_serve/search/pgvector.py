@@ -14,7 +14,7 @@ import numpy as np
 import psycopg
 
 from lomar_serve.search.engine import EngineConfig, VectorIndex
-from lomar_serve.search.errors import DimensionMismatch, EngineError
+from lomar_serve.search.errors import DimensionMismatch
 from lomar_serve.search.postgres import PgSession
 
 TABLE_PREFIX = "lomar_vectors_"
@@ -121,7 +121,8 @@ class PgvectorIndex(VectorIndex):
                 connection.execute(f"SET maintenance_work_mem = '{int(self._config.build_memory_mb)}MB'")
                 connection.execute(self._create_graph_sql(concurrently=True))
         except psycopg.Error as error:
-            raise EngineError(f"PostgreSQL/pgvector could not build the index of {self.table}: {error}") from error
+            what = f"PostgreSQL/pgvector could not build the index of {self.table}"
+            raise self._session.failure(what, error) from None
 
     def _graph_state(self) -> bool | None:
         """None: no graph; True: a valid one; False: the invalid leftover of an interrupted concurrent build."""

@@ -5,6 +5,7 @@ own). A connection the server dropped is replaced when next drawn; a psycopg err
 `POOL_TIMEOUT_S`, becomes EngineError (a 503, never a 500)."""
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,8 +13,9 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from lomar_serve.common.redaction import redact
 from lomar_serve.search.errors import EngineError
 
 POOL_TIMEOUT_S = 3.0  # no connection within this long: the database is down, or the gateway is overloaded (503)
@@ -21,6 +23,22 @@ POOL_MAX_IDLE_S = 60.0  # an idle connection above the pool's minimum (none) is 
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
+
+
+class _MaskPoolSecrets(logging.Filter):
+    """psycopg-pool logs a failed connection attempt with libpq's message, which may quote the URL whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        with _pools_lock:
+            urls = list(_pools)
+        for url in urls:
+            message = redact(message, url)
+        record.msg, record.args = redact(message), ()
+        return True
+
+
+logging.getLogger("psycopg.pool").addFilter(_MaskPoolSecrets())
 
 
 def _prepare(connection: psycopg.Connection) -> None:
@@ -71,7 +89,7 @@ class PgSession:
             if self._setup is not None:
                 self._setup(connection)
         except psycopg.Error as error:
-            raise EngineError(f"PostgreSQL/pgvector is not usable: {error}") from error
+            raise self.failure("PostgreSQL/pgvector is not usable", error) from None
         return connection
 
     @contextmanager
@@ -82,14 +100,32 @@ class PgSession:
                 if self._setup is not None:
                     self._setup(connection)
                 yield connection
-        except psycopg.Error as error:  # PoolTimeout is one too
-            raise EngineError(f"PostgreSQL/pgvector error: {error}") from error
+        except PoolTimeout:
+            raise self._no_connection() from None
+        except psycopg.Error as error:
+            raise self.failure("PostgreSQL/pgvector error", error) from None
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """A pooled connection inside one transaction (committed when the block ends, rolled back on error)."""
         with self.connection() as connection, connection.transaction():
             yield connection
+
+    def _no_connection(self) -> EngineError:
+        """Why the pool gave no connection in time: the database refuses one (its own message), or every
+        connection of the pool is busy."""
+        try:
+            psycopg.connect(self.url, connect_timeout=2).close()
+        except psycopg.Error as error:
+            return self.failure("PostgreSQL/pgvector is not reachable", error)
+        return EngineError(f"no free PostgreSQL connection within {POOL_TIMEOUT_S:g} s: all {self._pool_size} of this "
+                           "gateway's pool are busy (LOMAR_SEARCH_PG_POOL_SIZE)")
+
+    def failure(self, what: str, error: psycopg.Error) -> EngineError:
+        """EngineError saying `what` and the driver's message, the URL's secrets masked in it (libpq quotes a
+        malformed URL whole). Raise it `from None`: the driver's exception, chained, would show them in a
+        traceback."""
+        return EngineError(f"{what}: {redact(str(error), self.url)}")
 
     def run(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = False) -> list[tuple[Any, ...]]:
         with self.connection() as connection:

@@ -88,6 +88,20 @@ def test_a_class_folder_symlinked_out_of_the_roots_is_refused(tmp_path):
     assert image_files(root / "set" / "c") == [root / "set" / "c" / "3.png"]
 
 
+def test_an_empty_class_folder_symlinked_out_of_the_roots_is_refused(tmp_path):
+    """It holds no image for image_files to refuse, yet its name is a label."""
+    root, outside, _ = _escaping_set(tmp_path)
+    (outside / "empty").mkdir()
+    (root / "set" / "c").symlink_to(outside / "empty", target_is_directory=True)
+    with pytest.raises(OutsideDataRoots, match=f"class folder c under {re.escape(str(root / 'set'))} resolves "
+                                               "outside the data roots"):
+        class_names(root / "set", resolve_roots([root]))
+    assert class_names(root / "set") == ["a", "b", "c"]  # no roots (a user's own run): followed
+    (root / "set" / "d").symlink_to(root / "set" / "a", target_is_directory=True)  # inside the roots: fine
+    (root / "set" / "c").unlink()
+    assert class_names(root / "set", resolve_roots([root])) == ["a", "b", "d"]
+
+
 def test_within_compares_resolved_paths(tmp_path):
     roots = resolve_roots([tmp_path / "a"])
     assert within(roots[0], roots) and within(roots[0] / "x" / "y.png", roots)

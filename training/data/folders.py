@@ -118,11 +118,16 @@ def image_files(root: str | Path, transform: Callable | None, seed: int = 0,
     return ImageDataset([(path, -1) for path in paths], transform, seed)
 
 
-def find_classes(root: str | Path) -> list[str]:
+def find_classes(root: str | Path, roots: Sequence[Path] | None = None) -> list[str]:
+    """The class folders of `root`; with resolved `roots` (`--data-roots`), one resolving outside them is a
+    DataError naming it (its name would become a label, images or not)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    classes = datasets.class_names(root)
+    try:
+        classes = datasets.class_names(root, roots)
+    except datasets.OutsideDataRoots as exc:
+        raise DataError(str(exc)) from None
     if not classes:
         raise DataError(f"{root} has no class sub-folders (expected ImageFolder layout: ROOT/CLASS/IMAGE)")
     return classes
@@ -137,7 +142,7 @@ def image_folder(
     `classes` pins the label order (a validation split must use the training split's classes); `roots`: see
     find_images.
     """
-    found = find_classes(root)
+    found = find_classes(root, roots)
     classes = classes or found
     unknown = sorted(set(found) - set(classes))
     if unknown:

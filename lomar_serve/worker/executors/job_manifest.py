@@ -134,6 +134,8 @@ def job_manifest(template: JobTemplate, run: StageRun, name: str) -> dict[str, A
     container: dict[str, Any] = {
         "name": "stage", "image": template.image, "imagePullPolicy": template.image_pull_policy,
         "command": pod_command(template, run), "workingDir": str(run.workdir),
+        # STAGE_ENVIRONMENT alone: nothing of the worker's environment (its admin token, database URLs) is put
+        # into a Job, where anyone who may read Jobs in the namespace would see it
         "env": [{"name": key, "value": value} for key, value in STAGE_ENVIRONMENT.items()],
         "volumeMounts": mounts}
     resources = _resources(template, run)

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from lomar_serve.common.processes import die_with_parent
-from lomar_serve.worker.executors.base import STAGE_ENVIRONMENT, Execution, Executor, ExecutorError, StageRun
+from lomar_serve.worker.executors.base import Execution, Executor, ExecutorError, StageRun, stage_environment
 
 LOGGER = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # stages import this checkout's packages, installed or not
@@ -56,7 +56,7 @@ class LocalExecutor(Executor):
 
     def start(self, run: StageRun) -> LocalExecution:
         python_path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, **STAGE_ENVIRONMENT, PYTHONPATH=python_path)
+        env = {**stage_environment(os.environ), "PYTHONPATH": python_path}  # no secret of the worker's
         parent = os.getpid()
         try:
             with open(run.log_path, "ab") as log:

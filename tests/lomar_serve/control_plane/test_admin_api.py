@@ -61,6 +61,39 @@ def test_paths_and_names_are_checked(tmp_path: Path) -> None:
     assert lifecycle.store.list_jobs() == []
 
 
+@pytest.mark.parametrize("split", ["", "train", "val"])
+def test_a_class_folder_symlinked_out_of_the_roots_is_refused_at_submission(tmp_path: Path, split: str) -> None:
+    """An empty class folder leading out of the data roots: no image to refuse, but its name would be a label."""
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    folder = tmp_path / "data" / "set"
+    if split:
+        (folder / "a").rename(tmp_path / "moved")
+        for name in ("train", "val"):
+            (folder / name / "a").mkdir(parents=True)
+    (tmp_path / "outside" / "empty").mkdir()
+    (folder / split / "b").symlink_to(tmp_path / "outside" / "empty", target_is_directory=True)
+    pretrain = client.post("/v1/admin/jobs", json={**JOB, "kind": "pretrain"}, headers=AUTH)
+    assert pretrain.status_code == 202, pretrain.text  # no labels: its images are checked as it lists them
+    refused = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "path_not_allowed", refused.text
+    assert "class folder b under" in refused.text and str(tmp_path / "outside") not in refused.text
+    assert [job.kind for job in lifecycle.store.list_jobs()] == ["pretrain"]
+
+
+def test_a_log_offset_past_64_bits_is_a_422(tmp_path: Path) -> None:
+    """Found by fuzzing: an offset no file offset can hold was a 500 (OverflowError from seek)."""
+    client, _ = make_client(tmp_path, TOKEN)
+    job = client.post("/v1/admin/jobs", json=JOB, headers=AUTH).json()
+    Path(job["log_path"]).write_text("a line\n")
+    for offset in (2**63, 10**40):
+        refused = client.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": offset}, headers=AUTH)
+        assert refused.status_code == 422 and "9223372036854775807" in refused.text, refused.text
+    last = client.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 2**63 - 1}, headers=AUTH)
+    assert last.status_code == 200 and last.json()["text"] == "" and last.json()["offset"] == 2**63 - 1
+    first = client.get(f"/v1/admin/jobs/{job['id']}/log", params={"offset": 2}, headers=AUTH).json()
+    assert first["text"] == "line\n" and first["offset"] == 7
+
+
 def test_jobs_and_models_routes(tmp_path: Path) -> None:
     client, lifecycle = make_client(tmp_path, TOKEN)
     response = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)

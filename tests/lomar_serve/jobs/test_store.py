@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
 
-from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack
+from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack, StoreUnavailable
 from lomar_serve.jobs.store import STORE_FILE, LifecycleStore, open_store
 
 
@@ -183,3 +184,47 @@ def test_an_old_sqlite_file_is_migrated_when_opened(tmp_path: Path) -> None:
     assert store.claim_next("w1").id == "n1"
     open_store(path)  # opening again migrates nothing twice
     assert [job.id for job in store.list_jobs()] == ["n1", "old2", "old1"]
+
+
+SECRET = "S3cr3t-pw"
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://lomar:{SECRET}@[::1/lomar",  # libpq quotes a malformed URL whole
+    f"postgresql://lomar@[::1/lomar?password={SECRET}",
+    f"postgresql://lomar@127.0.0.1/lomar?password={SECRET}%ZZ",  # ... and a malformed token as written
+], ids=["userinfo", "query-password", "query-password-token"])
+def test_a_connection_error_never_shows_the_password(url: str) -> None:
+    with pytest.raises(StoreUnavailable) as refused:
+        open_store(url)
+    shown = "".join(traceback.format_exception(refused.value))  # the driver's error is not chained either
+    assert SECRET not in shown and "not reachable" in refused.value.message, shown
+    assert "********" in refused.value.message
+
+
+def test_a_keyword_dsn_is_postgresql_and_its_password_is_masked(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """`host=... password=...` is a PostgreSQL store (not a SQLite file of that name in the working directory);
+    where a driver's message would echo it, the error says it masked."""
+    import psycopg
+
+    def refuse(dsn: str, **options: object) -> None:
+        raise psycopg.OperationalError(f"connection to {dsn!r} failed")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    monkeypatch.chdir(tmp_path)
+    dsn = f"host=127.0.0.1 port=1 dbname=lomar password='{SECRET}' connect_timeout=1"
+    with pytest.raises(StoreUnavailable) as refused:
+        open_store(dsn)
+    assert SECRET not in "".join(traceback.format_exception(refused.value))
+    assert "password=********" in refused.value.message and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://lomar:{SECRET}@db/lomar", f"postgresql://lomar@db/lomar?sslmode=require&password={SECRET}",
+    f"host=db dbname=lomar password={SECRET}"], ids=["userinfo", "query-password", "keyword"])
+def test_describe_masks_the_password(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the worker's start line, the control plane's and every StoreUnavailable message show."""
+    monkeypatch.setattr(LifecycleStore, "_create_or_migrate", lambda self: None)
+    shown = open_store(url).describe()
+    assert SECRET not in shown and "********" in shown and "db" in shown

@@ -115,3 +115,9 @@ def test_pgvector_answers_after_its_connections_are_killed(postgres_url: str, tm
                       "WHERE pid <> pg_backend_pid() AND datname = current_database()")
     assert len(index) == 3  # the pool finds its connection dead when drawing it and opens a new one
     index.drop()
+
+
+def test_the_engine_settings_never_show_the_database_url() -> None:
+    """A repr lands in log lines and tracebacks: the URL (and its password) is left out of it."""
+    config = EngineConfig(kind="pgvector", pg_url="postgresql://lomar:S3cr3t-pw@db/lomar")
+    assert "S3cr3t" not in repr(config) and "pgvector" in repr(config)

@@ -160,6 +160,35 @@ def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
         error(client.get("/v1/collections/pics"), 404, "collection_not_found")
 
 
+def test_paging_out_of_range_is_a_422_on_every_engine(client: TestClient) -> None:
+    """Found by fuzzing: an offset past 64 bits was a 500 (embedded: SQLite's integer overflow) or a 503 (pgvector:
+    PostgreSQL refusing the bigint), instead of the 422 of a parameter out of range."""
+    assert client.post("/v1/collections", json={"name": "p"}).status_code == 201
+    assert client.post("/v1/collections/p/images", content=photo_bytes("coffee"),
+                       headers={"content-type": "image/jpeg"}).status_code == 201
+    for params in ({"limit": 977, "offset": 43725633043640371232838487459758080}, {"offset": 2**63},
+                   {"limit": 1001}, {"limit": 0}, {"offset": -1}):
+        error(client.get("/v1/collections/p/images", params=params), 422, "invalid_parameter")
+    assert client.get("/v1/collections/p/images", params={"offset": 2**63 - 1, "limit": 1000}).json()["images"] == []
+    assert len(client.get("/v1/collections/p/images", params={"offset": 0}).json()["images"]) == 1
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://lomar:S3cr3t-pw@[::1/lomar",  # libpq quotes a malformed URL whole
+    "postgresql://lomar@[::1/lomar?password=S3cr3t-pw",
+    "postgresql://lomar@127.0.0.1/lomar?password=S3cr3t-pw%ZZ",  # ... and a malformed token as written
+], ids=["userinfo", "query-password", "query-password-token"])
+def test_the_database_password_is_in_no_error_body_and_no_log(tmp_path, url, caplog) -> None:
+    (tmp_path / "repo").mkdir()
+    settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url)
+    with caplog.at_level("DEBUG"), TestClient(create_app(settings, backend=FakeBackend())) as client:
+        for response in (client.get("/v1/collections"), client.post("/v1/collections", json={"name": "pics"})):
+            error(response, 503, "search_engine_unavailable")
+            assert "S3cr3t" not in response.text and "********" in response.text, response.text
+    assert caplog.records and "S3cr3t" not in caplog.text
+
+
 def test_a_database_that_is_down_is_a_503_and_inference_goes_on(tmp_path) -> None:
     (tmp_path / "repo").mkdir()
     with socket.socket() as closed:  # a port nothing listens on

@@ -8,6 +8,7 @@ API schemas (kubernetes-validate, strict).
 """
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -25,7 +26,9 @@ from lomar_serve.jobs.files import JobFiles
 from lomar_serve.jobs.paths import DataRoots
 from lomar_serve.jobs.spec import JobPlan, JobRequest
 from lomar_serve.jobs.store import LifecycleStore
+from lomar_serve.settings_reference import CONTAINER_VARIABLES, secret_variables
 from lomar_serve.worker.executors import ExecutorError, ExecutorSettings, LocalExecutor, StageRun, make_executor
+from lomar_serve.worker.executors.base import LIBPQ_SECRETS
 from lomar_serve.worker.executors.job_manifest import DNS1123_LABEL_MAX, JobTemplate, job_manifest, job_name
 from lomar_serve.worker.executors.kubernetes import KubernetesExecutor
 from lomar_serve.worker.runner import JobSettings, Worker
@@ -90,6 +93,36 @@ def test_local_terminate_kills_a_stage_that_ignores_sigterm(paths: JobFiles) -> 
     assert 0.5 <= time.monotonic() - started < 5.0
     assert execution.wait(1.0) == -signal.SIGKILL
     wait_for(lambda: group_gone(execution.pid))
+
+
+def secrets_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Every secret a worker's environment may hold, set: each role's secret settings (derived from their settings
+    classes, so a new one is covered), the compose file's password, libpq's password variables."""
+    names = secret_variables() | {name for name, (_, meaning) in CONTAINER_VARIABLES.items() if "password" in meaning}
+    assert names >= {"LOMAR_ADMIN_TOKEN", "LOMAR_STORE_URL", "LOMAR_SEARCH_PG_URL", "LOMAR_PG_PASSWORD"}
+    values = {name: f"secret-of-{name.lower()}-0123456789" for name in names | LIBPQ_SECRETS}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def test_a_local_stage_inherits_no_secret(paths: JobFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real child process prints its whole environment into the job log (which the admin API serves)."""
+    secrets = secrets_in_the_environment(monkeypatch)
+    monkeypatch.setenv("STAGE_TEST_MARKER", "kept")  # the rest of the environment (CUDA, PATH...) stays
+    assert finish(LocalExecutor().start(sh(paths, "env"))) == 0
+    seen = paths.log.read_text()
+    assert "STAGE_TEST_MARKER=kept" in seen and "PYTHONUNBUFFERED=1" in seen
+    leaked = sorted(name for name, value in secrets.items() if name in seen or value in seen)
+    assert not leaked, f"secrets in a stage's environment: {leaked}"
+
+
+def test_a_kubernetes_job_carries_no_secret(paths: JobFiles, monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    secrets = secrets_in_the_environment(monkeypatch)
+    manifest = json.dumps(job_manifest(JobTemplate(image="lomar-worker:1"), training_run(paths, tmp_path / "data"),
+                                       "lomar-job-training-abc"))
+    assert not [name for name, value in secrets.items() if name in manifest or value in manifest]
 
 
 def test_local_stage_that_cannot_start_is_an_executor_error(paths: JobFiles) -> None:

@@ -22,20 +22,21 @@ def test_a_symlink_leading_out_of_the_data_root_stops_the_job_stages(tmp_path: P
     root, outside = tmp_path / "data", tmp_path / "outside"
     synthetic_set(root / "set", per_class=2, val_per_class=1)
     synthetic_set(outside, per_class=2, val_per_class=1, seed=3)
-    # the request's data_dir is inside the root; a training class folder and a validation image lead out of it
+    request = JobRequest(data_dir="set", epochs=1, options={**TINY_OPTIONS, "batch_size": 2}, **TINY_MODEL)
+    plan = request.plan(DataRoots.of([root]), tmp_path / "jobs")
+    paths = JobFiles(tmp_path / "jobs" / "j1")
+    # after the submission (which refuses a class folder leading out): a training class folder and a validation
+    # image that lead out of the root; the stages check every path again as they list them
     (root / "set" / "train" / "class_000_circle").rename(tmp_path / "moved")
     (root / "set" / "train" / "class_000_circle").symlink_to(outside / "train" / "class_000_circle",
                                                              target_is_directory=True)
     (root / "set" / "val" / "class_001_square" / "leak.png").symlink_to(outside / "val" / "class_001_square" /
                                                                         "00000.png")
-    request = JobRequest(data_dir="set", epochs=1, options={**TINY_OPTIONS, "batch_size": 2}, **TINY_MODEL)
-    plan = request.plan(DataRoots.of([root]), tmp_path / "jobs")
-    paths = JobFiles(tmp_path / "jobs" / "j1")
 
     training = subprocess.run(training_command(plan, paths), capture_output=True, text=True, timeout=150)
     assert training.returncode == 2, training.stderr[-2000:]
-    assert "error: image 00000.png under" in training.stderr and \
-        "train/class_000_circle resolves outside the data roots" in training.stderr, training.stderr[-2000:]
+    assert "error: class folder class_000_circle under" in training.stderr and \
+        "train resolves outside the data roots" in training.stderr, training.stderr[-2000:]
     assert not any(paths.train.glob("checkpoint-*.pth"))
 
     verification = subprocess.run(verification_command(plan, paths, tmp_path / "repo", "1", None),

@@ -47,9 +47,15 @@ def test_data_roots_refuse_symlinks_leading_out(tmp_path, synth_dir):
     roots = resolve_roots([root])
     assert len(image_folder(root / "set", None, roots=roots)[0]) == 8
     (root / "set" / "b").symlink_to(synth_dir / "class_001_square", target_is_directory=True)
-    with pytest.raises(DataError, match="image 00000.png under .*/set/b resolves outside the data roots"):
+    with pytest.raises(DataError, match="class folder b under .*/set resolves outside the data roots"):
         image_folder(root / "set", None, roots=roots)
     assert len(image_folder(root / "set", None)[0]) == 16  # without roots: followed, as before
+    (root / "set" / "b").unlink()
+    (tmp_path / "empty").mkdir()  # no image in it, yet its name would be a label: the model's head would change
+    (root / "set" / "b").symlink_to(tmp_path / "empty", target_is_directory=True)
+    with pytest.raises(DataError, match="class folder b under .*/set resolves outside the data roots"):
+        image_folder(root / "set", None, roots=roots)
+    assert image_folder(root / "set", None)[1] == ["a", "b"]  # without roots: followed, as before
     (root / "set" / "b").unlink()
     (root / "set" / "a" / "leak.png").symlink_to(synth_dir / "class_001_square" / "00000.png")
     with pytest.raises(DataError, match="image a/leak.png under"):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.model_repository import MODEL_NAME_PATTERN
 from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.common.openapi import error_responses
+from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.gateway.api.deps import GatewayDep
 from lomar_serve.gateway.api.uploads import decode_base64_images, parse_json, read_body, read_images
 from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, ITEM_ID_PATTERN,
@@ -193,8 +194,10 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
 
 
 @router.get("/{name}/images", response_model=ImageList, summary="Ids and metadata of the images, oldest first")
-async def list_images(name: CollectionName, request: Request, offset: Annotated[int, Query(ge=0)] = 0,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+async def list_images(name: CollectionName, request: Request,
+                      offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="images to skip")] = 0,
+                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="images to list")] = 100,
+                      ) -> dict[str, Any]:
     collection = await get_search(request).collection(name)
     rows = await asyncio.to_thread(collection.store.ids, offset, limit)  # the database: off the loop
     return {"collection": name, "images": [{"id": i, "metadata": m} for i, m in rows]}

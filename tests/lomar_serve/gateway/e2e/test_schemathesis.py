@@ -1,13 +1,14 @@
 """schemathesis fuzzes a real gateway and a real control plane from their own OpenAPI documents (the control
 plane without and with the admin token): examples, coverage, fuzzing (positive and negative data) and stateful
-phases, every check. Zero 5xx, zero schema violations. Bounded: a fixed seed and a few examples per operation keep
-each run well under a minute or two.
+phases, every check (schemathesis_hooks.py adds the project's own). Zero 5xx, zero schema violations. Bounded: a
+fixed seed and MAX_EXAMPLES examples per operation; each of the three runs takes under a minute.
 
 Both run beside the session's Triton: the gateway with `--triton-url`, the control plane with it as its fleet, its
 own jobs folder and no data roots (so no generated job can start training).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from tests.lomar_serve.processes import GatewayProcess, gateway_beside, launch_c
 
 pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 TOKEN = "schemathesis-admin-token"
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 50
 RUN_TIMEOUT_S = 300
 
 
@@ -45,7 +47,8 @@ def _schemathesis(url: str, workdir: Path, *extra: str) -> subprocess.CompletedP
     return subprocess.run([str(st), "--config-file", str(CONFIG), "run", f"{url}/openapi.json", "--checks", "all",
                            "--mode", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", "11", "--workers", "1",
                            "--request-timeout", "60", "--no-shrink", *extra],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=workdir)
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=workdir,
+                          env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)})
 
 
 @pytest.mark.parametrize("role, token", [("gateway", None), ("control-plane", None), ("control-plane", TOKEN)],
