@@ -44,7 +44,8 @@ class LogChunk(BaseModel):
 
 
 class DeployEvent(BaseModel):
-    action: str = Field(description="deploy | rollback")
+    action: str = Field(description="deploy | rollback | repair (the history made to agree with config.pbtxt "
+                                    "after an interrupted switch or a hand edit)")
     version: str
     previous: str | None
     at: float = Field(description="Unix time")
