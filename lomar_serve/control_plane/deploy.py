@@ -195,7 +195,8 @@ class Deployer:
                 "loaded": loaded, "history": self.store.history(name)}
 
     def config(self, name: str) -> dict[str, Any]:
-        """config.pbtxt as Triton's JSON model configuration. Raises VersionNotFound (none), DeployError (unreadable)."""
+        """config.pbtxt as Triton's JSON model configuration. Raises VersionNotFound (none), DeployError
+        (unreadable)."""
         try:
             config = self.repository.config(name)
         except (OSError, ParseError, UnicodeDecodeError) as error:

