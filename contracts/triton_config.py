@@ -4,6 +4,8 @@ The serving version of a model is its config's version policy: `version_policy {
 That one field is the source of truth for what serves, followed by everything:
 - every Triton start loads exactly the versions it names, so a version on disk that never passed a deploy's smoke
   test (a failed deploy, a failed job, a half-copied folder) is never loaded by a start and cannot stop one;
+- the control plane's reconcile loop drives every running Triton to it (loads it where missing, unloads the rest),
+  so it is the desired state, not only what a start reads;
 - every gateway routes requests to it (re-read when the file changes);
 - the control plane rewrites it, atomically, as the switch step of a deploy or rollback, after the new version
   has been loaded and smoke-tested on every Triton of the fleet;

@@ -22,9 +22,10 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_CONTROL_PORT}"
 class AdminError(Exception):
     """The control plane refused a request (the message is its JSON error) or could not be reached."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code  # the JSON error's code ("switch_in_progress"...); "" when it could not be reached
 
 
 class AdminClient:
@@ -47,7 +48,7 @@ class AdminClient:
         if response.status_code >= 400:
             error = body.get("error", {}) if isinstance(body, dict) else {}
             raise AdminError(f"{response.status_code} {error.get('code', '')}: {error.get('message', body)}",
-                             response.status_code)
+                             response.status_code, str(error.get("code", "")))
         return body
 
     def submit(self, request: dict[str, Any]) -> dict[str, Any]:

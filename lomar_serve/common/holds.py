@@ -3,9 +3,12 @@
 A gateway whose image collections must be re-indexed after a switch still needs the old version to embed search
 queries until the new index is complete (lomar_serve/search). It holds the old version with a file
 REPO/NAME/.holds/VERSION/HOLDER that it touches every few seconds while the re-index runs and removes after; the
-control plane waits for fresh holds (at most its hold limit) before it unloads the old version. Triton ignores the
-folder (not a version number), every gateway and the control plane already share the repository, and a holder
-that dies stops touching its file, so a stale hold never blocks a deploy for long.
+control plane waits for fresh holds (at most its hold limit) before it unloads the old version, and its reconciler
+keeps a held version loaded. Triton ignores the folder (not a version number), every gateway and the control plane
+already share the repository, and a holder that dies stops touching its file, so a stale hold never blocks a deploy
+for long. Freshness is the distance between now and the file's mtime, in either direction: a holder whose clock runs
+ahead of the control plane's (shared storage stamps mtimes with the writer's clock) writes mtimes in the future,
+and such a hold must go stale like any other once its holder stops, not count as fresh until that future comes.
 
     with VersionHold(repository / "lomar_classifier", "3", holder="gw-a-1234"):
         ...                                              # re-index; version 3 stays loaded meanwhile
@@ -76,6 +79,11 @@ class VersionHold:
                 return
 
 
+def is_fresh(mtime: float, now: float, fresh_s: float = FRESH_S) -> bool:
+    """A hold stamped at `mtime` is fresh when `now` is within `fresh_s` of it, before or after (clock skew)."""
+    return abs(now - mtime) <= fresh_s
+
+
 def active_holders(model_dir: Path, version: str, fresh_s: float = FRESH_S) -> list[str]:
     """Holders of `version` whose hold was touched within `fresh_s`."""
     try:
@@ -86,8 +94,17 @@ def active_holders(model_dir: Path, version: str, fresh_s: float = FRESH_S) -> l
     holders = []
     for entry in entries:
         try:
-            if now - entry.stat().st_mtime <= fresh_s:
+            if is_fresh(entry.stat().st_mtime, now, fresh_s):
                 holders.append(entry.name)
         except OSError:
             continue  # released meanwhile
     return sorted(holders)
+
+
+def held_versions(model_dir: Path, fresh_s: float = FRESH_S) -> set[str]:
+    """The versions of the model in `model_dir` that some holder holds now (fresh holds only)."""
+    try:
+        versions = [entry.name for entry in (Path(model_dir) / HOLDS_DIR).iterdir() if entry.is_dir()]
+    except OSError:
+        return set()
+    return {version for version in versions if active_holders(model_dir, version, fresh_s)}

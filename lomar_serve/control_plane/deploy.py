@@ -1,19 +1,26 @@
 """Deploy and roll back model versions on every Triton of a fleet without dropping a request.
 
 The serving version of a model is published in the shared model repository (contracts/triton_config.py: the
-version policy of REPO/NAME/config.pbtxt); every Triton start loads it and every gateway routes to it. A switch
-from the serving version S to a target T:
+version policy of REPO/NAME/config.pbtxt): it is the desired state. Every Triton start loads it, every gateway
+routes to it, and the control plane's reconcile loop (reconcile.py) drives every Triton to it. A switch from the
+serving version S to a target T:
 1. on every Triton: load T next to S (explicit model control, the config with `version_policy: {specific:
    {versions: [S, T]}}` as a load-time override), check T is READY, smoke-infer T with a generated input (every
    output present, of the configured shape, finite);
-2. record the switch in the lifecycle store (deploy history, rollback stack), then publish T in config.pbtxt:
-   this is the switch; gateways follow within their routing interval;
+2. note the switch as pending in the lifecycle store, publish T in config.pbtxt - this is the switch; gateways follow
+   within their routing interval - then complete it in the store (deploy history, rollback stack). Publishing
+   before recording means the history never names a version that did not serve; a control plane killed between
+   the two (or a store write that fails) leaves the pending switch, which the store's repair completes or drops
+   against what config.pbtxt publishes (lomar_serve/jobs/deploy_history.py) at start and in the reconcile loop;
 3. after a drain (gateways still sending to S finish: at least two gateway routing intervals) and while a gateway
    holds S for a re-index of its image collections (lomar_serve/common/holds.py, at most `hold_s`), reload the model on
    every Triton with config.pbtxt as it is now, naming T only: S is unloaded.
-A failure in 1 anywhere reloads every touched Triton with config.pbtxt, which still names S: T is unloaded and S
-serves everywhere, as before. A rollback is the same switch to the version deployed before. A Triton that
-restarts at any point loads what config.pbtxt names, so a version that never passed step 1 is never loaded.
+A failure in 1 anywhere, or a pending note or publish that cannot be written, reloads every touched Triton with
+config.pbtxt, which still names S: T is unloaded and S serves everywhere, as before. A rollback is the same switch to
+the version deployed before. One change at a time: a switch requested while another switch (or a reconcile step)
+runs is refused at once (SwitchInProgress), never queued to run after its client has gone. A Triton that restarts at
+any point loads what config.pbtxt names, and the reconcile loop unloads what a killed switch left loaded, so a
+version that never passed step 1 is never loaded for long.
 """
 from __future__ import annotations
 
@@ -21,24 +28,30 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.http as triton_http
+from google.protobuf.text_format import ParseError
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from contracts.model_card import ModelCard
 from contracts.model_repository import is_version
-from contracts.triton_config import publish_serving_version, read_serving_version
+from contracts.triton_config import ConfigError, publish_serving_version, read_serving_version
 from lomar_serve.common.holds import active_holders
-from lomar_serve.jobs.errors import DeployError, NothingToRollBack, VersionNotFound
+from lomar_serve.jobs.deploy_history import PendingSwitch
+from lomar_serve.jobs.errors import (DeployError, HistoryConflict, NothingToRollBack, SwitchInProgress,
+                                     VersionNotFound)
 from lomar_serve.jobs.paths import check_model_name, check_version
 from lomar_serve.jobs.repository_view import RepositoryView
 from lomar_serve.jobs.store import LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
+SWITCH_STEPS = ("loading", "published", "recorded", "draining")  # where a switch can be paused (pause_dir)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class DeploySettings:
     load_timeout_s: float = 300.0  # one Triton load (Python-backend stubs start a process per instance)
     drain_s: float = 2.0  # after the switch, the old version keeps serving this long before unloading
     hold_s: float = 600.0  # at most this long more while gateways hold the old version (collection re-index)
+    pause_dir: Path | None = None  # fault injection for tests: Deployer._pause_at
 
 
 def _dims(tensor: dict[str, Any]) -> list[int]:
@@ -56,6 +70,18 @@ def _interface(card: ModelCard) -> dict[str, str]:
     """What versions of one model must agree on: {"task": ..., tensor name: "UINT8 [B,3,224,224]", ...}."""
     tensors = {**card.inputs, **card.outputs}
     return {"task": card.task, **{name: spec.describe() for name, spec in tensors.items()}}
+
+
+def with_versions(config: dict[str, Any], versions: set[str]) -> dict[str, Any]:
+    """`config` (Triton's JSON form) with a version policy that loads exactly `versions`: a load with it as the
+    override loads the ones missing, keeps the loaded ones serving untouched, and unloads the others."""
+    return {**config, "version_policy": {"specific": {"versions": sorted(int(v) for v in versions)}}}
+
+
+def ready_in(index: list[dict[str, Any]], name: str) -> list[str]:
+    """The READY versions of `name` in a Triton repository index, ascending."""
+    ready = [str(e.get("version", "")) for e in index if e.get("name") == name and e.get("state") == "READY"]
+    return sorted((v for v in ready if is_version(v)), key=int)
 
 
 class TritonNode:
@@ -69,14 +95,16 @@ class TritonNode:
         return triton_http.InferenceServerClient(self.url, connection_timeout=10.0,
                                                  network_timeout=self._load_timeout_s)
 
-    def ready_versions(self, name: str) -> list[str]:
-        """Versions of `name` this Triton has loaded and ready, ascending."""
+    def repository_index(self) -> list[dict[str, Any]]:
+        """Every model version this Triton knows, with its state: [{name, version, state, reason}]."""
         try:
-            index = self._client().get_model_repository_index()
+            return list(self._client().get_model_repository_index())
         except (InferenceServerException, OSError) as error:
             raise DeployError(f"Triton {self.url} is not reachable: {error}") from error
-        ready = [str(e.get("version", "")) for e in index if e.get("name") == name and e.get("state") == "READY"]
-        return sorted((v for v in ready if is_version(v)), key=int)
+
+    def ready_versions(self, name: str) -> list[str]:
+        """Versions of `name` this Triton has loaded and ready, ascending."""
+        return ready_in(self.repository_index(), name)
 
     def load(self, name: str, config: dict[str, Any]) -> None:
         """Load (or reload) `name` with `config` (Triton's JSON model configuration) as a load-time override."""
@@ -114,7 +142,7 @@ class TritonNode:
 
 
 class Deployer:
-    """Switches the serving version of models on every Triton of the fleet; one switch at a time."""
+    """Switches the serving version of models on every Triton of the fleet; one change at a time."""
 
     def __init__(self, triton_urls: Sequence[str], repository: RepositoryView, store: LifecycleStore, *,
                  settings: DeploySettings | None = None) -> None:
@@ -129,6 +157,23 @@ class Deployer:
         self.repository = repository
         self.store = store
         self._lock = threading.Lock()
+        self._running: str | None = None  # what holds the lock, for the refusal's message
+
+    # -- one change at a time --------------------------------------------------------------------------------
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Run `what` (a switch, a reconcile step) as the only change to what the fleet serves. Raises
+        SwitchInProgress at once when another runs: a caller that waited could have gone by the time its turn came,
+        and its switch would then happen unasked."""
+        if not self._lock.acquire(blocking=False):
+            running = self._running or "another switch"
+            raise SwitchInProgress(f"{what} refused: {running} is in progress; try again when it has finished")
+        self._running = what
+        try:
+            yield
+        finally:
+            self._running = None
+            self._lock.release()
 
     # -- queries ---------------------------------------------------------------------------------------------
     def serving_version(self, name: str) -> str | None:
@@ -149,26 +194,53 @@ class Deployer:
                 "rollback_target": deployment.rollback_target, "versions": self.repository.versions(name),
                 "loaded": loaded, "history": self.store.history(name)}
 
+    def config(self, name: str) -> dict[str, Any]:
+        """config.pbtxt as Triton's JSON model configuration. Raises VersionNotFound (none), DeployError
+        (unreadable)."""
+        try:
+            config = self.repository.config(name)
+        except (OSError, ParseError, UnicodeDecodeError) as error:
+            raise DeployError(f"the config.pbtxt of {name!r} cannot be read: {error}") from error
+        if config is None:
+            raise VersionNotFound(f"model {name!r} has no config.pbtxt in the model repository")
+        return config
+
     # -- switches --------------------------------------------------------------------------------------------
     def deploy(self, name: str, version: int | str) -> dict[str, Any]:
-        """Make `version` of `name` serve. Raises DeployError (nothing changed), VersionNotFound, InvalidName."""
+        """Make `version` of `name` serve. Raises DeployError (nothing changed), VersionNotFound, InvalidName,
+        SwitchInProgress."""
         name, version = check_model_name(name), check_version(version)
-        with self._lock:
+        with self.exclusive(f"the deploy of {name} version {version}"):
+            self.store.repair(name, self.serving_version(name))  # the switch is recorded on a history that agrees
             return self._switch(name, version, "deploy")
 
     def rollback(self, name: str) -> dict[str, Any]:
-        """Serve again the version deployed before the serving one. Raises NothingToRollBack, DeployError."""
+        """Serve again the version deployed before the serving one. Raises NothingToRollBack, HistoryConflict,
+        DeployError, SwitchInProgress."""
         name = check_model_name(name)
-        with self._lock:
-            target = self.store.deployment(name).rollback_target
-            if target is None:
-                raise NothingToRollBack(f"model {name!r} has no earlier deployed version to roll back to")
-            return self._switch(name, target, "rollback")
+        with self.exclusive(f"the rollback of {name}"):
+            return self._switch(name, self._rollback_target(name), "rollback")
+
+    def _rollback_target(self, name: str) -> str:
+        """The version below the serving one in a history that agrees with config.pbtxt. A history that did not
+        agree is repaired and the rollback refused: the caller chose it seeing the history that was wrong."""
+        published = self.serving_version(name)
+        deployment, events = self.store.repair(name, published)
+        if events:
+            changes = "; ".join(f"{e.action} to version {e.version} (from {e.previous})" for e in events)
+            raise HistoryConflict(
+                f"the deploy history of {name!r} did not agree with config.pbtxt, which publishes version {published} "
+                f"(a switch interrupted after publishing, or a hand edit); repaired: {changes}. Deployed now: "
+                f"{', '.join(deployment.stack)}; a rollback now serves version {deployment.rollback_target or '(none)'}"
+                " - send it again to do that")
+        if deployment.rollback_target is None:
+            raise NothingToRollBack(f"model {name!r} has no earlier deployed version to roll back to")
+        return deployment.rollback_target
 
     def _switch(self, name: str, target: str, action: str) -> dict[str, Any]:
         self.repository.version_dir(name, target)  # VersionNotFound
         current = self.serving_version(name)
-        config = self._config(name)
+        config = self.config(name)
         if current == target:  # already published: make sure every Triton serves it (a model exported since)
             for node in self.nodes:
                 if target not in node.ready_versions(name):
@@ -176,7 +248,7 @@ class Deployer:
                     self._check_ready(node, name, target, config)
             return {"model": name, "version": target, "previous": current, "changed": False}
         self._check_compatible(name, current, target)
-        both = {**config, "version_policy": {"specific": {"versions": sorted({int(target), int(current or target)})}}}
+        both = with_versions(config, {target, current or target})
         started = time.monotonic()
         touched: list[TritonNode] = []
         try:
@@ -184,23 +256,75 @@ class Deployer:
                 touched.append(node)
                 node.load(name, both)
                 self._check_ready(node, name, target, config)
+                self._pause_at("loading")
         except DeployError as error:
             self._reload(name, touched)  # config.pbtxt still names `current`: the target goes away again
-            still = f"version {current} still serves" if current else "nothing was published as serving"
-            raise DeployError(f"{action} of {name} version {target} failed: {error.message}; {still}") from error
-        if action == "rollback":
-            self.store.record_rollback(name, self.store.deployment(name))
-        else:
-            self.store.record_deploy(name, target, baseline=current)
-        publish_serving_version(self.repository.model_dir(name), target)  # the switch
+            raise DeployError(f"{action} of {name} version {target} failed: {error.message}; {_still(current)}") \
+                from error
+        self._publish(name, PendingSwitch(name, action, target, current))  # the switch
         LOGGER.info("%s: %s now serves version %s (was %s) on %d Triton(s)", action, name, target, current,
                     len(self.nodes))
+        self._pause_at("published")
+        recorded = self._complete(name, target)
+        self._pause_at("recorded")
         unloaded = True
         if current is not None:
             self._drain(name, current)
             unloaded = self._reload(name, self.nodes)
-        return {"model": name, "version": target, "previous": current, "changed": True,
+        return {"model": name, "version": target, "previous": current, "changed": True, "recorded": recorded,
                 "previous_unloaded": unloaded, "seconds": round(time.monotonic() - started, 3)}
+
+    def _publish(self, name: str, switch: PendingSwitch) -> None:
+        """Note the switch as pending, then publish its version. When either cannot be written nothing switched:
+        every Triton reloads config.pbtxt as it is (the target unloads) and DeployError says why."""
+        failure = f"{switch.action} of {name} version {switch.version} failed"
+        try:
+            self.store.begin_switch(switch)
+        except Exception as error:  # StoreUnavailable or the driver's error (a full disk, a lost database)
+            self._reload(name, self.nodes)
+            raise DeployError(f"{failure}: the deploy history cannot be written ({error}); "
+                              f"{_still(switch.previous)}") from error
+        try:
+            publish_serving_version(self.repository.model_dir(name), switch.version)
+        except (OSError, ConfigError) as error:
+            if self.serving_version(name) == switch.version:  # written after all: the switch happened
+                LOGGER.warning("publishing %s version %s reported %s, but config.pbtxt names it", name,
+                               switch.version, error)
+                return
+            self._forget(name)
+            self._reload(name, self.nodes)
+            raise DeployError(f"{failure}: config.pbtxt cannot be written ({error}); {_still(switch.previous)}") \
+                from error
+
+    def _complete(self, name: str, version: str) -> bool:
+        """Record the published switch in the history; False when the store fails (the reconcile loop's repair
+        records it: the pending switch names a version config.pbtxt publishes)."""
+        try:
+            self.store.complete_switch(name, version)
+            return True
+        except Exception as error:  # StoreUnavailable or the driver's error
+            LOGGER.error("%s version %s serves but the deploy history cannot be written (%s); the reconcile loop "
+                         "records it when the store answers", name, version, error)
+            return False
+
+    def _forget(self, name: str) -> None:
+        """Drop the pending switch of a publish that failed (best effort: a pending switch whose version is not
+        published is dropped by the next repair anyway)."""
+        try:
+            self.store.discard_switch(name)
+        except Exception as error:  # StoreUnavailable or the driver's error
+            LOGGER.warning("cannot drop the pending switch of %s (%s); the reconcile loop drops it", name, error)
+
+    def _pause_at(self, step: str) -> None:
+        """Fault injection for tests: while `pause_dir`/STEP exists, the switch waits at that step (after creating
+        STEP.reached), so that a test can kill the control plane exactly there. Steps: SWITCH_STEPS."""
+        folder = self.settings.pause_dir
+        if folder is None or not (folder / step).exists():
+            return
+        (folder / f"{step}.reached").touch()
+        LOGGER.warning("switch paused at step %r while %s exists", step, folder / step)
+        while (folder / step).exists():
+            time.sleep(0.05)
 
     @staticmethod
     def _check_ready(node: TritonNode, name: str, version: str, config: dict[str, Any]) -> None:
@@ -210,6 +334,7 @@ class Deployer:
 
     def _drain(self, name: str, version: str) -> None:
         """Wait the drain time, then while gateways hold `version` (at most hold_s more)."""
+        self._pause_at("draining")
         time.sleep(self.settings.drain_s)
         deadline = time.monotonic() + self.settings.hold_s
         while holders := active_holders(self.repository.model_dir(name), version):
@@ -221,9 +346,10 @@ class Deployer:
 
     def _reload(self, name: str, nodes: Sequence[TritonNode]) -> bool:
         """Reload `name` with config.pbtxt as it is now on `nodes` (exactly the published version); False if one
-        failed. The config is sent explicitly: a plain reload after a load-time override keeps the override."""
+        failed (the reconcile loop tries again). The config is sent explicitly: a plain reload after a load-time
+        override keeps the override."""
         done = True
-        config = self._config(name)
+        config = self.config(name)
         for node in nodes:
             try:
                 node.load(name, config)
@@ -231,12 +357,6 @@ class Deployer:
                 done = False
                 LOGGER.error("%s", error.message)
         return done
-
-    def _config(self, name: str) -> dict[str, Any]:
-        config = self.repository.config(name)
-        if config is None:
-            raise VersionNotFound(f"model {name!r} has no config.pbtxt in the model repository")
-        return config
 
     def _check_compatible(self, name: str, current: str | None, target: str) -> None:
         """Versions of one model share one config: same task, inputs and outputs (shapes, so class count too).
@@ -252,3 +372,8 @@ class Deployer:
             if old_io.get(key) != new_io.get(key):
                 raise DeployError(f"version {target} of {name} has {key} {new_io.get(key)} but the serving version "
                                   f"{current} has {old_io.get(key)}; versions of one model must share one config")
+
+
+def _still(version: str | None) -> str:
+    """What serves after a switch that did not happen."""
+    return f"version {version} still serves" if version else "nothing was published as serving"

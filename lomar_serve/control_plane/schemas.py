@@ -44,7 +44,8 @@ class LogChunk(BaseModel):
 
 
 class DeployEvent(BaseModel):
-    action: str = Field(description="deploy | rollback")
+    action: str = Field(description="deploy | rollback | repair (the history made to agree with config.pbtxt "
+                                    "after an interrupted switch or a hand edit)")
     version: str
     previous: str | None
     at: float = Field(description="Unix time")
@@ -69,5 +70,8 @@ class Switch(BaseModel):
     version: str = Field(description="the version that serves now")
     previous: str | None
     changed: bool = Field(description="false when the version already served")
+    recorded: bool | None = Field(None, description="false: the switch is made (config.pbtxt publishes the version) "
+                                                    "but the deploy history could not be written yet; the control "
+                                                    "plane's reconcile loop records it once the store answers")
     previous_unloaded: bool | None = None
     seconds: float | None = None

@@ -1,7 +1,7 @@
 """The lifecycle's composition root: what the control plane's admin API needs, built once per control plane.
 
     lifecycle = Lifecycle(ControlPlaneSettings(admin_token=..., triton_urls=("triton-a:8000", "triton-b:8000")))
-    lifecycle.start()          # the job queue's sweeper (workers run the jobs)
+    lifecycle.start()          # the job queue's sweeper (workers run the jobs) and the reconcile loop
     lifecycle.deployer.deploy("lomar_classifier", 3)
     lifecycle.close()
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from lomar_serve.control_plane.auth import AdminAuth
 from lomar_serve.control_plane.deploy import Deployer, DeploySettings
 from lomar_serve.control_plane.queue import JobQueue, QueueSettings
+from lomar_serve.control_plane.reconcile import Reconciler, ReconcileSettings
 from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.jobs.files import default_jobs_dir
 from lomar_serve.jobs.paths import DataRoots
@@ -23,7 +24,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    """Admin auth, data-root policy, the job queue and the fleet's deployer.
+    """Admin auth, data-root policy, the job queue, the fleet's deployer and its reconcile loop.
 
     Jobs are only queued here; workers (`lomar worker`, lomar_serve/worker/runner.py) run them.
     """
@@ -37,16 +38,22 @@ class Lifecycle:
         self.store = open_store(store_url)
         self.repository = RepositoryView(Path(settings.model_repository))
         self.deployer = Deployer(settings.triton_urls, self.repository, self.store,
-                                 settings=DeploySettings(drain_s=settings.deploy_drain_s, hold_s=settings.deploy_hold_s))
+                                 settings=DeploySettings(drain_s=settings.deploy_drain_s, hold_s=settings.deploy_hold_s,
+                                                         pause_dir=settings.deploy_pause_dir))
+        self.reconciler = Reconciler(self.deployer, ReconcileSettings(interval_s=settings.reconcile_interval_s,
+                                                                      drain_s=settings.deploy_drain_s))
         self.jobs = JobQueue(self.store, QueueSettings(jobs_dir=self.jobs_dir,
                                                        heartbeat_timeout_s=settings.job_heartbeat_timeout_s))
 
     def start(self) -> None:
-        """Start the job queue's sweeper (running jobs whose worker went silent become `interrupted`)."""
+        """Start the job queue's sweeper (running jobs whose worker went silent become `interrupted`) and the
+        reconcile loop (deploy histories repaired before this returns; Tritons driven to config.pbtxt after)."""
         self.jobs.start()
+        self.reconciler.start()
         LOGGER.info("lifecycle ready: admin API %s, jobs in %s, job store %s, data roots %s, Tritons %s",
                     "enabled" if self.auth.enabled else "disabled (no LOMAR_ADMIN_TOKEN)", self.jobs_dir,
                     self.store.describe(), self.roots.describe(), ", ".join(self.settings.triton_urls))
 
     def close(self) -> None:
+        self.reconciler.stop()
         self.jobs.stop()

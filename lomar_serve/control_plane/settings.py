@@ -2,6 +2,7 @@
 flags, validated once at start-up, logged with secrets masked. Every variable: docs/settings.md."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -33,6 +34,13 @@ class ControlPlaneSettings(RoleSettings):
                                                          "request)")
     deploy_hold_s: float = Field(600.0, ge=0, description="seconds at most a deploy waits for gateways re-indexing "
                                                           "collections with the old version")
+    reconcile_interval_s: float = Field(5.0, gt=0, description=(
+        "seconds between two passes of the reconcile loop, which drives every Triton to the versions the model "
+        "repository publishes (loads the published version where it is missing, unloads versions neither published "
+        "nor held) and repairs a deploy history that disagrees with them; it also runs at start"))
+    deploy_pause_dir: Path | None = Field(None, description=(
+        "fault injection for tests, unset in production: a switch reaching a step (loading, published, recorded, "
+        "draining) whose name is a file in this folder writes STEP.reached there and waits until the file is gone"))
 
     @field_validator("triton_urls", mode="before")
     @classmethod

@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
         routing = None if version_for is not None else PublishedRouting(
             repository, interval_s=settings.routing_interval_s, on_switch=on_switch)
         route = version_for or routing.serving_version  # type: ignore[union-attr]
-        app.state.gateway = Gateway(settings, client, metrics, version_for=route)
+        app.state.gateway = Gateway(settings, client, metrics, version_for=route,
+                                    published=routing.snapshot if routing is not None else dict)
         app.state.search = SearchService(search_settings(settings), app.state.gateway)
         await app.state.search.start()
         if routing is not None:

@@ -45,16 +45,20 @@ class Gateway:
     """Classify, embed and reconstruct uploaded images with models served by Triton."""
 
     def __init__(self, settings: Settings, backend: InferenceBackend, metrics: GatewayMetrics, *,
-                 version_for: Callable[[str], str | None] = lambda name: None) -> None:
+                 version_for: Callable[[str], str | None] = lambda name: None,
+                 published: Callable[[], dict[str, str]] = dict) -> None:
         """
         Args:
             version_for: model name -> the version requests go to (lomar_serve/gateway/routing.py: the published one);
                 None = Triton's version policy (the newest ready version).
+            published: every model the repository publishes -> its version (routing's snapshot; {} without one):
+                what readiness checks beyond the default models.
         """
         self.settings = settings
         self.backend = backend
         self.metrics = metrics
         self.version_for = version_for
+        self.published = published
         repository = settings.model_repository if settings.model_repository.is_dir() else None
         self.catalog = ModelCatalog(backend, repository, retry_after_s=settings.retry_after_s,
                                     version_for=version_for)

@@ -80,6 +80,20 @@ class NothingToRollBack(LifecycleError):
     status, code = 409, "nothing_to_roll_back"
 
 
+class SwitchInProgress(LifecycleError):
+    """Another deploy, rollback or reconcile step is changing what the fleet serves: refused at once rather than
+    queued, so that no switch runs after its client has given up waiting for it."""
+
+    status, code = 409, "switch_in_progress"
+
+
+class HistoryConflict(LifecycleError):
+    """The deploy history disagreed with the version config.pbtxt publishes (an interrupted switch, a hand edit);
+    it has been repaired, and the caller decides again with the repaired history in front of it."""
+
+    status, code = 409, "deploy_history_conflict"
+
+
 class StoreUnavailable(LifecycleError):
     """The job store (a SQLite file or a PostgreSQL database) cannot be opened or reached."""
 

@@ -14,7 +14,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from contracts.model_card import ModelCard, ModelCardError
-from contracts.model_repository import CONFIG_FILE, versions
+from contracts.model_repository import CONFIG_FILE, is_model_name, versions
 from lomar_serve.jobs.errors import VersionNotFound
 from lomar_serve.jobs.paths import check_model_name, check_version
 
@@ -27,6 +27,15 @@ class RepositoryView:
 
     def model_dir(self, name: str) -> Path:
         return self.root / check_model_name(name)
+
+    def models(self) -> list[str]:
+        """Names of the models in the repository (folders with a config.pbtxt), sorted; [] when unreadable."""
+        try:
+            entries = list(self.root.iterdir())
+        except OSError as error:
+            LOGGER.warning("model repository %s unreadable: %s", self.root, error)
+            return []
+        return sorted(e.name for e in entries if is_model_name(e.name) and (e / CONFIG_FILE).is_file())
 
     def versions(self, name: str) -> list[str]:
         """Version directories of `name`, ascending ([] when the model does not exist)."""

@@ -7,6 +7,7 @@ Tables:
          model_name, model_version, created_at, updated_at, worker, heartbeat_at, cancel_requested)
     deployments(model, stack JSON, updated_at)      stack: versions deployed in order; the last one serves
     deployment_history(seq, model, action, version, previous, at)
+    pending_switches(model, action, version, previous, at)   a switch begun, not yet completed (deploy_history.py)
 
 The SQL is written once (with `?` parameters); `Dialect` holds the few differences between the two databases.
 Every call opens its own connection, so threads and processes (the control plane, any number of workers) share
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from lomar_serve.common.redaction import mask_secrets, redact
-from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack, StoreUnavailable
+from lomar_serve.jobs.deploy_history import Event, PendingSwitch, Stack, deployed, repaired, rolled_back
+from lomar_serve.jobs.errors import JobConflict, JobNotFound, StoreUnavailable
 
 STORE_FILE = "lifecycle.sqlite"  # the default store: JOBS_DIR/lifecycle.sqlite
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -80,7 +82,9 @@ CREATE TABLE IF NOT EXISTS deployments (
     model TEXT PRIMARY KEY, stack TEXT NOT NULL, updated_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS deployment_history (
     seq {serial}, model TEXT NOT NULL, action TEXT NOT NULL, version TEXT NOT NULL, previous TEXT,
-    at {real} NOT NULL)
+    at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_switches (
+    model TEXT PRIMARY KEY, action TEXT NOT NULL, version TEXT NOT NULL, previous TEXT, at {real} NOT NULL)
 """
 # Columns added since the first schema: added to existing stores when they open (the migration).
 ADDED_JOB_COLUMNS = {"worker": "TEXT", "heartbeat_at": "{real}", "cancel_requested": "INTEGER NOT NULL DEFAULT 0"}
@@ -396,26 +400,60 @@ class LifecycleStore:
     def record_deploy(self, model: str, version: str, baseline: str | None = None) -> Deployment:
         """`version` now serves `model`. `baseline`: what served before any recorded deploy (rollback target)."""
         with self._transaction() as db:
-            stack = self._stack(db, model)
-            previous = stack[-1] if stack else baseline
-            if not stack and baseline and baseline != version:
-                stack.append(baseline)
-            if not stack or stack[-1] != version:
-                stack.append(version)
-            self._save(db, model, stack, "deploy", version, previous)
-        return Deployment(model, tuple(stack))
+            stack, event = deployed(self._stack(db, model), version, baseline)
+            self._save(db, model, stack, [event])
+        return Deployment(model, stack)
 
     def record_rollback(self, model: str, expected: Deployment) -> Deployment:
         """Pop the serving version, if the stack is still `expected` (else a concurrent change won: JobConflict)."""
         with self._transaction() as db:
             stack = self._stack(db, model)
-            if tuple(stack) != expected.stack:
+            if stack != expected.stack:
                 raise JobConflict(f"the deployments of {model!r} changed meanwhile; try again")
-            if len(stack) < 2:
-                raise NothingToRollBack(f"model {model!r} has no earlier deployed version to roll back to")
-            previous = stack.pop()
-            self._save(db, model, stack, "rollback", stack[-1], previous)
-        return Deployment(model, tuple(stack))
+            stack, event = rolled_back(stack)
+            self._save(db, model, stack, [event])
+        return Deployment(model, stack)
+
+    # -- switches around the publish (deploy_history.py) ---------------------------------------------------
+    def begin_switch(self, switch: PendingSwitch) -> None:
+        """Note a switch about to be published (replacing a pending one of the model, which the deployer has
+        resolved before beginning another)."""
+        with self._transaction() as db:
+            db.execute(f"INSERT INTO pending_switches (model, action, version, previous, at) "
+                       f"VALUES (?, ?, ?, ?, {self.dialect.now}) ON CONFLICT(model) DO UPDATE SET "
+                       "action = excluded.action, version = excluded.version, previous = excluded.previous, "
+                       "at = excluded.at", (switch.model, switch.action, switch.version, switch.previous))
+
+    def complete_switch(self, model: str, published: str) -> Deployment:
+        """The model's pending switch, whose version is now `published`, enters the history (repair rules)."""
+        return self.repair(model, published)[0]
+
+    def discard_switch(self, model: str) -> None:
+        """Forget the model's pending switch: it was never published."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM pending_switches WHERE model = ?", (model,))
+
+    def pending_switch(self, model: str) -> PendingSwitch | None:
+        with self._connect() as db:
+            return self._pending(db, model, lock=False)
+
+    def pending_switches(self) -> dict[str, PendingSwitch]:
+        with self._connect() as db:
+            rows = db.execute("SELECT model, action, version, previous FROM pending_switches").fetchall()
+        return {row["model"]: PendingSwitch(**row) for row in rows}
+
+    def repair(self, model: str, published: str | None) -> tuple[Deployment, list[Event]]:
+        """Make the model's history agree with the `published` version (config.pbtxt): a pending switch completed
+        or dropped, a disagreeing stack repaired. Returns the deployment and the events written (none: it agreed)."""
+        with self._transaction() as db:
+            pending = self._pending(db, model, lock=True)
+            before = self._stack(db, model)
+            stack, events, resolved = repaired(before, pending, published)
+            if events:
+                self._save(db, model, stack, events)
+            if resolved:
+                db.execute("DELETE FROM pending_switches WHERE model = ?", (model,))
+        return Deployment(model, stack), events
 
     def history(self, model: str) -> list[dict[str, Any]]:
         with self._connect() as db:
@@ -423,19 +461,24 @@ class LifecycleStore:
                               "ORDER BY seq", (model,)).fetchall()
         return [dict(row) for row in rows]
 
-    def _stack(self, db: _Session, model: str) -> list[str]:
+    def _stack(self, db: _Session, model: str) -> Stack:
         row = db.execute(f"SELECT stack FROM deployments WHERE model = ?{self.dialect.for_update}",
                          (model,)).fetchone()
-        return list(json.loads(row["stack"])) if row else []
+        return tuple(json.loads(row["stack"])) if row else ()
 
-    def _save(self, db: _Session, model: str, stack: list[str], action: str, version: str,
-              previous: str | None) -> None:
+    def _pending(self, db: _Session, model: str, *, lock: bool) -> PendingSwitch | None:
+        row = db.execute("SELECT model, action, version, previous FROM pending_switches WHERE model = ?"
+                         f"{self.dialect.for_update if lock else ''}", (model,)).fetchone()
+        return PendingSwitch(**row) if row else None
+
+    def _save(self, db: _Session, model: str, stack: Stack, events: list[Event]) -> None:
         now = self.dialect.now
         db.execute(f"INSERT INTO deployments (model, stack, updated_at) VALUES (?, ?, {now}) "
                    "ON CONFLICT(model) DO UPDATE SET stack = excluded.stack, updated_at = excluded.updated_at",
-                   (model, json.dumps(stack)))
-        db.execute(f"INSERT INTO deployment_history (model, action, version, previous, at) VALUES (?, ?, ?, ?, {now})",
-                   (model, action, version, previous))
+                   (model, json.dumps(list(stack))))
+        for event in events:
+            db.execute(f"INSERT INTO deployment_history (model, action, version, previous, at) "
+                       f"VALUES (?, ?, ?, ?, {now})", (model, event.action, event.version, event.previous))
 
 
 def _job(row: dict[str, Any]) -> JobRecord:

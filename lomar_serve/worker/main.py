@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,17 +31,26 @@ from lomar_serve.worker.runner import JobSettings, Worker
 from lomar_serve.worker.settings import WorkerSettings
 
 LOGGER = logging.getLogger("lomar_serve.worker.main")
+SWITCH_WAIT_S = 600.0  # an auto-deploy asks again this long while another switch runs
 
 
-def control_plane_deploy(url: str, token: str | None) -> Callable[[str, str], dict[str, Any]]:
-    """deploy(name, version) through the control plane's admin API, for a worker's auto-deploy."""
+def control_plane_deploy(url: str, token: str | None, *, wait_s: float = SWITCH_WAIT_S,
+                         retry_s: float = 2.0) -> Callable[[str, str], dict[str, Any]]:
+    """deploy(name, version) through the control plane's admin API, for a worker's auto-deploy. The control plane
+    refuses a switch at once while another runs (409 switch_in_progress); the worker, which is still there to see
+    the outcome, asks again every `retry_s` for at most `wait_s`."""
     client = AdminClient(url, token=token)
 
     def deploy(name: str, version: str) -> dict[str, Any]:
-        try:
-            return client.deploy(name, int(version))
-        except AdminError as error:
-            raise DeployError(f"the control plane refused the deploy: {error}") from error
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return client.deploy(name, int(version))
+            except AdminError as error:
+                if error.code != "switch_in_progress" or time.monotonic() + retry_s > deadline:
+                    raise DeployError(f"the control plane refused the deploy: {error}") from error
+                LOGGER.info("auto-deploy of %s version %s waits: %s", name, version, error)
+                time.sleep(retry_s)
 
     return deploy
 

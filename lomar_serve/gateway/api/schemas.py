@@ -102,4 +102,5 @@ class ModelsResponse(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready"]
-    models: dict[str, str] = Field(description="default model name -> the version that serves")
+    models: dict[str, str] = Field(description="model name -> the version that serves: the default models and every "
+                                               "model the repository publishes")

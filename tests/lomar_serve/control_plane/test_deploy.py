@@ -1,9 +1,13 @@
 """Deploys and rollbacks on a fleet of two real bundled Triton servers sharing one model repository, with a
-client per Triton sending requests throughout and routing as the gateways do (the published serving version)."""
+client per Triton sending requests throughout and routing as the gateways do (the published serving version); the
+order of a switch's writes when one of them fails; the reconcile loop driving both Tritons to what is published."""
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +18,11 @@ import tritonclient.http as triton_http
 from contracts.model_repository import MODEL_NAME_MAX_LENGTH
 from contracts.triton_config import read_serving_version
 from lomar_serve.common.holds import VersionHold
-from lomar_serve.control_plane.deploy import Deployer, DeploySettings
+from lomar_serve.control_plane.deploy import Deployer, DeploySettings, with_versions
+from lomar_serve.control_plane.reconcile import Reconciler, ReconcileSettings
 from lomar_serve.gateway.routing import PublishedRouting
-from lomar_serve.jobs.errors import DeployError, NothingToRollBack, VersionNotFound
+from lomar_serve.jobs.errors import (DeployError, HistoryConflict, NothingToRollBack, SwitchInProgress,
+                                     VersionNotFound)
 from lomar_serve.jobs.repository_view import RepositoryView
 from lomar_serve.jobs.store import LifecycleStore
 from lomar_serve.triton import TritonServer, TritonServerConfig
@@ -186,3 +192,159 @@ def test_deploy_loads_a_model_triton_does_not_serve_yet(fleet: tuple[list[Triton
     assert result["changed"] is False and [ready(url, name) for url in urls] == [["1"], ["1"]]
     with pytest.raises(NothingToRollBack):
         deployer.rollback(name)
+
+
+def other_than(version: str | None) -> str:
+    return "2" if version == "1" else "1"
+
+
+def test_the_reconciler_drives_every_triton_to_the_published_versions(
+        fleet: tuple[list[TritonServer], Path]) -> None:
+    """What an interrupted switch leaves (both versions loaded), a Triton that lost the published version, a model
+    exported after the Tritons started: one pass fixes them all - but keeps a held version, and every loaded
+    version within drain_s of a change of config.pbtxt."""
+    servers, work = fleet
+    urls = [server.http_url for server in servers]
+    repository = work / "repo"
+    deployer = Deployer(urls, RepositoryView(repository), LifecycleStore(work / "reconcile.sqlite"))
+    reconciler = Reconciler(deployer, ReconcileSettings(drain_s=0.0))
+    reconciler.run_once()  # whatever the tests before left (the hold test switched one Triton only)
+    published = read_serving_version(repository / NAME)
+    other = other_than(published)
+    assert [ready(url) for url in urls] == [[published], [published]]
+    config = deployer.config(NAME)
+    for node in deployer.nodes:
+        node.load(NAME, with_versions(config, {published, other}))
+    deployer.nodes[1].load(NAME, with_versions(config, {other}))
+    assert export_tiny(repository, work, OLD_CLASSES, seed=4, name="late_model") == 1
+    assert [ready(url) for url in urls] == [sorted([published, other]), [other]]
+    # config.pbtxt of NAME changed within the last hour: nothing of NAME is unloaded; what is missing is loaded
+    assert Reconciler(deployer, ReconcileSettings(drain_s=3600)).run_once() == [
+        f"{urls[0]}: late_model 1", f"{urls[1]}: late_model 1", f"{urls[1]}: {NAME} 1 2"]
+    assert [ready(url) for url in urls] == [sorted([published, other]), sorted([published, other])]
+    assert [ready(url, "late_model") for url in urls] == [["1"], ["1"]]
+    with deployer.exclusive("a test standing for a switch"):
+        assert reconciler.run_once() == []  # never fights a switch
+    assert [ready(url) for url in urls] == [sorted([published, other])] * 2
+    with VersionHold(repository / NAME, other, holder="reindexing-gateway"):
+        assert reconciler.run_once() == []  # held: kept
+    assert reconciler.run_once() == [f"{url}: {NAME} {published}" for url in urls]
+    assert [ready(url) for url in urls] == [[published], [published]]
+    assert reconciler.run_once() == []  # converged: nothing more to do
+
+
+@pytest.mark.parametrize("failing", ["begin_switch", "publish"])
+def test_a_switch_whose_note_or_publish_cannot_be_written_changes_nothing(
+        fleet: tuple[list[TritonServer], Path], monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """A full disk under the store (before the publish) or under the repository (the publish itself): the deploy
+    fails, nothing is published or recorded, and the target is unloaded again."""
+    servers, work = fleet
+    urls = [server.http_url for server in servers]
+    repository = work / "repo"
+    store = LifecycleStore(work / f"fail-{failing}.sqlite")
+    deployer = Deployer(urls, RepositoryView(repository), store, settings=DeploySettings(drain_s=0.1))
+    before = read_serving_version(repository / NAME)
+
+    def store_full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+    if failing == "begin_switch":
+        monkeypatch.setattr(store, "begin_switch", store_full)
+    else:
+        monkeypatch.setattr("lomar_serve.control_plane.deploy.publish_serving_version", disk_full)
+    with pytest.raises(DeployError, match="cannot be written") as raised:
+        deployer.deploy(NAME, other_than(before))
+    assert f"version {before} still serves" in raised.value.message
+    assert read_serving_version(repository / NAME) == before
+    assert [ready(url) for url in urls] == [[before], [before]]
+    assert store.deployment(NAME).stack == () and store.history(NAME) == [] and store.pending_switches() == {}
+
+
+def test_a_history_that_cannot_be_written_after_the_publish_is_repaired(
+        fleet: tuple[list[TritonServer], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store fails between the publish and the record: the switch stands (recorded: false); a rollback then
+    answers 409 with the repaired history instead of `changed: false`, and the reconcile loop repairs it too."""
+    servers, work = fleet
+    urls = [server.http_url for server in servers]
+    repository = work / "repo"
+    store = LifecycleStore(work / "fail-record.sqlite")
+    deployer = Deployer(urls, RepositoryView(repository), store, settings=DeploySettings(drain_s=0.1))
+    first = read_serving_version(repository / NAME)
+    second = other_than(first)
+
+    def lost(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "complete_switch", lost)
+        result = deployer.deploy(NAME, second)
+    assert result["changed"] and result["recorded"] is False and result["previous_unloaded"]
+    assert read_serving_version(repository / NAME) == second and [ready(url) for url in urls] == [[second]] * 2
+    assert store.deployment(NAME).stack == () and store.pending_switch(NAME) is not None
+    with pytest.raises(HistoryConflict, match=f"publishes version {second}.*a rollback now serves version {first}"):
+        deployer.rollback(NAME)
+    assert store.deployment(NAME).stack == (first, second) and store.pending_switches() == {}
+    assert read_serving_version(repository / NAME) == second  # the refused rollback switched nothing
+    assert deployer.rollback(NAME)["version"] == first  # sent again: done
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "complete_switch", lost)
+        assert deployer.deploy(NAME, second)["recorded"] is False
+    assert Reconciler(deployer).run_once() == [f"{NAME}: history deploy {second}"]
+    assert store.deployment(NAME).stack == (first, second)
+    assert [(h["action"], h["version"]) for h in store.history(NAME)] == [("deploy", second), ("rollback", first),
+                                                                          ("deploy", second)]
+
+
+def test_a_second_switch_is_refused_at_once_while_one_runs(fleet: tuple[list[TritonServer], Path]) -> None:
+    """The first deploy is held at its `published` step (the pause hook); a second deploy and a rollback are
+    refused at once, and the reconcile loop leaves both loaded versions alone (it would unload the old one)."""
+    servers, work = fleet
+    urls = [server.http_url for server in servers]
+    repository = work / "repo"
+    pause = work / "pause"
+    pause.mkdir(exist_ok=True)
+    (pause / "published").touch()
+    deployer = Deployer(urls, RepositoryView(repository), LifecycleStore(work / "second.sqlite"),
+                        settings=DeploySettings(drain_s=0.1, pause_dir=pause))
+    before = read_serving_version(repository / NAME)
+    target = other_than(before)
+    outcome: dict[str, object] = {}
+    switching = threading.Thread(target=lambda: outcome.update(deployer.deploy(NAME, target)))
+    switching.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (pause / "published.reached").exists():
+            assert time.monotonic() < deadline and switching.is_alive(), "the deploy never reached `published`"
+            time.sleep(0.05)
+        for second in (lambda: deployer.deploy(NAME, before), lambda: deployer.rollback(NAME)):
+            started = time.monotonic()
+            with pytest.raises(SwitchInProgress, match=f"the deploy of {NAME} version {target} is in progress"):
+                second()
+            assert time.monotonic() - started < 1.0
+        assert Reconciler(deployer, ReconcileSettings(drain_s=0.0)).run_once() == []
+        assert [ready(url) for url in urls] == [sorted([before, target])] * 2
+    finally:
+        (pause / "published").unlink()
+        switching.join(120)
+    assert outcome["version"] == target and [ready(url) for url in urls] == [[target]] * 2
+
+
+def test_a_hold_stamped_in_the_future_does_not_block_a_deploy_past_the_drain(
+        fleet: tuple[list[TritonServer], Path]) -> None:
+    """A gateway whose clock runs an hour ahead left a hold behind: it is not fresh, so the deploy unloads the old
+    version after the drain instead of waiting `hold_s`."""
+    servers, work = fleet
+    urls = [server.http_url for server in servers]
+    repository = work / "repo"
+    before = read_serving_version(repository / NAME)
+    hold = repository / NAME / ".holds" / str(before) / "gateway-from-the-future"
+    hold.parent.mkdir(parents=True, exist_ok=True)
+    hold.touch()
+    future = time.time() + 3600
+    os.utime(hold, (future, future))
+    deployer = Deployer(urls, RepositoryView(repository), LifecycleStore(work / "future.sqlite"),
+                        settings=DeploySettings(drain_s=0.1, hold_s=120))
+    result = deployer.deploy(NAME, other_than(before))
+    assert result["previous_unloaded"] and result["seconds"] < 60, result
+    assert [ready(url) for url in urls] == [[other_than(before)]] * 2

@@ -1,19 +1,25 @@
 """A fleet on one machine, started exactly as docs/fleet.md says: two Tritons (`lomar triton`), two gateways
 (`lomar gateway`, each on its own Triton), the control plane (`lomar control-plane`) and a worker (`lomar worker`),
 all sharing one model repository and one jobs folder; the gateways keep their image collections in one
-PostgreSQL with pgvector (conftest.py of tests/lomar_serve starts it)."""
+PostgreSQL with pgvector (conftest.py of tests/lomar_serve starts it). `Load` sends requests through a gateway
+for as long as a test needs to see that none fails."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 
+from tests.lomar_serve.photos import encode
 from tests.lomar_serve.processes import alive, children, command_line, free_port, reap, wait_until_ok
 from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction, synthetic_set
 
@@ -22,6 +28,7 @@ TOKEN = "fleet-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NAME = "lomar_classifier"
 CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
+PNG = encode(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8))
 
 
 @dataclass
@@ -33,6 +40,7 @@ class Fleet:
     gateway_ports: list[int] = field(default_factory=lambda: [free_port(), free_port()])
     control_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more settings for every role
 
     @property
     def env(self) -> dict[str, str]:
@@ -40,7 +48,7 @@ class Fleet:
                 "LOMAR_MODEL_REPOSITORY": str(self.repository), "LOMAR_JOBS_DIR": str(self.work / "jobs"),
                 "LOMAR_DATA_ROOTS": str(self.work / "data"), "LOMAR_CONTROL_PLANE_URL": self.control_url,
                 "LOMAR_DEPLOY_DRAIN_S": "1.5", "LOMAR_RETRY_AFTER_S": "1", "LOMAR_SEARCH_ENGINE": "pgvector",
-                "LOMAR_SEARCH_PG_URL": self.postgres_url, "LOMAR_SEARCH_CHECK_INTERVAL_S": "1"}
+                "LOMAR_SEARCH_PG_URL": self.postgres_url, "LOMAR_SEARCH_CHECK_INTERVAL_S": "1", **self.extra_env}
 
     @property
     def gateway_urls(self) -> list[str]:
@@ -98,15 +106,15 @@ class Fleet:
         return None
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, new_postgres_database: Callable[[], str]) -> Iterator[Fleet]:
-    work = tmp_path_factory.mktemp("fleet")
+def started_fleet(work: Path, postgres_url: str, extra_env: dict[str, str] | None = None) -> Iterator[Fleet]:
+    """Every role of a fleet over a new repository in `work` (classifier versions 1, serving, and 2; the default
+    reconstruction model), ready; stopped after."""
     repository = work / "repo"
     assert export_tiny(repository, work, CLASSES, seed=1) == 1
     assert export_tiny(repository, work, CLASSES, seed=2) == 2  # on disk, not serving
     export_tiny_reconstruction(repository, work)
     synthetic_set(work / "data" / "set")
-    fleet = Fleet(work, repository, new_postgres_database())
+    fleet = Fleet(work, repository, postgres_url, extra_env=extra_env or {})
     try:
         for role in fleet.commands():
             fleet.start(role)
@@ -119,3 +127,59 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, new_postgres_database: Calla
     finally:
         for role in ("worker", "control-plane", "gateway-0", "gateway-1", "triton-0", "triton-1"):
             fleet.stop(role)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, new_postgres_database: Callable[[], str]) -> Iterator[Fleet]:
+    yield from started_fleet(tmp_path_factory.mktemp("fleet"), new_postgres_database())
+
+
+def classify(client: httpx.Client, model: str | None = None) -> httpx.Response:
+    params = {"top_k": 1, **({"model": model} if model else {})}
+    return client.post("/v1/classify", content=PNG, headers={"content-type": "image/png"}, params=params)
+
+
+def served_version(url: str, model: str | None = None) -> str:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = classify(client, model)
+    assert response.status_code == 200, response.text
+    return response.json()["model_version"]
+
+
+class Load(threading.Thread):
+    """Classify requests to one gateway, one after another; every answer's status and version recorded."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.answers: list[tuple[int, str]] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self.stop.is_set():
+                try:
+                    response = classify(client)
+                    self.answers.append((response.status_code, response.json().get("model_version", "")))
+                except httpx.HTTPError as error:
+                    self.answers.append((0, repr(error)))
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [answer for answer in self.answers if answer[0] != 200]
+
+
+@contextmanager
+def traffic(urls: list[str]) -> Iterator[list[Load]]:
+    """A Load through each gateway while the block runs; after it, none may have failed a request."""
+    loads = [Load(url) for url in urls]
+    for load in loads:
+        load.start()
+    try:
+        yield loads
+    finally:
+        for load in loads:
+            load.stop.set()
+            load.join(60)
+    for load in loads:
+        assert not load.failures(), f"{load.url}: {len(load.failures())} failed, e.g. {load.failures()[:5]}"
+        assert len(load.answers) > 5, f"{load.url}: only {len(load.answers)} answers"

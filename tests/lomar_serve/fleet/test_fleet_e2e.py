@@ -11,47 +11,15 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from contracts.model_repository import ONNX_FILE
-from tests.lomar_serve.fleet.conftest import AUTH, NAME, Fleet
+from tests.lomar_serve.fleet.conftest import AUTH, NAME, Fleet, Load, served_version
 from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS
-from tests.lomar_serve.photos import PHOTO_NAMES, encode, photo_bytes
+from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 SWITCH_WITHIN_S = 5.0
-PNG = encode(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-
-
-def classify(client: httpx.Client) -> httpx.Response:
-    return client.post("/v1/classify", content=PNG, headers={"content-type": "image/png"}, params={"top_k": 1})
-
-
-class Load(threading.Thread):
-    """Classify requests to one gateway, one after another; every answer's status and version recorded."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.stop = threading.Event()
-        self.answers: list[tuple[int, str]] = []
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self.stop.is_set():
-                try:
-                    response = classify(client)
-                    self.answers.append((response.status_code, response.json().get("model_version", "")))
-                except httpx.HTTPError as error:
-                    self.answers.append((0, repr(error)))
-
-
-def served_version(url: str) -> str:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        response = classify(client)
-    assert response.status_code == 200, response.text
-    return response.json()["model_version"]
 
 
 def test_deploys_and_rollbacks_switch_every_gateway_with_no_failed_request(fleet: Fleet) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from contracts.model_repository import CONFIG_FILE, DEFAULT_MODEL_NAMES
 from contracts.triton_config import publish_serving_version
-from lomar_serve.common.holds import FRESH_S, VersionHold, active_holders
+from lomar_serve.common.holds import FRESH_S, VersionHold, active_holders, held_versions
 from lomar_serve.gateway.routing import PublishedRouting
 
 BUILTIN = Path(__file__).resolve().parents[3] / "model_repository"
@@ -64,6 +64,20 @@ def test_holds_are_seen_while_fresh_and_released_after(repository: Path) -> None
         os.utime(model_dir / ".holds" / "1" / "gateway-a", (stale, stale))
         assert active_holders(model_dir, "1") == []  # its holder died: a stale hold blocks nothing
     assert active_holders(model_dir, "1") == []
+
+
+def test_a_hold_stamped_in_the_future_goes_stale_like_any_other(repository: Path) -> None:
+    """A holder whose clock runs an hour ahead (shared storage stamps its clock) is fresh only near its stamp."""
+    model_dir = repository / DEFAULT_MODEL_NAMES["classify"]
+    hold = model_dir / ".holds" / "1" / "skewed-gateway"
+    hold.parent.mkdir(parents=True)
+    hold.touch()
+    soon = time.time() + FRESH_S / 2
+    os.utime(hold, (soon, soon))
+    assert active_holders(model_dir, "1") == ["skewed-gateway"] and held_versions(model_dir) == {"1"}
+    future = time.time() + 3600
+    os.utime(hold, (future, future))
+    assert active_holders(model_dir, "1") == [] and held_versions(model_dir) == set()
 
 
 def test_a_hold_that_cannot_be_written_holds_nothing_and_does_not_fail(repository: Path) -> None:

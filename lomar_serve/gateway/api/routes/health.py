@@ -23,12 +23,14 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", summary="Triton is up and serves the deployed version of each default model",
-            responses=error_responses(503))
+@router.get("/readyz", summary="Triton is up and serves the published version of every model the repository "
+            "publishes and of each default model", responses=error_responses(503))
 async def readyz(gateway: GatewayDep) -> Readiness:
-    """Asks Triton afresh (no cache) about the versions requests are routed to, so a broken version on disk or
-    another model that failed to load does not make a serving gateway unready, and a restarted Triton that has
-    not loaded them yet does."""
+    """Asks Triton afresh (no cache) about the versions requests are routed to: every model the repository publishes
+    (routing's table, a dict read) and the default models. A model published but not loaded on this gateway's
+    Triton - a Triton restarted before a job exported the model, or while its config.pbtxt was unreadable - makes
+    the gateway unready, naming it; a broken version on disk that nothing publishes does not. One repository index
+    call per probe, as before: it is polled."""
     settings = gateway.settings
     unavailable = functools.partial(TritonUnavailable, retry_after_s=settings.retry_after_s)
     if not await gateway.backend.server_live():
@@ -37,14 +39,17 @@ async def readyz(gateway: GatewayDep) -> Readiness:
         index = await gateway.backend.repository_index()
     except ServiceError as error:
         raise unavailable(f"Triton's model repository is not readable: {error.message}") from error
+    defaults = (settings.default_classifier, settings.default_reconstructor)
+    published = gateway.published()
     models = {}
-    for name in (settings.default_classifier, settings.default_reconstructor):
+    for name in dict.fromkeys((*defaults, *sorted(published))):
         ready = [str(e.get("version")) for e in index if e.get("name") == name and e.get("state") == "READY"]
-        wanted = gateway.version_for(name)
+        wanted = published.get(name) or gateway.version_for(name)
         if wanted is None and ready:
             wanted = max(ready, key=int)
         if wanted is None or wanted not in ready:
-            raise unavailable(f"default model {name!r} version {wanted or '(any)'} is not loaded in Triton")
+            kind = "default model" if name in defaults else "published model"
+            raise unavailable(f"{kind} {name!r} version {wanted or '(any)'} is not loaded in Triton")
         models[name] = wanted
     return Readiness(status="ready", models=models)
 

@@ -5,6 +5,7 @@ Fast unit tests only; the same behaviour against the real Triton is in tests/lom
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -131,6 +132,29 @@ def test_triton_down_is_503_with_retry_after(client, backend):
     assert client.get("/healthz").status_code == 200
     backend.down = False
     assert client.post("/v1/classify", **_raw(jpeg)).status_code == 200
+
+
+def test_readyz_names_a_published_model_its_triton_has_not_loaded(tmp_path, backend):
+    """Every model the repository publishes counts, not only the defaults: a model a job exported after this
+    gateway's Triton started is unready until the control plane loads it there."""
+    (tmp_path / "fresh_model").mkdir()
+    (tmp_path / "fresh_model" / "config.pbtxt").write_text(
+        'name: "fresh_model"\nversion_policy { specific { versions: 3 } }\n')
+    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor")
+    with TestClient(create_app(settings, backend=backend)) as client:
+        response = client.get("/readyz")
+        _assert_error(response, 503, "triton_unavailable")
+        assert "published model 'fresh_model' version 3 is not loaded" in response.json()["error"]["message"]
+        backend.models = (*FakeBackend.models, "fresh_model")  # the fake's index says version 1 is READY
+        assert "'fresh_model' version 3" in client.get("/readyz").json()["error"]["message"]
+        (tmp_path / "fresh_model" / "config.pbtxt").write_text(
+            'name: "fresh_model"\nversion_policy { specific { versions: 1 } }\n')
+        deadline = time.monotonic() + 10
+        while (ready := client.get("/readyz")).status_code != 200:  # routing follows within its interval
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.05)
+        assert ready.json()["models"] == {"fake_classifier": "1", "fake_reconstructor": "1", "fresh_model": "1"}
 
 
 def test_models_listing(client):
