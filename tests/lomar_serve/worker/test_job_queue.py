@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lomar_serve.control_plane.queue import JobQueue, QueueSettings
+from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.jobs.errors import DeployError, JobConflict
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import STORE_FILE, open_store
@@ -103,6 +104,9 @@ def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: p
     assert worker.worker_id == "gpu-1" and (tmp_path / "jobs" / STORE_FILE).is_file()
     monkeypatch.delenv("LOMAR_WORKER_ID")
     assert WorkerSettings().worker_id.endswith(f"-{os.getpid()}")
+    # a worker retries a store call for as long as the control plane waits for a silent job's heartbeat
+    assert WorkerSettings().store_retry_s == ControlPlaneSettings.model_fields["job_heartbeat_timeout_s"].default
+    assert worker.settings.store_retry_s == settings.store_retry_s == 15.0
     with pytest.raises(ValueError):
         ExecutorSettings(executor="slurm")  # the worker's executor: local or kubernetes
     with pytest.raises(ValueError):
