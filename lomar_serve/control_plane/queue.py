@@ -5,6 +5,8 @@ runner.py), on this machine or another one sharing the store and JOBS_DIR, claim
 heartbeat while it runs a job; the queue's sweeper marks a running job whose heartbeat stopped `interrupted`
 (its worker died: its log and checkpoints are kept), and `resume` queues it again, to continue from its last
 checkpoint (contracts.checkpoints). Cancelling a running job asks its worker to end it, through the store.
+While the store is unreachable no worker can beat either, so after an outage the sweeper interrupts nothing for
+one heartbeat timeout: the workers beat again first.
 
     queue = JobQueue(store, QueueSettings(jobs_dir=...))
     queue.start()                      # the sweeper
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lomar_serve.jobs.errors import JobConflict
+from lomar_serve.jobs.errors import JobConflict, StoreUnavailable
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import log_tail
 from lomar_serve.jobs.spec import JobPlan
@@ -83,10 +85,28 @@ class JobQueue:
         return interrupted
 
     def _sweep_forever(self) -> None:
+        """Sweep every few seconds; the sweeper outlives a store that is away. When the store answers again after
+        a failed sweep, no job is interrupted for a heartbeat timeout: heartbeats missed during the outage say
+        nothing about the workers."""
+        outage_since: float | None = None
+        quiet_until = 0.0
         while not self._stop.wait(self.settings.sweep_interval_s):
             try:
-                self.sweep()
-            except Exception:  # the sweeper must outlive a store that is away for a while
+                if outage_since is not None:
+                    self.store.now()  # is it back? (a sweep now would interrupt every running job)
+                    quiet_until = time.monotonic() + self.settings.heartbeat_timeout_s
+                    LOGGER.warning("the job store answers again after %.0f s; no job is interrupted for %g s, while "
+                                   "workers beat again", time.monotonic() - outage_since,
+                                   self.settings.heartbeat_timeout_s)
+                    outage_since = None
+                elif time.monotonic() >= quiet_until:
+                    self.sweep()
+            except StoreUnavailable as error:
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    LOGGER.warning("sweeping stale jobs: %s; trying again every %g s", error.message,
+                                   self.settings.sweep_interval_s)
+            except Exception:  # not the store's absence: say so, and sweep again next time
                 LOGGER.exception("sweeping stale jobs failed")
 
     # -- requests --------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ The SQL is written once (with `?` parameters); `Dialect` holds the few differenc
 Every call opens its own connection, so threads and processes (the control plane, any number of workers) share
 the store; state changes are conditional updates inside one transaction (SQLite: BEGIN IMMEDIATE, PostgreSQL:
 row locks), so two writers never both win: two workers never claim one job. Times are the database's clock
-(Unix seconds), so heartbeats written by workers on other machines compare with one clock.
+(Unix seconds), so heartbeats written by workers on other machines compare with one clock. A call that cannot
+reach the store, or loses it midway (PostgreSQL restarting, a broken connection), raises StoreUnavailable: the one
+error a caller may meet with trying again (the worker does: worker/retrying_store.py).
 """
 from __future__ import annotations
 
@@ -239,6 +241,10 @@ class LifecycleStore:
             connection.row_factory = _dict_row
         try:
             yield _Session(connection, self.dialect)
+        except Exception as error:
+            if self.dialect is POSTGRES and _connection_lost(error):
+                raise StoreUnavailable(f"the job store {self.describe()} went away during a call: {error}") from error
+            raise
         finally:
             connection.close()
 
@@ -479,6 +485,13 @@ class LifecycleStore:
         for event in events:
             db.execute(f"INSERT INTO deployment_history (model, action, version, previous, at) "
                        f"VALUES (?, ?, ?, ?, {now})", (model, event.action, event.version, event.previous))
+
+
+def _connection_lost(error: Exception) -> bool:
+    """A PostgreSQL error of the connection or the server rather than of the statement (the server shut down or
+    restarted, the connection broke): the store is away, as when it cannot be reached, and a caller may try again."""
+    import psycopg
+    return isinstance(error, psycopg.OperationalError)
 
 
 def _job(row: dict[str, Any]) -> JobRecord:

@@ -10,6 +10,16 @@ override them. Auto-deploy goes through the control
 plane's admin API (LOMAR_CONTROL_PLANE_URL + LOMAR_ADMIN_TOKEN); without them a job asking for it records that
 auto-deploy is not available. SIGINT and SIGTERM stop the worker: the running job's stage is terminated and the
 job marked `interrupted` (resume it to continue from its last checkpoint).
+
+The worker rides out an outage of the job store for up to LOMAR_STORE_RETRY_S (its running job goes on; progress
+is written again when the store is back). Exit status:
+    0  stopped by SIGINT or SIGTERM
+    1  could not start (the store or the folders cannot be opened)
+    2  invalid settings or flags
+    3  the worker cannot go on: the store stayed unreachable past LOMAR_STORE_RETRY_S while a job's record had to
+       be written (that job is left `running`, and the control plane's sweeper marks it `interrupted`, resumable,
+       once its heartbeat stops), or one of its threads crashed (the traceback is in the log). Restart it: a
+       supervisor (systemd, Kubernetes, `lomar serve`) does.
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ from lomar_serve.worker.settings import WorkerSettings
 
 LOGGER = logging.getLogger("lomar_serve.worker.main")
 SWITCH_WAIT_S = 600.0  # an auto-deploy asks again this long while another switch runs
+EXIT_FAILED = 3  # the worker cannot go on (module docstring)
 
 
 def control_plane_deploy(url: str, token: str | None, *, wait_s: float = SWITCH_WAIT_S,
@@ -70,7 +81,8 @@ def build_worker(settings: WorkerSettings) -> Worker:
     job_settings = JobSettings(jobs_dir=jobs_dir, model_repository=repository, executor=executor,
                                poll_interval_s=settings.poll_interval_s,
                                terminate_grace_s=settings.terminate_grace_s,
-                               heartbeat_interval_s=settings.heartbeat_interval_s)
+                               heartbeat_interval_s=settings.heartbeat_interval_s,
+                               store_retry_s=settings.store_retry_s)
     return Worker(store, job_settings, settings.worker_id, deploy=deploy)
 
 
@@ -96,10 +108,14 @@ def main(argv: list[str]) -> int:
     previous = stop_on_signals(stopping, LOGGER)
     worker.start()
     try:
-        while not stopping.wait(1.0):
+        while not stopping.wait(1.0) and worker.failure is None:
             pass
     finally:
         worker.stop()
         restore_signals(previous)
+    if worker.failure is not None:
+        LOGGER.error("worker %s cannot go on (the reason is logged above); exiting with status %d, to be "
+                     "restarted", settings.worker_id, EXIT_FAILED)
+        return EXIT_FAILED
     LOGGER.info("worker %s stopped", settings.worker_id)
     return 0

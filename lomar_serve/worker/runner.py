@@ -9,8 +9,16 @@ control plane's sweeper gave it up after missed heartbeats), the stage's whole p
 Stopping the worker (SIGTERM to `lomar worker`, or `stop()`) terminates the running stage and marks the job
 `interrupted`; a resumed job continues at the stage it stopped in, training from its last checkpoint.
 
+Every store call rides out an outage of the store for up to `store_retry_s` (retrying_store.py), and a progress
+write that fails is skipped (the next poll writes again), so a job never fails because the store was away for a
+while. Neither thread ends silently: whatever escapes one is logged with its traceback and becomes the worker's
+`failure`, and so does a store still unreachable after the budget while a job's record must be written (the job
+is left `running`; the control plane's sweeper marks it `interrupted`, resumable, once its heartbeat stops).
+`lomar worker` exits non-zero on a failure, so that its supervisor restarts it.
+
     worker = Worker(store, JobSettings(jobs_dir=..., model_repository=...), worker_id="box-1")
     worker.start()      # claims and runs queued jobs until stopped
+    worker.failure      # None while it can go on
     worker.stop()
 """
 from __future__ import annotations
@@ -28,13 +36,14 @@ from typing import Any
 from contracts import datasets
 from contracts.checkpoints import file_sha256
 from contracts.triton_config import read_serving_version
-from lomar_serve.jobs.errors import JobConflict, LifecycleError
+from lomar_serve.jobs.errors import JobConflict, JobNotFound, LifecycleError, StoreUnavailable
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import job_progress, log_tail, read_records, training_progress
 from lomar_serve.jobs.repository_view import RepositoryView
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
 from lomar_serve.worker.executors import Execution, Executor, ExecutorError, LocalExecutor, StageRun
+from lomar_serve.worker.retrying_store import RetryingStore
 from lomar_serve.worker.stages import export_command, training_command, verification_command
 
 LOGGER = logging.getLogger(__name__)
@@ -50,6 +59,10 @@ class JobStopped(Exception):
     """The running stage was stopped on purpose (cancel, a lost job, or the worker stopping)."""
 
 
+class WorkerFailed(Exception):
+    """The worker cannot go on (its job's record cannot be written); the message says what became of the job."""
+
+
 @dataclass(frozen=True)
 class JobSettings:
     """Where jobs keep their files and how a worker runs stages."""
@@ -61,11 +74,12 @@ class JobSettings:
     terminate_grace_s: float = 10.0  # SIGTERM, then SIGKILL after this long
     heartbeat_interval_s: float = 2.0  # well under the control plane's heartbeat timeout (15 s by default)
     claim_interval_s: float = 1.0  # how often an idle worker looks for a queued job
+    store_retry_s: float = 15.0  # how long a store call is tried again (the control plane's heartbeat timeout)
     executor: Executor = field(default_factory=LocalExecutor)  # where stages run (executors.make_executor)
 
     def __post_init__(self) -> None:
         if not all(value > 0 for value in (self.poll_interval_s, self.terminate_grace_s, self.heartbeat_interval_s,
-                                           self.claim_interval_s)):
+                                           self.claim_interval_s, self.store_retry_s)):
             raise ValueError(f"invalid worker timing: {self}")
 
 
@@ -83,6 +97,7 @@ class Worker:
                 available, and such jobs say so.
         """
         self.store = store
+        self._store = RetryingStore(store, settings.store_retry_s)  # every call of the threads goes through it
         self.settings = settings
         self.worker_id = worker_id
         self.repository = RepositoryView(settings.model_repository)
@@ -95,14 +110,18 @@ class Worker:
         self._process: Execution | None = None
         self._cancelled: set[str] = set()  # jobs whose heartbeat said: cancel requested
         self._lost: set[str] = set()  # jobs whose heartbeat said: no longer this worker's
+        self._failure: BaseException | None = None  # why the worker cannot go on
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Claim and run queued jobs on a thread of this process until `stop()`."""
         self._stopping.clear()
         self._halt.clear()
-        self._threads = [threading.Thread(target=self._work, name="lomar-worker", daemon=True),
-                         threading.Thread(target=self._beat, name="lomar-worker-heartbeat", daemon=True)]
+        self._failure = None
+        self._threads = [threading.Thread(target=self._guarded("job loop", self._work), name="lomar-worker",
+                                          daemon=True),
+                         threading.Thread(target=self._guarded("heartbeat loop", self._beat),
+                                          name="lomar-worker-heartbeat", daemon=True)]
         for thread in self._threads:
             thread.start()
         LOGGER.info("worker %s started: store %s, jobs in %s", self.worker_id, self.store.describe(),
@@ -127,33 +146,79 @@ class Worker:
         return self._current
 
     @property
+    def failure(self) -> BaseException | None:
+        """Why this worker cannot go on (it claims nothing more: stop it, and restart it); None while it can."""
+        return self._failure
+
+    @property
     def running_pid(self) -> int | None:
         """Process id (also its process group's id) of the stage that runs now; None when none runs."""
         with self._lock:
             return None if self._process is None else self._process.pid
 
     # -- the loop --------------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._stopping.is_set():
+    def _guarded(self, name: str, loop: Callable[[], None]) -> Callable[[], None]:
+        """`loop` for a thread that must not end silently: whatever escapes it is logged with its traceback and
+        becomes the worker's failure."""
+        def run() -> None:
             try:
-                record = self.store.claim_next(self.worker_id)
-            except Exception:  # the store is away for a while: try again
-                LOGGER.exception("worker %s could not claim a job", self.worker_id)
-                record = None
+                loop()
+            except BaseException as error:  # everything: a thread that ends unnoticed leaves a worker that does nothing
+                LOGGER.critical("worker %s cannot go on: its %s stopped: %s", self.worker_id, name, error,
+                                exc_info=True)
+                self._fail(error)
+        return run
+
+    def _fail(self, error: BaseException) -> None:
+        """Record why the worker cannot go on (the first reason) and stop claiming."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+        self._stopping.set()
+
+    def _work(self) -> None:
+        """Claim and run jobs until stopped. A job whose record cannot be written ends the loop (WorkerFailed): it
+        is left `running`, for the sweeper to interrupt when this worker's heartbeat stops."""
+        while not self._stopping.is_set():
+            record = self._claim()
             if record is None:
                 self._stopping.wait(self.settings.claim_interval_s)
                 continue
             LOGGER.info("worker %s claimed job %s", self.worker_id, record.id)
             try:
-                self._run(record)
-            except Exception:  # a bug must not kill the worker; the job says what happened
-                LOGGER.exception("job %s failed unexpectedly", record.id)
-                self._finish(record.id, "failed", "internal error while running the job (see the worker's log)")
+                self._run_to_end(record)
+            except StoreUnavailable as error:
+                raise WorkerFailed(
+                    f"job {record.id} is left running: the job store was unreachable for "
+                    f"{self.settings.store_retry_s:g} s while its record was written ({error.message}); the control "
+                    "plane's sweeper marks it interrupted (resumable) once its heartbeat stops") from error
             finally:
                 with self._lock:
-                    self._current = None
+                    self._current = None  # no more heartbeats for it
                     self._cancelled.discard(record.id)
                     self._lost.discard(record.id)
+
+    def _claim(self) -> JobRecord | None:
+        """The oldest queued job, now this worker's; None when none is queued or the store is away (an idle worker
+        holds nothing, so it waits for the store as long as it takes; the outage is logged once).
+
+        A claim that the store committed but whose answer was lost is tried again and claims another job; the
+        first is left running without heartbeats, and the sweeper interrupts it (resumable)."""
+        try:
+            return self._store.claim_next(self.worker_id, until=self._stopping)
+        except StoreUnavailable:
+            return None
+
+    def _run_to_end(self, record: JobRecord) -> None:
+        """Run a claimed job and write its final state. An unexpected error of the job fails the job, not the
+        worker; StoreUnavailable (the store away past the retry budget) is for the caller."""
+        try:
+            self._run(record)
+        except StoreUnavailable:
+            raise
+        except Exception:  # a bug in a stage must not kill the worker; the job says what happened
+            LOGGER.exception("job %s failed unexpectedly", record.id)
+            self._finish(record.id, "failed", "internal error while running the job (see the worker's log)")
 
     def _beat(self) -> None:
         """Refresh the running job's heartbeat; end its stage when it was cancelled or given up."""
@@ -162,8 +227,10 @@ class Worker:
             if job_id is None:
                 continue
             try:
-                beat = self.store.heartbeat(job_id, self.worker_id)
-            except Exception:  # the store is away: the sweeper decides, the next heartbeat learns what it did
+                beat = self._store.heartbeat(job_id, self.worker_id, until=self._halt)
+            except StoreUnavailable:  # logged once per outage: the sweeper decides, the next heartbeat learns it
+                continue
+            except Exception:  # not the store's absence: say so, and beat again next time
                 LOGGER.exception("heartbeat of job %s failed", job_id)
                 continue
             if beat.owned and not beat.cancel_requested:
@@ -198,12 +265,12 @@ class Worker:
             for name, stage in stages[first:]:
                 if self._stopped(job_id):
                     raise JobStopped()
-                record = self.store.update_job(job_id, stage=name, progress=job_progress(name))
+                record = self._store.update_job(job_id, stage=name, progress=job_progress(name))
                 self._log(paths, f"== stage {name} ==")
                 stage(record, plan, paths)
             if self._stopped(job_id):
                 raise JobStopped()
-            record = self.store.update_job(job_id, stage="done", progress=1.0)
+            record = self._store.update_job(job_id, stage="done", progress=1.0)
             self._finish(job_id, "succeeded", self._summary(record))
         except JobStopped:
             if job_id in self._lost:
@@ -214,15 +281,18 @@ class Worker:
             else:
                 self._finish(job_id, "interrupted", f"the worker {self.worker_id} running this job was stopped; "
                                                     + RESUME_HINT.replace("{id}", job_id))
+        except StoreUnavailable:  # not the job's failure: the store's (StoreUnavailable is a LifecycleError too)
+            raise
         except LifecycleError as error:
             self._log(paths, f"job failed: {error.message}")
             self._finish(job_id, "failed", error.message)
 
     def _finish(self, job_id: str, state: str, message: str) -> None:
+        """Write the job's final state; StoreUnavailable when the store stays away past the retry budget."""
         try:
-            self.store.transition(job_id, ("running",), state, message, owner=self.worker_id)
+            self._store.transition(job_id, ("running",), state, message, owner=self.worker_id)
             LOGGER.info("job %s %s: %s", job_id, state, message)
-        except JobConflict as error:
+        except (JobConflict, JobNotFound) as error:
             LOGGER.warning("job %s could not be marked %s: %s", job_id, state, error.message)
 
     @staticmethod
@@ -237,12 +307,15 @@ class Worker:
     def _train(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
         self._check_fits_model(plan)
 
-        def poll() -> None:
+        def progress() -> dict[str, Any]:
             fraction, figures = training_progress(read_records(paths.train), plan.epochs)
-            self.store.update_job(record.id, progress=job_progress("train", fraction), metrics={"training": figures})
+            return {"progress": job_progress("train", fraction), "metrics": {"training": figures}}
+
+        def poll() -> None:  # a progress write that fails is skipped: the next poll writes again
+            self._store.try_update_job(record.id, **progress())
 
         self._run_stage(record.id, "training", training_command(plan, paths, self.settings.python), paths, poll)
-        poll()
+        self._store.update_job(record.id, **progress())  # the final figures are kept: retried
         if not paths.checkpoint.is_file():
             raise StageFailed(f"training ended without writing {paths.checkpoint.name}; see the job log")
 
@@ -260,11 +333,11 @@ class Worker:
         new = [v for v, card in cards.items() if card is not None and card.source_sha256 == sha256]
         if not new:
             raise StageFailed(f"export finished but no new version of {plan.model_name} comes from {checkpoint}")
-        self.store.update_job(record.id, model_version=new[-1])
+        self._store.update_job(record.id, model_version=new[-1])
         self._log(paths, f"exported {plan.model_name} version {new[-1]}")
 
     def _verify(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
-        version = self.store.get_job(record.id).model_version
+        version = self._store.get_job(record.id).model_version
         baseline = read_serving_version(self.repository.model_dir(plan.model_name))  # the verification's baseline
         command = verification_command(plan, paths, self.settings.model_repository, str(version), baseline,
                                        self.settings.python)
@@ -273,10 +346,10 @@ class Worker:
             result = json.loads(paths.verification.read_text())
         except (OSError, ValueError) as error:
             raise StageFailed(f"verification wrote no readable result ({error}); see the job log") from error
-        self.store.update_job(record.id, metrics={"verification": result})
+        self._store.update_job(record.id, metrics={"verification": result})
 
     def _auto_deploy(self, record: JobRecord, plan: JobPlan, paths: JobFiles) -> None:
-        record = self.store.get_job(record.id)
+        record = self._store.get_job(record.id)
         result = record.metrics.get("verification", {})
         version = str(record.model_version)
         if self._deploy is None:
@@ -291,11 +364,11 @@ class Worker:
                 outcome = {"deployed": True, **self._deploy(plan.model_name, version),
                            "message": f"deployed version {version}"}
             except LifecycleError as error:
-                self.store.update_job(record.id, metrics={"deploy": {"deployed": False, "message": error.message}})
+                self._store.update_job(record.id, metrics={"deploy": {"deployed": False, "message": error.message}})
                 raise StageFailed(f"version {version} was exported but auto-deploy failed: {error.message}; "
                                   "the serving version is unchanged") from error
         self._log(paths, str(outcome["message"]))
-        self.store.update_job(record.id, metrics={"deploy": outcome})
+        self._store.update_job(record.id, metrics={"deploy": outcome})
 
     def _check_fits_model(self, plan: JobPlan) -> None:
         """Versions of one model share one config: refuse early a fine-tune whose class count differs."""

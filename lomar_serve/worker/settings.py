@@ -35,6 +35,11 @@ class WorkerSettings(RoleSettings):
     poll_interval_s: float = Field(1.0, gt=0, description="seconds between reads of a running stage's progress")
     terminate_grace_s: float = Field(10.0, gt=0, description="SIGTERM, then SIGKILL after this many seconds, when "
                                                              "a stage is stopped")
+    store_retry_s: float = Field(15.0, gt=0, description="seconds a store call (claim, heartbeat, a job's record) is "
+                                                         "tried again while the job store is unreachable; past them "
+                                                         "with a job's record unwritten the worker exits non-zero "
+                                                         "(keep it at the control plane's "
+                                                         "LOMAR_JOB_HEARTBEAT_TIMEOUT_S)")
 
     @property
     def resolved_jobs_dir(self) -> Path:

@@ -1,5 +1,6 @@
 """Fixtures shared by the lomar_serve tests: a browser (the web page, /docs, the search view), a real PostgreSQL
-(the pgvector search engine, the fleet's job store), job stores of both kinds and a data root."""
+(the pgvector search engine, the fleet's job store), a PostgreSQL of a test's own (store outages), job stores of
+both kinds and a data root."""
 from __future__ import annotations
 
 import itertools
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from lomar_serve.jobs.store import STORE_FILE
+from tests.lomar_serve.private_postgres import PrivatePostgres
 from tests.lomar_serve.tiny_models import synthetic_set
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,6 +58,17 @@ def postgres_url() -> Iterator[str]:
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A running PostgreSQL of this test's own, which it may stop and start again (tests/lomar_serve/
+    private_postgres.py); removed after the test."""
+    server = PrivatePostgres.create()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture(scope="session")

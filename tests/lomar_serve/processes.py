@@ -1,5 +1,5 @@
-"""Processes of the end-to-end tests: start `lomar serve`, a gateway or a control plane as real processes, wait
-for them, and look at the processes they leave (children, process groups)."""
+"""Processes of the end-to-end tests: start `lomar serve`, a gateway, a control plane or a worker as real processes,
+wait for them, and look at the processes they leave (children, process groups)."""
 from __future__ import annotations
 
 import os
@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,6 +67,19 @@ def reap(pids: list[int], timeout_s: float = 15.0) -> None:
     for pid in pids:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 30.0,
+               context: Callable[[], str] = lambda: "") -> Any:
+    """condition()'s first true value, asked every 50 ms; fails saying what was awaited (and `context()`, e.g. a
+    log tail) after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}\n{context()}")
 
 
 def wait_until_ok(process: subprocess.Popen, url: str, what: str, log_tail: Callable[[], str],
@@ -176,3 +190,28 @@ def launch_control_plane(triton_urls: list[str], model_repository: Path, log_pat
         process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "control-plane"], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
     return ControlPlaneProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+class WorkerProcess:
+    """One `python -m lomar_serve.cli worker` on a test's folders (WORK/jobs, WORK/repo), its output in a log file.
+    `env`: more LOMAR_* settings; without LOMAR_STORE_URL among them the store is JOBS_DIR/lifecycle.sqlite."""
+
+    def __init__(self, work: Path, worker_id: str, env: Mapping[str, str] | None = None) -> None:
+        environment = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_JOBS_DIR": str(work / "jobs"),
+                       "LOMAR_MODEL_REPOSITORY": str(work / "repo"), "LOMAR_HEARTBEAT_INTERVAL_S": "0.5",
+                       "LOMAR_POLL_INTERVAL_S": "0.3"}
+        environment.pop("LOMAR_STORE_URL", None)
+        environment.update(env or {})
+        self.log_path = work / f"worker-{worker_id}.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "worker",
+                                             f"--worker-id={worker_id}"], stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=environment, cwd=REPO)
+
+    def log(self, chars: int = 5000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)

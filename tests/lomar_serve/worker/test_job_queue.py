@@ -1,9 +1,10 @@
-"""The control plane's job queue without any worker process, on both stores: submit, cancel, resume, the stale-job sweeper; the
-worker's settings and control-plane hooks."""
+"""The control plane's job queue without any worker process, on both stores: submit, cancel, resume, the stale-job
+sweeper (also after a store outage); the worker's settings and control-plane hooks."""
 from __future__ import annotations
 
 import http.server
 import json
+import logging
 import os
 import threading
 import time
@@ -12,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from lomar_serve.control_plane.queue import JobQueue, QueueSettings
+from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.jobs.errors import DeployError, JobConflict
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import STORE_FILE, open_store
 from lomar_serve.worker.executors import ExecutorSettings
 from lomar_serve.worker.main import build_worker, control_plane_deploy
 from lomar_serve.worker.settings import WorkerSettings
-from tests.lomar_serve.processes import free_port
+from tests.lomar_serve.private_postgres import PrivatePostgres
+from tests.lomar_serve.processes import free_port, wait_until
 
 PLAN = JobPlan(kind="finetune", data_dir="/data/set", model_name="m", epochs=1, model="lomar_tiny_patch16")
 
@@ -64,6 +67,36 @@ def test_the_sweeper_interrupts_a_silent_workers_job_and_resume_queues_it(store_
     assert queue.store.claim_next("w2").id == job.id
 
 
+def test_after_a_store_outage_the_sweeper_lets_workers_beat_again_first(private_postgres: PrivatePostgres,
+                                                                         caplog: pytest.LogCaptureFixture,
+                                                                         tmp_path: Path) -> None:
+    """No worker can beat while the store is away: once it is back, a job whose heartbeat is older than the
+    timeout only because of the outage is not interrupted before its worker has had a timeout to beat again."""
+    caplog.set_level(logging.INFO, logger="lomar_serve.control_plane")
+
+    def logged(text: str) -> bool:
+        return any(text in record.getMessage() for record in caplog.records)
+
+    timeout_s = 1.0
+    queue = make_queue(private_postgres.new_database(), tmp_path, heartbeat_timeout_s=timeout_s, sweep_interval_s=0.1)
+    job = queue.submit(PLAN)
+    queue.store.claim_next("w1")
+    queue.start()
+    try:
+        private_postgres.stop()
+        stopped_at = time.monotonic()
+        wait_until(lambda: logged("sweeping stale jobs"), "the sweeper to notice the outage")
+        wait_until(lambda: time.monotonic() - stopped_at >= 3 * timeout_s, "an outage of three timeouts")
+        private_postgres.start()
+        wait_until(lambda: logged("answers again"), "the sweeper to notice the store's return")
+        assert queue.store.heartbeat(job.id, "w1").owned, "interrupted before its worker could beat again"
+        # no more beats: the sweeper does its work again
+        wait_until(lambda: queue.get(job.id).state != "running", "the sweeper to interrupt the silent job")
+        assert queue.get(job.id).state == "interrupted"
+    finally:
+        queue.stop()
+
+
 def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOMAR_MODEL_REPOSITORY", str(tmp_path / "repo"))
     monkeypatch.setenv("LOMAR_WORKER_ID", "gpu-1")
@@ -74,6 +107,9 @@ def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: p
     assert worker.worker_id == "gpu-1" and (tmp_path / "jobs" / STORE_FILE).is_file()
     monkeypatch.delenv("LOMAR_WORKER_ID")
     assert WorkerSettings().worker_id.endswith(f"-{os.getpid()}")
+    # a worker retries a store call for as long as the control plane waits for a silent job's heartbeat
+    assert WorkerSettings().store_retry_s == ControlPlaneSettings.model_fields["job_heartbeat_timeout_s"].default
+    assert worker.settings.store_retry_s == settings.store_retry_s == 15.0
     with pytest.raises(ValueError):
         ExecutorSettings(executor="slurm")  # the worker's executor: local or kubernetes
     with pytest.raises(ValueError):

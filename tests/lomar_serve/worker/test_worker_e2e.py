@@ -5,11 +5,8 @@ The control plane here is the JobQueue in the test process (the same object the 
 store file and JOBS_DIR as the workers."""
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,36 +18,12 @@ from lomar_serve.control_plane.queue import JobQueue, QueueSettings
 from lomar_serve.jobs.paths import DataRoots
 from lomar_serve.jobs.spec import JobRequest
 from lomar_serve.jobs.store import STORE_FILE, JobRecord, open_store
-from tests.lomar_serve.processes import alive, children
+from tests.lomar_serve.processes import WorkerProcess, alive, children
 from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS
 from tests.lomar_serve.control_plane.conftest import wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
-REPO = Path(__file__).resolve().parents[3]
 HEARTBEAT_TIMEOUT_S = 4.0
-
-
-class WorkerProcess:
-    """One `python -m lomar_serve.cli worker` on the test's folders, its output in a log file."""
-
-    def __init__(self, work: Path, worker_id: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_JOBS_DIR": str(work / "jobs"),
-               "LOMAR_MODEL_REPOSITORY": str(work / "repo"), "LOMAR_HEARTBEAT_INTERVAL_S": "0.5",
-               "LOMAR_POLL_INTERVAL_S": "0.3"}
-        env.pop("LOMAR_STORE_URL", None)
-        self.log_path = work / f"worker-{worker_id}.log"
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "worker",
-                                             f"--worker-id={worker_id}"], stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, cwd=REPO)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(60)
 
 
 @pytest.fixture()
