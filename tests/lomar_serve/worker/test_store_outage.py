@@ -148,7 +148,8 @@ def test_progress_that_cannot_be_written_for_a_while_does_not_fail_the_job(
 
         private_postgres.start()
         wait_until(lambda: store.get_job(job.id).metrics["training"]["step"] == 2, "the next poll to write again")
-        assert messages(caplog, f"progress of job {job.id}: the job store answers again", logging.INFO)
+        wait_until(lambda: messages(caplog, f"progress of job {job.id}: the job store answers again", logging.INFO),
+                   "the recovery to be logged (after the write the test has already seen)")
         training.finish.set()
         record = wait_until(lambda: (r := store.get_job(job.id)).state != "running" and r, "the job's end")
         assert (record.state, record.stage, record.progress) == ("succeeded", "done", 1.0), record
