@@ -180,19 +180,26 @@ class Deployer:
         """The version the repository publishes as serving (None: none published)."""
         return read_serving_version(self.repository.model_dir(name))
 
-    def status(self, name: str) -> dict[str, Any]:
-        """Serving version, deployed stack, versions on disk and per Triton, and the deploy history."""
+    def summary(self, name: str) -> dict[str, Any]:
+        """Serving version, deployed stack, rollback target and versions on disk (no Triton is asked)."""
         check_model_name(name)
         deployment = self.store.deployment(name)
+        return {"model": name, "serving_version": self.serving_version(name), "deployed": list(deployment.stack),
+                "rollback_target": deployment.rollback_target, "versions": self.repository.versions(name)}
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """`summary` of every model of the repository, by name."""
+        return [self.summary(name) for name in self.repository.models()]
+
+    def status(self, name: str) -> dict[str, Any]:
+        """Serving version, deployed stack, versions on disk and per Triton, and the deploy history."""
         loaded = {}
         for node in self.nodes:
             try:
                 loaded[node.url] = node.ready_versions(name)
             except DeployError:
                 loaded[node.url] = None  # unreachable
-        return {"model": name, "serving_version": self.serving_version(name), "deployed": list(deployment.stack),
-                "rollback_target": deployment.rollback_target, "versions": self.repository.versions(name),
-                "loaded": loaded, "history": self.store.history(name)}
+        return {**self.summary(name), "loaded": loaded, "history": self.store.history(name)}
 
     def config(self, name: str) -> dict[str, Any]:
         """config.pbtxt as Triton's JSON model configuration. Raises VersionNotFound (none), DeployError

@@ -16,7 +16,7 @@ from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
-from lomar_serve.control_plane.schemas import Job, JobDetail, JobList, LogChunk, ModelStatus, Switch
+from lomar_serve.control_plane.schemas import Job, JobDetail, JobList, LogChunk, ModelList, ModelStatus, Switch
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled
@@ -104,6 +104,11 @@ def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
 def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: resume job %s", job_id)
     return Job.model_validate(lifecycle.jobs.resume(job_id).to_dict())
+
+
+@router.get("/models", summary="Every model of the repository: serving version, deployed versions, versions on disk")
+def models(lifecycle: LifecycleDep) -> ModelList:
+    return ModelList.model_validate({"models": lifecycle.deployer.summaries()})
 
 
 @router.get("/models/{name}", summary="Serving version, deployed versions, versions on disk, history")

@@ -51,13 +51,23 @@ class DeployEvent(BaseModel):
     at: float = Field(description="Unix time")
 
 
-class ModelStatus(BaseModel):
+class ModelSummary(BaseModel):
+    """A model of the repository as the control plane sees it, without asking the Tritons."""
+
     model: str
     serving_version: str | None = Field(description="the version the model repository publishes as serving "
                                                     "(config.pbtxt's version policy), which every gateway follows")
     deployed: list[str] = Field(description="versions deployed in order; the last one serves")
     rollback_target: str | None
     versions: list[str] = Field(description="version folders in the model repository")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary] = Field(description="every model of the repository (a folder with a config.pbtxt), "
+                                                   "by name")
+
+
+class ModelStatus(ModelSummary):
     loaded: dict[str, list[str] | None] = Field(description="Triton URL -> versions it has loaded and ready "
                                                             "(null: unreachable)")
     history: list[DeployEvent]

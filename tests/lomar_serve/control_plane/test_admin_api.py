@@ -115,3 +115,5 @@ def test_jobs_and_models_routes(tmp_path: Path) -> None:
     assert nothing.status_code == 409 and nothing.json()["error"]["code"] == "nothing_to_roll_back"
     status = client.get("/v1/admin/models/lomar_classifier", headers=AUTH).json()
     assert status["deployed"] == [] and status["versions"] == []
+    assert client.get("/v1/admin/models", headers=AUTH).json() == {"models": []}  # an empty repository
+    assert client.get("/v1/admin/models").status_code == 401

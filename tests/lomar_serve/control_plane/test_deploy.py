@@ -131,6 +131,9 @@ def test_fleet_deploys_failures_and_rollbacks_keep_serving(fleet: tuple[list[Tri
     status = deployer.status(NAME)
     assert status["serving_version"] == "1" and status["versions"] == ["1", "2", "3"]
     assert status["loaded"] == {url: ["1"] for url in urls}
+    summaries = {summary["model"]: summary for summary in deployer.summaries()}  # GET /v1/admin/models
+    assert summaries[NAME] == {key: status[key] for key in ("model", "serving_version", "deployed", "rollback_target",
+                                                              "versions")}
 
 
 def test_a_triton_restart_loads_only_the_published_version(fleet: tuple[list[TritonServer], Path]) -> None:
