@@ -23,7 +23,8 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture()
-def browser():
+def browser(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SE_AVOID_STATS", "true")  # Selenium would otherwise send usage statistics off the machine
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and not shutil.which("chromium"):
         pytest.skip("chromium / chromedriver not installed (make install adds them on Debian)")
     from selenium import webdriver
