@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import SecretStr
@@ -110,21 +109,13 @@ def _default(settings: type[BaseSettings], name: str) -> str:
         return "unset"
     if isinstance(value, SecretStr):
         return "(secret)"
-    if isinstance(value, Path):
-        return str(value)
     return str(value)
 
 
 def _role_flags(role: Role) -> dict[str, list[str]]:
     flags: dict[str, list[str]] = {}
     for make in role.parsers:
-        parser = make()
-        actions: Iterable[tuple[str, str]] = flags_of(parser)
-        sub = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-        for subparsers in sub:  # `lomar jobs submit --url ...`, `lomar collections list --url ...`
-            for child in subparsers.choices.values():
-                actions = [*actions, *flags_of(child)]
-        for name, flag in actions:
+        for name, flag in flags_of(make()):
             if name in role.settings.model_fields and flag not in flags.setdefault(name, []):
                 flags[name].append(flag)
     return flags
@@ -136,7 +127,7 @@ def entries() -> dict[str, Entry]:
     for role in ROLES:
         flags = _role_flags(role)
         for name, info in role.settings.model_fields.items():
-            entry = found.setdefault(variable(name), Entry(variable(name), info.description or "", [], {}, {}))
+            entry = found.setdefault(variable(name), Entry(variable(name), info.description or ""))
             if entry.description != (info.description or ""):
                 raise ValueError(f"{entry.variable}: {role.name} describes it differently from {entry.roles[0]}; "
                                  "declare the field once in lomar_serve/common/settings.py")

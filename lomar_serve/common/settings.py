@@ -151,8 +151,11 @@ def flag_overrides(args: argparse.Namespace, settings: type[BaseSettings]) -> di
 
 
 def flags_of(parser: argparse.ArgumentParser) -> Iterable[tuple[str, str]]:
-    """(field name, flag) of every option of `parser` that overrides a setting."""
+    """(destination, flag) of every long option of `parser` and of its subcommands (`lomar jobs submit --url`)."""
     for action in parser._actions:  # argparse has no public list of its options
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from flags_of(child)
         for flag in action.option_strings:
             if flag.startswith("--"):
                 yield action.dest, flag
