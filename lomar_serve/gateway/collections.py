@@ -10,7 +10,7 @@ Triton client and event loop, it must not queue behind a training job on a job w
 it is resumable from the store after a restart. The work itself is `reindex()` (reindex.py), which only needs
 an `embed` callable, so it can move to a separate control plane.
 
-    search = SearchService(SearchSettings(folder=..., engine=EngineConfig()), gateway)
+    search = SearchService(SearchSettings(folder=..., engine=EngineConfig(), limits=StorageLimits(...)), gateway)
     await search.start()
     await search.create("photos", model=None, dim=None)
     photos = await search.collection("photos")      # one read of the collection per request
@@ -32,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -66,10 +66,10 @@ ITEM_ID = re.compile(ITEM_ID_PATTERN)
 class StorageLimits:
     """What clients may store: collections, images per collection, and each image's metadata."""
 
-    collections: int = 1000
-    images: int = 1_000_000
-    metadata_bytes: int = 4096  # compact JSON
-    metadata_keys: int = 64
+    collections: int
+    images: int  # per collection
+    metadata_bytes: int  # of one image's metadata, as compact JSON
+    metadata_keys: int
 
     def check_metadata(self, metadata: list[dict[str, Any]]) -> None:
         """Raises InvalidParameter (too many keys) or PayloadTooLarge (too many bytes) for the first offender."""
@@ -87,11 +87,11 @@ class StorageLimits:
 class SearchSettings:
     folder: Path  # one sub-folder per collection
     engine: EngineConfig
+    limits: StorageLimits  # what clients may store
     reindex_batch: int = 16  # images per inference call of a re-index
     check_interval_s: float = 5.0  # how often serving versions are compared with the collections'
     save_interval_s: float = 30.0  # how often changed embedded indexes are written to disk
     hold_s: float = 600.0  # a deploy keeps the old version loaded this long for running re-indexes
-    limits: StorageLimits = field(default_factory=StorageLimits)
 
 
 @dataclass(frozen=True)

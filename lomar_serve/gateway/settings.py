@@ -13,8 +13,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_PATTERN
 from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
-from lomar_serve.common.settings import (DEFAULT_GATEWAY_PORT, DEFAULT_MODEL_REPOSITORY, ModelRepository,
-                                         RoleSettings, triton_address)
+from lomar_serve.common.settings import (DEFAULT_GATEWAY_PORT, DEFAULT_MODEL_REPOSITORY, ModelRepository, RoleSettings,
+                                         triton_address)
+from lomar_serve.search.engine import DEFAULT_POOL_SIZE
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 
@@ -60,7 +61,7 @@ class Settings(RoleSettings):
     search_pg_url: SecretStr | None = Field(None, description="postgresql://... of the pgvector engine")
     search_pg_build_memory_mb: int = Field(1024, ge=64, description="maintenance_work_mem (MiB) of a pgvector "
                                                                     "HNSW build")
-    search_pg_pool_size: int = Field(8, ge=1, le=1000, description=(
+    search_pg_pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=1000, description=(
         "connections this gateway keeps to the pgvector database, shared by every collection (each re-index lease "
         "or concurrent graph build holds one more)"))
     search_reindex_batch: int = Field(16, ge=1, description="images per inference call of a re-index")

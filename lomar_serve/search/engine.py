@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 EngineKind = Literal["embedded", "pgvector"]
+DEFAULT_POOL_SIZE = 8  # pgvector: the connections one process keeps to the database
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class EngineConfig:
     expansion_add: int = 128  # HNSW ef_construction
     expansion_search: int = 64  # HNSW ef_search
     build_memory_mb: int = 1024  # pgvector: maintenance_work_mem of a graph build (too small: a slower build)
-    pool_size: int = 8  # pgvector: connections this process keeps to the database, shared by every collection
+    pool_size: int = DEFAULT_POOL_SIZE  # pgvector: connections this process keeps to the database, for every collection
 
     def __post_init__(self) -> None:
         if self.kind == "pgvector" and not self.pg_url:
