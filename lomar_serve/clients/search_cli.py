@@ -103,6 +103,6 @@ def search_main(argv: list[str]) -> int:
     if args.file is not None and not args.file.is_file():
         print(f"lomar search: no such file: {args.file}", file=sys.stderr)
         return 2
-    return call_gateway("search", args,
-                 lambda c: c.search(args.collection, args.file, image_id=args.id, top_k=args.top_k,
-                                    threshold=args.threshold, where=args.filter))
+    return call_gateway("search", args, lambda c: c.search(args.collection, args.file, image_id=args.id,
+                                                           top_k=args.top_k, threshold=args.threshold,
+                                                           where=args.filter))

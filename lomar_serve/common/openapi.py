@@ -23,7 +23,8 @@ _ERROR_DESCRIPTIONS = {
     415: "not an image, or a Content-Type the route does not take",
     422: "a parameter or body field out of range, or the wrong kind of model",
     502: "Triton answered with an error",
-    503: "Triton is not ready or the model is loading: retry after Retry-After seconds",
+    503: "a dependency is not ready (Triton, a model loading, the store or database) or the process cannot "
+         "serve: retry after Retry-After seconds",
     504: "Triton did not answer in time (settings: request_timeout_s)",
 }
 

@@ -1,4 +1,5 @@
-"""Collections of embedded images and similar-image search (/v1/collections). The work is in lomar_serve.search.
+"""Collections of embedded images and similar-image search (/v1/collections). The work is in the gateway's
+SearchService (lomar_serve/gateway/collections.py) over lomar_serve.search.
 
 Images come as the inference routes take them (multipart field `image`, repeated, or one raw `image/*` body,
 with ids, metadata and search options as query parameters) or as JSON with base64 images.
