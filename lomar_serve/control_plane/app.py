@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from lomar_serve.common import docs
 from lomar_serve.common.error_handlers import install_error_handlers
 from lomar_serve.common.health import check_descriptors
-from lomar_serve.common.redaction import mask_access_log
 from lomar_serve.common.openapi import error_responses
+from lomar_serve.common.redaction import mask_access_log
 from lomar_serve.common.schemas import Health
 from lomar_serve.control_plane import routes
 from lomar_serve.control_plane.admin_guard import AdminGuard

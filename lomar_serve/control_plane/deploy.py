@@ -40,12 +40,11 @@ from google.protobuf.text_format import ParseError
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from contracts.model_card import ModelCard
-from contracts.model_repository import is_version
 from contracts.triton_config import ConfigError, publish_serving_version, read_serving_version
 from lomar_serve.common.holds import active_holders
+from lomar_serve.common.triton_index import ready_versions
 from lomar_serve.jobs.deploy_history import PendingSwitch
-from lomar_serve.jobs.errors import (DeployError, HistoryConflict, NothingToRollBack, SwitchInProgress,
-                                     VersionNotFound)
+from lomar_serve.jobs.errors import DeployError, HistoryConflict, NothingToRollBack, SwitchInProgress, VersionNotFound
 from lomar_serve.jobs.paths import check_model_name, check_version
 from lomar_serve.jobs.repository_view import RepositoryView
 from lomar_serve.jobs.store import LifecycleStore
@@ -78,12 +77,6 @@ def with_versions(config: dict[str, Any], versions: set[str]) -> dict[str, Any]:
     return {**config, "version_policy": {"specific": {"versions": sorted(int(v) for v in versions)}}}
 
 
-def ready_in(index: list[dict[str, Any]], name: str) -> list[str]:
-    """The READY versions of `name` in a Triton repository index, ascending."""
-    ready = [str(e.get("version", "")) for e in index if e.get("name") == name and e.get("state") == "READY"]
-    return sorted((v for v in ready if is_version(v)), key=int)
-
-
 class TritonNode:
     """The model-control operations a deploy needs on one Triton server."""
 
@@ -104,7 +97,7 @@ class TritonNode:
 
     def ready_versions(self, name: str) -> list[str]:
         """Versions of `name` this Triton has loaded and ready, ascending."""
-        return ready_in(self.repository_index(), name)
+        return ready_versions(self.repository_index(), name)
 
     def load(self, name: str, config: dict[str, Any]) -> None:
         """Load (or reload) `name` with `config` (Triton's JSON model configuration) as a load-time override."""

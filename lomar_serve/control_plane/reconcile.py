@@ -28,7 +28,8 @@ from typing import Any
 
 from contracts.model_repository import CONFIG_FILE
 from lomar_serve.common.holds import held_versions
-from lomar_serve.control_plane.deploy import Deployer, TritonNode, ready_in, with_versions
+from lomar_serve.common.triton_index import ready_versions
+from lomar_serve.control_plane.deploy import Deployer, TritonNode, with_versions
 from lomar_serve.jobs.errors import LifecycleError, SwitchInProgress
 
 LOGGER = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class Drift:
 
 def drift(index: list[dict[str, Any]], name: str, published: str, kept: set[str]) -> Drift:
     """The drift of model `name` in a Triton repository index, given the versions to keep when they are loaded."""
-    ready = ready_in(index, name)
+    ready = ready_versions(index, name)
     keep = frozenset({published} | (kept & set(ready)))
     return Drift(published, keep, published not in ready, tuple(v for v in ready if v not in keep))
 
@@ -170,7 +171,7 @@ class Reconciler:
         except OSError:
             return kept
         if abs(time.time() - changed) < self.settings.drain_s:
-            kept |= set(ready_in(index, name))
+            kept |= set(ready_versions(index, name))
         return kept
 
     def _correct(self, node: TritonNode, name: str, published: str) -> list[str]:

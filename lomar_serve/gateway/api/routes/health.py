@@ -9,6 +9,7 @@ from lomar_serve.common.errors import ServiceError
 from lomar_serve.common.health import check_descriptors
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.schemas import Health
+from lomar_serve.common.triton_index import ready_versions
 from lomar_serve.gateway.api.deps import GatewayDep
 from lomar_serve.gateway.api.schemas import Readiness
 from lomar_serve.gateway.errors import TritonUnavailable
@@ -43,7 +44,7 @@ async def readyz(gateway: GatewayDep) -> Readiness:
     published = gateway.published()
     models = {}
     for name in dict.fromkeys((*defaults, *sorted(published))):
-        ready = [str(e.get("version")) for e in index if e.get("name") == name and e.get("state") == "READY"]
+        ready = ready_versions(index, name)
         wanted = published.get(name) or gateway.version_for(name)
         if wanted is None and ready:
             wanted = max(ready, key=int)
