@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tests.lomar_serve.processes import E2E_LABELS
+from tests.lomar_serve.processes import E2E_LABELS, wait_until
 from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction
 from tests.lomar_serve.control_plane.test_lifecycle_e2e import AUTH, NAME, Stack
 from tests.lomar_serve.photos import encode, photo_array
@@ -75,15 +75,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Itera
 def http(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.url, timeout=120) as client:
         yield client
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, message: Callable[[], str]) -> None:
-    """Poll `condition` until it holds; fail with `message()` (what did not happen) after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{message()} (waited {timeout_s:.0f} s)")
-        time.sleep(0.02)
 
 
 def ok(response: httpx.Response, status: int = 200) -> dict:
@@ -221,8 +212,9 @@ def test_deploying_a_new_version_reindexes_without_mixing_versions(http: httpx.C
             assert not stopped, f"{stopped} stopped before the end (its exception is printed above)"
             return len(answers) >= searches + 2 and len(added) >= adds + 2
 
-        wait_until(went_on, 60, lambda: f"the clients did not go on after the deploy: {len(answers) - searches} "
-                                        f"searches and {len(added) - adds} adds answered since it returned")
+        wait_until(went_on, "the clients to go on after the deploy", 60,
+                   context=lambda: f"{len(answers) - searches} searches and {len(added) - adds} adds answered since "
+                                   "it returned")
     finally:
         stop.set()
         for worker in workers:
