@@ -51,6 +51,16 @@ class AdminClient:
                              response.status_code, str(error.get("code", "")))
         return body
 
+    def create_key(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A new API key for the gateways; its `key` is in this answer only."""
+        return self._call("POST", "/v1/admin/keys", json=request)
+
+    def keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/admin/keys")["keys"]
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/admin/keys/{key_id}")
+
     def submit(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/admin/jobs", json=request)
 

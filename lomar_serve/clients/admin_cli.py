@@ -8,6 +8,8 @@
                                   (the version that served before keeps serving until the new one is ready
                                   everywhere; on failure nothing changes)
     lomar rollback NAME           serve again the version deployed before the serving one (same safe switch)
+    lomar keys create NAME --scope infer [--scope collections:write] [--rate-per-minute N] [--max-collections N]
+    lomar keys list               lomar keys revoke ID      API keys of the gateways (the key is printed once)
 
 --url (default $LOMAR_CONTROL_PLANE_URL or http://127.0.0.1:8100) and --token (default $LOMAR_ADMIN_TOKEN) pick the
 control plane. Paths are resolved by the control plane, inside its data roots (LOMAR_DATA_ROOTS).
@@ -24,6 +26,7 @@ import yaml
 
 from lomar_serve.clients.admin import DEFAULT_URL, AdminClient, AdminError
 from lomar_serve.clients.settings import ClientSettings, client_settings
+from lomar_serve.common.api_keys import SCOPE_DESCRIPTIONS, SCOPES
 from lomar_serve.common.settings import add_flags
 
 
@@ -156,6 +159,46 @@ def rollback(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     args.prog = parser.prog
     return run_with_client(args, lambda client: _print(client.rollback(args.name)))
+
+
+def keys(argv: list[str]) -> int:
+    """`lomar keys create|list|revoke`."""
+    parser = argparse.ArgumentParser(prog="lomar keys", description="API keys of the gateways (kept hashed by the "
+                                     "control plane, published to every gateway within seconds)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="a new key, printed once (store it: it cannot be shown again)")
+    create.add_argument("name", help="who or what uses the key")
+    create.add_argument("--scope", dest="scopes", action="append", choices=SCOPES, required=True,
+                        help="repeatable; " + "; ".join(f"{scope}: {what}" for scope, what in SCOPE_DESCRIPTIONS.items()))
+    create.add_argument("--rate-per-minute", type=int, help="requests per minute a gateway accepts with the key")
+    create.add_argument("--max-collections", type=int, help="collections the key may own at once")
+    commands.add_parser("list", help="every key, revoked ones included (never a secret)")
+    commands.add_parser("revoke", help="every gateway refuses the key within seconds").add_argument("key_id")
+    for command in commands.choices.values():
+        add_connection_args(command)
+    args = parser.parse_args(argv)
+    args.prog = parser.prog
+
+    def action(client: AdminClient) -> int:
+        if args.command == "create":
+            answer = client.create_key({"name": args.name, "scopes": args.scopes,
+                                        "rate_per_minute": args.rate_per_minute,
+                                        "max_collections": args.max_collections})
+            print(answer["key"])
+            print(f"key {answer['id']} ({answer['name']}): {', '.join(answer['scopes'])}. It is shown this once; send "
+                  "it as 'Authorization: Bearer <key>' (lomar classify/collections: --api-key or $LOMAR_API_KEY).",
+                  file=sys.stderr)
+            return 0
+        if args.command == "list":
+            for key in client.keys():
+                state = "revoked" if key["revoked_at"] is not None else "active"
+                quotas = ", ".join(f"{name}={key[name]}" for name in ("rate_per_minute", "max_collections")
+                                   if key[name] is not None)
+                print(f"{key['id']}  {state:<7}  {key['name']:<20} {','.join(key['scopes'])}  {quotas}".rstrip())
+            return 0
+        return _print(client.revoke_key(args.key_id))
+
+    return run_with_client(args, action)
 
 
 if __name__ == "__main__":

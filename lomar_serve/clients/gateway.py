@@ -39,8 +39,10 @@ class GatewayClientError(Exception):
 class LomarClient:
     """Classify, embed and reconstruct images through a running gateway."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout_s: float = 60.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+    def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+        """`api_key`: a key from the control plane (`lomar keys create`), sent with every request."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def close(self) -> None:
         self._http.close()

@@ -1,4 +1,4 @@
-"""`lomar classify|embed|reconstruct FILE... [--url URL]`: call a running gateway, print JSON.
+"""`lomar classify|embed|reconstruct FILE... [--url URL] [--api-key KEY]`: call a running gateway, print JSON.
 
     lomar classify photo.jpg --top-k 3
     lomar embed a.jpg b.png > embeddings.json
@@ -46,7 +46,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"lomar {command}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="image files (sent as one batch)")
-    add_flags(parser, ClientSettings, {"--url": "url"})
+    add_flags(parser, ClientSettings, {"--url": "url", "--api-key": "api_key"})
     parser.add_argument("--model", help="model name (default: the gateway's default)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     if command == "classify":
@@ -90,8 +90,9 @@ def call_gateway(program: str, args: argparse.Namespace, action: Callable[[Lomar
     if settings is None:
         return 2
     url, timeout = settings.url, args.timeout
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
     try:
-        with LomarClient(url, timeout_s=timeout) as client:
+        with LomarClient(url, api_key=api_key, timeout_s=timeout) as client:
             result = action(client)
     except GatewayClientError as error:
         print(f"lomar {program}: {error}", file=sys.stderr)

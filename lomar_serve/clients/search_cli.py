@@ -27,7 +27,7 @@ from lomar_serve.common.settings import add_flags
 def _common() -> argparse.ArgumentParser:
     """--url and --timeout, accepted after any subcommand."""
     parser = argparse.ArgumentParser(add_help=False)
-    add_flags(parser, ClientSettings, {"--url": "url"})
+    add_flags(parser, ClientSettings, {"--url": "url", "--api-key": "api_key"})
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     return parser
 

@@ -17,6 +17,30 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
+class Unauthorized(ServiceError):
+    """No credentials where the route needs them (a bearer token: the admin token or an API key)."""
+
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ServiceError):
+    """Credentials that are not valid, or not allowed what the request asks."""
+
+    status, code = 403, "forbidden"
+
+
+class TooManyRequests(ServiceError):
+    """A rate limit or quota reached: try again after `Retry-After` seconds."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int):
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
+
+
 class BadRequest(ServiceError):
     status, code = 400, "bad_request"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hmac
 
-from lomar_serve.jobs.errors import AdminDisabled, Forbidden, Unauthorized
+from lomar_serve.common.errors import Forbidden, Unauthorized
+from lomar_serve.jobs.errors import AdminDisabled
 
 DISABLED_MESSAGE = ("the admin API is disabled: no admin token is configured "
                     "(set LOMAR_ADMIN_TOKEN on the control plane to enable it)")

@@ -10,7 +10,9 @@ loop closes whatever gap anything else leaves between the two:
   published one: versions neither published nor held by a gateway (common/holds.py) are unloaded - but not within
   `drain_s` of a change of config.pbtxt, when gateways may still send requests to the version it named before;
 - a deploy history that disagrees with config.pbtxt (a switch interrupted between publishing and recording, a hand
-  edit) is repaired in the store (jobs/deploy_history.py).
+  edit) is repaired in the store (jobs/deploy_history.py);
+- the API keys the gateways read (REPO/.api_keys.json) are published again where they differ from the store's
+  (a key change whose publish failed, a file deleted by hand: keys.py).
 
 It never fights a switch: every change takes the deployer's lock without waiting (Deployer.exclusive), is left to
 the next pass while a switch runs, and re-reads the published version and the Triton's state under the lock before
@@ -24,6 +26,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from contracts.model_repository import CONFIG_FILE
@@ -66,9 +69,11 @@ def drift(index: list[dict[str, Any]], name: str, published: str, kept: set[str]
 class Reconciler:
     """The control plane's reconcile loop (started and stopped by the Lifecycle, service.py)."""
 
-    def __init__(self, deployer: Deployer, settings: ReconcileSettings | None = None) -> None:
+    def __init__(self, deployer: Deployer, settings: ReconcileSettings | None = None, *,
+                 publish_keys: Callable[[], list[str]] | None = None) -> None:
         self.deployer = deployer
         self.settings = settings or ReconcileSettings()
+        self.publish_keys = publish_keys
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry_at: dict[tuple[str, str, str], tuple[int, float]] = {}  # (url, model, version) -> failures, when
@@ -76,9 +81,11 @@ class Reconciler:
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Repair the deploy histories now (before the admin API answers a rollback), then run the loop: a first
-        pass at once, then one every interval."""
+        """Repair the deploy histories and publish the API keys now (before the admin API answers), then run the
+        loop: a first pass at once, then one every interval."""
         self._guarded(self.repair_histories)
+        if self.publish_keys is not None:
+            self._guarded(self.publish_keys)
         self._thread = threading.Thread(target=self._loop, name="lomar-reconcile", daemon=True)
         self._thread.start()
 
@@ -94,8 +101,9 @@ class Reconciler:
             self._stop.wait(self.settings.interval_s)
 
     def run_once(self) -> list[str]:
-        """One pass: histories, then every Triton. Returns what it changed (for logs and tests)."""
-        return [*self._guarded(self.repair_histories), *self._guarded(self.converge)]
+        """One pass: histories, API keys, then every Triton. Returns what it changed (for logs and tests)."""
+        keys = self._guarded(self.publish_keys) if self.publish_keys is not None else []
+        return [*self._guarded(self.repair_histories), *keys, *self._guarded(self.converge)]
 
     @staticmethod
     def _guarded(step: Any) -> list[str]:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
-from lomar_serve.control_plane.schemas import Job, JobDetail, JobList, LogChunk, ModelList, ModelStatus, Switch
+from lomar_serve.common.api_keys import KEY_ID_PATTERN
+from lomar_serve.control_plane.schemas import (Job, JobDetail, JobList, Key, KeyList, KeyRequest, LogChunk, ModelList,
+                                               ModelStatus, NewKey, Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled
@@ -33,14 +36,21 @@ def get_lifecycle(request: Request) -> Lifecycle:
     return lifecycle
 
 
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+# Declares the scheme in OpenAPI (the /docs "Authorize" button); the check is AdminAuth's, on the raw header.
+ADMIN_TOKEN = HTTPBearer(scheme_name="AdminToken", auto_error=False,
+                         description="the control plane's admin token (LOMAR_ADMIN_TOKEN)")
+
+
+def require_admin(request: Request,
+                  _: Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_TOKEN)] = None) -> None:
     """Every admin route: the bearer token must be the admin token (checked before anything else is read)."""
-    get_lifecycle(request).auth.check(authorization)
+    get_lifecycle(request).auth.check(request.headers.get("authorization"))
 
 
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="job id")]
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Triton model name")]
+KeyId = Annotated[str, Path(pattern=KEY_ID_PATTERN, description="the key's public id")]
 # 400: a body FastAPI could not read; 411/413: a body AdminGuard refuses before reading it; 503/504: Triton down
 # or slow while loading a version.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
@@ -126,3 +136,19 @@ def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Swi
 def rollback(name: ModelName, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: roll back %s", name)
     return Switch.model_validate(lifecycle.deployer.rollback(name))
+
+
+@router.post("/keys", status_code=201, summary="Create an API key for the gateways (the key is in this answer only)")
+def create_key(body: KeyRequest, lifecycle: LifecycleDep) -> NewKey:
+    record, key = lifecycle.keys.create(body)
+    return NewKey.model_validate({**record.to_dict(), "key": key})
+
+
+@router.get("/keys", summary="Every API key, revoked ones included (never their secrets)")
+def list_keys(lifecycle: LifecycleDep) -> KeyList:
+    return KeyList.model_validate({"keys": [record.to_dict() for record in lifecycle.keys.list()]})
+
+
+@router.delete("/keys/{key_id}", summary="Revoke an API key: every gateway refuses it within a few seconds")
+def revoke_key(key_id: KeyId, lifecycle: LifecycleDep) -> Key:
+    return Key.model_validate(lifecycle.keys.revoke(key_id).to_dict())

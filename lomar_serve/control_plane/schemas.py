@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from lomar_serve.common.api_keys import KEY_NAME_PATTERN, SCOPE_DESCRIPTIONS, Scope
 
 
 class Job(BaseModel):
@@ -85,3 +87,38 @@ class Switch(BaseModel):
                                                     "plane's reconcile loop records it once the store answers")
     previous_unloaded: bool | None = None
     seconds: float | None = None
+
+
+class KeyRequest(BaseModel):
+    """A new API key for the gateways."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=KEY_NAME_PATTERN, description="who or what uses the key (1-64 letters, digits, "
+                                                            "'_', '.', '@' or '-')")
+    scopes: list[Scope] = Field(min_length=1, description="what the key allows: " + "; ".join(
+        f"{scope}: {what}" for scope, what in SCOPE_DESCRIPTIONS.items()))
+    rate_per_minute: int | None = Field(None, ge=1, le=1_000_000, description=(
+        "requests a gateway accepts per minute with this key (429 with Retry-After beyond); unset: no limit"))
+    max_collections: int | None = Field(None, ge=0, le=1_000_000, description=(
+        "collections this key may have created at once (429 beyond); unset: only the gateway's own limit"))
+
+
+class Key(BaseModel):
+    """An API key as listed (its secret is never stored; only its SHA-256)."""
+
+    id: str = Field(description="the key's public id (the part after `lmk_`)")
+    name: str
+    scopes: list[str]
+    rate_per_minute: int | None
+    max_collections: int | None
+    created_at: float = Field(description="Unix time (the job store's clock)")
+    revoked_at: float | None = Field(description="Unix time of the revocation; null while the key is active")
+
+
+class NewKey(Key):
+    key: str = Field(description="the key itself, shown this once: send it as `Authorization: Bearer <key>`")
+
+
+class KeyList(BaseModel):
+    keys: list[Key]

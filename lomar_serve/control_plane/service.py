@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from contracts.model_repository import API_KEYS_FILE
 from lomar_serve.control_plane.auth import AdminAuth
 from lomar_serve.control_plane.deploy import Deployer, DeploySettings
+from lomar_serve.control_plane.keys import KeyService
 from lomar_serve.control_plane.queue import JobQueue, QueueSettings
 from lomar_serve.control_plane.reconcile import Reconciler, ReconcileSettings
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -24,7 +26,8 @@ LOGGER = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    """Admin auth, data-root policy, the job queue, the fleet's deployer and its reconcile loop.
+    """Admin auth, data-root policy, the job queue, the fleet's deployer, the data plane's API keys and the
+    reconcile loop.
 
     Jobs are only queued here; workers (`lomar worker`, lomar_serve/worker/runner.py) run them.
     """
@@ -40,8 +43,10 @@ class Lifecycle:
         self.deployer = Deployer(settings.triton_urls, self.repository, self.store,
                                  settings=DeploySettings(drain_s=settings.deploy_drain_s, hold_s=settings.deploy_hold_s,
                                                          pause_dir=settings.deploy_pause_dir))
+        self.keys = KeyService(self.store, self.repository.root / API_KEYS_FILE)
         self.reconciler = Reconciler(self.deployer, ReconcileSettings(interval_s=settings.reconcile_interval_s,
-                                                                      drain_s=settings.deploy_drain_s))
+                                                                      drain_s=settings.deploy_drain_s),
+                                     publish_keys=self.keys.publish)
         self.jobs = JobQueue(self.store, QueueSettings(jobs_dir=self.jobs_dir,
                                                        heartbeat_timeout_s=settings.job_heartbeat_timeout_s))
 

@@ -18,9 +18,10 @@ from lomar_serve.common.error_handlers import install_error_handlers
 from lomar_serve.common.redaction import mask_access_log
 from lomar_serve.common.holds import VersionHold
 from lomar_serve.common.timeouts import BodyReadTimeout
+from lomar_serve.gateway.access import Access
 from lomar_serve.gateway.api.observe import ObserveRequests
 from lomar_serve.gateway.api.openai_schemas import EmbeddingsRequest
-from lomar_serve.gateway.api.openapi import add_schemas
+from lomar_serve.gateway.api.openapi import complete_openapi
 from lomar_serve.gateway.api.routes import classify, collections, embed, embeddings, health, models, reconstruct, web
 from lomar_serve.gateway.api.schemas import ImagesRequest, ReconstructResponse
 from lomar_serve.gateway.collections import SearchService, search_settings
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     app = FastAPI(title="LoMaR gateway", version="1",
                   description="Labels, embeddings and masked reconstructions from LoMaR models served by Triton.",
                   lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.access = Access.of(settings)
     install_error_handlers(app)
     mask_access_log()  # a `?token=` a client sends is not written to the access log
     docs.install(app)
@@ -98,5 +100,5 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
                        known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))
     for module in (classify, embed, embeddings, reconstruct, models, health, web, collections):
         app.include_router(module.router)
-    add_schemas(app, [ImagesRequest, EmbeddingsRequest, ReconstructResponse])
+    complete_openapi(app, [ImagesRequest, EmbeddingsRequest, ReconstructResponse], app.state.access.open_scopes)
     return app

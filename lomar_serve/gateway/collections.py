@@ -46,7 +46,7 @@ from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
-                                       StorageError, VersionUnavailable)
+                                       QuotaExceeded, StorageError, VersionUnavailable)
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
 
@@ -215,11 +215,14 @@ class SearchService:
         """Whether a collection holds vectors of `model` (a switch of its version means a re-index)."""
         return any(collection.info.model == model for collection in list(self._collections.values()))
 
-    async def create(self, name: str, model: str | None, dim: int | None) -> Collection:
-        """A new empty collection of `model` (default: the gateway's classifier) at its serving version.
+    async def create(self, name: str, model: str | None, dim: int | None, *, owner: str | None = None,
+                     max_owned: int | None = None) -> Collection:
+        """A new empty collection of `model` (default: the gateway's classifier) at its serving version, owned by
+        `owner` (an API key's id), who may own at most `max_owned` collections (None: no quota).
 
         Raises:
-            InvalidParameter (bad name), CollectionExists, DimensionMismatch (`dim` is not the model's).
+            InvalidParameter (bad name), CollectionExists, DimensionMismatch (`dim` is not the model's),
+            LimitReached (the gateway's limit), QuotaExceeded (the owner's).
         """
         if not COLLECTION_NAME.fullmatch(name):
             raise InvalidParameter(f"invalid collection name {name!r}: {COLLECTION_NAME_RULE}")
@@ -233,8 +236,13 @@ class SearchService:
             if existing >= self.settings.limits.collections:
                 raise LimitReached(f"this gateway keeps at most {self.settings.limits.collections} collections "
                                    f"({existing} exist): delete one first")
+            if max_owned is not None:
+                owned = sum(collection.info.owner == owner for collection in await self.collections())
+                if owned >= max_owned:
+                    raise QuotaExceeded(f"the API key {owner} may own at most {max_owned} collections and owns "
+                                        f"{owned}: delete one first")
             info = CollectionInfo(name=name, model=spec.name, dim=spec.embedding_dim, version=spec.version,
-                                  created=time.time())
+                                  created=time.time(), owner=owner)
             folder = self.settings.folder / name
             shutil.rmtree(folder, ignore_errors=True)  # leftovers of a collection deleted while half-written
             collection = await _stored(Collection, folder, self.settings.engine, info)

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_PATTERN
 from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
+from lomar_serve.common.api_keys import SCOPES, Scope
 from lomar_serve.common.settings import (DEFAULT_GATEWAY_PORT, DEFAULT_MODEL_REPOSITORY, ModelRepository, RoleSettings,
                                          triton_address)
 from lomar_serve.search.engine import DEFAULT_POOL_SIZE
@@ -33,6 +35,17 @@ class Settings(RoleSettings):
                                                                           "(classify, embed)")
     default_reconstructor: ModelName = Field(DEFAULT_RECONSTRUCTOR, description="the model of reconstruction "
                                                                                 "requests that name none")
+    # Access: API keys published by the control plane (gateway/access.py, docs/security.md).
+    open_scopes: Annotated[tuple[Scope, ...], NoDecode] = Field(("infer", "collections:read"), description=(
+        f"what anyone may do without an API key, comma-separated of {', '.join(SCOPES)} (empty: every request "
+        "needs a key); collection writes need a key unless listed here"))
+    api_keys_file: Path | None = Field(None, description="the API keys the control plane publishes (unset: "
+                                                         "REPOSITORY/.api_keys.json)")
+    api_keys_reload_s: float = Field(1.0, gt=0, description="seconds between checks of the API keys file (a key "
+                                                            "created or revoked takes effect within this)")
+    anonymous_rate_per_minute: int | None = Field(None, ge=1, description=(
+        "requests per minute one client address may make without an API key (429 with Retry-After past it); "
+        "unset: no limit"))
     # Input limits (a bad upload is a 4xx, never a crash or an out-of-memory).
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, description="bytes of one request body at most")
     max_pixels: int = Field(MAX_PIXELS, gt=0, description="width x height of one decoded image at most "
@@ -76,6 +89,13 @@ class Settings(RoleSettings):
     search_max_metadata_bytes: int = Field(4096, ge=2, description="bytes of one image's metadata as compact JSON "
                                                                    "at most (413 past it)")
     search_max_metadata_keys: int = Field(64, ge=1, description="keys of one image's metadata at most (422 past it)")
+
+    @field_validator("open_scopes", mode="before")
+    @classmethod
+    def _split_scopes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("triton_url")
     @classmethod

@@ -21,21 +21,6 @@ class AdminDisabled(LifecycleError):
     status, code = 403, "admin_disabled"
 
 
-class Unauthorized(LifecycleError):
-    """No bearer token in the request."""
-
-    status, code = 401, "unauthorized"
-
-    def __init__(self, message: str):
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
-
-
-class Forbidden(LifecycleError):
-    """A bearer token that is not the admin token."""
-
-    status, code = 403, "forbidden"
-
-
 class PathNotAllowed(LifecycleError):
     """A request path outside the configured data roots (or one that does not exist there)."""
 
@@ -56,6 +41,10 @@ class OverMemoryBudget(LifecycleError):
 
 class JobNotFound(LifecycleError):
     status, code = 404, "job_not_found"
+
+
+class KeyNotFound(LifecycleError):
+    status, code = 404, "key_not_found"
 
 
 class JobConflict(LifecycleError):

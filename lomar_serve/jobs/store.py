@@ -8,6 +8,8 @@ Tables:
     deployments(model, stack JSON, updated_at)      stack: versions deployed in order; the last one serves
     deployment_history(seq, model, action, version, previous, at)
     pending_switches(model, action, version, previous, at)   a switch begun, not yet completed (deploy_history.py)
+    api_keys(id, name, scopes JSON, digest, rate_per_minute, max_collections, created_at, revoked_at)
+                                                    the data plane's keys: SHA-256 of the secret, never the secret
 
 The SQL is written once (with `?` parameters); `Dialect` holds the few differences between the two databases.
 Every call opens its own connection, so threads and processes (the control plane, any number of workers) share
@@ -28,9 +30,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lomar_serve.common.api_keys import KeyGrant
 from lomar_serve.common.redaction import mask_secrets, redact
 from lomar_serve.jobs.deploy_history import Event, PendingSwitch, Stack, deployed, repaired, rolled_back
-from lomar_serve.jobs.errors import JobConflict, JobNotFound, StoreUnavailable
+from lomar_serve.jobs.errors import JobConflict, JobNotFound, KeyNotFound, StoreUnavailable
 
 STORE_FILE = "lifecycle.sqlite"  # the default store: JOBS_DIR/lifecycle.sqlite
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -86,7 +89,10 @@ CREATE TABLE IF NOT EXISTS deployment_history (
     seq {serial}, model TEXT NOT NULL, action TEXT NOT NULL, version TEXT NOT NULL, previous TEXT,
     at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS pending_switches (
-    model TEXT PRIMARY KEY, action TEXT NOT NULL, version TEXT NOT NULL, previous TEXT, at {real} NOT NULL)
+    model TEXT PRIMARY KEY, action TEXT NOT NULL, version TEXT NOT NULL, previous TEXT, at {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL, digest TEXT NOT NULL, rate_per_minute INTEGER,
+    max_collections INTEGER, created_at {real} NOT NULL, revoked_at {real})
 """
 # Columns added since the first schema: added to existing stores when they open (the migration).
 ADDED_JOB_COLUMNS = {"worker": "TEXT", "heartbeat_at": "{real}", "cancel_requested": "INTEGER NOT NULL DEFAULT 0"}
@@ -147,6 +153,25 @@ class Deployment:
     @property
     def rollback_target(self) -> str | None:
         return self.stack[-2] if len(self.stack) > 1 else None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key as listed: everything but its digest."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    rate_per_minute: int | None
+    max_collections: int | None
+    created_at: float
+    revoked_at: float | None  # None: active
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+KEY_COLUMNS = ", ".join(f.name for f in fields(KeyRecord))
 
 
 class _Session:
@@ -485,6 +510,49 @@ class LifecycleStore:
         for event in events:
             db.execute(f"INSERT INTO deployment_history (model, action, version, previous, at) "
                        f"VALUES (?, ?, ?, ?, {now})", (model, event.action, event.version, event.previous))
+
+
+    # -- API keys of the data plane (lomar_serve/common/api_keys.py) -----------------------------------------
+    def create_key(self, grant: KeyGrant) -> KeyRecord:
+        with self._transaction() as db:
+            db.execute(f"INSERT INTO api_keys (id, name, scopes, digest, rate_per_minute, max_collections, created_at) "
+                       f"VALUES (?, ?, ?, ?, ?, ?, {self.dialect.now})",
+                       (grant.id, grant.name, json.dumps(list(grant.scopes)), grant.digest, grant.rate_per_minute,
+                        grant.max_collections))
+        return self.key(grant.id)
+
+    def key(self, key_id: str) -> KeyRecord:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise KeyNotFound(f"no API key {key_id!r}")
+        return _key(row)
+
+    def keys(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
+        return [_key(row) for row in rows]
+
+    def revoke_key(self, key_id: str) -> KeyRecord:
+        """Revoke a key (once; revoking it again changes nothing)."""
+        with self._transaction() as db:
+            updated = db.execute(f"UPDATE api_keys SET revoked_at = {self.dialect.now} WHERE id = ? AND revoked_at "
+                                 "IS NULL", (key_id,))
+        if not updated.rowcount:
+            self.key(key_id)  # KeyNotFound, or it was revoked already
+        return self.key(key_id)
+
+    def active_grants(self) -> list[KeyGrant]:
+        """What the gateways must accept: every key not revoked, with its digest."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, name, scopes, digest, rate_per_minute, max_collections FROM api_keys "
+                              "WHERE revoked_at IS NULL ORDER BY id").fetchall()
+        return [KeyGrant(**{**row, "scopes": tuple(json.loads(row["scopes"]))}) for row in rows]
+
+
+def _key(row: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(**{**row, "scopes": tuple(json.loads(row["scopes"]))})
 
 
 def _connection_lost(error: Exception) -> bool:

@@ -22,6 +22,12 @@ class DimensionMismatch(ServiceError):
     status, code = 409, "dimension_mismatch"
 
 
+class QuotaExceeded(ServiceError):
+    """An API key's quota (its max_collections) would be passed."""
+
+    status, code = 403, "quota_exceeded"
+
+
 class LimitReached(ServiceError):
     """A bound on collections or on a collection's images (the gateway's search_max_* settings) would be passed."""
 

@@ -1,7 +1,7 @@
 """The pgvector engine's collection store: every collection in one PostgreSQL database that all gateways of a
 fleet share, so a collection created through one gateway is searched through any other.
 
-Tables: `lomar_collections` (one row per collection: model, dimension, live and building versions),
+Tables: `lomar_collections` (one row per collection: model, dimension, live and building versions, owner),
 `lomar_collection_items` (ids, metadata as jsonb, the model input as PNG) and one pgvector table per collection
 and model version (pgvector.vector_table), which is at once the store's vectors and the search index: an item
 and its vectors are written in one transaction, so no index lags the store.
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS {ITEMS} (
     key bigserial PRIMARY KEY, collection text NOT NULL REFERENCES {COLLECTIONS} (name) ON DELETE CASCADE,
     id text NOT NULL, metadata jsonb NOT NULL, input bytea NOT NULL, added double precision NOT NULL,
     UNIQUE (collection, id));
+ALTER TABLE {COLLECTIONS} ADD COLUMN IF NOT EXISTS owner text;
 """
 
 
@@ -99,14 +100,14 @@ class PostgresCollectionStore(CollectionStore):
     def create(self, info: CollectionInfo) -> None:
         with self._session.transaction() as connection:
             created = connection.execute(
-                f"INSERT INTO {COLLECTIONS} (name, model, dim, version, created, building) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING name",
+                f"INSERT INTO {COLLECTIONS} (name, model, dim, version, created, building, owner) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING name",
                 astuple(info)).fetchone()
         if created is None:
             raise CollectionExists(f"collection {info.name!r} already exists")
 
     def info(self) -> CollectionInfo | None:
-        row = self._session.run(f"SELECT name, model, dim, version, created, building FROM {COLLECTIONS} "
+        row = self._session.run(f"SELECT name, model, dim, version, created, building, owner FROM {COLLECTIONS} "
                                 "WHERE name = %s", (self.name,), fetch=True)
         return CollectionInfo(*row[0]) if row else None
 

@@ -41,6 +41,7 @@ class CollectionInfo:
     version: str  # the model version of the live index
     created: float
     building: str | None = None  # the version a re-index is building, if one runs
+    owner: str | None = None  # the id of the API key that created it (None: created without a key)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What FastAPI cannot infer for the gateway's OpenAPI document: the inference routes' request bodies (they are
-parsed by hand, with a byte limit, from multipart, raw image or JSON bodies) and the schemas those bodies refer to.
-The error responses are `lomar_serve.common.openapi.error_responses`.
+parsed by hand, with a byte limit, from multipart, raw image or JSON bodies), the schemas those bodies refer to, and
+which routes this gateway opens to requests without an API key. The error responses are
+`lomar_serve.common.openapi.error_responses`.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def image_request_body() -> dict[str, Any]:
     }}}
 
 
-def add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
-    """Put `models` (request bodies no route declares as a parameter) into the document's components."""
+def complete_openapi(app: FastAPI, models: list[type[BaseModel]], open_scopes: frozenset[str]) -> None:
+    """Put `models` (request bodies no route declares as a parameter) into the document's components, and make the
+    API key optional (`security: [{}, {"ApiKey": [scope]}]`) on the routes whose scope (deps.requires) is open."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -40,7 +42,13 @@ def add_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
                 json_schema = model.model_json_schema(ref_template=SCHEMA_REF)
                 components.update(json_schema.pop("$defs", {}))
                 components[model.__name__] = json_schema
+            for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+                required = [set(scopes) for requirement in operation.get("security", [])
+                            for scopes in requirement.values()]
+                if required and all(scopes <= open_scopes for scopes in required):
+                    operation["security"] = [{}, *operation["security"]]
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+

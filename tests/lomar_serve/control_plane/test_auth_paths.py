@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lomar_serve.control_plane.auth import AdminAuth
-from lomar_serve.jobs.errors import AdminDisabled, Forbidden, InvalidName, PathNotAllowed, Unauthorized
+from lomar_serve.common.errors import Forbidden, Unauthorized
+from lomar_serve.jobs.errors import AdminDisabled, InvalidName, PathNotAllowed
 from lomar_serve.jobs.paths import DataRoots, check_model_name, check_version
 
 

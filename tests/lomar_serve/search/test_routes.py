@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from lomar_serve.common.api_keys import SCOPES
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
 from tests.lomar_serve.fake_backend import DIM, FakeBackend
 from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 
 
+# Collection writes need an API key unless opened: these tests are about the routes, on a gateway open to all.
+OPEN = {"open_scopes": SCOPES}
 LIMITS = {"search_max_collections": 3, "search_max_images": 6, "search_max_metadata_bytes": 64,
           "search_max_metadata_keys": 4}
 
@@ -29,7 +32,7 @@ def client(tmp_path, request):
         if request.param == "pgvector" else {}
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", max_images=4, max_upload_bytes=2_000_000,
-                        search_dir=tmp_path / "collections", **LIMITS, **engine)
+                        search_dir=tmp_path / "collections", **OPEN, **LIMITS, **engine)
     with TestClient(create_app(settings, backend=FakeBackend())) as test_client:
         yield test_client
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from lomar_serve.common.api_keys import SCOPES
 from tests.lomar_serve.processes import E2E_LABELS, wait_until
 from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction
 from tests.lomar_serve.control_plane.test_lifecycle_e2e import AUTH, NAME, Stack
@@ -62,8 +63,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Itera
     export_tiny_reconstruction(work / "repo", work)
     (work / "data").mkdir()
     stack = Stack(work, work / "data")
-    stack.env.update({"LOMAR_SEARCH_DIR": str(work / "search"), "LOMAR_SEARCH_REINDEX_BATCH": "1",
-                      "LOMAR_SEARCH_CHECK_INTERVAL_S": "1"})
+    # Collection writes need an API key unless opened (tests/lomar_serve/gateway/api/test_access.py): open here.
+    stack.env.update({"LOMAR_OPEN_SCOPES": ",".join(SCOPES), "LOMAR_SEARCH_DIR": str(work / "search"),
+                      "LOMAR_SEARCH_REINDEX_BATCH": "1", "LOMAR_SEARCH_CHECK_INTERVAL_S": "1"})
     stack.start()
     try:
         yield stack

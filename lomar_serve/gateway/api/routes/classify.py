@@ -6,12 +6,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from lomar_serve.common.openapi import error_responses
-from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery
+from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery, requires
 from lomar_serve.gateway.api.openapi import INFERENCE_ERRORS, image_request_body
 from lomar_serve.gateway.api.schemas import MAX_TOP_K, ClassifyResponse
 from lomar_serve.gateway.api.uploads import read_images
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], dependencies=[requires("infer")],
+                   responses=error_responses(401, 403, 429))
 
 
 @router.post("/v1/classify", summary="Top-k labels for each image", response_model=ClassifyResponse,

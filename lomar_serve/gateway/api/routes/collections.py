@@ -18,14 +18,15 @@ from contracts.model_repository import MODEL_NAME_PATTERN
 from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
-from lomar_serve.gateway.api.deps import GatewayDep
+from lomar_serve.gateway.api.deps import GatewayDep, grant_of, requires
 from lomar_serve.gateway.api.uploads import decode_base64_images, parse_json, read_body, read_images
 from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, ITEM_ID_PATTERN,
                                              SearchAnswer, SearchService)
 from lomar_serve.search.errors import ImageNotFound
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"],
-                   responses=error_responses(400, 404, 408, 409, 413, 415, 422, 502, 503, 504))
+                   responses=error_responses(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 502, 503, 504))
+READ, WRITE = [requires("collections:read")], [requires("collections:write")]
 CollectionName = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="collection name")]
 ImageId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="image id")]
 JsonScalar = str | int | float | bool | None
@@ -147,31 +148,33 @@ def _json_query(values: list[str], name: str) -> list[Any]:
     return parsed
 
 
-@router.post("", status_code=201, response_model=CollectionOut, summary="Create a collection")
+@router.post("", dependencies=WRITE, status_code=201, response_model=CollectionOut, summary="Create a collection")
 async def create_collection(body: CreateCollection, request: Request) -> dict[str, Any]:
-    search = get_search(request)
-    return await search.describe(await search.create(body.name, body.model, body.dim))
+    search, grant = get_search(request), grant_of(request)
+    collection = await search.create(body.name, body.model, body.dim, owner=grant.id if grant else None,
+                                     max_owned=grant.max_collections if grant else None)
+    return await search.describe(collection)
 
 
-@router.get("", response_model=CollectionList, summary="Every collection")
+@router.get("", dependencies=READ, response_model=CollectionList, summary="Every collection")
 async def list_collections(request: Request) -> dict[str, Any]:
     search = get_search(request)
     return {"collections": [await search.describe(collection) for collection in await search.collections()]}
 
 
-@router.get("/{name}", response_model=CollectionOut, summary="A collection: model, version, counts, re-index")
+@router.get("/{name}", dependencies=READ, response_model=CollectionOut, summary="A collection: model, version, counts, re-index")
 async def show_collection(name: CollectionName, request: Request) -> dict[str, Any]:
     search = get_search(request)
     return await search.describe(await search.collection(name))
 
 
-@router.delete("/{name}", summary="Delete a collection and its index")
+@router.delete("/{name}", dependencies=WRITE, summary="Delete a collection and its index")
 async def delete_collection(name: CollectionName, request: Request) -> dict[str, str]:
     await get_search(request).delete(name)
     return {"deleted": name}
 
 
-@router.post("/{name}/images", status_code=201, response_model=Added, openapi_extra=_body_doc(AddImages),
+@router.post("/{name}/images", dependencies=WRITE, status_code=201, response_model=Added, openapi_extra=_body_doc(AddImages),
              summary="Embed and add images (multipart, raw or JSON base64)")
 async def add_images(name: CollectionName, request: Request, gateway: GatewayDep,
                      id: Annotated[list[str] | None, Query(description="one id per image (multipart/raw)")] = None,
@@ -194,7 +197,7 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
     return {"collection": name, "ids": ids, "model_version": version, "count": await asyncio.to_thread(collection.count)}
 
 
-@router.get("/{name}/images", response_model=ImageList, summary="Ids and metadata of the images, oldest first")
+@router.get("/{name}/images", dependencies=READ, response_model=ImageList, summary="Ids and metadata of the images, oldest first")
 async def list_images(name: CollectionName, request: Request,
                       offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="images to skip")] = 0,
                       limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="images to list")] = 100,
@@ -204,7 +207,7 @@ async def list_images(name: CollectionName, request: Request,
     return {"collection": name, "images": [{"id": i, "metadata": m} for i, m in rows]}
 
 
-@router.get("/{name}/images/{image_id}", response_model=ImageInfo, summary="An image's metadata")
+@router.get("/{name}/images/{image_id}", dependencies=READ, response_model=ImageInfo, summary="An image's metadata")
 async def show_image(name: CollectionName, image_id: ImageId, request: Request) -> dict[str, Any]:
     collection = await get_search(request).collection(name)
     found = await asyncio.to_thread(collection.store.item, image_id)
@@ -213,7 +216,7 @@ async def show_image(name: CollectionName, image_id: ImageId, request: Request) 
     return {"id": image_id, "metadata": found[0]}
 
 
-@router.get("/{name}/images/{image_id}/thumbnail", response_class=Response, summary="The stored model input, PNG",
+@router.get("/{name}/images/{image_id}/thumbnail", dependencies=READ, response_class=Response, summary="The stored model input, PNG",
             responses={200: {"content": {"image/png": {}}}})
 async def image_thumbnail(name: CollectionName, image_id: ImageId, request: Request) -> Response:
     collection = await get_search(request).collection(name)
@@ -223,13 +226,13 @@ async def image_thumbnail(name: CollectionName, image_id: ImageId, request: Requ
     return Response(found[1], media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
-@router.delete("/{name}/images/{image_id}", summary="Remove an image")
+@router.delete("/{name}/images/{image_id}", dependencies=WRITE, summary="Remove an image")
 async def delete_image(name: CollectionName, image_id: ImageId, request: Request) -> dict[str, str]:
     await get_search(request).remove(name, image_id)
     return {"deleted": image_id}
 
 
-@router.post("/{name}/search", response_model=SearchResults, openapi_extra=_body_doc(SearchRequest),
+@router.post("/{name}/search", dependencies=READ, response_model=SearchResults, openapi_extra=_body_doc(SearchRequest),
              summary="The nearest images to a query image (or to an indexed image's id)")
 async def search_collection(name: CollectionName, request: Request, gateway: GatewayDep,
                             top_k: Annotated[int, Query(ge=1)] = 10,

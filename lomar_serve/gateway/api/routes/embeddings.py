@@ -12,12 +12,13 @@ from fastapi import APIRouter, Request
 
 from lomar_serve.common.errors import BadRequest, UnsupportedMediaType
 from lomar_serve.common.openapi import error_responses, json_request_body
-from lomar_serve.gateway.api.deps import GatewayDep
+from lomar_serve.gateway.api.deps import GatewayDep, requires
 from lomar_serve.gateway.api.openai_schemas import EmbeddingItem, EmbeddingsRequest, EmbeddingsResponse
 from lomar_serve.gateway.api.openapi import INFERENCE_ERRORS
 from lomar_serve.gateway.api.uploads import JSON_TYPE, decode_base64_images, parse_json, read_body
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], dependencies=[requires("infer")],
+                   responses=error_responses(401, 403, 429))
 
 
 @router.post("/v1/embeddings", summary="OpenAI-compatible embeddings of images", response_model=EmbeddingsResponse,

@@ -4,10 +4,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from lomar_serve.common.openapi import error_responses
-from lomar_serve.gateway.api.deps import GatewayDep
+from lomar_serve.gateway.api.deps import GatewayDep, requires
 from lomar_serve.gateway.api.schemas import ModelsResponse
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[requires("infer")],
+                   responses=error_responses(401, 403, 429))
 
 
 @router.get("/v1/models", summary="Models, versions, state and model cards", response_model=ModelsResponse,

@@ -6,13 +6,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from lomar_serve.common.openapi import error_responses
-from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery
+from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery, requires
 from lomar_serve.gateway.api.openapi import INFERENCE_ERRORS, image_request_body
 from lomar_serve.gateway.api.schemas import ReconstructionImages, ReconstructResponse
 from lomar_serve.gateway.api.uploads import read_images
 from lomar_serve.gateway.reconstruction import Panels, strips_png
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], dependencies=[requires("infer")],
+                   responses=error_responses(401, 403, 429))
 
 _HEADERS = {"X-Lomar-Seed": {"description": "the seed of the mask", "schema": {"type": "integer"}},
             "X-Lomar-Model-Version": {"description": "the model version that answered", "schema": {"type": "string"}}}

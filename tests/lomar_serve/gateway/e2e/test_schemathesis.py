@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lomar_serve.common.api_keys import SCOPES
 from tests.lomar_serve.processes import GatewayProcess, gateway_beside, launch_control_plane
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,8 @@ def servers(gateway: GatewayProcess, model_repository: Path, tmp_path_factory: p
                                     "LOMAR_DATA_ROOTS": ""})
     try:
         control.wait_ready()
-        with gateway_beside(gateway, model_repository, folder / "gateway.log", {"LOMAR_MAX_IMAGES": "4"}) as served:
+        with gateway_beside(gateway, model_repository, folder / "gateway.log",
+                            {"LOMAR_MAX_IMAGES": "4", "LOMAR_OPEN_SCOPES": ",".join(SCOPES)}) as served:
             yield {"gateway": served, "control-plane": control}
     finally:
         control.stop()
