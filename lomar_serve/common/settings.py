@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -109,6 +109,23 @@ class RoleSettings(BaseSettings):
 def variable(field_name: str) -> str:
     """The environment variable of a settings field: LOMAR_<NAME>."""
     return ENV_PREFIX + field_name.upper()
+
+
+# libpq's own password variables: a store or search URL may leave its password to them.
+LIBPQ_SECRETS = frozenset({"PGPASSWORD", "PGPASSFILE"})
+
+
+def child_environment(parent: Mapping[str, str], reads: Iterable[type[BaseSettings]] = (), *,
+                      database: bool = False) -> dict[str, str]:
+    """The environment of a child process: `parent` without the `LOMAR_*` variables that none of the settings
+    classes in `reads` declares (another role's admin token or database URLs never reach a process that does not
+    read them), and without libpq's password variables unless the child uses a `database`.
+
+    Triton and a job's stages read no setting at all (`reads` empty); the roles `lomar serve` starts read their own.
+    """
+    kept = {variable(name) for settings in reads for name in settings.model_fields}
+    return {name: value for name, value in parent.items()
+            if (not name.startswith(ENV_PREFIX) or name in kept) and (database or name not in LIBPQ_SECRETS)}
 
 
 def _argument_type(annotation: Any) -> Any:

@@ -21,7 +21,7 @@ import threading
 from pydantic import ValidationError
 
 from lomar_serve.common.processes import restore_signals, start_role, stop_on_signals
-from lomar_serve.common.settings import add_flags
+from lomar_serve.common.settings import add_flags, child_environment
 from lomar_serve.control_plane.settings import ControlPlaneSettings
 from lomar_serve.gateway.main import build_parser as gateway_parser
 from lomar_serve.gateway.main import run_gateway
@@ -29,6 +29,8 @@ from lomar_serve.serve.children import ChildProcess
 from lomar_serve.serve.settings import ServeSettings
 from lomar_serve.triton.cli import launch_supervised
 from lomar_serve.triton.supervisor import TritonSupervisor
+from lomar_serve.worker.executors.settings import ExecutorSettings
+from lomar_serve.worker.settings import WorkerSettings
 
 LOGGER = logging.getLogger("lomar_serve.serve.main")
 
@@ -89,8 +91,11 @@ def _start_control_roles(settings: ServeSettings) -> list[ChildProcess]:
     env = dict(os.environ, LOMAR_TRITON_URLS=str(settings.triton_url), LOMAR_MODEL_REPOSITORY=repository,
                LOMAR_CONTROL_PLANE_URL=f"http://{host}:{control.control_port}")
     command = [sys.executable, "-m", "lomar_serve.cli"]
-    roles = [ChildProcess("control plane", [*command, "control-plane"], env),
-             ChildProcess("worker", [*command, "worker"], env)]
+    # Each child gets the settings it reads, and no other role's (the gateway's pgvector URL stays here).
+    roles = [ChildProcess("control plane", [*command, "control-plane"],
+                          child_environment(env, [ControlPlaneSettings], database=True)),
+             ChildProcess("worker", [*command, "worker"],
+                          child_environment(env, [WorkerSettings, ExecutorSettings], database=True))]
     for child in roles:
         child.start()
     return roles

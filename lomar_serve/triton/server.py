@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from lomar_serve.common.processes import die_with_parent
+from lomar_serve.common.settings import child_environment
 from lomar_serve.triton.distribution import find_distribution, prepare_backend_directory
 from lomar_serve.triton.errors import TritonError, TritonStartError
 
@@ -239,7 +240,7 @@ class TritonServer:
 
     @staticmethod
     def _environment(libs: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = child_environment(os.environ)  # Triton and its Python stubs read no LOMAR_* setting: no secret either
         # The Python backend stub runs the `python3` found first on PATH: make it this environment's.
         env["PATH"] = os.pathsep.join([str(Path(sys.prefix) / "bin"), env.get("PATH", "")])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(libs)) if p)

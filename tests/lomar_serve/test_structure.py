@@ -24,7 +24,7 @@ ALLOWED = {
     "gateway": {"common", "search"},
     "control_plane": {"common", "jobs"},
     "worker": {"common", "jobs", "clients"},
-    "serve": {"common", "gateway", "control_plane", "triton"},
+    "serve": {"common", "gateway", "control_plane", "triton", "worker.settings", "worker.executors.settings"},
 }
 TOP_LEVEL_MODULES = {"cli", "settings_reference"}
 # The other top-level packages: what each may import of the project.

@@ -17,13 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lomar_serve.common.settings import ENV_PREFIX
+from lomar_serve.common.settings import child_environment
 from lomar_serve.jobs.errors import LifecycleError
 
 # Every stage's environment: Python writes its output as it goes, so logs and progress are live.
 STAGE_ENVIRONMENT = {"PYTHONUNBUFFERED": "1"}
-# libpq's own password variables: a store or search URL may leave its password to them.
-LIBPQ_SECRETS = frozenset({"PGPASSWORD", "PGPASSFILE"})
 
 
 def stage_environment(parent: Mapping[str, str]) -> dict[str, str]:
@@ -35,9 +33,7 @@ def stage_environment(parent: Mapping[str, str]) -> dict[str, str]:
     settings (under `lomar serve` its environment also holds the gateway's LOMAR_SEARCH_PG_URL, whose class it
     may not import). So the admin token, both database URLs and any secret setting added later never reach a
     stage, its log or a process it starts."""
-    kept = {name: value for name, value in parent.items()
-            if not name.startswith(ENV_PREFIX) and name not in LIBPQ_SECRETS}
-    return {**kept, **STAGE_ENVIRONMENT}
+    return {**child_environment(parent), **STAGE_ENVIRONMENT}
 
 
 def log_line(log_path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.lomar_serve.processes import GatewayProcess, alive, children, free_port
+from tests.lomar_serve.processes import GatewayProcess, alive, children, command_line, free_port
 from tests.lomar_serve.tiny_models import (TINY_MODEL, TINY_OPTIONS, export_tiny, export_tiny_reconstruction,
                                            synthetic_set)
 
@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "e2e-admin-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+GATEWAY_SECRET = "gateway-only-secret-5e1d"
 NAME = "lomar_classifier"
 BASE_CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
 
@@ -36,7 +37,9 @@ class Stack:
         self.admin_url = f"http://127.0.0.1:{self.control_port}"  # the control plane's own port
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data),
                     "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1",
-                    "LOMAR_CONTROL_PORT": str(self.control_port), "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5"}
+                    "LOMAR_CONTROL_PORT": str(self.control_port), "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5",
+                    # the gateway's secret alone (its engine stays embedded): no other process may get it
+                    "LOMAR_SEARCH_PG_URL": f"postgresql://lomar:{GATEWAY_SECRET}@127.0.0.1:9/none"}
         self.served: GatewayProcess | None = None
         self.starts = 0
 
@@ -126,6 +129,37 @@ def lomar(stack: Stack, *args: str, token: str | None = TOKEN) -> subprocess.Com
         env["LOMAR_ADMIN_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "lomar_serve.cli", *args], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=300)
+
+
+def environment(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(entry.partition("=")[::2] for entry in entries if entry)
+
+
+def test_each_process_gets_only_the_settings_it_reads(stack: Stack) -> None:
+    """`lomar serve` holds every role's settings; the control plane and the worker get their own (not the gateway's
+    database URL), Triton and its Python stubs no LOMAR_* setting at all (no admin token)."""
+    assert stack.served is not None
+    tree, pending = {}, [stack.served.process.pid]
+    while pending:
+        pid = pending.pop()
+        for child in children(pid):
+            tree[child] = " ".join(command_line(child))
+            pending.append(child)
+    roles = {role: [pid for pid, line in tree.items() if marker in line]
+             for role, marker in (("control plane", "lomar_serve.cli control-plane"),
+                                  ("worker", "lomar_serve.cli worker"), ("triton", "tritonserver"),
+                                  ("python stub", "triton_python_backend_stub"))}
+    assert all(roles.values()), (roles, tree)
+    for role in ("control plane", "worker"):
+        for pid in roles[role]:
+            env = environment(pid)
+            assert env.get("LOMAR_ADMIN_TOKEN") == TOKEN and "LOMAR_SEARCH_PG_URL" not in env, role
+            assert GATEWAY_SECRET not in str(env), role
+    for role in ("triton", "python stub"):
+        for pid in roles[role]:
+            leaked = sorted(name for name in environment(pid) if name.startswith("LOMAR_"))
+            assert leaked == [], (role, leaked)
 
 
 def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: Stack, data_dir: Path) -> None:

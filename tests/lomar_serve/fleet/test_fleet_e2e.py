@@ -1,7 +1,8 @@
 """The fleet on one machine (conftest.py: two Tritons, two gateways, the control plane, a worker): deploys and
 rollbacks under load switch both gateways with no failed request; a corrupt version and a killed Triton do not take
 serving down; jobs outlive gateway restarts and survive a killed worker; image collections are shared by the
-gateways and re-indexed once per deploy."""
+gateways and re-indexed once per deploy; API keys created and revoked through the control plane reach both gateways,
+and a hostile client flooding them without a key changes nothing and leaves every process within its budgets."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,10 @@ import httpx
 import pytest
 
 from contracts.model_repository import ONNX_FILE
-from tests.lomar_serve.fleet.conftest import AUTH, NAME, Fleet, Load, served_version
+from lomar_serve.common.api_keys import split_key
+from lomar_serve.search.engine import DEFAULT_POOL_SIZE
+from tests.lomar_serve.fleet.conftest import AUTH, NAME, Fleet, Load, served_version, traffic
+from tests.lomar_serve.processes import alive
 from tests.lomar_serve.tiny_models import TINY_MODEL, TINY_OPTIONS
 from tests.lomar_serve.photos import PHOTO_NAMES, photo_bytes
 
@@ -116,7 +120,9 @@ def test_collections_are_shared_by_the_gateways_and_reindexed_once_per_deploy(fl
     """Created through one gateway, filled through both, searched through either; a deploy re-indexes it on one
     gateway (the store's lease) while searches through both keep answering, then both answer with the new
     version."""
-    first, second = (httpx.Client(base_url=url, timeout=120) for url in fleet.gateway_urls)
+    key = create_key(fleet, "collections:read", "collections:write")
+    first, second = (httpx.Client(base_url=url, timeout=120, headers=bearer(key)) for url in fleet.gateway_urls)
+    wait_until_accepted(fleet, key)
     photos = {name: photo_bytes(name) for name in PHOTO_NAMES}
 
     def add(client: httpx.Client, names: list[str]) -> None:
@@ -177,3 +183,90 @@ def test_collections_are_shared_by_the_gateways_and_reindexed_once_per_deploy(fl
     finally:
         first.close()
         second.close()
+
+
+def create_key(fleet: Fleet, *scopes: str, **quotas: int) -> str:
+    with httpx.Client(base_url=fleet.control_url, headers=AUTH, timeout=60) as admin:
+        response = admin.post("/v1/admin/keys", json={"name": "fleet-test", "scopes": list(scopes), **quotas})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def wait_until_accepted(fleet: Fleet, key: str, accepted: bool = True, timeout_s: float = 10.0) -> None:
+    """Until every gateway accepts `key` (or refuses it), as read from the file the control plane published."""
+    deadline = time.monotonic() + timeout_s
+    for url in fleet.gateway_urls:
+        while (httpx.get(f"{url}/v1/collections", headers=bearer(key), timeout=30).status_code == 200) != accepted:
+            assert time.monotonic() < deadline, f"{url} does not {'accept' if accepted else 'refuse'} the key"
+            time.sleep(0.1)
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def database_connections(postgres_url: str) -> int:
+    import psycopg
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        return connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+FLOOD = 10_000
+FLOOD_THREADS = 8
+FILES_BUDGET = 32  # descriptors a process may open beyond what it had before the flood (sockets in flight)
+
+
+def test_a_hostile_client_without_a_key_changes_nothing_and_keys_follow_the_control_plane(fleet: Fleet) -> None:
+    """10,000 anonymous creates through both gateways while both serve: every one refused, no request of the
+    traffic fails, no collection appears, the open files of every process and the database connections stay within
+    their budgets. A key with a quota of 3 collections creates 3 and is refused the 4th; revoked, it is refused by
+    both gateways within seconds."""
+    roles = [role for role in fleet.processes if alive(fleet.processes[role].pid)]
+    files_before = {role: open_files(fleet.processes[role].pid) for role in roles}
+    connections_budget = 2 * DEFAULT_POOL_SIZE  # one bounded pool per gateway (re-index leases add one each)
+    refused: list[int] = []
+
+    def flood(url: str, count: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for index in range(count):
+                refused.append(client.post("/v1/collections", json={"name": f"spam{index}"}).status_code)
+
+    with traffic(fleet.gateway_urls):
+        threads = [threading.Thread(target=flood, args=(fleet.gateway_urls[index % 2], FLOOD // FLOOD_THREADS))
+                   for index in range(FLOOD_THREADS)]
+        for thread in threads:
+            thread.start()
+        peak_connections = 0
+        while any(thread.is_alive() for thread in threads):
+            peak_connections = max(peak_connections, database_connections(fleet.postgres_url))
+            time.sleep(0.5)
+    assert len(refused) == FLOOD and set(refused) == {401}, {status: refused.count(status) for status in set(refused)}
+    assert peak_connections <= connections_budget, f"{peak_connections} database connections"
+    for role in roles:
+        grown = open_files(fleet.processes[role].pid) - files_before[role]
+        assert grown <= FILES_BUDGET, f"{role}: {grown} more open files after the flood"
+
+    key = create_key(fleet, "collections:read", "collections:write", max_collections=3)
+    wait_until_accepted(fleet, key)
+    with httpx.Client(base_url=fleet.gateway_urls[0], headers=bearer(key), timeout=120) as client:
+        try:
+            names = [f"quota{index}" for index in range(3)]
+            assert [client.post("/v1/collections", json={"name": name}).status_code for name in names] == [201] * 3
+            over = httpx.post(f"{fleet.gateway_urls[1]}/v1/collections", json={"name": "quota3"}, headers=bearer(key),
+                              timeout=60)  # the other gateway counts the same owned collections (one database)
+            assert over.status_code == 403 and over.json()["error"]["code"] == "quota_exceeded", over.text
+            listed = {c["name"] for c in client.get("/v1/collections").json()["collections"]}
+            assert not any(name.startswith("spam") for name in listed) and set(names) <= listed
+        finally:
+            for index in range(3):
+                client.delete(f"/v1/collections/quota{index}")
+    with httpx.Client(base_url=fleet.control_url, headers=AUTH, timeout=60) as admin:
+        assert admin.delete(f"/v1/admin/keys/{key.split('_')[1]}").status_code == 200
+    wait_until_accepted(fleet, key, accepted=False)
+    logs = "".join(fleet.log_tail(role, 10**7) for role in fleet.processes)
+    assert split_key(key)[1] not in logs  # type: ignore[index]  (no secret in any log line)

@@ -28,7 +28,7 @@ from lomar_serve.jobs.spec import JobPlan, JobRequest
 from lomar_serve.jobs.store import LifecycleStore
 from lomar_serve.settings_reference import CONTAINER_VARIABLES, secret_variables
 from lomar_serve.worker.executors import ExecutorError, ExecutorSettings, LocalExecutor, StageRun, make_executor
-from lomar_serve.worker.executors.base import LIBPQ_SECRETS
+from lomar_serve.common.settings import LIBPQ_SECRETS
 from lomar_serve.worker.executors.job_manifest import DNS1123_LABEL_MAX, JobTemplate, job_manifest, job_name
 from lomar_serve.worker.executors.kubernetes import KubernetesExecutor
 from lomar_serve.worker.runner import JobSettings, Worker
