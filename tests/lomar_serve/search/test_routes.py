@@ -157,7 +157,7 @@ def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
     (tmp_path / "repo").mkdir()
     (tmp_path / "not-a-folder").write_text("a file where the collections folder should be")
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", search_dir=tmp_path / "not-a-folder")
+                        default_reconstructor="fake_reconstructor", search_dir=tmp_path / "not-a-folder", **OPEN)
     with TestClient(create_app(settings, backend=FakeBackend())) as client:
         error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_storage_unavailable")
         error(client.get("/v1/collections/pics"), 404, "collection_not_found")
@@ -184,7 +184,8 @@ def test_paging_out_of_range_is_a_422_on_every_engine(client: TestClient) -> Non
 def test_the_database_password_is_in_no_error_body_and_no_log(tmp_path, url, caplog) -> None:
     (tmp_path / "repo").mkdir()
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url)
+                        default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url,
+                        **OPEN)
     with caplog.at_level("DEBUG"), TestClient(create_app(settings, backend=FakeBackend())) as client:
         for response in (client.get("/v1/collections"), client.post("/v1/collections", json={"name": "pics"})):
             error(response, 503, "search_engine_unavailable")
@@ -198,7 +199,8 @@ def test_a_database_that_is_down_is_a_503_and_inference_goes_on(tmp_path) -> Non
         closed.bind(("127.0.0.1", 0))
         url = f"postgresql://lomar@127.0.0.1:{closed.getsockname()[1]}/lomar?connect_timeout=2"
     settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url)
+                        default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url,
+                        **OPEN)
     with TestClient(create_app(settings, backend=FakeBackend())) as client:
         assert client.post("/v1/classify", content=photo_bytes("coffee"),
                            headers={"content-type": "image/jpeg"}).status_code == 200
@@ -220,7 +222,7 @@ def test_pgvector_connections_stay_within_the_pool_however_many_collections(new_
         (Path(work) / "repo").mkdir()
         settings = Settings(model_repository=Path(work) / "repo", default_classifier="fake_classifier",
                             default_reconstructor="fake_reconstructor", search_engine="pgvector", search_pg_url=url,
-                            search_pg_pool_size=pool_size)
+                            search_pg_pool_size=pool_size, **OPEN)
         with TestClient(create_app(settings, backend=FakeBackend())) as client:
             names = [f"c{i}" for i in range(12)]
             for name in names:
