@@ -23,7 +23,8 @@ from contracts.model_repository import (
     is_model_name)
 from export.errors import ExportError, UnsupportedCombinationError
 from export.model_card import SOFTWARE, package_versions, tensor_specs, utc_now
-from export.onnx_export import EXAMPLE_BATCH, OPSET, convert_to_fp16, export_onnx
+from export.onnx_export import EXAMPLE_BATCH, OPSET, export_onnx
+from export.precision import convert_to_fp16
 from export.repository import PublishedVersion, publish
 from export.tensorrt import build_engine, engine_runner, require_tensorrt
 from export.triton_config import FLAVOURS, DynamicBatchingConfig, TensorConfig, TritonModelConfig
@@ -171,6 +172,22 @@ def onnx_runtime_runner(path: Path, output_names: list[str]) -> Callable[[Arrays
     return run
 
 
+def verified_onnx(fp32_onnx: Path, precision: str, reference: Callable[[Arrays], Arrays], space: InputSpace,
+                  output_names: list[str], tolerance: float) -> tuple[Path, dict]:
+    """The ONNX file of `precision` and its parity figures for the model card (VerificationError if it fails).
+
+    fp16: the graph converted from `fp32_onnx` (export/precision.py), verified after the fp32 graph on the same
+    inputs, so an export fault is never taken for rounding; the card keeps both ("onnxruntime" is the shipped graph,
+    "onnxruntime_fp32" the one it was converted from)."""
+    fp32 = verify(reference, onnx_runtime_runner(fp32_onnx, output_names), space, "fp32", tolerance)
+    if precision == "fp32":
+        return fp32_onnx, {"onnxruntime": fp32}
+    fp16_onnx = fp32_onnx.with_name("model.fp16.onnx")
+    conversion = convert_to_fp16(fp32_onnx, fp16_onnx)
+    fp16 = verify(reference, onnx_runtime_runner(fp16_onnx, output_names), space, precision, tolerance)
+    return fp16_onnx, {"onnxruntime": {**fp16, "conversion": conversion}, "onnxruntime_fp32": fp32}
+
+
 def triton_config(options: ExportOptions, plan: ExportPlan) -> TritonModelConfig:
     backend = options.backend_name
     optimum = min(8, options.max_batch_size)
@@ -215,19 +232,15 @@ def export_checkpoint(options: ExportOptions) -> PublishedVersion:
         fp32_onnx = work / "model.fp32.onnx"
         export_onnx(plan.module, example, input_names, output_names, fp32_onnx)
         files = {ONNX_FILE: fp32_onnx}
-        parity = {}
         if options.format == "onnx":
-            if precision == "fp16":
-                files[ONNX_FILE] = work / "model.fp16.onnx"
-                convert_to_fp16(fp32_onnx, files[ONNX_FILE])
-            parity["onnxruntime"] = verify(reference, onnx_runtime_runner(files[ONNX_FILE], output_names),
-                                           plan.space, precision, options.tolerance)
+            files[ONNX_FILE], parity = verified_onnx(fp32_onnx, precision, reference, plan.space, output_names,
+                                                     options.tolerance)
         else:
             files[TENSORRT_FILE] = work / TENSORRT_FILE
             build_engine(fp32_onnx, files[TENSORRT_FILE], {t.name: t.dims for t in plan.inputs},
                          options.max_batch_size, precision)
-            parity["tensorrt"] = verify(reference, engine_runner(files[TENSORRT_FILE], output_names), plan.space,
-                                        precision, options.tolerance)
+            parity = {"tensorrt": verify(reference, engine_runner(files[TENSORRT_FILE], output_names), plan.space,
+                                         precision, options.tolerance)}
         if options.backend_name == "python":
             files[PYTHON_FILE] = runner_source()
         card = ModelCard(

@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -86,6 +87,25 @@ def test_failed_verification_leaves_the_repository_untouched(tiny_checkpoint, tm
     with pytest.raises(VerificationError):
         export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "fresh"))
     assert not (tmp_path / "fresh").exists()
+
+
+def test_fp16_graph_off_by_more_than_rounding_fails_its_tolerance(tiny_checkpoint, tmp_path, monkeypatch):
+    """A 3% error in one fp16 weight: cosine stays high, the relative tolerance catches it; nothing is written."""
+    real_convert = export.pipeline.convert_to_fp16
+
+    def skewed_convert(source, target):
+        conversion = real_convert(source, target)
+        model = onnx.load(str(target))
+        weight = max(model.graph.initializer, key=lambda t: int(numpy_helper.to_array(t).size))
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float16(1.03), weight.name))
+        onnx.save(model, str(target))
+        return conversion
+
+    monkeypatch.setattr(export.pipeline, "convert_to_fp16", skewed_convert)
+    with pytest.raises(VerificationError, match="of the output's range > 1%"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
+                                        precision="fp16"))
+    assert not (tmp_path / "repo").exists()
 
 
 def test_zero_tolerance_fails_verification_and_writes_nothing(tiny_checkpoint, tmp_path):
