@@ -37,8 +37,8 @@ PARTS: dict[str, tuple[str, float]] = {
     "pretraining": ("benchmarks.suite.pretraining", 270.0),
     "inference": ("benchmarks.suite.inference", 140.0),
     "data": ("benchmarks.suite.data_path", 45.0),
-    "onnx": ("benchmarks.suite.onnx_gpu", 60.0),
-    "serving": ("benchmarks.suite.serving", 120.0),
+    "onnx": ("benchmarks.suite.onnx_gpu", 150.0),  # fp32 + fp16 graphs, PyTorch bf16 eager + compiled beside
+    "serving": ("benchmarks.suite.serving", 240.0),  # includes exporting the served model for the GPU (~1 min)
 }
 QUICK_CAP_S = 60.0
 SOFT_FRACTION = 0.75  # share of the cap after which no new measurement starts

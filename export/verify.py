@@ -87,13 +87,19 @@ def compare(reference: Arrays, candidate: Arrays, precision: str, tolerance: flo
                 failures.append(f"{name}: min cosine {cosine:.6f} < {FP16_MIN_COSINE}")
     if "logits" in reference and "logits" in candidate and candidate["logits"].shape == reference["logits"].shape:
         ref, got = reference["logits"], candidate["logits"]
-        agree = ref.argmax(axis=1) == got.argmax(axis=1)
-        top2 = np.sort(ref, axis=1)[:, -2:] if ref.shape[1] > 1 else np.zeros((len(ref), 2))
-        tie = (top2[:, 1] - top2[:, 0]) < TIE_MARGIN
+        agree, tie = top1(ref, got)
         figures["top1_agreement"] = float(agree.mean())
         if not np.all(agree | tie):
             failures.append(f"logits: top-1 class differs on {int((~agree & ~tie).sum())} of {len(ref)} samples")
     return figures, failures
+
+
+def top1(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of (B, C) logits: whether the top-1 classes agree, and whether PyTorch's two best logits are a
+    tie (closer than TIE_MARGIN), which any rounding may break either way. Both (B,) bool."""
+    agree = reference.argmax(axis=1) == candidate.argmax(axis=1)
+    top2 = np.sort(reference, axis=1)[:, -2:] if reference.shape[1] > 1 else np.zeros((len(reference), 2))
+    return agree, (top2[:, 1] - top2[:, 0]) < TIE_MARGIN
 
 
 def verify(reference: Callable[[Arrays], Arrays], candidate: Callable[[Arrays], Arrays], space: InputSpace,
