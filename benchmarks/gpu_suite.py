@@ -3,7 +3,7 @@ baseline), inference (LoMaR classifier vs timm's ViT), the exported ONNX model i
 serving (`lomar serve` vs in-process) and the data path (CPU workers, nvJPEG). Prints a table and writes
 results.json + results.md under --out.
 
-    PYTHONPATH=. python benchmarks/gpu_suite.py --out results/gpu                 # one H100: about 6 minutes
+    PYTHONPATH=. python benchmarks/gpu_suite.py --out results/gpu                 # one H100: about 9 minutes
     PYTHONPATH=. python benchmarks/gpu_suite.py --out /tmp/suite --device cpu --quick   # tiny smoke run, CPU
     PYTHONPATH=. python benchmarks/gpu_suite.py --out results/gpu --parts inference onnx
 
