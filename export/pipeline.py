@@ -220,9 +220,10 @@ def triton_config(options: ExportOptions, plan: ExportPlan) -> TritonModelConfig
     backend = options.backend_name
     profile = SERVING_PROFILES[options.device_name]
     parameters: tuple[tuple[str, str], ...] = ()
-    if backend == "python":  # "auto": the runner follows the instance kind, and refuses to load a KIND_GPU
+    if backend == "python":
+        # "auto": the runner follows the instance kind, and a KIND_GPU instance not on CUDA refuses to load
         parameters = (("execution_provider", "auto"), ("intra_op_threads", str(options.intra_op_threads)),
-                      ("inter_op_threads", "0"))  # instance anywhere but on CUDA (lomar_serve/triton/onnx_runner.py)
+                      ("inter_op_threads", "0"))
     return TritonModelConfig(
         name=options.model_name, flavour=backend, max_batch_size=options.max_batch_size,
         inputs=plan.inputs, outputs=plan.outputs,

@@ -59,12 +59,14 @@ PYTHON_MODEL = 'name: "m" backend: "python" max_batch_size: 8 '
     (PYTHON_MODEL + 'instance_group [ { kind: KIND_CPU } ]', ("CPUExecutionProvider",)),
     (PYTHON_MODEL + 'instance_group [ { kind: KIND_GPU } ]', ("CUDAExecutionProvider",)),
     (PYTHON_MODEL + 'instance_group [ { kind: KIND_CPU } ] '
-                    'parameters { key: "execution_provider" value { string_value: "cuda" } }', ("CUDAExecutionProvider",)),
+                    'parameters { key: "execution_provider" value { string_value: "cuda" } }',
+     ("CUDAExecutionProvider",)),
     (PYTHON_MODEL + 'instance_group [ { kind: KIND_GPU }, { kind: KIND_CPU }, { kind: KIND_GPU } ]',
      ("CUDAExecutionProvider", "CPUExecutionProvider")),
     ('name: "m" backend: "onnxruntime" instance_group [ { kind: KIND_GPU } ]', ("CUDAExecutionProvider",)),
     ('name: "m" backend: "onnxruntime" instance_group [ { kind: KIND_GPU } ] optimization { execution_accelerators '
-     '{ gpu_execution_accelerator [ { name: "tensorrt" } ] } }', ("TensorrtExecutionProvider", "CUDAExecutionProvider")),
+     '{ gpu_execution_accelerator [ { name: "tensorrt" } ] } }',
+     ("TensorrtExecutionProvider", "CUDAExecutionProvider")),
     ('name: "m" backend: "onnxruntime" instance_group [ { kind: KIND_CPU } ]', ("CPUExecutionProvider",)),
     ('name: "m" platform: "tensorrt_plan" instance_group [ { kind: KIND_GPU } ]', ("TensorRT",)),
     ('name: "m" backend: "pytorch" instance_group [ { kind: KIND_GPU } ]', ()),  # not a backend export writes
