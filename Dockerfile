@@ -32,7 +32,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin lomar
 
 WORKDIR /opt/lomar
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md constraints.txt constraints-gpu.txt ./
 COPY contracts ./contracts
 COPY lomar_serve ./lomar_serve
 COPY training ./training
@@ -70,12 +70,13 @@ CMD ["worker"]
 
 
 # Serving: Triton, the gateway and the control plane. No torch. onnxruntime (CPU, from the serve extra) and
-# onnxruntime-gpu (the gpu extra) install the same module: keep only the GPU one. The search extra brings psycopg,
-# the driver of the PostgreSQL job/deploy store (and of the pgvector search engine).
+# onnxruntime-gpu (the gpu extra) install the same module: keep only the GPU one, the build constraints-gpu.txt pins
+# to the base image's CUDA and Python. The search extra brings psycopg, the driver of the PostgreSQL job/deploy
+# store (and of the pgvector search engine).
 FROM base AS serving
 RUN python3 -m pip install --constraint constraints.txt ".[serve,search]" \
     && python3 -m pip uninstall -y onnxruntime \
-    && python3 -m pip install --constraint constraints.txt ".[gpu]"
+    && python3 -m pip install --constraint constraints.txt --constraint constraints-gpu.txt ".[gpu]"
 USER 10001:10001
 ENV LOMAR_HOST=0.0.0.0 \
     LOMAR_PORT=8000

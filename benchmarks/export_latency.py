@@ -23,7 +23,8 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from export.onnx_export import convert_to_fp16, export_onnx  # noqa: E402
+from export.onnx_export import export_onnx  # noqa: E402
+from export.precision import convert_to_fp16  # noqa: E402
 from export.wrappers import ClassifierExport  # noqa: E402
 from training.models import create_model  # noqa: E402
 

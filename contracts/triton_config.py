@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from contracts.model_repository import CONFIG_FILE
@@ -46,6 +46,55 @@ def parse_config(text: str) -> pb.ModelConfig:
 
 def render_config(config: pb.ModelConfig) -> str:
     return text_format.MessageToString(config)
+
+
+def config_from_json(values: dict) -> pb.ModelConfig:
+    """A config in the JSON form Triton's model-configuration API answers with. Raises ConfigError."""
+    try:
+        return json_format.ParseDict(values, pb.ModelConfig(), ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        raise ConfigError(f"invalid model configuration: {error}") from error
+
+
+# What runs a loaded version, by backend. The Python-backend runner (lomar_serve/triton/onnx_runner.py, which cannot
+# import this module: it is copied into model repositories) enforces the same rule: an instance that must run on
+# CUDA refuses to load when its ONNX Runtime session does not, so a READY version runs where its config says.
+CUDA_PROVIDER, CPU_PROVIDER, TRT_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider", "TensorrtExecutionProvider"
+TENSORRT_ENGINE = "TensorRT"  # a tensorrt_plan model: no ONNX Runtime involved
+
+
+def runs_on(config: pb.ModelConfig) -> tuple[str, ...]:
+    """What the instances of a loaded version run on, in instance-group order without repeats:
+    ("CUDAExecutionProvider",), ("CPUExecutionProvider",), ("TensorRT",)...; () for a backend this project does not
+    export or a config without instance groups (Triton fills them in when it loads the model).
+
+    - python (the project's runner): `execution_provider` "cuda" -> CUDA, "cpu" -> CPU, "auto" (or unset) -> CUDA for
+      KIND_GPU groups and the CPU for the others;
+    - onnxruntime (Triton's backend): KIND_GPU -> CUDA, with TensorRT first when the TensorRT accelerator is set;
+      the others -> CPU;
+    - tensorrt_plan: TensorRT.
+    """
+    if config.platform == "tensorrt_plan" or config.backend == "tensorrt":
+        return (TENSORRT_ENGINE,)
+    gpu = pb.ModelInstanceGroup.KIND_GPU
+    found: list[str] = []
+    for group in config.instance_group:
+        if config.backend == "python":
+            parameter = config.parameters.get("execution_provider")
+            setting = parameter.string_value if parameter is not None else "auto"
+            on_cuda = setting == "cuda" or (setting == "auto" and group.kind == gpu)
+            providers = [CUDA_PROVIDER if on_cuda else CPU_PROVIDER]
+        elif config.backend == "onnxruntime":
+            accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+            tensorrt = any(accelerator.name == "tensorrt" for accelerator in accelerators)
+            if group.kind != gpu:
+                providers = [CPU_PROVIDER]
+            else:
+                providers = [TRT_PROVIDER, CUDA_PROVIDER] if tensorrt else [CUDA_PROVIDER]
+        else:
+            return ()
+        found += [provider for provider in providers if provider not in found]
+    return tuple(found)
 
 
 def serving_versions(config: pb.ModelConfig) -> tuple[int, ...] | None:

@@ -2,6 +2,7 @@
 
     lomar export --checkpoint official_finetuned.pth --task classify --out model_repository
     lomar export --checkpoint official_pretrained.pth --task reconstruct --out model_repository
+    lomar export --checkpoint ckpt.pth --task classify --out repo --device gpu --precision fp16
     lomar export --checkpoint ckpt.pth --task classify --out repo --backend onnxruntime --precision fp16
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_RULE, TASKS
 from export.errors import ExportError
 from export.pipeline import FORMATS, PRECISIONS, ExportOptions, export_checkpoint
-from export.triton_config import FLAVOURS
+from export.triton_config import DEVICES, FLAVOURS, SERVING_PROFILES
 from export.verify import FP32_TOLERANCE
 from training.errors import TrainingError
 
@@ -38,9 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Triton backend: python (ONNX Runtime inside the Python backend; runs on the Triton "
                              "bundled with nvidia-pytriton), onnxruntime or tensorrt (NVIDIA's Triton container); "
                              "default: python for onnx, tensorrt for tensorrt")
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--max-queue-delay-us", type=int, default=1000, help="dynamic batcher queue delay")
-    parser.add_argument("--instances", type=int, default=1, help="model instances in Triton")
+    cpu, gpu = SERVING_PROFILES["cpu"], SERVING_PROFILES["gpu"]
+    parser.add_argument("--device", choices=DEVICES,
+                        help="where Triton runs the model (instance kind KIND_CPU or KIND_GPU: a KIND_GPU version "
+                             "never loads anywhere but on CUDA) and the defaults of the three options below; "
+                             "default: cpu for --backend python, gpu otherwise")
+    parser.add_argument("--max-batch-size", type=int,
+                        help=f"default {cpu.max_batch_size} on cpu, {gpu.max_batch_size} on gpu")
+    parser.add_argument("--max-queue-delay-us", type=int,
+                        help=f"dynamic batcher queue delay; default {cpu.max_queue_delay_us} on cpu, "
+                             f"{gpu.max_queue_delay_us} on gpu")
+    parser.add_argument("--instances", type=int, help=f"model instances in Triton (per GPU on gpu); default "
+                                                      f"{cpu.instances} on cpu, {gpu.instances} on gpu")
     parser.add_argument("--intra-op-threads", type=int, default=0,
                         help="python backend: ONNX Runtime threads per instance (0 = ONNX Runtime's default)")
     parser.add_argument("--ort-tensorrt", action="store_true",
@@ -59,7 +69,7 @@ def main(argv: list[str]) -> int:
         options = ExportOptions(
             checkpoint=args.checkpoint, task=args.task, out=args.out, name=args.name, image_size=args.image_size,
             format=args.format, precision=args.precision, labels_file=args.labels, backend=args.backend,
-            max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
+            device=args.device, max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
             instances=args.instances, intra_op_threads=args.intra_op_threads, ort_tensorrt=args.ort_tensorrt,
             tolerance=args.tolerance)
         published = export_checkpoint(options)

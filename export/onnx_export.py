@@ -1,4 +1,4 @@
-"""Trace a contract wrapper (export/wrappers.py) to an ONNX file with a dynamic batch axis, and convert to fp16.
+"""Trace a contract wrapper (export/wrappers.py) to an ONNX file with a dynamic batch axis (fp16: export/precision.py).
 
 The TorchScript-based exporter (`dynamo=False`) is used: the dynamo exporter of torch 2.14 fails on this model
 (its decomposition of scaled_dot_product_attention gives the attention output strides that the following
@@ -45,12 +45,3 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], input_name
     except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as error:
         raise ExportError(f"ONNX export failed: {type(error).__name__}: {error}") from error
     LOGGER.info("exported %s (opset %d, %.1f MB)", path, opset, path.stat().st_size / 1e6)
-
-
-def convert_to_fp16(source: Path, target: Path) -> None:
-    """fp16 weights and compute, inputs and outputs keep their types (UINT8/BOOL in, FP32 out)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-    onnx.save(model, str(target))
-    onnx.checker.check_model(str(target), full_check=True)

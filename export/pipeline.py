@@ -19,14 +19,16 @@ from torch import nn
 from contracts.checkpoints import file_sha256
 from contracts.model_card import ModelCard
 from contracts.model_repository import (
-    CARD_FILE, DEFAULT_MODEL_NAMES, LABELS_FILE, MODEL_NAME_RULE, ONNX_FILE, PYTHON_FILE, TASKS, TENSORRT_FILE,
-    is_model_name)
+    CARD_FILE, CONFIG_FILE, DEFAULT_MODEL_NAMES, LABELS_FILE, MODEL_NAME_RULE, ONNX_FILE, PYTHON_FILE, TASKS,
+    TENSORRT_FILE, is_model_name)
 from export.errors import ExportError, UnsupportedCombinationError
 from export.model_card import SOFTWARE, package_versions, tensor_specs, utc_now
-from export.onnx_export import EXAMPLE_BATCH, OPSET, convert_to_fp16, export_onnx
+from export.onnx_export import EXAMPLE_BATCH, OPSET, export_onnx
+from export.precision import convert_to_fp16
 from export.repository import PublishedVersion, publish
 from export.tensorrt import build_engine, engine_runner, require_tensorrt
-from export.triton_config import FLAVOURS, DynamicBatchingConfig, TensorConfig, TritonModelConfig
+from export.triton_config import (DEVICES, FLAVOURS, SERVING_PROFILES, TensorConfig, TritonModelConfig, device_of,
+                                  parse_pbtxt)
 from export.verify import FP32_TOLERANCE, Arrays, InputSpace, torch_runner, verify
 from export.wrappers import ClassifierExport, ReconstructionExport
 from training.models import load_classifier, load_pretrained, read_checkpoint
@@ -51,9 +53,13 @@ class ExportOptions:
     precision: str | None = None  # None: fp32 for onnx, fp16 for tensorrt
     labels_file: Path | None = None  # classify: one label per line; None: checkpoint's class_names or class_<i>
     backend: str | None = None  # None: python for onnx, tensorrt for tensorrt
-    max_batch_size: int = 32
-    max_queue_delay_us: int = 1000
-    instances: int = 1
+    # Where Triton runs it, "cpu" or "gpu". None: the model's, when REPO/NAME/config.pbtxt exists (a new version,
+    # e.g. a retrain job's, keeps its model on its device), else cpu for the python backend and gpu for the others.
+    device: str | None = None
+    # None: the device's serving profile (export/triton_config.py SERVING_PROFILES). Both filled in at construction.
+    max_batch_size: int | None = None
+    max_queue_delay_us: int | None = None
+    instances: int | None = None
     intra_op_threads: int = 0  # python flavour: ONNX Runtime threads per instance, 0 = its default
     ort_tensorrt: bool = False  # onnxruntime flavour: enable ONNX Runtime's TensorRT accelerator in Triton
     tolerance: float = FP32_TOLERANCE
@@ -61,7 +67,8 @@ class ExportOptions:
     def __post_init__(self) -> None:
         for field_name, value, allowed in (("task", self.task, TASKS), ("format", self.format, FORMATS),
                                            ("precision", self.precision, (None, *PRECISIONS)),
-                                           ("backend", self.backend, (None, *FLAVOURS))):
+                                           ("backend", self.backend, (None, *FLAVOURS)),
+                                           ("device", self.device, (None, *DEVICES))):
             if value not in allowed:
                 raise ExportError(f"--{field_name} must be one of {[a for a in allowed if a]}, got {value!r}")
         if self.format == "tensorrt" and self.backend_name != "tensorrt":
@@ -78,6 +85,15 @@ class ExportOptions:
             raise UnsupportedCombinationError("--labels applies to --task classify only")
         if not is_model_name(self.model_name):
             raise ExportError(f"--name {self.model_name!r} is not a valid model name: {MODEL_NAME_RULE}")
+        if self.device is None:
+            object.__setattr__(self, "device", self._existing_device() or
+                               ("cpu" if self.backend_name == "python" else "gpu"))
+        profile = SERVING_PROFILES[self.device_name]
+        for setting in ("max_batch_size", "max_queue_delay_us", "instances"):
+            if getattr(self, setting) is None:
+                object.__setattr__(self, setting, getattr(profile, setting))
+        if self.backend_name == "tensorrt" and self.device_name != "gpu":
+            raise UnsupportedCombinationError("a TensorRT engine runs on a GPU only: drop --device cpu")
         if self.max_batch_size < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
             raise ExportError("--max-batch-size and --instances must be >= 1, the queue delay >= 0")
         if self.image_size is not None and self.image_size < 1:
@@ -92,6 +108,19 @@ class ExportOptions:
     @property
     def backend_name(self) -> str:
         return self.backend or ("tensorrt" if self.format == "tensorrt" else "python")
+
+    @property
+    def device_name(self) -> str:
+        assert self.device is not None  # filled in by __post_init__
+        return self.device
+
+    def _existing_device(self) -> str | None:
+        """The device of the model this export adds a version to; None for a new model (or a config that cannot
+        be read, which publishing refuses later with the reason)."""
+        try:
+            return device_of(parse_pbtxt((self.out / self.model_name / CONFIG_FILE).read_text()))
+        except (OSError, ExportError):
+            return None
 
     @property
     def precision_name(self) -> str:
@@ -171,19 +200,35 @@ def onnx_runtime_runner(path: Path, output_names: list[str]) -> Callable[[Arrays
     return run
 
 
+def verified_onnx(fp32_onnx: Path, precision: str, reference: Callable[[Arrays], Arrays], space: InputSpace,
+                  output_names: list[str], tolerance: float) -> tuple[Path, dict]:
+    """The ONNX file of `precision` and its parity figures for the model card (VerificationError if it fails).
+
+    fp16: the graph converted from `fp32_onnx` (export/precision.py), verified after the fp32 graph on the same
+    inputs, so an export fault is never taken for rounding; the card keeps both ("onnxruntime" is the shipped graph,
+    "onnxruntime_fp32" the one it was converted from)."""
+    fp32 = verify(reference, onnx_runtime_runner(fp32_onnx, output_names), space, "fp32", tolerance)
+    if precision == "fp32":
+        return fp32_onnx, {"onnxruntime": fp32}
+    fp16_onnx = fp32_onnx.with_name("model.fp16.onnx")
+    conversion = convert_to_fp16(fp32_onnx, fp16_onnx)
+    fp16 = verify(reference, onnx_runtime_runner(fp16_onnx, output_names), space, precision, tolerance)
+    return fp16_onnx, {"onnxruntime": {**fp16, "conversion": conversion}, "onnxruntime_fp32": fp32}
+
+
 def triton_config(options: ExportOptions, plan: ExportPlan) -> TritonModelConfig:
     backend = options.backend_name
-    optimum = min(8, options.max_batch_size)
+    profile = SERVING_PROFILES[options.device_name]
     parameters: tuple[tuple[str, str], ...] = ()
     if backend == "python":
+        # "auto": the runner follows the instance kind, and a KIND_GPU instance not on CUDA refuses to load
         parameters = (("execution_provider", "auto"), ("intra_op_threads", str(options.intra_op_threads)),
                       ("inter_op_threads", "0"))
     return TritonModelConfig(
         name=options.model_name, flavour=backend, max_batch_size=options.max_batch_size,
         inputs=plan.inputs, outputs=plan.outputs,
-        dynamic_batching=DynamicBatchingConfig(tuple(sorted({optimum, options.max_batch_size})),
-                                               options.max_queue_delay_us),
-        instance_kind="KIND_CPU" if backend == "python" else "KIND_GPU", instance_count=options.instances,
+        dynamic_batching=profile.dynamic_batching(options.max_batch_size, options.max_queue_delay_us),
+        instance_kind=profile.instance_kind, instance_count=options.instances,
         parameters=parameters,
         ort_tensorrt_precision=options.precision_name.upper() if options.ort_tensorrt else "")
 
@@ -215,19 +260,15 @@ def export_checkpoint(options: ExportOptions) -> PublishedVersion:
         fp32_onnx = work / "model.fp32.onnx"
         export_onnx(plan.module, example, input_names, output_names, fp32_onnx)
         files = {ONNX_FILE: fp32_onnx}
-        parity = {}
         if options.format == "onnx":
-            if precision == "fp16":
-                files[ONNX_FILE] = work / "model.fp16.onnx"
-                convert_to_fp16(fp32_onnx, files[ONNX_FILE])
-            parity["onnxruntime"] = verify(reference, onnx_runtime_runner(files[ONNX_FILE], output_names),
-                                           plan.space, precision, options.tolerance)
+            files[ONNX_FILE], parity = verified_onnx(fp32_onnx, precision, reference, plan.space, output_names,
+                                                     options.tolerance)
         else:
             files[TENSORRT_FILE] = work / TENSORRT_FILE
             build_engine(fp32_onnx, files[TENSORRT_FILE], {t.name: t.dims for t in plan.inputs},
                          options.max_batch_size, precision)
-            parity["tensorrt"] = verify(reference, engine_runner(files[TENSORRT_FILE], output_names), plan.space,
-                                        precision, options.tolerance)
+            parity = {"tensorrt": verify(reference, engine_runner(files[TENSORRT_FILE], output_names), plan.space,
+                                         precision, options.tolerance)}
         if options.backend_name == "python":
             files[PYTHON_FILE] = runner_source()
         card = ModelCard(

@@ -46,6 +46,45 @@ class DynamicBatchingConfig:
 
 
 @dataclass(frozen=True)
+class ServingProfile:
+    """Where Triton runs a model and the scheduling that suits that device: the instance kind, and export's
+    defaults for --instances, --max-batch-size and --max-queue-delay-us."""
+
+    instance_kind: str
+    instances: int  # KIND_GPU: per GPU
+    max_batch_size: int
+    max_queue_delay_us: int
+    prefer_small_batches: bool  # also name min(8, max) as a preferred batch size
+
+    def dynamic_batching(self, max_batch_size: int, max_queue_delay_us: int) -> DynamicBatchingConfig:
+        preferred = {min(8, max_batch_size), max_batch_size} if self.prefer_small_batches else set()
+        return DynamicBatchingConfig(tuple(sorted(preferred)), max_queue_delay_us)
+
+
+DEVICES = ("cpu", "gpu")
+SERVING_PROFILES = {
+    # A few cores: a batch of 8 already keeps them busy, so the batcher may send one as soon as it has it.
+    "cpu": ServingProfile("KIND_CPU", instances=1, max_batch_size=32, max_queue_delay_us=1000,
+                          prefer_small_batches=True),
+    # A GPU is filled by large batches (ViT-B/16 at 224: batch 64, BENCHMARKS.md): no preferred sizes, so the
+    # batcher sends the largest batch its queue holds (Triton's advice for backends that run any batch size);
+    # a short queue delay bounds what a lone request waits; two instances per GPU, so that one instance's host
+    # work (gathering requests, copies to and from the device) overlaps the other's kernels.
+    "gpu": ServingProfile("KIND_GPU", instances=2, max_batch_size=64, max_queue_delay_us=500,
+                          prefer_small_batches=False),
+}
+
+
+def device_of(config: pb.ModelConfig) -> str | None:
+    """The device an existing config serves on: "gpu" with any KIND_GPU group, "cpu" with only others, None
+    without instance groups."""
+    kinds = {group.kind for group in config.instance_group}
+    if not kinds:
+        return None
+    return "gpu" if pb.ModelInstanceGroup.KIND_GPU in kinds else "cpu"
+
+
+@dataclass(frozen=True)
 class TritonModelConfig:
     """Everything `config.pbtxt` says about one exported LoMaR model."""
 

@@ -1,9 +1,11 @@
 """Check an exported model against PyTorch on fixed inputs at several batch sizes, and report the figures.
 
 fp32: max |ONNX - PyTorch| <= tolerance (1e-4) on logits, embedding and patches; reconstruction (0..255 pixel
-scale) within RECONSTRUCTION_TOLERANCE pixel levels. fp16: cosine >= 0.999 for every sample of every output and
-the same top-1 class (a disagreement is accepted only where PyTorch's two best logits are closer than TIE_MARGIN,
-a tie that any rounding may break either way).
+scale) within RECONSTRUCTION_TOLERANCE pixel levels. fp16: for every output, max |ONNX - PyTorch| <= 1% of the
+output's largest magnitude in PyTorch (FP16_RELATIVE_TOLERANCE; fp16 keeps ~3 significant digits, and the figures
+measured on the CPU provider are 0.05-0.15%) and cosine >= 0.999 for every sample. Both precisions: the same top-1
+class (a disagreement is accepted only where PyTorch's two best logits are closer than TIE_MARGIN, a tie that any
+rounding may break either way), on the same inputs (InputSpace.sample) at the same batch sizes.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from export.errors import VerificationError
 FP32_TOLERANCE = 1e-4
 RECONSTRUCTION_TOLERANCE = 0.01  # pixel levels out of 255
 FP16_MIN_COSINE = 0.999
+FP16_RELATIVE_TOLERANCE = 1e-2  # of max |PyTorch output|
 TIE_MARGIN = 1e-3
 VERIFY_BATCH_SIZES = (1, 8)
 SEED = 0
@@ -70,22 +73,33 @@ def compare(reference: Arrays, candidate: Arrays, precision: str, tolerance: flo
             failures.append(f"{name}: shape {got.shape} != PyTorch {ref.shape}")
             continue
         diff, cosine = float(np.abs(got - ref).max()), float(cosines(got, ref).min())
-        figures["outputs"][name] = {"max_abs_diff": diff, "min_cosine": cosine}
+        relative = diff / max(float(np.abs(ref).max()), np.finfo(np.float32).tiny)
+        figures["outputs"][name] = {"max_abs_diff": diff, "max_rel_diff": relative, "min_cosine": cosine}
         if precision == "fp32":
             limit = RECONSTRUCTION_TOLERANCE if name == "reconstruction" else tolerance
             if not diff <= limit:
                 failures.append(f"{name}: max abs diff {diff:.3g} > {limit:g}")
-        elif not cosine >= FP16_MIN_COSINE:
-            failures.append(f"{name}: min cosine {cosine:.6f} < {FP16_MIN_COSINE}")
+        else:
+            if not relative <= FP16_RELATIVE_TOLERANCE:
+                failures.append(f"{name}: max abs diff {diff:.3g} is {relative:.3%} of the output's range "
+                                f"> {FP16_RELATIVE_TOLERANCE:.0%}")
+            if not cosine >= FP16_MIN_COSINE:
+                failures.append(f"{name}: min cosine {cosine:.6f} < {FP16_MIN_COSINE}")
     if "logits" in reference and "logits" in candidate and candidate["logits"].shape == reference["logits"].shape:
         ref, got = reference["logits"], candidate["logits"]
-        agree = ref.argmax(axis=1) == got.argmax(axis=1)
-        top2 = np.sort(ref, axis=1)[:, -2:] if ref.shape[1] > 1 else np.zeros((len(ref), 2))
-        tie = (top2[:, 1] - top2[:, 0]) < TIE_MARGIN
+        agree, tie = top1(ref, got)
         figures["top1_agreement"] = float(agree.mean())
         if not np.all(agree | tie):
             failures.append(f"logits: top-1 class differs on {int((~agree & ~tie).sum())} of {len(ref)} samples")
     return figures, failures
+
+
+def top1(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of (B, C) logits: whether the top-1 classes agree, and whether PyTorch's two best logits are a
+    tie (closer than TIE_MARGIN), which any rounding may break either way. Both (B,) bool."""
+    agree = reference.argmax(axis=1) == candidate.argmax(axis=1)
+    top2 = np.sort(reference, axis=1)[:, -2:] if reference.shape[1] > 1 else np.zeros((len(reference), 2))
+    return agree, (top2[:, 1] - top2[:, 0]) < TIE_MARGIN
 
 
 def verify(reference: Callable[[Arrays], Arrays], candidate: Callable[[Arrays], Arrays], space: InputSpace,
@@ -96,8 +110,10 @@ def verify(reference: Callable[[Arrays], Arrays], candidate: Callable[[Arrays], 
     Raises:
         VerificationError: any check fails at any batch size (the message lists them all).
     """
-    parity: dict = {"precision": precision, "tolerance": tolerance if precision == "fp32" else None,
-                    "min_cosine_required": FP16_MIN_COSINE if precision == "fp16" else None, "batches": []}
+    fp16 = precision == "fp16"
+    parity: dict = {"precision": precision, "tolerance": None if fp16 else tolerance,
+                    "relative_tolerance": FP16_RELATIVE_TOLERANCE if fp16 else None,
+                    "min_cosine_required": FP16_MIN_COSINE if fp16 else None, "batches": []}
     problems = []
     for batch in batch_sizes:
         inputs = space.sample(batch)

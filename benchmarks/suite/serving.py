@@ -1,9 +1,14 @@
-"""(d) Serving: `lomar serve` (Triton + gateway, JPEG in) against the same exported model called in-process
-(the same JPEG decoding, then ONNX Runtime), closed loop, each at the concurrency where it peaks.
+"""(d) Serving: `lomar serve` (Triton + gateway, JPEG in) against the same exported model called in-process (the same
+JPEG decoding, then ONNX Runtime on the same provider), closed loop at each concurrency: images/s and p50/p99
+request latency; the ratio compares each at its best concurrency.
 
-Needs the serving extras (tritonclient, nvidia-pytriton, fastapi, uvicorn, aiohttp); on a GPU, an onnxruntime with
-the CUDA provider, without which the model would run on the CPU. Missing pieces make the part a skip with the
-reason. The model is the repository's built-in `lomar_classifier` (batch 1 per request)."""
+The model: on cuda, LoMaR-<model>/16 at 224 (random init, 1000 classes) exported as `lomar export --device gpu
+--precision fp16` writes it (a KIND_GPU config with the GPU serving profile: Triton's runner runs it on CUDA or
+refuses to load it); on cpu, the repository's built-in `lomar_classifier`. One image per request.
+
+Needs the serving extras (tritonclient, nvidia-pytriton, fastapi, uvicorn, aiohttp) and, on a GPU, an onnxruntime
+whose CUDA provider loads (checked with a session before the stack starts); missing pieces make the part a skip
+with the reason."""
 from __future__ import annotations
 
 import asyncio
@@ -38,26 +43,61 @@ def check_requirements(settings: Settings) -> None:
         raise Skip(f"onnxruntime {ort.__version__} has no CUDA provider: the model would not run on the GPU")
 
 
-def in_process(jpegs: list[bytes], concurrency: int, seconds: float, device: str) -> float:
-    """img/s of `concurrency` threads each decoding a JPEG (the gateway's rules) and running the ONNX model."""
+def providers_for(device: str) -> list[str]:
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+
+
+def open_session(onnx_file: Path, device: str):
+    """An ONNX Runtime session on the device's provider; Skip when CUDA does not load (Triton's runner would then
+    refuse the model, and the stack would never be ready)."""
     import onnxruntime as ort
 
+    session = ort.InferenceSession(str(onnx_file), providers=providers_for(device))
+    wanted = providers_for(device)[0]
+    if wanted not in session.get_providers():
+        why = ("it is listed but could not load: check the build's CUDA/cuDNN against this machine's"
+               if wanted in ort.get_available_providers() else "this build does not have it")
+        raise Skip(f"onnxruntime {ort.__version__}: {wanted} does not run here ({why}); the session runs on "
+                   f"{session.get_providers()}")
+    return session
+
+
+def gpu_repository(settings: Settings, folder: Path) -> Path:
+    """A repository with MODEL exported for the GPU from a random-init checkpoint (needs torch)."""
+    from export.pipeline import ExportOptions, export_checkpoint
+    from training.models import create_model, save_checkpoint
+
+    checkpoint = folder / "random_init.pth"
+    save_checkpoint(checkpoint, create_model(f"lomar_{settings.model}_patch16", img_size=224, num_classes=1000))
+    repository = folder / "model_repository"
+    export_checkpoint(ExportOptions(checkpoint=checkpoint, task="classify", out=repository, name=MODEL,
+                                    device="gpu", precision="fp16"))
+    return repository
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    values = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
+    return {"p50_ms": round(float(np.percentile(values, 50)), 2), "p99_ms": round(float(np.percentile(values, 99)), 2)}
+
+
+def in_process(session, jpegs: list[bytes], concurrency: int, seconds: float) -> tuple[float, list[float]]:
+    """(img/s, per-image latencies in s) of `concurrency` threads each decoding a JPEG (the gateway's rules) and
+    running the ONNX model on it."""
     from contracts.preprocessing import DecodeOptions
     from lomar_serve.gateway.decode_budget import decode_image
 
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(REPOSITORY / MODEL / "1" / "model.onnx"), providers=providers)
     size = tuple(session.get_inputs()[0].shape[-2:])
     options = DecodeOptions(size=size)
-    counts = [0] * concurrency
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
     stop = time.monotonic() + seconds
 
     def worker(index: int) -> None:
         step = 0
         while time.monotonic() < stop:
+            begin = time.perf_counter()
             image = decode_image(jpegs[(index + step) % len(jpegs)], options)[None]
             session.run(None, {"image": image})
-            counts[index] += 1
+            latencies[index].append(time.perf_counter() - begin)
             step += 1
 
     session.run(None, {"image": np.zeros((1, 3, *size), np.uint8)})  # warm-up
@@ -67,7 +107,8 @@ def in_process(jpegs: list[bytes], concurrency: int, seconds: float, device: str
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.monotonic() - start)
+    flat = [value for per_thread in latencies for value in per_thread]
+    return len(flat) / (time.monotonic() - start), flat
 
 
 def run(settings: Settings, record: Recorder) -> None:
@@ -75,9 +116,16 @@ def run(settings: Settings, record: Recorder) -> None:
     from benchmarks.serve_load import photo_jpegs, run_gateway, start_stack
 
     jpegs = photo_jpegs()
-    record.note(f"model: {MODEL} of {REPOSITORY.name}/ (its config.pbtxt sets the Triton instance kind)")
     with tempfile.TemporaryDirectory(prefix="lomar-suite-") as scratch:
-        process, url, _ = start_stack(REPOSITORY, Path(scratch) / "serve.log")
+        if settings.device == "cuda":
+            repository = gpu_repository(settings, Path(scratch))
+            record.note(f"model: LoMaR-{settings.model}/16 at 224, random init, `lomar export --device gpu "
+                        "--precision fp16` (KIND_GPU)")
+        else:
+            repository = REPOSITORY
+            record.note(f"model: {MODEL} of {REPOSITORY.name}/ (its config.pbtxt sets the instance kind)")
+        session = open_session(repository / MODEL / "1" / "model.onnx", settings.device)
+        process, url, _ = start_stack(repository, Path(scratch) / "serve.log")
         try:
             for concurrency in settings.serve_concurrency:
                 if record.time_left() <= 0:
@@ -87,17 +135,23 @@ def run(settings: Settings, record: Recorder) -> None:
                     latencies, errors = asyncio.run(run_gateway(url, "classify", MODEL, jpegs, 1, concurrency, 1.0,
                                                                 settings.serve_seconds))
                     record.add(target="lomar serve (gateway)", concurrency=concurrency,
-                               img_per_s=round(len(latencies) / settings.serve_seconds, 1), errors=errors)
+                               img_per_s=round(len(latencies) / settings.serve_seconds, 1), **percentiles(latencies),
+                               errors=errors)
                 except Exception as exc:
                     record.add(target="lomar serve (gateway)", concurrency=concurrency, error=error_text(exc))
                 try:
-                    ips = in_process(jpegs, concurrency, settings.serve_seconds, settings.device)
-                    record.add(target="in-process", concurrency=concurrency, img_per_s=round(ips, 1))
+                    ips, latencies = in_process(session, jpegs, concurrency, settings.serve_seconds)
+                    record.add(target="in-process", concurrency=concurrency, img_per_s=round(ips, 1),
+                               **percentiles(latencies))
                 except Exception as exc:
                     record.add(target="in-process", concurrency=concurrency, error=error_text(exc))
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+    summarise(record)
+
+
+def summarise(record: Recorder) -> None:
     best = {}
     for row in record.rows:
         if "img_per_s" in row and row["img_per_s"] > best.get(row["target"], {}).get("img_per_s", -1.0):

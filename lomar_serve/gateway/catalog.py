@@ -18,6 +18,7 @@ import numpy as np
 
 from contracts.model_card import ModelCard, ModelCardError
 from contracts.model_repository import LABELS_FILE, is_version
+from contracts.triton_config import ConfigError, config_from_json, runs_on
 from lomar_serve.gateway.errors import ModelNotFound, TritonUnavailable, WrongModelKind
 from lomar_serve.gateway.inference import InferenceBackend
 
@@ -37,6 +38,7 @@ class ModelSpec:
     labels: tuple[str, ...] = ()  # classifier: one per logit
     embedding_dim: int = 0  # classifier: D of `embedding`
     grid: tuple[int, int] = (0, 0)  # reconstructor: (h, w) of the `mask` input
+    runs_on: tuple[str, ...] = ()  # what its loaded versions run on (contracts/triton_config.py runs_on)
 
     @property
     def patch_size(self) -> int:
@@ -61,16 +63,21 @@ def spec_from_config(config: dict[str, Any], version: str, labels: tuple[str, ..
     batch = int(config.get("max_batch_size", 0))
     if batch < 1:
         raise WrongModelKind(f"model {name!r} has max_batch_size 0; the gateway needs a batch dimension")
+    try:
+        devices = runs_on(config_from_json(config))
+    except ConfigError as error:
+        LOGGER.warning("model %s: %s", name, error)
+        devices = ()
     if "logits" in outputs and "embedding" in outputs:
         return ModelSpec(name=name, kind="classifier", version=version, image_size=(height, width),
                          max_batch_size=batch, labels=labels,
-                         embedding_dim=int(outputs["embedding"]["dims"][-1]))
+                         embedding_dim=int(outputs["embedding"]["dims"][-1]), runs_on=devices)
     if "mask" in inputs and "reconstruction" in outputs:
         grid = tuple(int(d) for d in inputs["mask"]["dims"])
         if len(grid) != 2 or height % grid[0] or width % grid[1] or height // grid[0] != width // grid[1]:
             raise WrongModelKind(f"model {name!r}: mask {grid} does not tile the image {height}x{width}")
         return ModelSpec(name=name, kind="reconstructor", version=version, image_size=(height, width),
-                         max_batch_size=batch, grid=(grid[0], grid[1]))
+                         max_batch_size=batch, grid=(grid[0], grid[1]), runs_on=devices)
     raise WrongModelKind(f"model {name!r} is neither a classifier (outputs logits, embedding) nor a "
                          "reconstruction model (input mask, output reconstruction)")
 
@@ -148,9 +155,14 @@ class ModelCatalog:
                                     "versions": sorted(entries, key=lambda e: int(e["version"] or 0))}
             if ready:
                 try:
-                    info.update(_public(await self.get(name)))
+                    spec = await self.get(name)
                 except (WrongModelKind, ModelNotFound, TritonUnavailable) as error:
                     info["error"] = error.message
+                else:
+                    info.update(_public(spec))
+                    for entry in entries:  # one config for every version of a model
+                        if entry["state"] == "READY" and spec.runs_on:
+                            entry["runs_on"] = list(spec.runs_on)
             models.append(info)
         return models
 

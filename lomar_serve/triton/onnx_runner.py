@@ -11,9 +11,17 @@ Behaviour:
 - A request with a missing or malformed input gets its own error response; the other requests of the batch are
   served and the model stays loaded.
 - config.pbtxt `parameters` (all optional, string values):
-    execution_provider: "auto" (CUDA when onnxruntime has it, else CPU), "cuda" or "cpu"
+    execution_provider: "auto" (the instance group decides: KIND_GPU instances run on CUDA, the others on the CPU),
+                        "cuda" (every instance on CUDA) or "cpu" (every instance on the CPU; not with KIND_GPU)
     intra_op_threads:   ONNX Runtime intra-op threads, "0" = ONNX Runtime's default
     inter_op_threads:   ONNX Runtime inter-op threads, "0" = ONNX Runtime's default
+- Never a silent CPU fallback: ONNX Runtime creates a session on the CPU, with only a warning, when the CUDA
+  provider it was given cannot be loaded (a CPU-only onnxruntime; an onnxruntime-gpu built for another CUDA than
+  the image's; cuDNN missing). An instance that must run on CUDA therefore checks the providers its session
+  actually runs on (`get_providers()`, not `get_available_providers()`, which a GPU build fills even where its
+  libraries cannot load) and refuses to initialise, so the version never becomes READY and Triton's model status
+  carries the reason. The provider a READY version runs on thus follows from its config alone
+  (contracts/triton_config.py `runs_on` states the same rule for the readers of configs).
 """
 from __future__ import annotations
 
@@ -31,6 +39,12 @@ NUMPY_TYPES = {
     "TYPE_INT64": np.int64, "TYPE_FP16": np.float16, "TYPE_FP32": np.float32, "TYPE_FP64": np.float64,
 }
 PROVIDERS = ("auto", "cuda", "cpu")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ProviderError(RuntimeError):
+    """The session cannot run on the execution provider the model's config asks for; the version must not load."""
 
 
 @dataclass(frozen=True)
@@ -49,15 +63,53 @@ class RunnerSettings:
             raise ValueError(f"parameter execution_provider must be one of {PROVIDERS}, got {provider!r}")
         return cls(provider, int(values.get("intra_op_threads", 0)), int(values.get("inter_op_threads", 0)))
 
-    def providers(self, device_id: int) -> list:
-        """ONNX Runtime execution providers, in order of preference."""
-        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-        if self.execution_provider == "cuda" and not has_cuda:
-            raise RuntimeError("execution_provider 'cuda' was asked for, but this onnxruntime has no CUDA provider "
-                               "(install onnxruntime-gpu)")
-        if self.execution_provider != "cpu" and has_cuda:
-            return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
+    def wanted(self, instance_kind: str) -> str:
+        """The provider an instance must run on; `instance_kind` as Triton names it: "GPU", "CPU" or "MODEL"."""
+        if self.execution_provider == "cpu" and instance_kind == "GPU":
+            raise ProviderError("execution_provider 'cpu' contradicts the KIND_GPU instance group: set one of them")
+        if self.execution_provider == "cuda" or (self.execution_provider == "auto" and instance_kind == "GPU"):
+            return CUDA
+        return CPU
+
+    def providers(self, instance_kind: str, device_id: int) -> list:
+        """ONNX Runtime execution providers for the session, in order of preference (CPU takes the nodes CUDA
+        has no kernel for)."""
+        if self.wanted(instance_kind) == CUDA:
+            return [(CUDA, {"device_id": device_id}), CPU]
+        return [CPU]
+
+    def describe(self, instance_kind: str) -> str:
+        return f"instance kind {instance_kind}, execution_provider {self.execution_provider!r}"
+
+
+def open_session(path: str, settings: RunnerSettings, instance_kind: str, device_id: int,
+                 options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on the provider the config asks for.
+
+    Raises:
+        ProviderError: the session does not run on it (ONNX Runtime fell back to the CPU).
+    """
+    wanted = settings.wanted(instance_kind)
+    session = ort.InferenceSession(path, options, providers=settings.providers(instance_kind, device_id))
+    active = session.get_providers()
+    if wanted not in active:
+        raise ProviderError(refusal(wanted, settings.describe(instance_kind), active, ort.get_available_providers(),
+                                    ort.__version__))
+    return session
+
+
+def refusal(wanted: str, asked_by: str, active: list[str], available: list[str], version: str) -> str:
+    """Why a version refuses to load: what was asked, what the session runs on, and the likely cause."""
+    head = (f"{wanted} was asked for ({asked_by}) but the ONNX Runtime session runs on {active}: refusing to "
+            f"serve from the CPU under a GPU configuration. ")
+    if wanted not in available:
+        return head + (f"Likely cause: this onnxruntime {version} has no {wanted} (it offers {available}); install "
+                       "onnxruntime-gpu, the build constraints-gpu.txt pins to the image's CUDA, in place of "
+                       "onnxruntime.")
+    return head + (f"Likely cause: onnxruntime {version} lists {wanted} but could not load it: the CUDA or cuDNN "
+                   "libraries it was built for cannot be loaded here (an onnxruntime-gpu built for another CUDA major "
+                   "than the image's, see constraints-gpu.txt; libcudnn missing; or no GPU visible to this process). "
+                   "ONNX Runtime's warning in this log names the library.")
 
 
 @dataclass(frozen=True)
@@ -119,9 +171,13 @@ class TritonPythonModel:
         options.inter_op_num_threads = settings.inter_op_threads
         path = os.path.join(args["model_repository"], args["model_version"], ONNX_FILE)
         device_id = int(args.get("model_instance_device_id", 0) or 0)
-        self.session = ort.InferenceSession(path, options, providers=settings.providers(device_id))
-        pb_utils.Logger.log_info(f"{args['model_name']} v{args['model_version']}: {path} on "
-                                 f"{self.session.get_providers()[0]}")
+        kind = str(args.get("model_instance_kind", "CPU"))
+        name = f"{args['model_name']} v{args['model_version']} ({args.get('model_instance_name', kind)})"
+        try:
+            self.session = open_session(path, settings, kind, device_id, options)
+        except ProviderError as error:
+            raise ProviderError(f"{name}: {error}") from None
+        pb_utils.Logger.log_info(f"{name}: {path} on {self.session.get_providers()}")
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)

@@ -34,7 +34,10 @@ def test_quick_cpu_run_reports_every_part(tmp_path: Path):
     assert results["parts"]["pretraining"]["summary"]["128"]["ratio"] > 0
     assert results["parts"]["inference"]["summary"]["64"]["ratio"] > 0
     assert results["parts"]["data"]["summary"]["cpu_workers_for_2500_img_s"] >= 1
-    assert results["parts"]["onnx"]["rows"][-1]["max_abs_diff"] < 1e-3
+    onnx_rows = {row["runtime"]: row for row in results["parts"]["onnx"]["rows"]}
+    assert onnx_rows["onnxruntime CPUExecutionProvider fp32"]["max_abs_diff"] < 1e-3
+    assert onnx_rows["onnxruntime CPUExecutionProvider fp16"]["top1_agreement"] is not None
+    assert results["parts"]["onnx"]["summary"]["fp32_parity_met"] is True
     markdown = (out / "results.md").read_text()
     assert all(f"## {name}:" in markdown for name in PARTS)
     assert "pretraining" in result.stdout

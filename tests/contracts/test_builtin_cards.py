@@ -40,3 +40,12 @@ def test_builtin_card_matches_its_config(task: str, name: str) -> None:
             assert {t.name: (type_name(t.data_type).removeprefix("TYPE_"), tuple(t.dims)) for t in declared} == {
                 key: (spec.data_type, spec.dims) for key, spec in tensors.items()}
         assert card.image_size == tuple(card.inputs["image"].dims[1:])
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_MODEL_NAMES.values()))
+def test_builtin_versions_carry_the_current_runner(name: str) -> None:
+    """The built-in models run the project's runner as it is: what /v1/models says they run on
+    (contracts/triton_config.py runs_on) is the rule this runner enforces."""
+    runner = (REPOSITORY.parent / "lomar_serve" / "triton" / "onnx_runner.py").read_bytes()
+    for version in versions(REPOSITORY / name):
+        assert (REPOSITORY / name / str(version) / "model.py").read_bytes() == runner, f"{name}/{version}/model.py"

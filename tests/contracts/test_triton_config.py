@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from contracts.model_repository import CONFIG_FILE, DEFAULT_MODEL_NAMES
-from contracts.triton_config import (ConfigError, parse_config, publish_serving_version, read_serving_version,
-                                     serving_versions, set_serving_versions)
+from contracts.triton_config import (ConfigError, config_from_json, parse_config, publish_serving_version,
+                                     read_serving_version, runs_on, serving_versions, set_serving_versions)
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 
@@ -50,3 +50,39 @@ def test_two_versions_are_not_one_serving_version(model_dir: Path):
     assert serving_versions(config) == (2, 3)
     with pytest.raises(ConfigError):
         set_serving_versions(config, ())
+
+
+PYTHON_MODEL = 'name: "m" backend: "python" max_batch_size: 8 '
+
+
+@pytest.mark.parametrize("text, expected", [
+    (PYTHON_MODEL + 'instance_group [ { kind: KIND_CPU } ]', ("CPUExecutionProvider",)),
+    (PYTHON_MODEL + 'instance_group [ { kind: KIND_GPU } ]', ("CUDAExecutionProvider",)),
+    (PYTHON_MODEL + 'instance_group [ { kind: KIND_CPU } ] '
+                    'parameters { key: "execution_provider" value { string_value: "cuda" } }',
+     ("CUDAExecutionProvider",)),
+    (PYTHON_MODEL + 'instance_group [ { kind: KIND_GPU }, { kind: KIND_CPU }, { kind: KIND_GPU } ]',
+     ("CUDAExecutionProvider", "CPUExecutionProvider")),
+    ('name: "m" backend: "onnxruntime" instance_group [ { kind: KIND_GPU } ]', ("CUDAExecutionProvider",)),
+    ('name: "m" backend: "onnxruntime" instance_group [ { kind: KIND_GPU } ] optimization { execution_accelerators '
+     '{ gpu_execution_accelerator [ { name: "tensorrt" } ] } }',
+     ("TensorrtExecutionProvider", "CUDAExecutionProvider")),
+    ('name: "m" backend: "onnxruntime" instance_group [ { kind: KIND_CPU } ]', ("CPUExecutionProvider",)),
+    ('name: "m" platform: "tensorrt_plan" instance_group [ { kind: KIND_GPU } ]', ("TensorRT",)),
+    ('name: "m" backend: "pytorch" instance_group [ { kind: KIND_GPU } ]', ()),  # not a backend export writes
+    (PYTHON_MODEL, ()),  # no instance group yet: Triton fills it in at load
+])
+def test_runs_on_follows_backend_instance_kind_and_setting(text: str, expected: tuple[str, ...]):
+    assert runs_on(parse_config(text)) == expected
+
+
+def test_config_from_json_reads_tritons_answer():
+    """The JSON form of the model-configuration API (as Triton 2.51 answers it, with fields tritonclient's schema may
+    not know) gives the same config as the text."""
+    answer = {"name": "m", "backend": "python", "max_batch_size": 8, "runtime": "", "metric_tags": {},
+              "instance_group": [{"name": "m_0", "kind": "KIND_GPU", "count": 2, "gpus": [0], "passive": False}],
+              "parameters": {"execution_provider": {"string_value": "auto"}}, "a_field_of_a_later_triton": 1}
+    config = config_from_json(answer)
+    assert config.instance_group[0].count == 2 and runs_on(config) == ("CUDAExecutionProvider",)
+    with pytest.raises(ConfigError):
+        config_from_json({"max_batch_size": "many"})

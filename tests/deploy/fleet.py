@@ -5,6 +5,7 @@ files (YAML, the Dockerfile) and check them with the real linters and schema val
 """
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -70,6 +71,17 @@ def dockerfile_stages() -> dict[str, Stage]:
         elif current is not None and instruction != "COMMENT":
             current.instructions.append((instruction, value))
     return stages
+
+
+def base_image() -> str:
+    """The image the `base` stage starts FROM: the default of the global ARG it names (`ARG TRITON_IMAGE=...`)."""
+    parser = DockerfileParser(path=str(DOCKERFILE))
+    first_from = next(item["startline"] for item in parser.structure if item["instruction"] == "FROM")
+    global_args = dict(item["value"].split("=", 1) for item in parser.structure
+                       if item["instruction"] == "ARG" and item["startline"] < first_from)
+    parent = dockerfile_stages()["base"].parent
+    reference = re.fullmatch(r"\$\{?(\w+)\}?", parent)
+    return global_args[reference.group(1)] if reference else parent
 
 
 def stage_env(stages: dict[str, Stage], name: str) -> dict[str, str]:

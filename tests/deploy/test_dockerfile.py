@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dockerfile_parse import DockerfileParser
 
-from tests.deploy.fleet import DOCKER_DIR, DOCKERFILE, ENTRY_POINTS, REPO, dockerfile_stages, stage_env
+from tests.deploy.fleet import DOCKER_DIR, DOCKERFILE, ENTRY_POINTS, REPO, base_image, dockerfile_stages, stage_env
 
 IGNORE_DIRECTIVE = re.compile(r"#\s*hadolint\s+(global\s+)?ignore=")
 
@@ -74,18 +73,10 @@ def test_two_targets_from_one_pinned_base() -> None:
     assert {"base", "serving", "worker"} <= set(stages)
     assert stages["serving"].parent == "base" and stages["worker"].parent == "base"
     # The base image comes from an ARG whose default is a fixed release (a tag, never `latest`).
-    parser = DockerfileParser(path=str(DOCKERFILE))
-    global_args = dict(item["value"].split("=", 1) for item in parser.structure
-                       if item["instruction"] == "ARG" and item["startline"] < _first_from_line(parser))
-    base_ref = re.fullmatch(r"\$\{?(\w+)\}?", stages["base"].parent)
-    assert base_ref, "the base image is given through an ARG"
-    image = global_args[base_ref.group(1)]
+    assert re.fullmatch(r"\$\{?\w+\}?", stages["base"].parent), "the base image is given through an ARG"
+    image = base_image()
     assert re.search(r":[\w.-]+$|@sha256:[0-9a-f]{64}$", image) and not image.endswith(":latest"), image
     assert "tritonserver" in image
-
-
-def _first_from_line(parser: DockerfileParser) -> int:
-    return next(item["startline"] for item in parser.structure if item["instruction"] == "FROM")
 
 
 @pytest.mark.parametrize("target, command", [("serving", "serve"), ("worker", "worker")])

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from export.pipeline import ExportOptions, export_checkpoint
+from export.verify import FP16_RELATIVE_TOLERANCE
 from training.models import load_pretrained
 
 TOLERANCE = 1e-4
@@ -85,18 +86,32 @@ def test_reconstruction_matches_reference_windows(official_dir, reference_output
         np.testing.assert_allclose(patches[0], reference_outputs["recon_pred"][index], atol=TOLERANCE, rtol=0)
 
 
-def test_fp16_export_keeps_io_types_and_passes_cosine(tiny_checkpoint, tmp_path):
-    published = export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path,
-                                                precision="fp16"))
+def test_fp16_export_matches_reference_within_its_tolerance(official_dir, reference_outputs, tmp_path):
+    """The fp16 graph on the CPU provider: fp32 I/O, fp16 weights; on the reference images of the fp32 test within
+    FP16_RELATIVE_TOLERANCE with the same top-1 classes; its card records both graphs' parity on the same inputs."""
+    published = export_checkpoint(ExportOptions(checkpoint=official_dir / "official_finetuned.pth", task="classify",
+                                                out=tmp_path, precision="fp16"))
     run = session(published.path / "model.onnx")
     assert run.get_inputs()[0].type == "tensor(uint8)"
     assert [o.type for o in run.get_outputs()] == ["tensor(float)", "tensor(float)"]
-    card = json.loads((published.path / "model_card.json").read_text())
-    parity = card["parity"]["onnxruntime"]
-    assert card["precision"] == "fp16" and parity["precision"] == "fp16"
-    assert all(o["min_cosine"] >= 0.999 for b in parity["batches"] for o in b["outputs"].values())
     initializers = onnx.load(str(published.path / "model.onnx")).graph.initializer
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in initializers)
+
+    logits, embedding = run.run(None, {"image": reference_outputs["images_uint8"]})
+    for got, expected in ((logits, reference_outputs["logits"]), (embedding, reference_outputs["features"])):
+        assert np.abs(got - expected).max() <= FP16_RELATIVE_TOLERANCE * np.abs(expected).max()
+    assert (logits.argmax(1) == reference_outputs["logits"].argmax(1)).all()
+
+    card = json.loads((published.path / "model_card.json").read_text())
+    fp16, fp32 = card["parity"]["onnxruntime"], card["parity"]["onnxruntime_fp32"]
+    assert card["precision"] == "fp16" and fp16["precision"] == "fp16" and fp32["precision"] == "fp32"
+    assert fp16["relative_tolerance"] == FP16_RELATIVE_TOLERANCE and fp16["conversion"]["inputs_outputs"]
+    assert [b["batch_size"] for b in fp16["batches"]] == [b["batch_size"] for b in fp32["batches"]] == [1, 8]
+    for batch in fp16["batches"]:
+        assert batch["top1_agreement"] == 1.0
+        assert all(o["max_rel_diff"] <= FP16_RELATIVE_TOLERANCE and o["min_cosine"] >= 0.999
+                   for o in batch["outputs"].values())
+    assert all(o["max_abs_diff"] <= TOLERANCE for b in fp32["batches"] for o in b["outputs"].values())
 
 
 @pytest.mark.parametrize("batch", [1, 5, 16])

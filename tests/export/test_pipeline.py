@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -15,7 +16,9 @@ from contracts.model_card import ModelCard
 from contracts.model_repository import CONFIG_FILE, LABELS_FILE
 from export.errors import ExportError, UnsupportedCombinationError, VerificationError
 from export.pipeline import ExportOptions, export_checkpoint
+from contracts.triton_config import runs_on
 from export.triton_config import parse_pbtxt
+from tritonclient.grpc import model_config_pb2 as pb
 from lomar_serve.cli import main as lomar_main
 from training.errors import CheckpointError
 
@@ -40,6 +43,41 @@ def test_cli_exports_twice_as_versions_1_and_2(tiny_checkpoint, tmp_path, capsys
     runner = Path(export.pipeline.runner_source()).read_bytes()
     assert (model_dir / "2" / "model.py").read_bytes() == runner  # the one shared runner, copied verbatim
     assert parse_pbtxt((model_dir / CONFIG_FILE).read_text()).input[0].dims == [3, 112, 112]
+
+
+def test_gpu_device_config_is_set_for_gpu_throughput(tiny_checkpoint, tmp_path):
+    """--device gpu: a KIND_GPU group of two instances, batches up to 64 with no preferred size and a short queue
+    delay; the runner then refuses to load anywhere but on CUDA (contracts/triton_config.py runs_on)."""
+    argv = ["export", "--checkpoint", str(tiny_checkpoint), "--task", "classify", "--out", str(tmp_path / "gpu"),
+            "--device", "gpu", "--precision", "fp16"]
+    assert lomar_main(argv) == 0
+    config = parse_pbtxt((tmp_path / "gpu" / "lomar_classifier" / CONFIG_FILE).read_text())
+    assert config.backend == "python" and config.max_batch_size == 64
+    assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_GPU, 2)]
+    assert list(config.dynamic_batching.preferred_batch_size) == []
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert runs_on(config) == ("CUDAExecutionProvider",)
+    assert ModelCard.read(tmp_path / "gpu" / "lomar_classifier" / "1").precision == "fp16"
+    # a new version without --device (a retrain job's export) keeps the model on the GPU
+    assert lomar_main(argv[:-4]) == 0
+    again = parse_pbtxt((tmp_path / "gpu" / "lomar_classifier" / CONFIG_FILE).read_text())
+    assert [(g.kind, g.count) for g in again.instance_group] == [(pb.ModelInstanceGroup.KIND_GPU, 2)]
+
+    assert lomar_main(["export", "--checkpoint", str(tiny_checkpoint), "--task", "classify", "--out",
+                       str(tmp_path / "cpu")]) == 0
+    config = parse_pbtxt((tmp_path / "cpu" / "lomar_classifier" / CONFIG_FILE).read_text())
+    assert config.max_batch_size == 32 and list(config.dynamic_batching.preferred_batch_size) == [8, 32]
+    assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 1)]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 1000
+    assert runs_on(config) == ("CPUExecutionProvider",)
+
+
+def test_explicit_batching_options_override_the_device_profile(tmp_path):
+    options = ExportOptions(checkpoint=tmp_path / "x.pth", task="classify", out=tmp_path, device="gpu",
+                            max_batch_size=16, instances=3)
+    assert (options.max_batch_size, options.instances, options.max_queue_delay_us) == (16, 3, 500)
+    assert ExportOptions(checkpoint=tmp_path / "x.pth", task="classify", out=tmp_path,
+                         backend="onnxruntime").device_name == "gpu"
 
 
 def test_labels_file_and_image_size_options(tiny_checkpoint, tmp_path):
@@ -88,6 +126,25 @@ def test_failed_verification_leaves_the_repository_untouched(tiny_checkpoint, tm
     assert not (tmp_path / "fresh").exists()
 
 
+def test_fp16_graph_off_by_more_than_rounding_fails_its_tolerance(tiny_checkpoint, tmp_path, monkeypatch):
+    """A 3% error in one fp16 weight: cosine stays high, the relative tolerance catches it; nothing is written."""
+    real_convert = export.pipeline.convert_to_fp16
+
+    def skewed_convert(source, target):
+        conversion = real_convert(source, target)
+        model = onnx.load(str(target))
+        weight = max(model.graph.initializer, key=lambda t: int(numpy_helper.to_array(t).size))
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * np.float16(1.03), weight.name))
+        onnx.save(model, str(target))
+        return conversion
+
+    monkeypatch.setattr(export.pipeline, "convert_to_fp16", skewed_convert)
+    with pytest.raises(VerificationError, match="of the output's range > 1%"):
+        export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
+                                        precision="fp16"))
+    assert not (tmp_path / "repo").exists()
+
+
 def test_zero_tolerance_fails_verification_and_writes_nothing(tiny_checkpoint, tmp_path):
     with pytest.raises(VerificationError, match="max abs diff"):
         export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=tmp_path / "repo",
@@ -101,6 +158,7 @@ def test_zero_tolerance_fails_verification_and_writes_nothing(tiny_checkpoint, t
     (["--ort-tensorrt"], "needs --backend onnxruntime"),
     (["--image-size", "100"], "not a multiple of the patch size"),
     (["--max-batch-size", "0"], ">= 1"),
+    (["--format", "tensorrt", "--device", "cpu"], "runs on a GPU only"),
 ])
 def test_cli_reports_impossible_requests_clearly(tiny_checkpoint, tmp_path, capsys, extra, message):
     argv = ["--checkpoint", str(tiny_checkpoint), "--task", "classify", "--out", str(tmp_path / "repo"), *extra]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from export.errors import ExportError
-from export.triton_config import DynamicBatchingConfig, TensorConfig, TritonModelConfig, parse_pbtxt
+from export.triton_config import (SERVING_PROFILES, DynamicBatchingConfig, TensorConfig, TritonModelConfig,
+                                  parse_pbtxt)
 from tritonclient.grpc import model_config_pb2 as pb
 
 IMAGE = TensorConfig("image", "TYPE_UINT8", (3, 224, 224))
@@ -67,3 +68,15 @@ def test_tensor_types_and_dims_are_checked():
 def test_unparseable_text_is_an_export_error():
     with pytest.raises(ExportError, match="invalid config.pbtxt"):
         parse_pbtxt('name: "x" max_batch_size: "many"')
+
+
+@pytest.mark.parametrize("device, max_batch_size, preferred", [("cpu", 32, (8, 32)), ("cpu", 4, (4,)),
+                                                               ("gpu", 64, ()), ("gpu", 16, ())])
+def test_serving_profiles_set_the_dynamic_batcher_for_their_device(device, max_batch_size, preferred):
+    batching = SERVING_PROFILES[device].dynamic_batching(max_batch_size, 700)
+    assert batching == DynamicBatchingConfig(preferred, 700)
+    parsed = parse_pbtxt(make("python", max_batch_size=max_batch_size, dynamic_batching=batching,
+                              instance_kind=SERVING_PROFILES[device].instance_kind,
+                              instance_count=SERVING_PROFILES[device].instances).to_pbtxt())
+    assert tuple(parsed.dynamic_batching.preferred_batch_size) == preferred
+    assert parsed.instance_group[0].count == SERVING_PROFILES[device].instances

@@ -76,6 +76,10 @@ class ModelVersion(BaseModel):
     state: str = Field(description="Triton's state: READY, UNAVAILABLE, LOADING...")
     reason: str = ""
     model_card: dict[str, Any] | None = None
+    runs_on: list[str] | None = Field(None, description=(
+        "a READY version: what it runs on, ONNX Runtime execution providers (CUDAExecutionProvider, "
+        "CPUExecutionProvider) or TensorRT. A version configured for a GPU that cannot run there never becomes "
+        "READY: its reason says why"))
 
 
 class ModelInfo(BaseModel):

@@ -33,3 +33,12 @@ def test_classifier_and_reconstructor():
 def test_contract_violations(config):
     with pytest.raises(WrongModelKind):
         spec_from_config(config, "1")
+
+
+@pytest.mark.parametrize("group, expected", [("KIND_GPU", ("CUDAExecutionProvider",)),
+                                             ("KIND_CPU", ("CPUExecutionProvider",))])
+def test_spec_says_what_the_versions_run_on(group, expected):
+    config = {**_config([IMAGE], [{"name": "logits", "dims": [10]}, {"name": "embedding", "dims": [192]}]),
+              "backend": "python", "instance_group": [{"kind": group, "count": 1}]}
+    assert spec_from_config(config, "1").runs_on == expected
+    assert spec_from_config({**config, "backend": "custom"}, "1").runs_on == ()  # not a backend export writes

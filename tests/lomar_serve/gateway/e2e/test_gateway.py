@@ -164,6 +164,9 @@ def test_models_health_metrics(client, reference_meta):
     assert models["lomar_reconstruction"]["patch_size"] == 16
     card = models["lomar_classifier"]["versions"][0]["model_card"]
     assert card["source_sha256"] and card["architecture"]["embed_dim"] == reference_meta["embed_dim"]
+    # exported for the CPU (KIND_CPU): the runner's sessions run there, and the listing says so
+    assert [version["runs_on"] for model in models.values() for version in model["versions"]] == \
+        [["CPUExecutionProvider"]] * 2
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["models"] == {"lomar_classifier": "1", "lomar_reconstruction": "1"}
     metrics = client.get("/metrics").text
