@@ -309,6 +309,8 @@ def irpe_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, per_bucket
 
     Gradients reach q, k, v and per_bucket (hence W). Runs in the inputs' dtype: autocast is off inside, the
     inputs already carry autocast's dtype."""
+    if not runs_on(q.device):
+        raise ValueError(f"irpe_attention runs on CUDA (or under TRITON_INTERPRET=1), not on {q.device.type}")
     if not supports(q) or not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"irpe_attention: head size {q.shape[-1]} and dtypes {q.dtype}/{k.dtype}/{v.dtype} are "
                          f"not supported (head sizes {HEAD_DIMS}, one dtype of {DTYPES})")
