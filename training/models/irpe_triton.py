@@ -32,14 +32,7 @@ BLOCK_M = 64  # queries per tile
 BLOCK_N = 64  # keys per tile
 NUM_WARPS = 4
 NUM_STAGES = 2
-INTERPRETED = bool(triton.knobs.runtime.interpret)  # decided when the kernels below were decorated
 LOG2E: tl.constexpr = 1.4426950408889634  # exp(x) = exp2(x * LOG2E)
-# Triton's interpreter multiplies bf16 tiles as their raw 16-bit integers; it gets fp32 copies instead (the same
-# values, so the same products as a tensor core's bf16 inputs with fp32 accumulation)
-DOT_IN_FP32: tl.constexpr = INTERPRETED
-
-if NUM_BUCKETS > 256:  # the bucket table travels as uint8
-    raise ImportError(f"irpe_triton reads buckets as bytes; {NUM_BUCKETS} buckets do not fit")
 
 
 @triton.jit
@@ -47,6 +40,13 @@ def _dot(a, b, PRECISION: tl.constexpr):
     if DOT_IN_FP32:
         return tl.dot(a.to(tl.float32), b.to(tl.float32))
     return tl.dot(a, b, input_precision=PRECISION)
+
+
+# TRITON_INTERPRET=1 when Triton was first imported makes @triton.jit give interpreted functions (CPU tensors)
+INTERPRETED = not isinstance(_dot, triton.runtime.JITFunction)
+# the interpreter multiplies bf16 tiles as their raw 16-bit integers; it gets fp32 copies instead (the same values,
+# so the same products as a tensor core's bf16 inputs with fp32 accumulation)
+DOT_IN_FP32: tl.constexpr = INTERPRETED
 
 
 @triton.jit
@@ -319,4 +319,4 @@ def irpe_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, per_bucket
         raise ValueError(f"irpe_attention: buckets {tuple(buckets.shape)} / per_bucket {tuple(per_bucket.shape)} "
                          f"do not fit q {tuple(q.shape)}")
     with torch.autocast(q.device.type, enabled=False):
-        return _IRPEAttention.apply(q, k, v, per_bucket, buckets.to(torch.uint8).contiguous())
+        return _IRPEAttention.apply(q, k, v, per_bucket, buckets.to(torch.uint8).contiguous())  # 50 buckets: bytes
