@@ -5,10 +5,12 @@ nothing new starts once the total time cap would be passed):
 - layer: one attention layer (qkv, iRPE, attention, proj) at ViT shapes: (a) SDPA + materialised (B, H, L, L) bias,
   default backend; (b) the same with each SDPA backend forced; (c) FlexAttention with the bucket computed from the
   token indices in a score_mod (training/models/flex_irpe.py); (d) timm's attention layer, flash SDPA without bias
-  (the lower bound). Each output is compared with (a) (max abs diff; (d) has no iRPE term, so its diff is not one).
+  (the lower bound); (e) the fused Triton kernel (training/models/irpe_triton.py; CUDA only, noted as not measured
+  elsewhere). Each output is compared with (a) (max abs diff; (d) has no iRPE term, so its diff is not one).
 - model: the whole classifier forward, LoMaR with each implementation vs timm's ViT, eager then compiled.
 - pretrain: the LoMaR pretraining step at the largest size, compiled, at two batch sizes and with
-  mode "max-autotune-no-cudagraphs" (benchmarks/pretrain_throughput.py's measure, in a child killed at the cap).
+  mode "max-autotune-no-cudagraphs" (benchmarks/pretrain_throughput.py's measure, in a child killed at the cap;
+  attention "auto": the fused kernel on CUDA).
 
     PYTHONPATH=. python benchmarks/attention_variants.py --out DIR            # CUDA, ViT-B/16, ~150 s cap
     PYTHONPATH=. python benchmarks/attention_variants.py --out DIR --device cpu --quick   # tiny, seconds
@@ -145,12 +147,23 @@ def layer_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int
     with forced(lower):
         timed(run, device, plan, batch, lambda: plain(x), reference, False,
               variant=f"d timm no bias {lower or 'default'}", **common)
+    if kernel_runs(run, device, f"layer {size} triton"):
+        timed(run, device, plan, batch, lomar("triton", None), reference, True, variant="e triton fused kernel",
+              **common)
     release(device)
 
 
+def kernel_runs(run: Run, device: torch.device, label: str) -> bool:
+    """The fused Triton kernel runs on CUDA only; elsewhere a note says so."""
+    if device.type == "cuda":
+        return True
+    run.note(f"{label}: not measured, the fused kernel runs on CUDA only")
+    return False
+
+
 def model_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int, compiled: bool) -> None:
-    """Eager: LoMaR sdpa_bias, LoMaR flex, timm; compiled: flex, timm, sdpa_bias. Diffs against the first LoMaR
-    output of the call (the same weights: same seed)."""
+    """Eager: LoMaR sdpa_bias, LoMaR flex, timm, LoMaR triton; compiled: triton, flex, timm, sdpa_bias. Diffs
+    against the first LoMaR output of the call (the same weights: same seed)."""
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     lomar = create_model(f"lomar_{plan.model}_patch16", img_size=size, num_classes=1000).to(device).eval()
@@ -160,10 +173,12 @@ def model_part(run: Run, plan: Plan, device: torch.device, size: int, batch: int
     torch.nn.init.normal_(lomar.head.weight, std=0.02)  # logits of order 1, so the diffs mean something
     images = torch.randn(batch, 3, size, size, device=device)
     reference = None
-    order = {False: ("sdpa_bias", "flex", "timm"), True: ("flex", "timm", "sdpa_bias")}
+    order = {False: ("sdpa_bias", "flex", "timm", "triton"), True: ("triton", "flex", "timm", "sdpa_bias")}
     mode = "compiled" if compiled else "eager"
     for what in order[compiled]:
         estimate = (60.0 if compiled else 15.0) if cuda else 3.0
+        if what == "triton" and not kernel_runs(run, device, f"model {size} {mode} triton"):
+            continue
         if not run.fits(f"model {size} {mode} {what}", estimate):
             continue
         if what == "timm":

@@ -1,9 +1,10 @@
-"""Every GPU target of the project in one run, each next to its own baseline: pretraining (LoMaR vs the global MAE
-baseline), inference (LoMaR classifier vs timm's ViT), the exported ONNX model in ONNX Runtime's GPU providers,
+"""Every GPU target of the project in one run, each next to its own baseline: one attention layer (the fused Triton
+iRPE kernel vs SDPA + bias), pretraining (LoMaR vs the global MAE baseline), inference (LoMaR classifier vs timm's
+ViT), both with LoMaR once per attention implementation, the exported ONNX model in ONNX Runtime's GPU providers,
 serving (`lomar serve` vs in-process) and the data path (CPU workers, nvJPEG). Prints a table and writes
 results.json + results.md under --out.
 
-    PYTHONPATH=. python benchmarks/gpu_suite.py --out results/gpu                 # one H100: about 9 minutes
+    PYTHONPATH=. python benchmarks/gpu_suite.py --out results/gpu                 # one H100/H200: up to ~19 min (the caps)
     PYTHONPATH=. python benchmarks/gpu_suite.py --out /tmp/suite --device cpu --quick   # tiny smoke run, CPU
     PYTHONPATH=. python benchmarks/gpu_suite.py --out results/gpu --parts inference onnx
 
@@ -34,8 +35,9 @@ from benchmarks.suite.report import markdown, table  # noqa: E402
 
 # name -> (module, time cap in seconds on a GPU); the order is the running order
 PARTS: dict[str, tuple[str, float]] = {
-    "pretraining": ("benchmarks.suite.pretraining", 270.0),
-    "inference": ("benchmarks.suite.inference", 140.0),
+    "attention": ("benchmarks.suite.attention", 150.0),
+    "pretraining": ("benchmarks.suite.pretraining", 360.0),
+    "inference": ("benchmarks.suite.inference", 200.0),
     "data": ("benchmarks.suite.data_path", 45.0),
     "onnx": ("benchmarks.suite.onnx_gpu", 150.0),  # fp32 + fp16 graphs, PyTorch bf16 eager + compiled beside
     "serving": ("benchmarks.suite.serving", 240.0),  # includes exporting the served model for the GPU (~1 min)

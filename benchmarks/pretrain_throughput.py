@@ -73,9 +73,12 @@ class MAEBaseline(nn.Module):
         return masked_mse(pred, reconstruction_targets(images, self.patch, norm_pix=True), mask)
 
 
-def build(kind: str, model: str, size: int) -> nn.Module:
+def build(kind: str, model: str, size: int, attention: str = "auto") -> nn.Module:
+    """attention: LoMaR's attention implementation (training/models/vit.py ATTENTION_IMPLEMENTATIONS)."""
     if kind == "lomar":
-        return create_model(f"lomar_{model}_patch16", pretrain=True, img_size=size)
+        net = create_model(f"lomar_{model}_patch16", pretrain=True, img_size=size)
+        net.set_attention(attention)
+        return net
     return MAEBaseline(ENCODERS[model], size)
 
 
@@ -84,13 +87,14 @@ def loss_of(kind: str, net: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def measure(kind: str, model: str, size: int, batch: int, steps: int, warmup: int, device_name: str,
-            compile_model: bool, compile_mode: str | None = None) -> dict:
+            compile_model: bool, compile_mode: str | None = None, attention: str = "auto") -> dict:
     """Images per second of full training steps, and peak memory in MiB (runs in a child process).
 
-    compile_mode: torch.compile's mode (None: its default; e.g. "max-autotune-no-cudagraphs")."""
+    compile_mode: torch.compile's mode (None: its default; e.g. "max-autotune-no-cudagraphs"); attention: LoMaR's
+    attention implementation."""
     device = torch.device(device_name)
     torch.manual_seed(0)
-    net = build(kind, model, size).to(device).train()
+    net = build(kind, model, size, attention).to(device).train()
     step_net = torch.compile(net, mode=compile_mode) if compile_model else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
     images = torch.randn(batch, 3, size, size, device=device)

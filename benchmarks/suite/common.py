@@ -16,6 +16,19 @@ class Skip(Exception):
     """A part (or one measurement) cannot run here; the message says why."""
 
 
+# LoMaR's attention implementations the suite measures side by side (training/models/vit.py): the fused Triton
+# kernel and the SDPA + materialised bias reference; the kernel runs on CUDA only
+KERNEL_ATTENTION, REFERENCE_ATTENTION = "triton", "sdpa_bias"
+KERNEL_NOT_HERE = (f"{KERNEL_ATTENTION} attention rows not measured: the fused kernel runs on CUDA only (its tests "
+                   "run it on the CPU through Triton's interpreter)")
+
+
+def attention_note(settings: "Settings", record: "Recorder") -> None:
+    """Say in the part's notes when the kernel's rows are left out."""
+    if KERNEL_ATTENTION not in settings.attention:
+        record.note(KERNEL_NOT_HERE)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Sizes of every measurement; `for_device` gives the full H100 run or the seconds-long CPU smoke run."""
@@ -34,16 +47,22 @@ class Settings:
     data_seconds: float  # CPU decode + augment measuring time
     serve_concurrency: tuple[int, ...]
     serve_seconds: float
+    attention: tuple[str, ...]  # LoMaR attention implementations, each measured beside the other
+    layer_cases: tuple[tuple[int, int, int], ...]  # one attention layer: (patch-grid side, images, sequences each)
 
     @classmethod
     def for_device(cls, device: str, quick: bool) -> "Settings":
+        attention = (KERNEL_ATTENTION, REFERENCE_ATTENTION) if device == "cuda" else (REFERENCE_ATTENTION,)
         if quick:
             return cls(device=device, quick=True, model="tiny", compile_modes=(False,), pretrain_sizes=(128,),
                        pretrain_batch=2, infer_cases=((64, 2),), onnx_batch=2, steps=1, warmup=0,
-                       data_images=8, data_seconds=0.5, serve_concurrency=(1, 4), serve_seconds=2.0)
+                       data_images=8, data_seconds=0.5, serve_concurrency=(1, 4), serve_seconds=2.0,
+                       attention=attention, layer_cases=((4, 2, 1), (7, 2, 4)))
+        # layers: 448 px batch 64, 224 px batch 256, and the pretraining step's 4 windows (7 x 7) of 128 images
         return cls(device=device, quick=False, model="base", compile_modes=(False, True), pretrain_sizes=(224, 448),
                    pretrain_batch=128, infer_cases=((224, 256), (448, 64)), onnx_batch=64, steps=20, warmup=5,
-                   data_images=64, data_seconds=5.0, serve_concurrency=(1, 4, 16, 64), serve_seconds=8.0)
+                   data_images=64, data_seconds=5.0, serve_concurrency=(1, 4, 16, 64), serve_seconds=8.0,
+                   attention=attention, layer_cases=((28, 64, 1), (14, 256, 1), (7, 128, 4)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

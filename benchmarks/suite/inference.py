@@ -1,27 +1,30 @@
 """(b) Inference img/s: the LoMaR classifier vs timm's plain ViT of the same size (random init, 1000 classes), eager
-and compiled, bf16 autocast on CUDA; the ratio compares each model at its best."""
+and compiled, bf16 autocast on CUDA; LoMaR once per attention implementation (the fused Triton kernel, then SDPA +
+bias); the ratio compares each model at its best."""
 from __future__ import annotations
 
 import timm
 import torch
 
 from benchmarks.model_throughput import TIMM_NAMES, images_per_second
-from benchmarks.suite.common import Recorder, Settings, best_rows, error_text, release
+from benchmarks.suite.common import Recorder, Settings, attention_note, best_rows, error_text, release
 from training.models import create_model
 
 TARGET_RATIO = 0.85
 
 
-def build(kind: str, model: str, size: int) -> torch.nn.Module:
+def build(kind: str, model: str, size: int, attention: str | None) -> torch.nn.Module:
     if kind == "lomar":
-        return create_model(f"lomar_{model}_patch16", img_size=size, num_classes=1000)
+        net = create_model(f"lomar_{model}_patch16", img_size=size, num_classes=1000)
+        net.set_attention(attention)
+        return net
     return timm.create_model(TIMM_NAMES[model], pretrained=False, img_size=size, num_classes=1000)
 
 
-def measure(kind: str, settings: Settings, size: int, batch: int, compiled: bool) -> float:
+def measure(kind: str, settings: Settings, size: int, batch: int, compiled: bool, attention: str | None) -> float:
     device = torch.device(settings.device)
     torch.manual_seed(0)
-    net = build(kind, settings.model, size).to(device).eval()
+    net = build(kind, settings.model, size, attention).to(device).eval()
     runner = torch.compile(net) if compiled else net
     images = torch.randn(batch, 3, size, size, device=device)
 
@@ -37,18 +40,23 @@ def run(settings: Settings, record: Recorder) -> None:
     device = torch.device(settings.device)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
+    attention_note(settings, record)
+    # LoMaR with the first implementation (the kernel on CUDA), timm, then LoMaR with the others (the reference,
+    # already measured before the kernel): a time cap falls on the least needed figure
+    kinds = [("lomar", settings.attention[0]), ("timm", None)] + [("lomar", a) for a in settings.attention[1:]]
     for compiled in settings.compile_modes:
         for size, batch in settings.infer_cases:
-            for kind in ("lomar", "timm"):
+            for kind, attention in kinds:
                 mode = "compiled" if compiled else "eager"
+                row = dict(model=kind, attention=attention, size=size, batch=batch, mode=mode)  # timm: None
                 if record.time_left() <= 0:
-                    record.note(f"{kind} {size} {mode}: not measured, part time cap reached")
+                    record.note(f"{kind} {attention or ''} {size} {mode}: not measured, part time cap reached")
                     continue
                 try:
-                    value = measure(kind, settings, size, batch, compiled)
-                    record.add(model=kind, size=size, batch=batch, mode=mode, img_per_s=round(value, 1))
+                    value = measure(kind, settings, size, batch, compiled, attention)
+                    record.add(**row, img_per_s=round(value, 1))
                 except Exception as exc:
-                    record.add(model=kind, size=size, batch=batch, mode=mode, error=error_text(exc))
+                    record.add(**row, error=error_text(exc))
                 release(device)
                 summarise(record)
     if settings.quick:
@@ -61,7 +69,7 @@ def summarise(record: Recorder) -> None:
         lomar, plain = best.get(("lomar", size)), best.get(("timm", size))
         entry: dict = {}
         if lomar:
-            entry.update(lomar_img_s=lomar["img_per_s"], lomar_mode=lomar["mode"])
+            entry.update(lomar_img_s=lomar["img_per_s"], lomar_mode=lomar["mode"], lomar_attention=lomar["attention"])
         if plain:
             entry.update(timm_img_s=plain["img_per_s"], timm_mode=plain["mode"])
         if lomar and plain:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("pretraining", "inference", "data", "onnx", "serving")
+PARTS = ("attention", "pretraining", "inference", "data", "onnx", "serving")
 
 
 @pytest.mark.e2e  # runs the script as a user would, in its own process
@@ -31,6 +31,15 @@ def test_quick_cpu_run_reports_every_part(tmp_path: Path):
         else:
             figures = [row["img_per_s"] for row in part["rows"] if "img_per_s" in row]
             assert figures and all(value > 0 for value in figures), (name, part["rows"])
+    kernel_left_out = "triton attention rows not measured: the fused kernel runs on CUDA only"
+    for name in ("attention", "pretraining", "inference"):  # LoMaR's rows: the reference attention; a reason
+        part = results["parts"][name]
+        assert {row["attention"] for row in part["rows"] if row.get("model", "lomar") == "lomar"} == {"sdpa_bias"}
+        assert any(note.startswith(kernel_left_out) for note in part["notes"]), (name, part["notes"])
+    layers = results["parts"]["attention"]["rows"]
+    assert {(row["tokens"], row["what"]) for row in layers} == {(17, "forward"), (17, "train step"),
+                                                                (50, "forward"), (50, "train step")}
+    assert all(row["max_abs_diff"] < 1e-5 for row in layers)  # the reference against itself
     assert results["parts"]["pretraining"]["summary"]["128"]["ratio"] > 0
     assert results["parts"]["inference"]["summary"]["64"]["ratio"] > 0
     assert results["parts"]["data"]["summary"]["cpu_workers_for_2500_img_s"] >= 1

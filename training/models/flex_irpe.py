@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch.nn.attention.flex_attention import flex_attention
 
-from training.models.irpe import CLS_BUCKET, piecewise_index
+from training.models.irpe import CLS_BUCKET, patch_bucket
 
 ScoreMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -23,9 +23,8 @@ def irpe_score_mod(per_bucket: torch.Tensor, width: int) -> ScoreMod:
     def score_mod(score: torch.Tensor, b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor,
                   kv_idx: torch.Tensor) -> torch.Tensor:
         q_pos, k_pos = q_idx - 1, kv_idx - 1  # patch index; -1 for the class token
-        dr = piecewise_index(q_pos // width - k_pos // width)
-        dc = piecewise_index(q_pos % width - k_pos % width)
-        bucket = torch.where((q_idx == 0) | (kv_idx == 0), CLS_BUCKET, (dr + 3) * 7 + (dc + 3))
+        patches = patch_bucket(q_pos // width - k_pos // width, q_pos % width - k_pos % width)
+        bucket = torch.where((q_idx == 0) | (kv_idx == 0), CLS_BUCKET, patches)
         return score + per_bucket[b, h, q_idx, bucket].to(score.dtype)
 
     return score_mod

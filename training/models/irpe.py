@@ -23,15 +23,18 @@ def piecewise_index(offset: torch.Tensor) -> torch.Tensor:
     return torch.where(magnitude <= 1, offset, torch.where(magnitude <= 3, 2 * sign, 3 * sign))
 
 
+def patch_bucket(dr: torch.Tensor, dc: torch.Tensor) -> torch.Tensor:
+    """Bucket (0..48) of a pair of patches from their row and column offsets (query minus key)."""
+    return (piecewise_index(dr) + 3) * 7 + (piecewise_index(dc) + 3)
+
+
 @functools.lru_cache(maxsize=32)
 def _bucket_table(height: int, width: int) -> torch.Tensor:
     rows = torch.arange(height).repeat_interleave(width)  # (h*w,)
     cols = torch.arange(width).repeat(height)  # (h*w,)
-    dr = piecewise_index(rows[:, None] - rows[None, :])
-    dc = piecewise_index(cols[:, None] - cols[None, :])
     length = height * width + 1
     table = torch.full((length, length), CLS_BUCKET, dtype=torch.long)
-    table[1:, 1:] = (dr + 3) * 7 + (dc + 3)
+    table[1:, 1:] = patch_bucket(rows[:, None] - rows[None, :], cols[:, None] - cols[None, :])
     return table
 
 

@@ -10,17 +10,37 @@ from training.models.config import LoMaRConfig
 from training.models.flex_irpe import flex_irpe_attention
 from training.models.irpe import ContextualKeyRPE, bucket_table
 
+try:
+    from training.models import irpe_triton
+except ImportError:  # a torch build without Triton (the CPU-only wheels): no fused kernel
+    irpe_triton = None
+
 LAYER_NORM_EPS = 1e-6
-# how Attention applies the iRPE term: an additive (B, H, L, L) bias to SDPA (default), or a FlexAttention
-# score_mod computing each bucket from the token indices (exact too; benchmarks/attention_variants.py times both)
-ATTENTION_IMPLEMENTATIONS = ("sdpa_bias", "flex")
+# how Attention applies the iRPE term, all exact (benchmarks/attention_variants.py times them side by side):
+# "auto" picks one per call (select_attention); "sdpa_bias": an additive (B, H, L, L) bias to SDPA, the reference;
+# "flex": a FlexAttention score_mod computing each bucket from the token indices; "triton": the fused kernel of
+# training/models/irpe_triton.py (CUDA)
+ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa_bias", "flex", "triton")
+
+
+def select_attention(requested: str, q: torch.Tensor) -> str:
+    """The implementation that runs for `requested` on q (B, H, L, hd): "auto" is "triton" for CUDA tensors the
+    kernel supports, unless the model is being traced for export, and "sdpa_bias" otherwise (the CPU path, and the
+    graph ONNX export writes); any other name is returned as it is."""
+    if requested != "auto":
+        return requested
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+    if irpe_triton is not None and q.is_cuda and irpe_triton.supports(q) and not exporting:
+        return "triton"
+    return "sdpa_bias"
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with the iRPE key term, passed to SDPA as an additive bias ("sdpa_bias") or
-    added in a FlexAttention score_mod ("flex"; needs the grid width)."""
+    """Multi-head self-attention with the iRPE key term, passed to SDPA as an additive bias ("sdpa_bias"), added
+    in a FlexAttention score_mod ("flex"; needs the grid width) or inside the fused Triton kernel ("triton");
+    "auto" chooses (select_attention)."""
 
-    implementation: str = "sdpa_bias"
+    implementation: str = "auto"
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -39,7 +59,12 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, buckets: torch.Tensor, width: int | None = None) -> torch.Tensor:
         """x: (B, L, D); buckets: iRPE bucket table (L, L) of the token grid; width: grid width -> (B, L, D)."""
         q, k, v = self.qkv_heads(x)
-        if self.implementation == "flex":
+        implementation = select_attention(self.implementation, q)
+        if implementation == "triton":
+            if irpe_triton is None:
+                raise ValueError("the triton attention implementation needs Triton (a CUDA build of torch)")
+            out = irpe_triton.irpe_attention(q, k, v, self.rpe_k.per_bucket(q), buckets)  # (B, H, L, hd)
+        elif implementation == "flex":
             if width is None:
                 raise ValueError("the flex attention implementation needs the patch-grid width")
             out = flex_irpe_attention(q, k, v, self.rpe_k.per_bucket(q), width)  # (B, H, L, hd)
@@ -126,7 +151,8 @@ class LoMaRViT(nn.Module):
         return tokens
 
     def set_attention(self, implementation: str) -> None:
-        """Choose how every block applies the iRPE term: one of ATTENTION_IMPLEMENTATIONS (same outputs)."""
+        """Choose how every block applies the iRPE term: one of ATTENTION_IMPLEMENTATIONS (same outputs); "auto"
+        (the default) lets select_attention choose per call."""
         if implementation not in ATTENTION_IMPLEMENTATIONS:
             raise ValueError(f"unknown attention implementation {implementation!r}; "
                              f"choose one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")

@@ -35,5 +35,5 @@ def test_an_unknown_implementation_is_refused():
     model = _model()
     with pytest.raises(ValueError, match="sdpa_bias"):
         model.set_attention("nope")
-    assert ATTENTION_IMPLEMENTATIONS[0] == "sdpa_bias"
-    assert all(block.attn.implementation == "sdpa_bias" for block in model.blocks)
+    assert ATTENTION_IMPLEMENTATIONS[0] == "auto"
+    assert all(block.attn.implementation == "auto" for block in model.blocks)
