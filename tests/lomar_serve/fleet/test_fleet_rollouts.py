@@ -326,11 +326,11 @@ def test_a_control_plane_killed_mid_rollout_resumes_it_and_records_its_promotion
             assert alone and {answer.version for answer in alone} == {baseline}, f"{load.url}: {alone[-5:]}"
             assert any(a.version == candidate for a in load.between(killed - 5.0, killed))  # it ran before
         (pause / "rollout-switched").touch()
-        restart_control_plane(fleet)
+        started = restart_control_plane(fleet)
         published = read_rollout(fleet.repository / NAME)  # published again before the admin API answered
         assert (published.id, published.percent, published.state) == (rollout["id"], 50.0, "running")
         resumed = time.monotonic()
-        FIGURES["control plane restart -> rollout published again (s)"] = round(resumed - killed - LEASE_S - 5.0, 1)
+        FIGURES["control plane started, the rollout published again (s)"] = round(resumed - started, 1)
         wait_for((pause / "rollout-switched.reached").exists, "the promotion's switch", DECISION_S,
                  lambda: fleet.log_tail("control-plane"))
         for load in loads:
