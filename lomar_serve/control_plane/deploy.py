@@ -252,18 +252,10 @@ class Deployer:
                     node.load(name, config)
                     self._check_ready(node, name, target, config)
             return {"model": name, "version": target, "previous": current, "changed": False}
-        self._check_compatible(name, current, target)
-        both = with_versions(config, {target, current or target})
         started = time.monotonic()
-        touched: list[TritonNode] = []
         try:
-            for node in self.nodes:
-                touched.append(node)
-                node.load(name, both)
-                self._check_ready(node, name, target, config)
-                self._pause_at("loading")
-        except DeployError as error:
-            self._reload(name, touched)  # config.pbtxt still names `current`: the target goes away again
+            self.stage(name, target, current)
+        except DeployError as error:  # config.pbtxt still names `current`: the target went away again
             raise DeployError(f"{action} of {name} version {target} failed: {error.message}; {_still(current)}") \
                 from error
         self._publish(name, PendingSwitch(name, action, target, current))  # the switch
@@ -371,25 +363,27 @@ class Deployer:
                                   f"{current} has {old_io.get(key)}; versions of one model must share one config")
 
 
-    # -- for rollouts (rollouts.py) -------------------------------------------------------------------------
-    def stage(self, name: str, target: str, current: str) -> None:
-        """Load `target` next to the serving `current` on every Triton, check it READY and smoke-infer it: the
-        first step of a switch, and the start of a rollout, which then routes part of the traffic to it. Raises
-        DeployError (after reloading every touched Triton with config.pbtxt as it is: `target` unloaded) and
-        VersionNotFound."""
+    def stage(self, name: str, target: str, current: str | None) -> None:
+        """Load `target` next to the serving `current` (None: nothing serves) on every Triton, check it READY and
+        smoke-infer it: step 1 of a switch, and the start of a rollout (rollouts.py), which then routes part of the
+        traffic to it. Raises DeployError (after reloading every touched Triton with config.pbtxt as it is: `target`
+        unloaded) and VersionNotFound."""
         self.repository.version_dir(name, target)  # VersionNotFound
         self._check_compatible(name, current, target)
         config = self.config(name)
+        both = with_versions(config, {target, current or target})
         touched: list[TritonNode] = []
         try:
             for node in self.nodes:
                 touched.append(node)
-                node.load(name, with_versions(config, {target, current}))
+                node.load(name, both)
                 self._check_ready(node, name, target, config)
+                self._pause_at("loading")
         except DeployError:
             self._reload(name, touched)
             raise
 
+    # -- for rollouts (rollouts.py) -------------------------------------------------------------------------
     def unload_unpublished(self, name: str) -> bool:
         """Reload `name` on every Triton with config.pbtxt as it is: only the published version stays loaded.
         False if a Triton failed (the reconcile loop tries again)."""
