@@ -1,7 +1,7 @@
 """The lifecycle's composition root: what the control plane's admin API needs, built once per control plane.
 
     lifecycle = Lifecycle(ControlPlaneSettings(admin_token=..., triton_urls=("triton-a:8000", "triton-b:8000")))
-    lifecycle.start()          # the job queue's sweeper (workers run the jobs), the reconcile loop, the rollouts' guards
+    lifecycle.start()          # the job queue's sweeper (workers run the jobs), the reconcile loop, rollout guards
     lifecycle.deployer.deploy("lomar_classifier", 3)
     lifecycle.rollouts.begin("lomar_classifier", 4, RolloutPlan("canary", (10.0, 50.0)))
     lifecycle.close()

@@ -43,8 +43,8 @@ def compare(name: str, baseline: np.ndarray, candidate: np.ndarray, baseline_lab
         base, cand = softmax(baseline), softmax(candidate)  # (N, C)
         base_top, cand_top = base.argmax(axis=1), cand.argmax(axis=1)
         agreed = sum(_label(baseline_labels, b) == _label(candidate_labels, c) for b, c in zip(base_top, cand_top))
-        return Comparison(top1_agreed=int(agreed), top1_compared=len(base), confidence_baseline=float(base.max(1).sum()),
-                          confidence_candidate=float(cand.max(1).sum()))
+        return Comparison(top1_agreed=int(agreed), top1_compared=len(base),
+                          confidence_baseline=float(base.max(1).sum()), confidence_candidate=float(cand.max(1).sum()))
     a = baseline.reshape(len(baseline), -1).astype(np.float64)  # (N, D)
     b = candidate.reshape(len(candidate), -1).astype(np.float64)
     norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
