@@ -40,6 +40,8 @@ TENSORRT_FILE = "model.plan"  # per version, TensorRT backend
 PYTHON_FILE = "model.py"  # per version, Python backend: runs model.onnx with ONNX Runtime
 CARD_FILE = "model_card.json"  # per version: contracts.model_card.ModelCard
 HOLDS_DIR = ".holds"  # per model: REPO/NAME/.holds/VERSION/HOLDER, a version still in use (lomar_serve/common/holds.py)
+ROLLOUT_FILE = ".rollout.json"  # per model: the canary or shadow rollout gateways follow (common/rollouts.py)
+ROLLOUT_REPORTS_DIR = ".rollout"  # per model: REPO/NAME/.rollout/GATEWAY.json, each gateway's guard figures
 API_KEYS_FILE = ".api_keys.json"  # top level: the gateways' API keys, from the control plane (common/api_keys.py)
 MODEL_FILES = {"python": PYTHON_FILE, "onnxruntime": ONNX_FILE, "tensorrt": TENSORRT_FILE}  # Triton backend -> file
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("lomar_serve.clients.admin_cli", "retrain jobs via the admin API: submit, list, follow, cancel"),
     "deploy": ("lomar_serve.clients.admin_cli:deploy", "serve a model version (smoke-tested first, no downtime)"),
     "rollback": ("lomar_serve.clients.admin_cli:rollback", "serve again the version deployed before the serving one"),
+    "rollout": ("lomar_serve.clients.rollout_cli", "the canary or shadow rollout of a model: status, promote, abort"),
     "keys": ("lomar_serve.clients.admin_cli:keys", "API keys of the gateways: create, list, revoke"),
     "worker": ("lomar_serve.worker.main",
                "claim queued retrain jobs from the job store and run them (train, export, verify)"),

@@ -1,4 +1,5 @@
-"""A small client of the control plane's admin API (used by `lomar jobs`, `lomar deploy`, `lomar rollback`).
+"""A small client of the control plane's admin API (used by `lomar jobs`, `lomar deploy`, `lomar rollback`,
+`lomar rollout`, `lomar keys`).
 
     client = AdminClient("http://127.0.0.1:8100", token=os.environ["LOMAR_ADMIN_TOKEN"])
     job = client.submit({"data_dir": "new_images", "init": "base.pth", "epochs": 5})
@@ -92,8 +93,24 @@ class AdminClient:
     def model(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/admin/models/{name}")
 
-    def deploy(self, name: str, version: int) -> dict[str, Any]:
-        return self._call("POST", f"/v1/admin/models/{name}/deploy", json={"version": version})
+    def deploy(self, name: str, version: int, *, canary: dict[str, Any] | None = None,
+               shadow: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Deploy at once, or as a canary or shadow rollout (`{"steps": [10, 50], ...}`: the API's RolloutRequest)."""
+        body: dict[str, Any] = {"version": version}
+        for mode, rollout in (("canary", canary), ("shadow", shadow)):
+            if rollout is not None:
+                body[mode] = rollout
+        return self._call("POST", f"/v1/admin/models/{name}/deploy", json=body)
 
     def rollback(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/admin/models/{name}/rollback")
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        """The model's latest rollout with its guards' figures."""
+        return self._call("GET", f"/v1/admin/models/{name}/rollout")
+
+    def promote(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/models/{name}/rollout/promote")
+
+    def abort(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/admin/models/{name}/rollout/abort")

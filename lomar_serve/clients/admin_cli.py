@@ -7,6 +7,7 @@
     lomar deploy NAME VERSION     load a version in every Triton, smoke-test it, then switch every gateway to it
                                   (the version that served before keeps serving until the new one is ready
                                   everywhere; on failure nothing changes)
+    lomar deploy NAME VERSION --canary 10,50 | --shadow 20    step by step, judged by guards (lomar rollout)
     lomar rollback NAME           serve again the version deployed before the serving one (same safe switch)
     lomar keys create NAME --scope infer [--scope collections:write] [--rate-per-minute N] [--max-collections N]
     lomar keys list               lomar keys revoke ID      API keys of the gateways (the key is printed once)
@@ -144,10 +145,47 @@ def deploy(argv: list[str]) -> int:
                                      "it, then switch the gateways to it")
     parser.add_argument("name", help="Triton model name, e.g. lomar_classifier")
     parser.add_argument("version", type=int, help="version number in the model repository")
+    add_rollout_args(parser)
     add_connection_args(parser)
     args = parser.parse_args(argv)
     args.prog = parser.prog
-    return run_with_client(args, lambda client: _print(client.deploy(args.name, args.version)))
+    if args.canary is None and args.shadow is None and (args.guard or args.min_requests or args.min_seconds):
+        parser.error("--guard, --min-requests and --min-seconds need --canary or --shadow")
+    return run_with_client(args, lambda client: _print(client.deploy(args.name, args.version,
+                                                                     **rollout_request(args))))
+
+
+def _steps(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected percentages separated by commas (10,50), got {text!r}") from None
+
+
+def add_rollout_args(parser: argparse.ArgumentParser) -> None:
+    """`lomar deploy`'s canary and shadow flags (docs/rollouts.md)."""
+    group = parser.add_argument_group("canary and shadow rollouts (every unset threshold has the server's default)")
+    modes = group.add_mutually_exclusive_group()
+    modes.add_argument("--canary", type=_steps, metavar="P[,P...]", help="the version answers P %% of the model's "
+                       "requests at each step (e.g. 10,50), then is deployed, unless a guard trips")
+    modes.add_argument("--shadow", type=_steps, metavar="P[,P...]", help="the version also gets a copy of P %% of "
+                       "the requests, only to be compared; clients always get the serving version's answer")
+    group.add_argument("--min-requests", type=int, help="requests to the version a step needs before it passes")
+    group.add_argument("--min-seconds", type=float, help="seconds a step lasts at least")
+    group.add_argument("--guard", action="append", type=_key_value, default=[], metavar="NAME=VALUE",
+                       help="a guard threshold, e.g. min_agreement=0.7 or max_p99_ratio=3 (repeatable)")
+
+
+def rollout_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The `canary` or `shadow` keyword of AdminClient.deploy from the flags ({} for a plain deploy)."""
+    mode = "canary" if args.canary is not None else "shadow" if args.shadow is not None else None
+    if mode is None:
+        return {}
+    request: dict[str, Any] = {"steps": getattr(args, mode), "guards": dict(args.guard)}
+    for field in ("min_requests", "min_seconds"):
+        if getattr(args, field) is not None:
+            request[field] = getattr(args, field)
+    return {mode: request}
 
 
 def rollback(argv: list[str]) -> int:

@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +151,9 @@ class Deployer:
         self.store = store
         self._lock = threading.Lock()
         self._running: str | None = None  # what holds the lock, for the refusal's message
+        # Called under the lock before a deploy (name, version) or rollback (name, None) of a model; raises to
+        # refuse it (a rollout of the model is active: rollouts.py).
+        self.refuse_switch: Callable[[str, str | None], None] = lambda name, version: None
 
     # -- one change at a time --------------------------------------------------------------------------------
     @contextmanager
@@ -211,6 +214,7 @@ class Deployer:
         SwitchInProgress."""
         name, version = check_model_name(name), check_version(version)
         with self.exclusive(f"the deploy of {name} version {version}"):
+            self.refuse_switch(name, version)
             self.store.repair(name, self.serving_version(name))  # the switch is recorded on a history that agrees
             return self._switch(name, version, "deploy")
 
@@ -219,6 +223,7 @@ class Deployer:
         DeployError, SwitchInProgress."""
         name = check_model_name(name)
         with self.exclusive(f"the rollback of {name}"):
+            self.refuse_switch(name, None)
             return self._switch(name, self._rollback_target(name), "rollback")
 
     def _rollback_target(self, name: str) -> str:
@@ -247,18 +252,10 @@ class Deployer:
                     node.load(name, config)
                     self._check_ready(node, name, target, config)
             return {"model": name, "version": target, "previous": current, "changed": False}
-        self._check_compatible(name, current, target)
-        both = with_versions(config, {target, current or target})
         started = time.monotonic()
-        touched: list[TritonNode] = []
         try:
-            for node in self.nodes:
-                touched.append(node)
-                node.load(name, both)
-                self._check_ready(node, name, target, config)
-                self._pause_at("loading")
-        except DeployError as error:
-            self._reload(name, touched)  # config.pbtxt still names `current`: the target goes away again
+            self.stage(name, target, current)
+        except DeployError as error:  # config.pbtxt still names `current`: the target went away again
             raise DeployError(f"{action} of {name} version {target} failed: {error.message}; {_still(current)}") \
                 from error
         self._publish(name, PendingSwitch(name, action, target, current))  # the switch
@@ -316,15 +313,7 @@ class Deployer:
             LOGGER.warning("cannot drop the pending switch of %s (%s); the reconcile loop drops it", name, error)
 
     def _pause_at(self, step: str) -> None:
-        """Fault injection for tests: while `pause_dir`/STEP exists, the switch waits at that step (after creating
-        STEP.reached), so that a test can kill the control plane exactly there. Steps: SWITCH_STEPS."""
-        folder = self.settings.pause_dir
-        if folder is None or not (folder / step).exists():
-            return
-        (folder / f"{step}.reached").touch()
-        LOGGER.warning("switch paused at step %r while %s exists", step, folder / step)
-        while (folder / step).exists():
-            time.sleep(0.05)
+        pause_at(self.settings.pause_dir, step)
 
     @staticmethod
     def _check_ready(node: TritonNode, name: str, version: str, config: dict[str, Any]) -> None:
@@ -372,6 +361,45 @@ class Deployer:
             if old_io.get(key) != new_io.get(key):
                 raise DeployError(f"version {target} of {name} has {key} {new_io.get(key)} but the serving version "
                                   f"{current} has {old_io.get(key)}; versions of one model must share one config")
+
+
+    def stage(self, name: str, target: str, current: str | None) -> None:
+        """Load `target` next to the serving `current` (None: nothing serves) on every Triton, check it READY and
+        smoke-infer it: step 1 of a switch, and the start of a rollout (rollouts.py), which then routes part of the
+        traffic to it. Raises DeployError (after reloading every touched Triton with config.pbtxt as it is: `target`
+        unloaded) and VersionNotFound."""
+        self.repository.version_dir(name, target)  # VersionNotFound
+        self._check_compatible(name, current, target)
+        config = self.config(name)
+        both = with_versions(config, {target, current or target})
+        touched: list[TritonNode] = []
+        try:
+            for node in self.nodes:
+                touched.append(node)
+                node.load(name, both)
+                self._check_ready(node, name, target, config)
+                self._pause_at("loading")
+        except DeployError:
+            self._reload(name, touched)
+            raise
+
+    # -- for rollouts (rollouts.py) -------------------------------------------------------------------------
+    def unload_unpublished(self, name: str) -> bool:
+        """Reload `name` on every Triton with config.pbtxt as it is: only the published version stays loaded.
+        False if a Triton failed (the reconcile loop tries again)."""
+        return self._reload(name, self.nodes)
+
+
+def pause_at(folder: Path | None, step: str) -> None:
+    """Fault injection for tests: while `folder`/STEP exists, the caller waits at that step (after creating
+    STEP.reached), so that a test can kill the control plane exactly there. Steps: SWITCH_STEPS, and the rollout
+    controller's ROLLOUT_STEPS."""
+    if folder is None or not (folder / step).exists():
+        return
+    (folder / f"{step}.reached").touch()
+    LOGGER.warning("paused at step %r while %s exists", step, folder / step)
+    while (folder / step).exists():
+        time.sleep(0.05)
 
 
 def _still(version: str | None) -> str:

@@ -12,7 +12,10 @@ loop closes whatever gap anything else leaves between the two:
 - a deploy history that disagrees with config.pbtxt (a switch interrupted between publishing and recording, a hand
   edit) is repaired in the store (jobs/deploy_history.py);
 - the API keys the gateways read (REPO/.api_keys.json) are published again where they differ from the store's
-  (a key change whose publish failed, a file deleted by hand: keys.py).
+  (a key change whose publish failed, a file deleted by hand: keys.py);
+- rollouts (rollouts.py): each active one made to agree with config.pbtxt, each REPO/NAME/.rollout.json published
+  again where it differs from the store; the candidate of a running rollout is loaded next to the published version
+  where it is missing (a Triton restarted mid-rollout), and kept loaded until `drain_s` after the rollout ended.
 
 It never fights a switch: every change takes the deployer's lock without waiting (Deployer.exclusive), is left to
 the next pass while a switch runs, and re-reads the published version and the Triton's state under the lock before
@@ -31,6 +34,7 @@ from typing import Any
 
 from contracts.model_repository import CONFIG_FILE
 from lomar_serve.common.holds import held_versions
+from lomar_serve.common.rollouts import RolloutFileError, read_rollout, rollout_path
 from lomar_serve.common.triton_index import ready_versions
 from lomar_serve.control_plane.deploy import Deployer, TritonNode, with_versions
 from lomar_serve.jobs.errors import LifecycleError, SwitchInProgress
@@ -50,8 +54,9 @@ class Drift:
     """How one Triton's loaded versions of one model differ from the desired ones."""
 
     published: str
-    keep: frozenset[str]  # the versions to have loaded: the published one, and loaded ones held or just switched from
-    missing: bool  # the published version is not loaded and READY
+    keep: frozenset[str]  # the versions to have loaded: the published one (and a running rollout's candidate), and
+    # loaded ones held or just switched from
+    missing: bool  # the published version (or the candidate) is not loaded and READY
     extra: tuple[str, ...]  # loaded versions to unload
 
     @property
@@ -59,21 +64,31 @@ class Drift:
         return not self.missing and not self.extra
 
 
-def drift(index: list[dict[str, Any]], name: str, published: str, kept: set[str]) -> Drift:
-    """The drift of model `name` in a Triton repository index, given the versions to keep when they are loaded."""
+def drift(index: list[dict[str, Any]], name: str, published: str, kept: set[str],
+          wanted: frozenset[str] = frozenset()) -> Drift:
+    """The drift of model `name` in a Triton repository index, given the versions to keep when they are loaded and
+    the versions besides the published one to have loaded (a running rollout's candidate)."""
     ready = ready_versions(index, name)
-    keep = frozenset({published} | (kept & set(ready)))
-    return Drift(published, keep, published not in ready, tuple(v for v in ready if v not in keep))
+    want = {published} | wanted
+    keep = frozenset(want | (kept & set(ready)))
+    return Drift(published, keep, not want <= set(ready), tuple(v for v in ready if v not in keep))
 
 
 class Reconciler:
     """The control plane's reconcile loop (started and stopped by the Lifecycle, service.py)."""
 
     def __init__(self, deployer: Deployer, settings: ReconcileSettings | None = None, *,
-                 publish_keys: Callable[[], list[str]] | None = None) -> None:
+                 publish_keys: Callable[[], list[str]] | None = None,
+                 publish_rollouts: Callable[[], list[str]] | None = None) -> None:
+        """
+        Args:
+            publish_keys: publishes the API keys where they differ from the store (keys.py).
+            publish_rollouts: makes rollouts agree with config.pbtxt and publishes their files (rollouts.py).
+        """
         self.deployer = deployer
         self.settings = settings or ReconcileSettings()
         self.publish_keys = publish_keys
+        self.publish_rollouts = publish_rollouts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry_at: dict[tuple[str, str, str], tuple[int, float]] = {}  # (url, model, version) -> failures, when
@@ -81,11 +96,12 @@ class Reconciler:
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Repair the deploy histories and publish the API keys now (before the admin API answers), then run the
-        loop: a first pass at once, then one every interval."""
+        """Repair the deploy histories, publish the API keys and the rollouts now (before the admin API answers),
+        then run the loop: a first pass at once, then one every interval."""
         self._guarded(self.repair_histories)
-        if self.publish_keys is not None:
-            self._guarded(self.publish_keys)
+        for publish in (self.publish_keys, self.publish_rollouts):
+            if publish is not None:
+                self._guarded(publish)
         self._thread = threading.Thread(target=self._loop, name="lomar-reconcile", daemon=True)
         self._thread.start()
 
@@ -101,9 +117,10 @@ class Reconciler:
             self._stop.wait(self.settings.interval_s)
 
     def run_once(self) -> list[str]:
-        """One pass: histories, API keys, then every Triton. Returns what it changed (for logs and tests)."""
+        """One pass: histories, API keys, rollouts, then every Triton. Returns what it changed (for logs and tests)."""
         keys = self._guarded(self.publish_keys) if self.publish_keys is not None else []
-        return [*self._guarded(self.repair_histories), *keys, *self._guarded(self.converge)]
+        rollouts = self._guarded(self.publish_rollouts) if self.publish_rollouts is not None else []
+        return [*self._guarded(self.repair_histories), *keys, *rollouts, *self._guarded(self.converge)]
 
     @staticmethod
     def _guarded(step: Any) -> list[str]:
@@ -141,8 +158,8 @@ class Reconciler:
 
     # -- the Tritons -----------------------------------------------------------------------------------------
     def converge(self) -> list[str]:
-        """Load the published version of every model where it is missing, unload what is neither published nor
-        held, on every Triton."""
+        """Load the published version of every model (and a running rollout's candidate) where it is missing, unload
+        what is neither published nor held, on every Triton."""
         desired = {name: version for name in self.deployer.repository.models()
                    if (version := self.deployer.serving_version(name)) is not None}
         done = []
@@ -151,7 +168,8 @@ class Reconciler:
             if index is None:
                 continue
             for name, published in desired.items():
-                off = not drift(index, name, published, self._kept(name, index)).converged
+                off = not drift(index, name, published, self._kept(name, index), self._candidate(name, published)
+                                ).converged
                 if off and self._due(node, name, published):
                     done += self._correct(node, name, published)
         return done
@@ -180,7 +198,30 @@ class Reconciler:
             return kept
         if abs(time.time() - changed) < self.settings.drain_s:
             kept |= set(ready_versions(index, name))
-        return kept
+        return kept | self._ended_candidate(name)
+
+    def _candidate(self, name: str, published: str) -> frozenset[str]:
+        """The candidate of the rollout of `name` running on the published version, to have loaded (none: empty)."""
+        try:
+            rollout = read_rollout(self.deployer.repository.model_dir(name))
+        except (OSError, RolloutFileError):
+            return frozenset()
+        if rollout is None or not rollout.running or rollout.baseline != published:
+            return frozenset()
+        return frozenset({rollout.candidate})
+
+    def _ended_candidate(self, name: str) -> set[str]:
+        """The candidate of a rollout of `name` that ended within drain_s (the file's mtime): gateways may still send
+        it requests."""
+        model_dir = self.deployer.repository.model_dir(name)
+        try:
+            rollout = read_rollout(model_dir)
+            if rollout is None or rollout.running:
+                return set()
+            changed = rollout_path(model_dir).stat().st_mtime
+        except (OSError, RolloutFileError):
+            return set()
+        return {rollout.candidate} if abs(time.time() - changed) < self.settings.drain_s else set()
 
     def _correct(self, node: TritonNode, name: str, published: str) -> list[str]:
         """Under the deployer's lock, with the state read again: load `name` on `node` with the versions to keep."""
@@ -189,7 +230,7 @@ class Reconciler:
                 if self.deployer.serving_version(name) != published:
                     return []  # switched meanwhile: the next pass looks at the new version
                 index = node.repository_index()
-                wanted = drift(index, name, published, self._kept(name, index))
+                wanted = drift(index, name, published, self._kept(name, index), self._candidate(name, published))
                 if wanted.converged:
                     return []
                 node.load(name, with_versions(self.deployer.config(name), set(wanted.keep)))

@@ -11,18 +11,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
+from lomar_serve.control_plane.rollout_schemas import Rollout, RolloutRequest
 from lomar_serve.common.api_keys import KEY_ID_PATTERN
 from lomar_serve.control_plane.schemas import (Job, JobDetail, JobList, Key, KeyList, KeyRequest, LogChunk, ModelList,
                                                ModelStatus, NewKey, Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
-from lomar_serve.jobs.errors import AdminDisabled
+from lomar_serve.jobs.errors import AdminDisabled, RolloutNotFound
 from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
@@ -61,6 +62,13 @@ class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=MAX_VERSION, description="the model version to serve")
+    canary: RolloutRequest | None = Field(None, description=(
+        "roll the version out step by step instead of at once: at each step it answers that share of the model's "
+        "requests on every gateway, while guards compare it with the serving version; promoted after the last step, "
+        "rolled back when a guard trips (a number: one step at that percentage)"))
+    shadow: RolloutRequest | None = Field(None, description=(
+        "as canary, but the version only receives a copy of that share of requests, and clients always get the "
+        "serving version's answer"))
 
     @field_validator("version", mode="before")
     @classmethod
@@ -69,6 +77,12 @@ class DeployRequest(BaseModel):
         if isinstance(value, (bool, str)):
             raise ValueError("the version must be a JSON integer")
         return value
+
+    @model_validator(mode="after")
+    def _one_rollout(self) -> DeployRequest:
+        if self.canary is not None and self.shadow is not None:
+            raise ValueError("a deploy is a canary or a shadow rollout, not both")
+        return self
 
 
 @router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
@@ -121,13 +135,16 @@ def models(lifecycle: LifecycleDep) -> ModelList:
     return ModelList.model_validate({"models": lifecycle.deployer.summaries()})
 
 
-@router.get("/models/{name}", summary="Serving version, deployed versions, versions on disk, history")
+@router.get("/models/{name}", summary="Serving version, deployed versions, versions on disk, history, rollout")
 def model_status(name: ModelName, lifecycle: LifecycleDep) -> ModelStatus:
-    return ModelStatus.model_validate(lifecycle.deployer.status(name))
+    return ModelStatus.model_validate({**lifecycle.deployer.status(name), "rollout": lifecycle.rollouts.describe(name)})
 
 
-@router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it")
-def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Switch:
+@router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it (at once, "
+             "or step by step as a canary or shadow rollout)")
+def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Switch | Rollout:
+    if body.canary is not None or body.shadow is not None:
+        return begin_rollout(name, body, lifecycle)
     LOGGER.info("admin: deploy %s version %d", name, body.version)
     return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
 
@@ -152,3 +169,34 @@ def list_keys(lifecycle: LifecycleDep) -> KeyList:
 @router.delete("/keys/{key_id}", summary="Revoke an API key: every gateway refuses it within a few seconds")
 def revoke_key(key_id: KeyId, lifecycle: LifecycleDep) -> Key:
     return Key.model_validate(lifecycle.keys.revoke(key_id).to_dict())
+
+
+def begin_rollout(name: str, body: DeployRequest, lifecycle: Lifecycle) -> Rollout:
+    mode, request = ("canary", body.canary) if body.canary is not None else ("shadow", body.shadow)
+    assert request is not None
+    LOGGER.info("admin: %s of %s version %d at %s %%", mode, name, body.version, request.steps)
+    record = lifecycle.rollouts.begin(name, body.version, request.plan(mode))
+    return Rollout.model_validate(lifecycle.rollouts.describe(record.model))
+
+
+@router.get("/models/{name}/rollout", summary="The model's latest canary or shadow rollout, with its guards' figures")
+def rollout_status(name: ModelName, lifecycle: LifecycleDep) -> Rollout:
+    described = lifecycle.rollouts.describe(name)
+    if described is None:
+        raise RolloutNotFound(f"{name} never had a rollout")
+    return Rollout.model_validate(described)
+
+
+@router.post("/models/{name}/rollout/promote", summary="Deploy the candidate of the running rollout now")
+def promote_rollout(name: ModelName, lifecycle: LifecycleDep) -> Rollout:
+    LOGGER.info("admin: promote the rollout of %s", name)
+    lifecycle.rollouts.promote(name)
+    return Rollout.model_validate(lifecycle.rollouts.describe(name))
+
+
+@router.post("/models/{name}/rollout/abort", summary="End the running rollout: every request back on the serving "
+             "version (the candidate is unloaded after the drain time)")
+def abort_rollout(name: ModelName, lifecycle: LifecycleDep) -> Rollout:
+    LOGGER.info("admin: abort the rollout of %s", name)
+    lifecycle.rollouts.abort(name)
+    return Rollout.model_validate(lifecycle.rollouts.describe(name))

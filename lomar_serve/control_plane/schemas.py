@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lomar_serve.common.api_keys import KEY_NAME_PATTERN, SCOPE_DESCRIPTIONS, Scope
+from lomar_serve.control_plane.rollout_schemas import Rollout
 
 
 class Job(BaseModel):
@@ -73,6 +74,8 @@ class ModelStatus(ModelSummary):
     loaded: dict[str, list[str] | None] = Field(description="Triton URL -> versions it has loaded and ready "
                                                             "(null: unreachable)")
     history: list[DeployEvent]
+    rollout: Rollout | None = Field(None, description="the model's latest canary or shadow rollout (null: never had "
+                                                      "one)")
 
 
 class Switch(BaseModel):

@@ -40,7 +40,14 @@ class ControlPlaneSettings(RoleSettings):
         "nor held) and repairs a deploy history that disagrees with them; it also runs at start"))
     deploy_pause_dir: Path | None = Field(None, description=(
         "fault injection for tests, unset in production: a switch reaching a step (loading, published, recorded, "
-        "draining) whose name is a file in this folder writes STEP.reached there and waits until the file is gone"))
+        "draining; a rollout's rollout-recorded, step-recorded, rollout-switched) whose name is a file in this folder "
+        "writes STEP.reached there and waits until the file is gone"))
+    rollout_interval_s: float = Field(1.0, gt=0, description=(
+        "seconds between two judgements of every running canary or shadow rollout by its guards (docs/rollouts.md), "
+        "each of which also renews the rollout's lease"))
+    rollout_lease_s: float = Field(30.0, gt=0, description=(
+        "gateways stop following a running rollout (every request back on the serving version) when the control "
+        "plane has not renewed it for this long: no canary runs while the control plane is down"))
 
     @field_validator("triton_urls", mode="before")
     @classmethod

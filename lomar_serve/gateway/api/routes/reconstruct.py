@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from lomar_serve.common.openapi import error_responses
-from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery, requires
+from lomar_serve.gateway.api.deps import GatewayDep, ModelQuery, VersionQuery, requires
 from lomar_serve.gateway.api.openapi import INFERENCE_ERRORS, image_request_body
 from lomar_serve.gateway.api.schemas import ReconstructionImages, ReconstructResponse
 from lomar_serve.gateway.api.uploads import read_images
@@ -29,7 +29,7 @@ RESPONSES = {200: {"content": {"image/png": {"schema": {"type": "string", "forma
 @router.post("/v1/reconstruct", summary="Reconstruct randomly hidden patches", responses=RESPONSES,
              response_model=None, openapi_extra=image_request_body())
 async def reconstruct(
-    request: Request, gateway: GatewayDep, model: ModelQuery = None,
+    request: Request, gateway: GatewayDep, model: ModelQuery = None, version: VersionQuery = None,
     mask_ratio: Annotated[float, Query(ge=0.0, le=1.0, description="fraction of patches hidden")] = 0.8,
     seed: Annotated[int | None, Query(ge=0, lt=2**31, description="fixes the mask; random if absent")] = None,
     format: Annotated[Literal["png", "json"], Query(description="png strip or json")] = "png",
@@ -38,7 +38,7 @@ async def reconstruct(
     `{"images": [data URI or base64, ...]}`. Every image of a request gets the same mask. The seed used is
     returned in the `X-Lomar-Seed` header (and in the JSON)."""
     blobs = await read_images(request, gateway.settings)
-    result = await gateway.reconstruct(blobs, model, mask_ratio, seed)
+    result = await gateway.reconstruct(blobs, model, mask_ratio, seed, version)
     headers = {"X-Lomar-Seed": str(result.seed), "X-Lomar-Model-Version": result.model_version}
     if format == "png":
         return Response(await gateway.offload(strips_png, result.panels), media_type="image/png", headers=headers)
