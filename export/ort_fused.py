@@ -6,7 +6,9 @@ CPU and CUDA providers): one MultiHeadAttention node per layer takes q, k, v (B,
 additive `attention_bias` (B, H, L, L), computed in standard operators before it:
 
     R    = q_h . W                       (B, H, L, 50)   one small MatMul per layer (q unscaled)
-    bias = R[b, h, i, bucket(i, j)]      (B, H, L, L)    one GatherElements with a constant index
+    bias = R[b, h, i, bucket(i, j)]      (B, H, L, L)    one GatherElements, its index the constant bucket
+                                                          table expanded to the batch (int32: half the bytes
+                                                          of int64 to write and read, measured faster)
 
 MultiHeadAttention scales q . k alone (attribute `scale` = head_dim ** -0.5) and adds the bias after, as the
 model does (training/models/vit.py). Its inputs follow ONNX Runtime's ContribOperators.md: query, key, value,
@@ -33,6 +35,7 @@ CONTRIB_DOMAIN = "com.microsoft"
 CONTRIB_OPSET = 1
 FUSED_OP = "MultiHeadAttention"
 ATTENTION_BIAS_INPUT = 5  # position of attention_bias among MultiHeadAttention's inputs
+INDEX_DTYPE = torch.int32  # of the bucket index that GatherElements reads
 
 
 class MultiHeadAttention(torch.autograd.Function):
@@ -65,7 +68,8 @@ class MultiHeadAttention(torch.autograd.Function):
 class FusedIRPEAttention(nn.Module):
     """Stands in for training.models.vit.Attention (same call, same outputs) and exports as MultiHeadAttention.
 
-    Built for one token grid: `buckets` (L, L) is the iRPE bucket table of a class token and an h x w grid.
+    Built for one token grid: `buckets` (L, L) is the iRPE bucket table of a class token and an h x w grid,
+    in INDEX_DTYPE.
     """
 
     def __init__(self, attention: Attention, buckets: torch.Tensor) -> None:
@@ -74,7 +78,7 @@ class FusedIRPEAttention(nn.Module):
         self.scale = self.head_dim ** -0.5
         self.qkv, self.proj, self.rpe_k = attention.qkv, attention.proj, attention.rpe_k
         self.length = buckets.shape[0]
-        self.register_buffer("buckets", buckets[None, None], persistent=False)  # (1, 1, L, L)
+        self.register_buffer("buckets", buckets[None, None], persistent=False)  # (1, 1, L, L), a view
 
     def forward(self, x: torch.Tensor, buckets: torch.Tensor, width: int | None = None) -> torch.Tensor:
         """x: (B, L, D); buckets, width: as Attention takes them (the table is this module's own) -> (B, L, D)."""
@@ -93,7 +97,7 @@ def fuse_attention(module: nn.Module, grid: tuple[int, int]) -> nn.Module:
     """A copy of `module` (a contract wrapper, export/wrappers.py) whose every LoMaR Attention is replaced by
     FusedIRPEAttention for sequences of a class token and an h x w `grid` of patches."""
     fused = copy.deepcopy(module).eval()
-    buckets = bucket_table(*grid)
+    buckets = bucket_table(*grid).to(INDEX_DTYPE)  # one table shared by every layer (one initializer)
     targets = [(name, child) for name, child in fused.named_modules() if isinstance(child, Attention)]
     if not targets:
         raise ExportError(f"{type(module).__name__} has no LoMaR attention layer to fuse")
