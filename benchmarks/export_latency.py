@@ -29,10 +29,11 @@ from export.wrappers import ClassifierExport  # noqa: E402
 from training.models import create_model  # noqa: E402
 
 
-def alternating_timings(steps: list[Callable[[], object]], seconds: float, min_runs: int = 3,
-                        warmup: int = 2) -> list[list[float]]:
+def alternating_timings(steps: list[Callable[[], object]], seconds: float, min_runs: int = 3, warmup: int = 2,
+                        clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
     """Seconds per call of each step, measured alternately (one call of each in turn) so that load from other
-    processes on a shared machine falls on all alike; at least `min_runs` rounds, more until `seconds` passed."""
+    processes on a shared machine falls on all alike; at least `min_runs` rounds, more until `seconds` passed.
+    `clock`: wall time by default; time.process_time counts only the CPU time this process spent."""
     for _ in range(warmup):
         for step in steps:
             step()
@@ -40,9 +41,9 @@ def alternating_timings(steps: list[Callable[[], object]], seconds: float, min_r
     started = time.perf_counter()
     while len(runs[0]) < min_runs or time.perf_counter() - started < seconds:
         for step, record in zip(steps, runs):
-            begin = time.perf_counter()
+            begin = clock()
             step()
-            record.append(time.perf_counter() - begin)
+            record.append(clock() - begin)
     return runs
 
 
@@ -63,9 +64,12 @@ def onnx_step(session: ort.InferenceSession, images: np.ndarray) -> Callable[[],
     return lambda: session.run(None, {"image": images})
 
 
-def session_for(path: Path, device: str, threads: int) -> ort.InferenceSession:
+def session_for(path: Path, device: str, threads: int, spinning: bool = True) -> ort.InferenceSession:
+    """spinning=False: idle intra-op threads sleep instead of spinning (so CPU time counts only work)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     return ort.InferenceSession(str(path), options, providers=providers)
 
