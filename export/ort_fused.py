@@ -88,7 +88,7 @@ class FusedIRPEAttention(nn.Module):
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # (B, L, D) each
         q_heads = q.reshape(-1, self.length, heads, self.head_dim).transpose(1, 2)  # (B, H, L, hd)
         per_bucket = self.rpe_k.per_bucket(q_heads)  # (B, H, L, 50), q unscaled
-        index = self.buckets.expand(per_bucket.shape[0], heads, -1, -1)  # (B, H, L, L)
+        index = self.buckets.expand(per_bucket.shape[0], heads, self.length, self.length)  # (B, H, L, L)
         bias = per_bucket.gather(-1, index)  # (B, H, L, L)
         return self.proj(MultiHeadAttention.apply(q, k, v, bias, heads, self.scale))
 
