@@ -146,7 +146,7 @@ def main() -> None:
                 fused = ips["lomar ort_fused"] / ips["vit ort_fused"]
                 best = max(ips["lomar standard"], ips["lomar ort_fused"]) / max(ips["vit standard"],
                                                                                   ips["vit ort_fused"])
-                print(f"{size:>5}{batch:>6}" + "".join(f"{ips[name]:>17.1f}" for name in TARGETS)
+                print(f"{size:>5}{batch:>6}" + "".join(f"{ips[name]:>17.2f}" for name in TARGETS)
                       + f"{fused_gain:>10.2f}x{standard:>10.2f}x{fused:>12.2f}x{best:>12.2f}x", flush=True)
 
 
