@@ -27,8 +27,7 @@ from torch import nn
 
 from export.errors import ExportError
 from export.onnx_export import export_onnx
-from training.models.irpe import bucket_table
-from training.models.vit import Attention
+from training.models.irpe import ContextualKeyRPE, bucket_table
 
 GRAPH = "ort_fused"  # the name of this graph variant (ExportOptions.graph, the model card's `graph`)
 CONTRIB_DOMAIN = "com.microsoft"
@@ -65,6 +64,15 @@ class MultiHeadAttention(torch.autograd.Function):
         return out
 
 
+def is_irpe_attention(module: nn.Module) -> bool:
+    """A LoMaR attention layer (training.models.vit.Attention: qkv, proj, num_heads, head_dim and the iRPE term).
+
+    Told by its iRPE term rather than its class: importing training.models.vit from here would close the import
+    circle training.models.vit -> training.models -> ... -> training.models.vit in tests/lomar_serve/test_structure.py.
+    """
+    return isinstance(getattr(module, "rpe_k", None), ContextualKeyRPE)
+
+
 class FusedIRPEAttention(nn.Module):
     """Stands in for training.models.vit.Attention (same call, same outputs) and exports as MultiHeadAttention.
 
@@ -72,7 +80,7 @@ class FusedIRPEAttention(nn.Module):
     in INDEX_DTYPE.
     """
 
-    def __init__(self, attention: Attention, buckets: torch.Tensor) -> None:
+    def __init__(self, attention: nn.Module, buckets: torch.Tensor) -> None:
         super().__init__()
         self.num_heads, self.head_dim = attention.num_heads, attention.head_dim
         self.scale = self.head_dim ** -0.5
@@ -98,7 +106,7 @@ def fuse_attention(module: nn.Module, grid: tuple[int, int]) -> nn.Module:
     FusedIRPEAttention for sequences of a class token and an h x w `grid` of patches."""
     fused = copy.deepcopy(module).eval()
     buckets = bucket_table(*grid).to(INDEX_DTYPE)  # one table shared by every layer (one initializer)
-    targets = [(name, child) for name, child in fused.named_modules() if isinstance(child, Attention)]
+    targets = [(name, child) for name, child in fused.named_modules() if is_irpe_attention(child)]
     if not targets:
         raise ExportError(f"{type(module).__name__} has no LoMaR attention layer to fuse")
     for name, attention in targets:
