@@ -29,20 +29,21 @@ from export.wrappers import ClassifierExport  # noqa: E402
 from training.models import create_model  # noqa: E402
 
 
-def paired_timings(first: Callable[[], object], second: Callable[[], object], seconds: float, min_runs: int = 3,
-                   warmup: int = 2) -> tuple[list[float], list[float]]:
-    """Seconds per call of each, measured alternately (one call of each in turn) so that load from other
-    processes on a shared machine falls on both alike; at least `min_runs` pairs, more until `seconds` passed."""
+def alternating_timings(steps: list[Callable[[], object]], seconds: float, min_runs: int = 3, warmup: int = 2,
+                        clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
+    """Seconds per call of each step, measured alternately (one call of each in turn) so that load from other
+    processes on a shared machine falls on all alike; at least `min_runs` rounds, more until `seconds` passed.
+    `clock`: wall time by default; time.process_time counts only the CPU time this process spent."""
     for _ in range(warmup):
-        first()
-        second()
-    runs: tuple[list[float], list[float]] = ([], [])
+        for step in steps:
+            step()
+    runs: list[list[float]] = [[] for _ in steps]
     started = time.perf_counter()
     while len(runs[0]) < min_runs or time.perf_counter() - started < seconds:
-        for step, record in ((first, runs[0]), (second, runs[1])):
-            begin = time.perf_counter()
+        for step, record in zip(steps, runs):
+            begin = clock()
             step()
-            record.append(time.perf_counter() - begin)
+            record.append(clock() - begin)
     return runs
 
 
@@ -63,9 +64,12 @@ def onnx_step(session: ort.InferenceSession, images: np.ndarray) -> Callable[[],
     return lambda: session.run(None, {"image": images})
 
 
-def session_for(path: Path, device: str, threads: int) -> ort.InferenceSession:
+def session_for(path: Path, device: str, threads: int, spinning: bool = True) -> ort.InferenceSession:
+    """spinning=False: idle intra-op threads sleep instead of spinning (so CPU time counts only work)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     return ort.InferenceSession(str(path), options, providers=providers)
 
@@ -105,8 +109,8 @@ def main() -> None:
             eager = ClassifierExport(model, dtype).to(args.device)
             for batch in args.batch_sizes:
                 images = rng.integers(0, 256, (batch, 3, args.image_size, args.image_size), dtype=np.uint8)
-                runs = paired_timings(torch_step(eager, images, args.device), onnx_step(session, images),
-                                      args.seconds)
+                runs = alternating_timings([torch_step(eager, images, args.device), onnx_step(session, images)],
+                                           args.seconds)
                 t_torch, t_onnx = (statistics.median(r) for r in runs)
                 print(f"{name:<7}{batch:>6}{t_torch * 1e3:>11.1f}{t_onnx * 1e3:>10.1f}{batch / t_torch:>13.1f}"
                       f"{batch / t_onnx:>12.1f}{t_torch / t_onnx:>9.2f}x", flush=True)

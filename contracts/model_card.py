@@ -56,6 +56,7 @@ class ModelCard:
     opset: int = 0  # ONNX opset
     exported_at: str = ""  # ISO 8601, UTC
     software: dict[str, str] = field(default_factory=dict)  # distribution -> version used by the export
+    graph: str = "standard"  # the ONNX graph: "standard" operators, or "ort_fused" (ONNX Runtime's fused attention)
     schema: int = CARD_SCHEMA
 
     def __post_init__(self) -> None:

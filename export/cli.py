@@ -4,6 +4,7 @@
     lomar export --checkpoint official_pretrained.pth --task reconstruct --out model_repository
     lomar export --checkpoint ckpt.pth --task classify --out repo --device gpu --precision fp16
     lomar export --checkpoint ckpt.pth --task classify --out repo --backend onnxruntime --precision fp16
+    lomar export --checkpoint ckpt.pth --task classify --out repo --graph ort_fused
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR, MODEL_NAME_RULE, TASKS
 from export.errors import ExportError
-from export.pipeline import FORMATS, PRECISIONS, ExportOptions, export_checkpoint
+from export.pipeline import FORMATS, GRAPHS, PRECISIONS, ExportOptions, export_checkpoint
 from export.triton_config import DEVICES, FLAVOURS, SERVING_PROFILES
 from export.verify import FP32_TOLERANCE
 from training.errors import TrainingError
@@ -33,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, help="input height = width (default: the checkpoint's)")
     parser.add_argument("--format", choices=FORMATS, default="onnx")
     parser.add_argument("--precision", choices=PRECISIONS, help="default: fp32 for onnx, fp16 for tensorrt")
+    parser.add_argument("--graph", choices=GRAPHS, default="standard",
+                        help="onnx: standard operators (any runtime, TensorRT) or ort_fused (each attention layer "
+                             "one ONNX Runtime MultiHeadAttention node, the iRPE term as its attention bias; "
+                             "python and onnxruntime backends)")
     parser.add_argument("--labels", type=Path, help="class names, one per line (default: the checkpoint's "
                                                     "class_names, else class_0..class_{C-1})")
     parser.add_argument("--backend", choices=FLAVOURS,
@@ -71,7 +76,7 @@ def main(argv: list[str]) -> int:
             format=args.format, precision=args.precision, labels_file=args.labels, backend=args.backend,
             device=args.device, max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
             instances=args.instances, intra_op_threads=args.intra_op_threads, ort_tensorrt=args.ort_tensorrt,
-            tolerance=args.tolerance)
+            tolerance=args.tolerance, graph=args.graph)
         published = export_checkpoint(options)
     except (ExportError, TrainingError) as error:
         print(f"lomar export: error: {error}", file=sys.stderr)

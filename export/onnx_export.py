@@ -24,8 +24,10 @@ EXAMPLE_BATCH = 2  # neither of the verification batch sizes (1 and 8), so a fro
 
 
 def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],
-                output_names: list[str], path: Path, opset: int = OPSET) -> None:
-    """Write `module` traced on `example` to `path`: opset `opset`, axis 0 of every input and output dynamic.
+                output_names: list[str], path: Path, opset: int = OPSET,
+                custom_opsets: dict[str, int] | None = None) -> None:
+    """Write `module` traced on `example` to `path`: opset `opset`, axis 0 of every input and output dynamic;
+    `custom_opsets`: versions of the non-standard domains the module's symbolics emit (export/ort_fused.py).
 
     Raises:
         ExportError: tracing failed or the result does not pass onnx.checker.
@@ -40,7 +42,7 @@ def export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], input_name
             warnings.filterwarnings("ignore", message="Exporting aten::index operator")
             torch.onnx.export(module.eval(), example, str(path), input_names=input_names, output_names=output_names,
                               dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False,
-                              do_constant_folding=True)
+                              do_constant_folding=True, custom_opsets=custom_opsets)
         onnx.checker.check_model(str(path), full_check=True)
     except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as error:
         raise ExportError(f"ONNX export failed: {type(error).__name__}: {error}") from error

@@ -24,6 +24,8 @@ from contracts.model_repository import (
 from export.errors import ExportError, UnsupportedCombinationError
 from export.model_card import SOFTWARE, package_versions, tensor_specs, utc_now
 from export.onnx_export import EXAMPLE_BATCH, OPSET, export_onnx
+from export.ort_fused import GRAPH as ORT_FUSED
+from export.ort_fused import export_ort_fused
 from export.precision import convert_to_fp16
 from export.repository import PublishedVersion, publish
 from export.tensorrt import build_engine, engine_runner, require_tensorrt
@@ -37,6 +39,8 @@ from training.models.config import LoMaRConfig
 LOGGER = logging.getLogger(__name__)
 FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
+# the ONNX graph: standard operators (every runtime, TensorRT), or ONNX Runtime's fused attention (export/ort_fused.py)
+GRAPHS = ("standard", ORT_FUSED)
 RUNNER_MODULE = "lomar_serve.triton.onnx_runner"  # copied into python-flavour versions as PYTHON_FILE
 
 
@@ -63,12 +67,14 @@ class ExportOptions:
     intra_op_threads: int = 0  # python flavour: ONNX Runtime threads per instance, 0 = its default
     ort_tensorrt: bool = False  # onnxruntime flavour: enable ONNX Runtime's TensorRT accelerator in Triton
     tolerance: float = FP32_TOLERANCE
+    graph: str = "standard"  # one of GRAPHS
 
     def __post_init__(self) -> None:
         for field_name, value, allowed in (("task", self.task, TASKS), ("format", self.format, FORMATS),
                                            ("precision", self.precision, (None, *PRECISIONS)),
                                            ("backend", self.backend, (None, *FLAVOURS)),
-                                           ("device", self.device, (None, *DEVICES))):
+                                           ("device", self.device, (None, *DEVICES)),
+                                           ("graph", self.graph, GRAPHS)):
             if value not in allowed:
                 raise ExportError(f"--{field_name} must be one of {[a for a in allowed if a]}, got {value!r}")
         if self.format == "tensorrt" and self.backend_name != "tensorrt":
@@ -81,6 +87,10 @@ class ExportOptions:
         if self.ort_tensorrt and self.backend_name != "onnxruntime":
             raise UnsupportedCombinationError("--ort-tensorrt configures Triton's onnxruntime backend: it needs "
                                               "--backend onnxruntime")
+        if self.graph == ORT_FUSED and (self.format != "onnx" or self.ort_tensorrt):
+            raise UnsupportedCombinationError(
+                f"--graph {ORT_FUSED} holds ONNX Runtime contrib operators, which TensorRT cannot build: it needs "
+                f"--format onnx without --ort-tensorrt (use the standard graph for TensorRT)")
         if self.labels_file is not None and self.task != "classify":
             raise UnsupportedCombinationError("--labels applies to --task classify only")
         if not is_model_name(self.model_name):
@@ -134,6 +144,7 @@ class ExportPlan:
     module: nn.Module
     config: LoMaRConfig
     space: InputSpace
+    token_grid: tuple[int, int]  # the patch grid of each attention sequence: the image's, or a window's
     inputs: tuple[TensorConfig, ...]
     outputs: tuple[TensorConfig, ...]
     classes: tuple[str, ...]
@@ -177,8 +188,8 @@ def plan_export(options: ExportOptions) -> ExportPlan:
             raise ExportError(f"checkpoint {options.checkpoint} has no classification head")
         outputs = (TensorConfig("logits", "TYPE_FP32", (config.num_classes,), label_filename=LABELS_FILE),
                    TensorConfig("embedding", "TYPE_FP32", (config.embed_dim,)))
-        return ExportPlan(ClassifierExport(model), config, InputSpace((size, size)), (image,), outputs,
-                          read_labels(options, config.num_classes))
+        return ExportPlan(ClassifierExport(model), config, InputSpace((size, size)), (grid, grid), (image,),
+                          outputs, read_labels(options, config.num_classes))
     if grid < config.window_size:
         raise ExportError(f"reconstruction needs a patch grid of at least {config.window_size}x{config.window_size}"
                           f": --image-size must be >= {config.window_size * config.patch_size}")
@@ -186,7 +197,7 @@ def plan_export(options: ExportOptions) -> ExportPlan:
     outputs = (TensorConfig("patches", "TYPE_FP32", (grid * grid, config.patch_size ** 2 * 3)),
                TensorConfig("reconstruction", "TYPE_FP32", (3, size, size)))
     return ExportPlan(ReconstructionExport(model, (size, size)), config, InputSpace((size, size), (grid, grid)),
-                      inputs, outputs, ())
+                      (config.window_size, config.window_size), inputs, outputs, ())
 
 
 def onnx_runtime_runner(path: Path, output_names: list[str]) -> Callable[[Arrays], Arrays]:
@@ -258,7 +269,10 @@ def export_checkpoint(options: ExportOptions) -> PublishedVersion:
         work = Path(temp)
         example = tuple(torch.from_numpy(a) for a in plan.space.sample(EXAMPLE_BATCH).values())
         fp32_onnx = work / "model.fp32.onnx"
-        export_onnx(plan.module, example, input_names, output_names, fp32_onnx)
+        if options.graph == ORT_FUSED:
+            export_ort_fused(plan.module, plan.token_grid, example, input_names, output_names, fp32_onnx)
+        else:
+            export_onnx(plan.module, example, input_names, output_names, fp32_onnx)
         files = {ONNX_FILE: fp32_onnx}
         if options.format == "onnx":
             files[ONNX_FILE], parity = verified_onnx(fp32_onnx, precision, reference, plan.space, output_names,
@@ -273,7 +287,7 @@ def export_checkpoint(options: ExportOptions) -> PublishedVersion:
             files[PYTHON_FILE] = runner_source()
         card = ModelCard(
             name=options.model_name, task=options.task, format=options.format, precision=precision,
-            backend=options.backend_name, source_checkpoint=options.checkpoint.name,
+            backend=options.backend_name, graph=options.graph, source_checkpoint=options.checkpoint.name,
             source_sha256=file_sha256(options.checkpoint), architecture=plan.config.to_dict(),
             image_size=plan.space.image_size, classes=plan.classes, opset=OPSET,
             inputs=tensor_specs(plan.inputs), outputs=tensor_specs(plan.outputs), parity=parity,

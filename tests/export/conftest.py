@@ -40,6 +40,14 @@ def official_reconstruction(official_dir: Path, served_repo: Path) -> PublishedV
 
 
 @pytest.fixture(scope="session")
+def official_fused_classifier(official_dir: Path, served_repo: Path) -> PublishedVersion:
+    """The paper's classifier as the ort_fused graph (export/ort_fused.py)."""
+    return export_checkpoint(ExportOptions(checkpoint=official_dir / "official_finetuned.pth", task="classify",
+                                           out=served_repo, name="fused_classifier", max_batch_size=8,
+                                           graph="ort_fused"))
+
+
+@pytest.fixture(scope="session")
 def tiny_classifier(tiny_checkpoint: Path, served_repo: Path) -> PublishedVersion:
     return export_checkpoint(ExportOptions(checkpoint=tiny_checkpoint, task="classify", out=served_repo,
                                            name="tiny_classifier", max_batch_size=8))

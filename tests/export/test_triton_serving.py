@@ -12,7 +12,8 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def server(served_repo, official_classifier, official_reconstruction, tiny_classifier, tmp_path_factory):
+def server(served_repo, official_classifier, official_reconstruction, official_fused_classifier, tiny_classifier,
+           tmp_path_factory):
     log = tmp_path_factory.mktemp("triton") / "triton.log"
     with TritonServer(TritonServerConfig(model_repository=served_repo), log_path=log) as running:
         yield running
@@ -34,6 +35,23 @@ def test_classifier_logits_through_http_match_reference(server, reference_output
                            outputs=[httpclient.InferRequestedOutput("logits", class_count=1)]).as_numpy("logits")
         expected = reference_outputs["logits"].argmax(axis=1)
         assert [entry[0].decode().split(":")[1:] for entry in top] == [[str(i), f"class_{i}"] for i in expected]
+    finally:
+        client.close()
+
+
+def test_fused_graph_serves_the_reference_outputs(server, reference_outputs):
+    """The ort_fused graph (ONNX Runtime's MultiHeadAttention) runs in the Python backend's ONNX Runtime."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        images = reference_outputs["images_uint8"]
+        tensor = httpclient.InferInput("image", list(images.shape), "UINT8")
+        tensor.set_data_from_numpy(images)
+        result = client.infer("fused_classifier", [tensor])
+        np.testing.assert_allclose(result.as_numpy("logits"), reference_outputs["logits"], atol=TOLERANCE, rtol=0)
+        np.testing.assert_allclose(result.as_numpy("embedding"), reference_outputs["features"], atol=TOLERANCE,
+                                   rtol=0)
     finally:
         client.close()
 
