@@ -11,7 +11,7 @@ from training.models.flex_irpe import flex_irpe_attention
 from training.models.irpe import ContextualKeyRPE, bucket_table
 
 try:
-    from training.models import irpe_triton
+    import training.models.irpe_triton as irpe_triton
 except ImportError:  # a torch build without Triton (the CPU-only wheels): no fused kernel
     irpe_triton = None
 
