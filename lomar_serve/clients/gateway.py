@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import base64
 import json
 import mimetypes
 from collections.abc import Sequence
@@ -94,18 +95,35 @@ class LomarClient:
         return self._checked(self._http.delete(f"/v1/collections/{name}")).json()
 
     def add_images(self, name: str, images: Sequence[ImageInput], *, ids: Sequence[str] | None = None,
-                   metadata: Sequence[dict[str, Any]] | None = None, upsert: bool = False) -> dict[str, Any]:
-        """{"collection", "ids", "model_version", "count"}; ids are generated when not given."""
+                   names: Sequence[str] | None = None, metadata: Sequence[dict[str, Any]] | None = None,
+                   upsert: bool = False) -> dict[str, Any]:
+        """One request: {"collection", "ids", "names", "replaced", "model_version", "count"}; ids are generated
+        when not given; names default to the files' names (bytes: the ids)."""
+        if isinstance(images, (str, Path, bytes)):
+            raise TypeError("pass a sequence of images, e.g. [path]")
+        given = list(names) if names else [None if isinstance(image, bytes) else Path(image).name for image in images]
+        path = f"/v1/collections/{name}/images"
+        if None in given:  # bytes without a name: JSON, where a missing name is the id (a part needs a file name)
+            body: dict[str, Any] = {"images": [_base64(image) for image in images], "names": given,
+                                    "upsert": upsert}
+            body.update({key: list(value) for key, value in (("ids", ids), ("metadata", metadata)) if value})
+            return self._checked(self._http.post(path, json=body)).json()
         params: dict[str, Any] = {"upsert": str(upsert).lower()}
         if ids:
             params["id"] = list(ids)
         if metadata:
             params["metadata"] = [json.dumps(item) for item in metadata]
-        return self._post(f"/v1/collections/{name}/images", images, params).json()
+        files = [("image", _file_part(index, image, file_name)) for index, (image, file_name)
+                 in enumerate(zip(images, given))]
+        return self._checked(self._http.post(path, params=params, files=files)).json()
 
-    def images(self, name: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-        return self._checked(self._http.get(f"/v1/collections/{name}/images",
-                                            params={"offset": offset, "limit": limit})).json()
+    def images(self, name: str, *, offset: int = 0, limit: int = 100, names: Sequence[str] | None = None,
+               ) -> dict[str, Any]:
+        """{"collection", "images": [{"id", "name", "metadata"}]}, oldest first; `names`: only these exact names."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if names:
+            params["name"] = list(names)
+        return self._checked(self._http.get(f"/v1/collections/{name}/images", params=params)).json()
 
     def delete_image(self, name: str, image_id: str) -> dict[str, Any]:
         return self._checked(self._http.delete(f"/v1/collections/{name}/images/{image_id}")).json()
@@ -113,7 +131,7 @@ class LomarClient:
     def search(self, name: str, image: ImageInput | None = None, *, image_id: str | None = None, top_k: int = 10,
                threshold: float | None = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
         """The nearest images to `image` (or to the indexed image `image_id`):
-        {"collection", "model", "model_version", "results": [{"id", "score", "metadata"}]}."""
+        {"collection", "model", "model_version", "results": [{"id", "name", "score", "metadata"}]}."""
         params = {"top_k": top_k, "threshold": threshold, "id": image_id,
                   "filter": json.dumps(where) if where else None}
         path = f"/v1/collections/{name}/search"
@@ -146,8 +164,14 @@ class LomarClient:
         raise GatewayClientError(response.status_code, error.code, error.message)
 
 
-def _file_part(index: int, image: ImageInput) -> tuple[str, bytes, str]:
+def _file_part(index: int, image: ImageInput, file_name: str | None = None) -> tuple[str, bytes, str]:
+    """A multipart part: (file name, bytes, media type); `file_name` overrides the path's."""
     if isinstance(image, bytes):
-        return f"image{index}", image, "application/octet-stream"
+        return file_name or f"image{index}", image, "application/octet-stream"
     path = Path(image)
-    return path.name, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return (file_name or path.name, path.read_bytes(),
+            mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+
+def _base64(image: ImageInput) -> str:
+    return base64.b64encode(image if isinstance(image, bytes) else Path(image).read_bytes()).decode("ascii")

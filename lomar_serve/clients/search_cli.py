@@ -2,7 +2,8 @@
 
     lomar collections create photos [--model lomar_classifier]
     lomar collections add photos a.jpg b.jpg [--id a --id b] [--metadata '{"album": "2024"}'] [--upsert]
-    lomar collections list | show photos | images photos | remove photos IMAGE_ID | delete photos
+    lomar collections list | show photos | remove photos IMAGE_ID | delete photos
+    lomar collections images photos [--name cats/a.jpg] [--offset 0] [--limit 100]
     lomar search photos query.jpg [--top-k 5] [--threshold 0.9] [--filter '{"album": "2024"}']
     lomar search photos --id a                      # neighbours of an indexed image
 
@@ -45,9 +46,13 @@ def collections_parser() -> argparse.ArgumentParser:
     common = [_common()]
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every collection", parents=common)
-    for name, text in (("show", "a collection's model, version and counts"), ("delete", "delete a collection"),
-                       ("images", "ids and metadata of a collection's images")):
+    for name, text in (("show", "a collection's model, version and counts"), ("delete", "delete a collection")):
         commands.add_parser(name, help=text, parents=common).add_argument("name")
+    images = commands.add_parser("images", help="ids, names and metadata of a collection's images", parents=common)
+    images.add_argument("name")
+    images.add_argument("--name", action="append", dest="names", help="only images of this exact name (repeat)")
+    images.add_argument("--offset", type=int, default=0)
+    images.add_argument("--limit", type=int, default=100)
     create = commands.add_parser("create", help="create a collection", parents=common)
     create.add_argument("name")
     create.add_argument("--model", help="classifier that embeds the images (default: the gateway's)")
@@ -86,7 +91,7 @@ def collections_main(argv: list[str]) -> int:
         "list": lambda c: c.collections(),
         "show": lambda c: c.collection(args.name),
         "delete": lambda c: c.delete_collection(args.name),
-        "images": lambda c: c.images(args.name),
+        "images": lambda c: c.images(args.name, offset=args.offset, limit=args.limit, names=args.names),
         "create": lambda c: c.create_collection(args.name, model=args.model),
         "add": lambda c: c.add_images(args.name, args.files, ids=args.ids, upsert=args.upsert,
                                       metadata=[args.metadata] * len(args.files) if args.metadata else None),

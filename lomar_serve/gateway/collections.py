@@ -14,7 +14,7 @@ an `embed` callable, so it can move to a separate control plane.
     await search.start()
     await search.create("photos", model=None, dim=None)
     photos = await search.collection("photos")      # one read of the collection per request
-    await search.add(photos, [jpeg_bytes], ids=["a"], metadata=[{"kind": "cat"}])
+    await search.add(photos, [jpeg_bytes], ids=["a"], names=["cats/a.jpg"], metadata=[{"kind": "cat"}])
     await search.search(photos, image=jpeg_bytes, top_k=5)
     search.hold_for_switch("lomar_classifier", "2")    # from a thread, after the gateway's routing switched
     await search.close()
@@ -26,7 +26,6 @@ import concurrent.futures
 import json
 import logging
 import re
-import secrets
 import shutil
 import sqlite3
 import threading
@@ -48,7 +47,7 @@ from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
                                        StorageError, VersionUnavailable)
 from lomar_serve.search.reindex import reindex
-from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
+from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, VersionsChanged
 
 if TYPE_CHECKING:
     from lomar_serve.search.pg_store import CollectionCatalog
@@ -58,8 +57,12 @@ T = TypeVar("T")
 COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a folder name: no dots, no upper case
 COLLECTION_NAME_RULE = "1-64 of a-z, 0-9, '_', '-', starting with a letter or a digit"
 ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+# An image's name: what the client called it (a file name, a path in an ingested folder); any text but control
+# characters, up to 1024 characters. Names need not be unique.
+IMAGE_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,1024}$"
 COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 ITEM_ID = re.compile(ITEM_ID_PATTERN)
+IMAGE_NAME = re.compile(IMAGE_NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -265,24 +268,30 @@ class SearchService:
 
     # -- images -----------------------------------------------------------------------------------------------
     async def add(self, collection: Collection, blobs: list[bytes], *, ids: list[str] | None = None,
-                  metadata: list[dict[str, Any]] | None = None, upsert: bool = False) -> tuple[list[str], str]:
-        """Embed and store images into `collection` (from `collection(name)`); returns their ids (given or
-        generated) and the live model version."""
-        ids = ids if ids else [secrets.token_hex(8) for _ in blobs]
+                  names: list[str | None] | None = None, metadata: list[dict[str, Any]] | None = None,
+                  upsert: bool = False) -> tuple[Inserted, str]:
+        """Embed and store images into `collection` (from `collection(name)`); returns what was stored (ids given
+        or generated, names given or the ids) and the live model version."""
+        given_ids: list[str | None] = list(ids) if ids else [None] * len(blobs)
+        names = list(names) if names else [None] * len(blobs)
         metadata = metadata if metadata else [{} for _ in blobs]
-        if len(ids) != len(blobs) or len(metadata) != len(blobs):
-            raise InvalidParameter(f"{len(blobs)} images but {len(ids)} ids and {len(metadata)} metadata objects")
-        for item_id in ids:
+        if not len(given_ids) == len(names) == len(metadata) == len(blobs):
+            raise InvalidParameter(f"{len(blobs)} images but {len(given_ids)} ids, {len(names)} names and "
+                                   f"{len(metadata)} metadata objects")
+        for item_id in ids or []:
             if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
                 raise InvalidParameter(f"invalid image id {item_id!r}: 1-128 letters, digits, '_.:@-'")
+        for name in names:
+            check_image_name(name)
         self.settings.limits.check_metadata(metadata)
         count = await _stored(collection.count)
-        if count + len(ids) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
-            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(ids)} more would pass "
+        if count + len(blobs) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
+            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(blobs)} more would pass "
                                f"its limit of {self.settings.limits.images}")
         spec = await self._spec(collection.info.model)
         images = await self.gateway.decode_inputs("collections", blobs, spec)  # (N, 3, H, W)
-        items = [NewItem(id=i, metadata=m, image=image) for i, m, image in zip(ids, metadata, images)]
+        items = [NewItem(id=i, name=n, metadata=m, image=image)
+                 for i, n, m, image in zip(given_ids, names, metadata, images)]
         vectors: dict[str, np.ndarray] = {}
         wanted = collection.versions()
         while True:
@@ -290,8 +299,8 @@ class SearchService:
                 if version not in vectors:
                     vectors[version] = await self._embed(spec, images, version, collection)
             try:
-                await _stored(collection.add, items, vectors, upsert=upsert)
-                return ids, collection.info.version
+                inserted = await _stored(collection.add, items, vectors, upsert=upsert)
+                return inserted, collection.info.version
             except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
                 wanted = changed.missing
 
@@ -431,6 +440,12 @@ class SearchService:
             raise DimensionMismatch(f"model {spec.name!r} version {version} embeds into {vectors.shape[1]} "
                                     f"dimensions; collection {collection.name!r} holds {collection.info.dim}")
         return vectors
+
+
+def check_image_name(name: str | None) -> None:
+    """InvalidParameter unless `name` is None (the id stands for it) or a valid image name."""
+    if name is not None and (not isinstance(name, str) or not IMAGE_NAME.fullmatch(name)):
+        raise InvalidParameter(f"invalid image name {str(name)[:80]!r}: 1-1024 characters, no control characters")
 
 
 async def _stored(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

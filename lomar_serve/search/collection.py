@@ -21,7 +21,7 @@ import numpy as np
 from lomar_serve.search.backends import open_collection_store, open_index
 from lomar_serve.search.engine import EngineConfig, VectorIndex
 from lomar_serve.search.errors import CollectionNotFound, EngineError, ImageNotFound
-from lomar_serve.search.store import CollectionInfo, NewItem, VersionsChanged, decode_input
+from lomar_serve.search.store import CollectionInfo, Inserted, NewItem, VersionsChanged, decode_input
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ LOGGER = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Hit:
     id: str
+    name: str
     score: float
     metadata: dict[str, Any]
 
@@ -92,7 +93,7 @@ class Collection:
                 self._indexes.pop(version).close()  # retired by the gateway that switched
 
     # -- images -----------------------------------------------------------------------------------------------
-    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False) -> None:
+    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False) -> Inserted:
         """Store `items` with their vectors (version -> (N, D) float32) and add them to every index.
 
         Raises:
@@ -105,14 +106,15 @@ class Collection:
             if missing:
                 raise VersionsChanged(missing)
             try:
-                keys, replaced = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
+                inserted = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
             except VersionsChanged:
                 self.refresh()  # another gateway began or finished a re-index
                 raise
             if self._derived:
                 for version in wanted:
-                    self._indexes[version].remove(replaced)
-                    self._indexes[version].add(keys, vectors[version])
+                    self._indexes[version].remove(inserted.replaced)
+                    self._indexes[version].add(inserted.keys, vectors[version])
+            return inserted
 
     def delete(self, item_id: str) -> None:
         with self._lock:
@@ -154,8 +156,8 @@ class Collection:
         if self.info.version != version:  # switched during the search: the old index may have been emptied
             return None
         rows = self.store.rows(keys)
-        hits = [Hit(id=rows[key][0], score=float(score), metadata=rows[key][1])
-                for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key][0] != exclude]
+        hits = [Hit(id=rows[key].id, name=rows[key].name, score=float(score), metadata=rows[key].metadata)
+                for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key].id != exclude]
         if threshold is not None:
             hits = [hit for hit in hits if hit.score >= threshold]
         return hits[:top_k]

@@ -24,8 +24,8 @@ import psycopg
 from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId
 from lomar_serve.search.pgvector import copy_vectors, vector_table
 from lomar_serve.search.postgres import PgSession
-from lomar_serve.search.store import (CollectionInfo, CollectionStore, Lease, NewItem, VersionsChanged,
-                                      check_unique_ids, encode_input, metadata_filter)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, Lease, NewItem,
+                                      VersionsChanged, encode_input, metadata_filter, resolve)
 
 COLLECTIONS, ITEMS = "lomar_collections", "lomar_collection_items"
 SCHEMA = f"""
@@ -35,8 +35,16 @@ CREATE TABLE IF NOT EXISTS {COLLECTIONS} (
 CREATE TABLE IF NOT EXISTS {ITEMS} (
     key bigserial PRIMARY KEY, collection text NOT NULL REFERENCES {COLLECTIONS} (name) ON DELETE CASCADE,
     id text NOT NULL, metadata jsonb NOT NULL, input bytea NOT NULL, added double precision NOT NULL,
-    UNIQUE (collection, id));
+    name text NOT NULL, UNIQUE (collection, id));
 """
+# Columns a database created before them lacks: added (with the statement filling them) by the first gateway that
+# opens it, under the schema's lock.
+MIGRATIONS = {
+    "name": f"ALTER TABLE {ITEMS} ADD COLUMN name text; UPDATE {ITEMS} SET name = id; "
+            f"ALTER TABLE {ITEMS} ALTER COLUMN name SET NOT NULL",
+}
+INDEXES = f"CREATE INDEX IF NOT EXISTS {ITEMS}_name ON {ITEMS} (collection, name)"
+ITEM_COLUMNS = "id, name, metadata"
 
 
 class CollectionCatalog:
@@ -54,6 +62,14 @@ def _create_schema(session: PgSession) -> None:
     with session.transaction() as connection:  # serialised: concurrent CREATE TABLE IF NOT EXISTS can collide
         connection.execute("SELECT pg_advisory_xact_lock(hashtext('lomar_collections_schema'))")
         connection.execute(SCHEMA)
+        columns = {row[0] for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s", (ITEMS,))}
+        for column, statements in MIGRATIONS.items():
+            if column not in columns:
+                for statement in statements.split("; "):
+                    connection.execute(statement)
+        connection.execute(INDEXES)
 
 
 class PgLease(Lease):
@@ -127,9 +143,9 @@ class PostgresCollectionStore(CollectionStore):
         return 0  # vectors are written with their items: the index never lags
 
     # -- items and vectors ------------------------------------------------------------------------------------
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
-            np.ndarray, np.ndarray]:
-        ids = check_unique_ids(items)
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> Inserted:
+        items = resolve(items)
+        ids = [str(item.id) for item in items]
         inputs = [encode_input(item.image) for item in items]
         with self._session.transaction() as connection:
             versions = self._versions(connection, "SHARE")
@@ -145,16 +161,17 @@ class PostgresCollectionStore(CollectionStore):
             self._remove(connection, versions, replaced)
             try:
                 keys = np.array([connection.execute(
-                    f"INSERT INTO {ITEMS} (collection, id, metadata, input, added) VALUES (%s, %s, %s, %s, "
+                    f"INSERT INTO {ITEMS} (collection, id, name, metadata, input, added) VALUES (%s, %s, %s, %s, %s, "
                     "extract(epoch FROM now())) RETURNING key",
-                    (self.name, item.id, json.dumps(item.metadata), data)).fetchone()[0]
+                    (self.name, item.id, item.name, json.dumps(item.metadata), data)).fetchone()[0]
                     for item, data in zip(items, inputs)], dtype=np.int64)
             except psycopg.errors.UniqueViolation as error:  # another gateway added one of these ids meanwhile
                 raise DuplicateId(f"an id was added meanwhile ({error.diag.message_detail}); send "
                                   "upsert=true to replace it") from error
             for version in versions:
                 copy_vectors(connection, self._table(version), keys, vectors[version])
-        return keys, replaced
+        return Inserted(ids=ids, names=[str(item.name) for item in items], keys=keys, replaced=replaced,
+                        replaced_ids=sorted(row[1] for row in existing))
 
     def _remove(self, connection: psycopg.Connection, versions: list[str], keys: np.ndarray) -> None:
         if len(keys):
@@ -217,22 +234,25 @@ class PostgresCollectionStore(CollectionStore):
                                  fetch=True)
         return rows[0][0].to_numpy().astype(np.float32) if rows else None
 
-    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
+    def rows(self, keys: np.ndarray) -> dict[int, ItemRow]:
         if not len(keys):
             return {}
-        found = self._session.run(f"SELECT key, id, metadata FROM {ITEMS} WHERE collection = %s AND key = ANY(%s)",
+        found = self._session.run(f"SELECT key, {ITEM_COLUMNS} FROM {ITEMS} WHERE collection = %s AND key = ANY(%s)",
                                   (self.name, [int(key) for key in keys]), fetch=True)
-        return {row[0]: (row[1], row[2]) for row in found}
+        return {row[0]: ItemRow(*row[1:]) for row in found}
 
-    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
-        rows = self._session.run(f"SELECT metadata, input FROM {ITEMS} WHERE collection = %s AND id = %s",
+    def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
+        rows = self._session.run(f"SELECT {ITEM_COLUMNS}, input FROM {ITEMS} WHERE collection = %s AND id = %s",
                                  (self.name, item_id), fetch=True)
-        return (rows[0][0], bytes(rows[0][1])) if rows else None
+        return (ItemRow(*rows[0][:-1]), bytes(rows[0][-1])) if rows else None
 
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        rows = self._session.run(f"SELECT id, metadata FROM {ITEMS} WHERE collection = %s ORDER BY key "
-                                 "LIMIT %s OFFSET %s", (self.name, limit, offset), fetch=True)
-        return [(row[0], row[1]) for row in rows]
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None) -> list[ItemRow]:
+        where, params = "", ()
+        if names is not None:
+            where, params = " AND name = ANY(%s)", (list(names),)
+        rows = self._session.run(f"SELECT {ITEM_COLUMNS} FROM {ITEMS} WHERE collection = %s{where} ORDER BY key "
+                                 "LIMIT %s OFFSET %s", (self.name, *params, limit, offset), fetch=True)
+        return [ItemRow(*row) for row in rows]
 
     def count(self) -> int:
         return int(self._session.run(f"SELECT count(*) FROM {ITEMS} WHERE collection = %s", (self.name,),

@@ -14,18 +14,30 @@ from typing import Any
 import numpy as np
 
 from lomar_serve.search.errors import DuplicateId
-from lomar_serve.search.store import (CollectionInfo, CollectionStore, NewItem, check_unique_ids, encode_input,
-                                      metadata_filter)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem, encode_input,
+                                      metadata_filter, resolve)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL,
-    input BLOB NOT NULL, added REAL NOT NULL);
+    input BLOB NOT NULL, added REAL NOT NULL, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
     version TEXT NOT NULL, key INTEGER NOT NULL REFERENCES items(key) ON DELETE CASCADE, vector BLOB NOT NULL,
     PRIMARY KEY (version, key));
+CREATE INDEX IF NOT EXISTS items_name ON items (name);
 """
+# Files written before a column existed get it here, in order; PRAGMA user_version counts the steps done.
+MIGRATIONS = (
+    # 1: names (the id stands for the name of images added before)
+    "ALTER TABLE items ADD COLUMN name TEXT NOT NULL DEFAULT ''; UPDATE items SET name = id;",
+)
+ITEM_COLUMNS = "id, name, metadata"
+
+
+def _item(row: tuple[Any, ...]) -> ItemRow:
+    """(id, name, metadata JSON) -> ItemRow."""
+    return ItemRow(id=row[0], name=row[1], metadata=json.loads(row[2]))
 
 
 class SqliteCollectionStore(CollectionStore):
@@ -39,7 +51,21 @@ class SqliteCollectionStore(CollectionStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring those of an older file up to date (one transaction)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            done = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            existed = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone() is not None
+            if existed:
+                for step in MIGRATIONS[done:]:
+                    for statement in filter(str.strip, step.split(";")):
+                        self._db.execute(statement)
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     def close(self) -> None:
         with self._lock:
@@ -86,9 +112,9 @@ class SqliteCollectionStore(CollectionStore):
         self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     # -- items and vectors ------------------------------------------------------------------------------------
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
-            np.ndarray, np.ndarray]:
-        ids = check_unique_ids(items)
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> Inserted:
+        items = resolve(items)
+        ids = [str(item.id) for item in items]
         inputs = [encode_input(item.image) for item in items]
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -102,15 +128,16 @@ class SqliteCollectionStore(CollectionStore):
             now = time.time()
             keys = []
             for item, data in zip(items, inputs):
-                cursor = self._db.execute("INSERT INTO items (id, metadata, input, added) VALUES (?, ?, ?, ?)",
-                                          (item.id, json.dumps(item.metadata), data, now))
+                cursor = self._db.execute("INSERT INTO items (id, name, metadata, input, added) VALUES (?, ?, ?, ?, ?)",
+                                          (item.id, item.name, json.dumps(item.metadata), data, now))
                 keys.append(int(cursor.lastrowid))
             for version, matrix in vectors.items():
                 self._db.executemany("INSERT INTO vectors (version, key, vector) VALUES (?, ?, ?)",
                                      [(version, key, row.astype(np.float32).tobytes())
                                       for key, row in zip(keys, matrix)])
             self._bump()
-        return np.array(keys, dtype=np.int64), replaced
+        return Inserted(ids=ids, names=[str(item.name) for item in items], keys=np.array(keys, dtype=np.int64),
+                        replaced=replaced, replaced_ids=sorted(row[1] for row in existing))
 
     def delete(self, item_id: str) -> int | None:
         with self._lock, self._db:
@@ -164,25 +191,29 @@ class SqliteCollectionStore(CollectionStore):
                                    "WHERE v.version = ? AND i.id = ?", (version, item_id)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
-    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
+    def rows(self, keys: np.ndarray) -> dict[int, ItemRow]:
         if not len(keys):
             return {}
         placeholders = ",".join("?" * len(keys))
         with self._lock:
-            found = self._db.execute(f"SELECT key, id, metadata FROM items WHERE key IN ({placeholders})",
+            found = self._db.execute(f"SELECT key, {ITEM_COLUMNS} FROM items WHERE key IN ({placeholders})",
                                      [int(k) for k in keys]).fetchall()
-        return {row[0]: (row[1], json.loads(row[2])) for row in found}
+        return {row[0]: _item(row[1:]) for row in found}
 
-    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
+    def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
         with self._lock:
-            row = self._db.execute("SELECT metadata, input FROM items WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1])
+            row = self._db.execute(f"SELECT {ITEM_COLUMNS}, input FROM items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else (_item(row[:-1]), row[-1])
 
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None) -> list[ItemRow]:
+        where, params = "", []
+        if names is not None:
+            where = f" WHERE name IN ({','.join('?' * len(names))})"
+            params = list(names)
         with self._lock:
-            rows = self._db.execute("SELECT id, metadata FROM items ORDER BY key LIMIT ? OFFSET ?",
-                                    (limit, offset)).fetchall()
-        return [(row[0], json.loads(row[1])) for row in rows]
+            rows = self._db.execute(f"SELECT {ITEM_COLUMNS} FROM items{where} ORDER BY key LIMIT ? OFFSET ?",
+                                    (*params, limit, offset)).fetchall()
+        return [_item(row) for row in rows]
 
     def count(self) -> int:
         with self._lock:

@@ -1,5 +1,5 @@
-"""A collection's durable state: its images (ids, metadata, the model input they were embedded from, as lossless
-PNG), their vectors per model version, and which version is live or being built.
+"""A collection's durable state: its images (ids, names, metadata, the model input they were embedded from, as
+lossless PNG), their vectors per model version, and which version is live or being built.
 
 One interface, two stores:
 - `SqliteCollectionStore` (sqlite_store.py), one file per collection, with the embedded engine. It is the source
@@ -9,16 +9,17 @@ One interface, two stores:
 
     store = open_collection_store(EngineConfig(), folder / "photos")    # backends.py
     store.create(CollectionInfo(name="photos", model="lomar_classifier", dim=192, version="1", created=...))
-    keys, replaced = store.insert(items, {"1": vectors}, upsert=False)   # one transaction: rows and vectors
+    inserted = store.insert(items, {"1": vectors}, upsert=False)   # one transaction: rows and vectors
 """
 from __future__ import annotations
 
 import io
 import math
 import re
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,11 +46,48 @@ class CollectionInfo:
 
 @dataclass(frozen=True)
 class NewItem:
-    """An image to add: its id, metadata and model input (uint8 (3, H, W))."""
+    """An image to add: its id (None: generated), name (None: its id), metadata and model input (uint8 (3, H, W))."""
 
-    id: str
+    id: str | None
     metadata: dict[str, Any]
     image: np.ndarray
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """What a collection says about one of its images."""
+
+    id: str
+    name: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What an insert did, in the order of the items given."""
+
+    ids: list[str]  # one per item: the id it was stored under
+    names: list[str]
+    keys: np.ndarray  # (N,) int64: the keys of the new rows
+    replaced: np.ndarray  # (R,) int64: keys of rows removed for them (upsert)
+    replaced_ids: list[str] = field(default_factory=list)
+
+
+def new_id() -> str:
+    """A generated image id: 16 hex digits."""
+    return secrets.token_hex(8)
+
+
+def resolve(items: list[NewItem]) -> list[NewItem]:
+    """The items with their ids (generated where missing) and names (their ids where missing); DuplicateId if an
+    id repeats."""
+    resolved = []
+    for item in items:
+        item_id = item.id if item.id is not None else new_id()
+        resolved.append(NewItem(id=item_id, metadata=item.metadata, image=item.image, name=item.name or item_id))
+    check_unique_ids(resolved)
+    return resolved
 
 
 def encode_input(image: np.ndarray) -> bytes:
@@ -80,7 +118,7 @@ def metadata_filter(where: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_unique_ids(items: list[NewItem]) -> list[str]:
     """The items' ids; DuplicateId if one repeats."""
-    ids = [item.id for item in items]
+    ids = [str(item.id) for item in items]
     if len(set(ids)) != len(ids):
         raise DuplicateId("the same id appears twice in one request")
     return ids
@@ -129,12 +167,10 @@ class CollectionStore(ABC):
         """Bumped by every change of vectors: a derived index saved at another generation is stale."""
 
     @abstractmethod
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
-            np.ndarray, np.ndarray]:
-        """Add `items` with their vectors (version -> (N, D) float32) in one transaction.
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> Inserted:
+        """Add `items` (ids and names resolved by `resolve`) with their vectors (version -> (N, D) float32) in one
+        transaction.
 
-        Returns:
-            the new keys (N,) and the keys of replaced items (upsert).
         Raises:
             DuplicateId: an id exists (and not `upsert`) or repeats within `items`.
             VersionsChanged: `vectors` lacks a version the collection has (a shared store checks).
@@ -163,15 +199,16 @@ class CollectionStore(ABC):
     def vector_of(self, version: str, item_id: str) -> np.ndarray | None: ...
 
     @abstractmethod
-    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
-        """key -> (id, metadata) for the keys that exist."""
+    def rows(self, keys: np.ndarray) -> dict[int, ItemRow]:
+        """key -> the image, for the keys that exist."""
 
     @abstractmethod
-    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
-        """(metadata, input PNG) of one image."""
+    def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
+        """One image and its input PNG."""
 
     @abstractmethod
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]: ...
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None) -> list[ItemRow]:
+        """Images oldest first; `names`: only those with one of these exact names."""
 
     @abstractmethod
     def count(self) -> int: ...

@@ -134,12 +134,44 @@ def test_add_in_every_form_then_search(client: TestClient) -> None:
 
     thumbnail = client.get("/v1/collections/pics/images/five/thumbnail")
     assert thumbnail.status_code == 200 and thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert client.get("/v1/collections/pics/images/five").json() == {"id": "five", "metadata": {"n": 5}}
+    assert client.get("/v1/collections/pics/images/five").json() == {"id": "five", "name": "five", "metadata": {"n": 5}}
     assert len(client.get("/v1/collections/pics/images").json()["images"]) == 5
     assert client.delete("/v1/collections/pics/images/five").json() == {"deleted": "five"}
     error(client.delete("/v1/collections/pics/images/five"), 404, "image_not_found")
     assert client.get("/v1/collections/pics").json()["count"] == 4 == client.get("/v1/collections/pics").json()[
         "indexed"]
+
+
+def test_names_default_to_file_names_come_back_with_hits_and_filter_listings(client: TestClient) -> None:
+    client.post("/v1/collections", json={"name": "pics"})
+    files = [("image", (f"album/2024/{n}.jpg", photo_bytes(n), "image/jpeg")) for n in PHOTO_NAMES[:2]]
+    added = client.post("/v1/collections/pics/images", files=files).json()
+    assert added["names"] == [f"album/2024/{n}.jpg" for n in PHOTO_NAMES[:2]] and len(set(added["ids"])) == 2
+    raw = client.post("/v1/collections/pics/images", content=photo_bytes(PHOTO_NAMES[2]),
+                      headers={"content-type": "image/jpeg"}, params={"name": "Ünïcode name (1).jpg"}).json()
+    assert raw["names"] == ["Ünïcode name (1).jpg"]
+    unnamed = client.post("/v1/collections/pics/images", content=photo_bytes(PHOTO_NAMES[3]),
+                          headers={"content-type": "image/jpeg"}).json()
+    assert unnamed["names"] == unnamed["ids"]  # no file name: the id names it
+    encoded = base64.b64encode(photo_bytes(PHOTO_NAMES[4])).decode()
+    assert client.post("/v1/collections/pics/images", json={"images": [encoded], "names": ["json.jpg"]}
+                       ).json()["names"] == ["json.jpg"]
+    error(client.post("/v1/collections/pics/images", json={"images": [encoded], "names": ["a\nb"]}), 422,
+          "invalid_parameter")
+    error(client.post("/v1/collections/pics/images", json={"images": [encoded], "names": ["a", "b"]}), 422,
+          "invalid_parameter")
+
+    hit = client.post("/v1/collections/pics/search", content=photo_bytes(PHOTO_NAMES[1]),
+                      headers={"content-type": "image/jpeg"}, params={"top_k": 1}).json()["results"][0]
+    assert (hit["id"], hit["name"]) == (added["ids"][1], f"album/2024/{PHOTO_NAMES[1]}.jpg")
+    by_name = client.get("/v1/collections/pics/images", params={"name": [f"album/2024/{PHOTO_NAMES[0]}.jpg",
+                                                                         "json.jpg", "absent.jpg"]}).json()
+    assert [(i["id"], i["name"]) for i in by_name["images"]] == [
+        (added["ids"][0], f"album/2024/{PHOTO_NAMES[0]}.jpg"), (by_name["images"][1]["id"], "json.jpg")]
+    listed = client.get("/v1/collections/pics/images").json()["images"]
+    assert [i["name"] for i in listed][2] == "Ünïcode name (1).jpg" and len(listed) == 5
+    shown = client.get(f"/v1/collections/pics/images/{added['ids'][0]}").json()
+    assert shown["name"] == f"album/2024/{PHOTO_NAMES[0]}.jpg"
 
 
 def test_openapi_lists_the_collection_models(client: TestClient) -> None:

@@ -2,12 +2,14 @@
 SearchService (lomar_serve/gateway/collections.py) over lomar_serve.search.
 
 Images come as the inference routes take them (multipart field `image`, repeated, or one raw `image/*` body,
-with ids, metadata and search options as query parameters) or as JSON with base64 images.
+with ids, names, metadata and search options as query parameters) or as JSON with base64 images. An image's name
+defaults to the file name of its multipart part, else to its id.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -19,9 +21,10 @@ from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.gateway.api.deps import GatewayDep
-from lomar_serve.gateway.api.uploads import decode_base64_images, parse_json, read_body, read_images
-from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, ITEM_ID_PATTERN,
-                                             SearchAnswer, SearchService)
+from lomar_serve.gateway.api.uploads import (decode_base64_images, parse_json, read_body, read_images,
+                                             read_named_images)
+from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, IMAGE_NAME_PATTERN,
+                                             ITEM_ID_PATTERN, SearchAnswer, SearchService)
 from lomar_serve.search.errors import ImageNotFound
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"],
@@ -64,13 +67,17 @@ class AddImages(BaseModel):
 
     images: list[str] = Field(min_length=1)
     ids: list[str] | None = None
+    names: list[Annotated[str, Field(pattern=IMAGE_NAME_PATTERN)] | None] | None = Field(
+        None, description="one per image (null or absent: its id)")
     metadata: list[dict[str, Any]] | None = None
     upsert: bool = False
 
 
 class Added(BaseModel):
     collection: str
-    ids: list[str]
+    ids: list[str] = Field(description="one per image sent, in order")
+    names: list[str] = Field(description="one per image sent, in order")
+    replaced: list[str] = Field(description="ids of images replaced (upsert)")
     model_version: str
     count: int = Field(description="images in the collection afterwards")
 
@@ -92,6 +99,7 @@ class SearchRequest(BaseModel):
 
 class SearchHit(BaseModel):
     id: str
+    name: str
     score: float = Field(description="cosine similarity of the embeddings")
     metadata: dict[str, Any]
 
@@ -105,6 +113,7 @@ class SearchResults(BaseModel):
 
 class ImageInfo(BaseModel):
     id: str
+    name: str
     metadata: dict[str, Any]
 
 
@@ -175,42 +184,51 @@ async def delete_collection(name: CollectionName, request: Request) -> dict[str,
              summary="Embed and add images (multipart, raw or JSON base64)")
 async def add_images(name: CollectionName, request: Request, gateway: GatewayDep,
                      id: Annotated[list[str] | None, Query(description="one id per image (multipart/raw)")] = None,
+                     names: Annotated[list[str] | None, Query(
+                         alias="name", description="one name per image (multipart/raw; default: the part's file "
+                                                   "name, else the id)")] = None,
                      metadata: Annotated[list[str] | None, Query(description="one JSON object per image")] = None,
                      upsert: Annotated[bool, Query(description="replace images whose id exists")] = False,
                      ) -> dict[str, Any]:
-    """Returns the images' ids (generated when not given). A duplicate id is a 409 unless `upsert`."""
+    """Returns the images' ids (generated when not given) and names. A duplicate id is a 409 unless `upsert`."""
     search = get_search(request)
     collection = await search.collection(name)  # 404 before reading the body
     if _is_json(request):
         body = await _json_body(request, gateway, AddImages)
         blobs = decode_base64_images(body.images, gateway.settings.max_images)
-        ids, meta, upsert = body.ids, body.metadata, body.upsert
+        ids, image_names, meta, upsert = body.ids, list(body.names or []), body.metadata, body.upsert
     else:
-        blobs = await read_images(request, gateway.settings)
+        files = await read_named_images(request, gateway.settings)
+        blobs = [blob for blob, _ in files]
+        image_names = list(names) if names else [file_name for _, file_name in files]
         ids, meta = id, _json_query(metadata or [], "metadata") or None
         if meta is not None and not all(isinstance(m, dict) for m in meta):
             raise InvalidParameter("metadata must be JSON objects, one per image")
-    ids, version = await search.add(collection, blobs, ids=ids, metadata=meta, upsert=upsert)
-    return {"collection": name, "ids": ids, "model_version": version, "count": await asyncio.to_thread(collection.count)}
+    inserted, version = await search.add(collection, blobs, ids=ids, names=image_names, metadata=meta,
+                                         upsert=upsert)
+    return {"collection": name, "ids": inserted.ids, "names": inserted.names, "replaced": inserted.replaced_ids,
+            "model_version": version, "count": await asyncio.to_thread(collection.count)}
 
 
-@router.get("/{name}/images", response_model=ImageList, summary="Ids and metadata of the images, oldest first")
+@router.get("/{name}/images", response_model=ImageList, summary="The images, oldest first")
 async def list_images(name: CollectionName, request: Request,
                       offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="images to skip")] = 0,
                       limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="images to list")] = 100,
+                      names: Annotated[list[str] | None, Query(
+                          alias="name", max_length=MAX_PAGE, description="only images of these exact names")] = None,
                       ) -> dict[str, Any]:
     collection = await get_search(request).collection(name)
-    rows = await asyncio.to_thread(collection.store.ids, offset, limit)  # the database: off the loop
-    return {"collection": name, "images": [{"id": i, "metadata": m} for i, m in rows]}
+    rows = await asyncio.to_thread(collection.store.listing, offset, limit, names=names)  # off the loop
+    return {"collection": name, "images": [asdict(row) for row in rows]}
 
 
-@router.get("/{name}/images/{image_id}", response_model=ImageInfo, summary="An image's metadata")
+@router.get("/{name}/images/{image_id}", response_model=ImageInfo, summary="An image's name and metadata")
 async def show_image(name: CollectionName, image_id: ImageId, request: Request) -> dict[str, Any]:
     collection = await get_search(request).collection(name)
     found = await asyncio.to_thread(collection.store.item, image_id)
     if found is None:
         raise ImageNotFound(f"no image {image_id!r} in collection {name!r}")
-    return {"id": image_id, "metadata": found[0]}
+    return asdict(found[0])
 
 
 @router.get("/{name}/images/{image_id}/thumbnail", response_class=Response, summary="The stored model input, PNG",
@@ -261,4 +279,4 @@ async def search_collection(name: CollectionName, request: Request, gateway: Gat
 
 def _results(answer: SearchAnswer) -> dict[str, Any]:
     return {"collection": answer.collection, "model": answer.model, "model_version": answer.model_version,
-            "results": [{"id": hit.id, "score": hit.score, "metadata": hit.metadata} for hit in answer.hits]}
+            "results": [asdict(hit) for hit in answer.hits]}
