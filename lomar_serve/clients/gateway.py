@@ -96,19 +96,20 @@ class LomarClient:
 
     def add_images(self, name: str, images: Sequence[ImageInput], *, ids: Sequence[str] | None = None,
                    names: Sequence[str] | None = None, metadata: Sequence[dict[str, Any]] | None = None,
-                   upsert: bool = False) -> dict[str, Any]:
-        """One request: {"collection", "ids", "names", "replaced", "model_version", "count"}; ids are generated
-        when not given; names default to the files' names (bytes: the ids)."""
+                   upsert: bool = False, on_duplicate: str = "skip") -> dict[str, Any]:
+        """One request: {"collection", "ids", "names", "added", "skipped", "replaced", "model_version", "count"};
+        ids are generated when not given; names default to the files' names (bytes: the ids); images whose bytes
+        the collection holds are skipped, replace that image, or are added again (`on_duplicate`)."""
         if isinstance(images, (str, Path, bytes)):
             raise TypeError("pass a sequence of images, e.g. [path]")
         given = list(names) if names else [None if isinstance(image, bytes) else Path(image).name for image in images]
         path = f"/v1/collections/{name}/images"
         if None in given:  # bytes without a name: JSON, where a missing name is the id (a part needs a file name)
             body: dict[str, Any] = {"images": [_base64(image) for image in images], "names": given,
-                                    "upsert": upsert}
+                                    "upsert": upsert, "on_duplicate": on_duplicate}
             body.update({key: list(value) for key, value in (("ids", ids), ("metadata", metadata)) if value})
             return self._checked(self._http.post(path, json=body)).json()
-        params: dict[str, Any] = {"upsert": str(upsert).lower()}
+        params: dict[str, Any] = {"upsert": str(upsert).lower(), "on_duplicate": on_duplicate}
         if ids:
             params["id"] = list(ids)
         if metadata:

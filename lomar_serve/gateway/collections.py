@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import logging
 import re
@@ -31,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,7 +48,8 @@ from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
                                        StorageError, VersionUnavailable)
 from lomar_serve.search.reindex import reindex
-from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, VersionsChanged
+from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, OnDuplicate, Skipped,
+                                      Stored, VersionsChanged)
 
 if TYPE_CHECKING:
     from lomar_serve.search.pg_store import CollectionCatalog
@@ -269,9 +271,10 @@ class SearchService:
     # -- images -----------------------------------------------------------------------------------------------
     async def add(self, collection: Collection, blobs: list[bytes], *, ids: list[str] | None = None,
                   names: list[str | None] | None = None, metadata: list[dict[str, Any]] | None = None,
-                  upsert: bool = False) -> tuple[Inserted, str]:
+                  upsert: bool = False, on_duplicate: OnDuplicate = "skip") -> tuple[Inserted, str]:
         """Embed and store images into `collection` (from `collection(name)`); returns what was stored (ids given
-        or generated, names given or the ids) and the live model version."""
+        or generated, names given or the ids; for an image whose bytes the collection holds, what `on_duplicate`
+        did) and the live model version."""
         given_ids: list[str | None] = list(ids) if ids else [None] * len(blobs)
         names = list(names) if names else [None] * len(blobs)
         metadata = metadata if metadata else [{} for _ in blobs]
@@ -284,25 +287,31 @@ class SearchService:
         for name in names:
             check_image_name(name)
         self.settings.limits.check_metadata(metadata)
+        hashes = [hashlib.sha256(blob).hexdigest() for blob in blobs]
+        known = await _stored(collection.store.with_content, hashes) if on_duplicate == "skip" else {}
+        todo = [position for position, digest in enumerate(hashes) if digest not in known]  # to embed and store
         count = await _stored(collection.count)
-        if count + len(blobs) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
-            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(blobs)} more would pass "
+        if count + len(todo) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
+            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(todo)} more would pass "
                                f"its limit of {self.settings.limits.images}")
-        spec = await self._spec(collection.info.model)
-        images = await self.gateway.decode_inputs("collections", blobs, spec)  # (N, 3, H, W)
-        items = [NewItem(id=i, name=n, metadata=m, image=image)
-                 for i, n, m, image in zip(given_ids, names, metadata, images)]
-        vectors: dict[str, np.ndarray] = {}
-        wanted = collection.versions()
-        while True:
-            for version in wanted:
-                if version not in vectors:
-                    vectors[version] = await self._embed(spec, images, version, collection)
-            try:
-                inserted = await _stored(collection.add, items, vectors, upsert=upsert)
-                return inserted, collection.info.version
-            except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
-                wanted = changed.missing
+        stored = Inserted(ids=[], names=[], keys=np.zeros(0, np.int64), positions=[], replaced=np.zeros(0, np.int64))
+        if todo:
+            spec = await self._spec(collection.info.model)
+            images = await self.gateway.decode_inputs("collections", [blobs[i] for i in todo], spec)  # (N, 3, H, W)
+            items = [NewItem(id=given_ids[i], name=names[i], metadata=metadata[i], image=image, sha256=hashes[i])
+                     for i, image in zip(todo, images)]
+            vectors: dict[str, np.ndarray] = {}
+            wanted = collection.versions()
+            while True:
+                for version in wanted:
+                    if version not in vectors:
+                        vectors[version] = await self._embed(spec, images, version, collection)
+                try:
+                    stored = await _stored(collection.add, items, vectors, upsert=upsert, on_duplicate=on_duplicate)
+                    break
+                except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
+                    wanted = changed.missing
+        return _with_known(stored, todo, known, hashes), collection.info.version
 
     async def remove(self, name: str, item_id: str) -> None:
         await _stored((await self.collection(name)).delete, item_id)
@@ -440,6 +449,21 @@ class SearchService:
             raise DimensionMismatch(f"model {spec.name!r} version {version} embeds into {vectors.shape[1]} "
                                     f"dimensions; collection {collection.name!r} holds {collection.info.dim}")
         return vectors
+
+
+def _with_known(stored: Inserted, todo: list[int], known: dict[str, Stored], hashes: list[str]) -> Inserted:
+    """An add's answer over every image sent: `stored` answers for the images at positions `todo`; the others
+    were skipped before embedding, their bytes being those of the `known` images."""
+    ids, names = [""] * len(hashes), [""] * len(hashes)
+    skipped = [Skipped(todo[skip.position], skip.id, skip.name) for skip in stored.skipped]
+    for position, digest in enumerate(hashes):
+        if digest in known:
+            ids[position], names[position] = known[digest].id, known[digest].name
+            skipped.append(Skipped(position, known[digest].id, known[digest].name))
+    for sub, position in enumerate(todo):
+        ids[position], names[position] = stored.ids[sub], stored.names[sub]
+    return replace(stored, ids=ids, names=names, positions=[todo[p] for p in stored.positions],
+                   skipped=sorted(skipped, key=lambda skip: skip.position))
 
 
 def check_image_name(name: str | None) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from lomar_serve.search.backends import open_collection_store, open_index
 from lomar_serve.search.engine import EngineConfig, VectorIndex
 from lomar_serve.search.errors import CollectionNotFound, EngineError, ImageNotFound
-from lomar_serve.search.store import CollectionInfo, Inserted, NewItem, VersionsChanged, decode_input
+from lomar_serve.search.store import CollectionInfo, Inserted, NewItem, OnDuplicate, VersionsChanged, decode_input
 
 LOGGER = logging.getLogger(__name__)
 
@@ -93,8 +93,10 @@ class Collection:
                 self._indexes.pop(version).close()  # retired by the gateway that switched
 
     # -- images -----------------------------------------------------------------------------------------------
-    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False) -> Inserted:
-        """Store `items` with their vectors (version -> (N, D) float32) and add them to every index.
+    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False,
+            on_duplicate: OnDuplicate = "skip") -> Inserted:
+        """Store `items` with their vectors (version -> (N, D) float32) and add them to every index; an item whose
+        bytes the collection holds is skipped, replaces that image, or is added again (`on_duplicate`).
 
         Raises:
             VersionsChanged: `vectors` lacks a version the collection now has (a re-index started meanwhile).
@@ -106,14 +108,15 @@ class Collection:
             if missing:
                 raise VersionsChanged(missing)
             try:
-                inserted = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
+                inserted = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert,
+                                             on_duplicate=on_duplicate)
             except VersionsChanged:
                 self.refresh()  # another gateway began or finished a re-index
                 raise
             if self._derived:
                 for version in wanted:
                     self._indexes[version].remove(inserted.replaced)
-                    self._indexes[version].add(inserted.keys, vectors[version])
+                    self._indexes[version].add(inserted.keys, vectors[version][inserted.positions])
             return inserted
 
     def delete(self, item_id: str) -> None:

@@ -13,31 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from lomar_serve.search.errors import DuplicateId
-from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem, encode_input,
-                                      metadata_filter, resolve)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem, OnDuplicate,
+                                      Stored, encode_input, inserted, metadata_filter, plan_insert)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL,
-    input BLOB NOT NULL, added REAL NOT NULL, name TEXT NOT NULL);
+    input BLOB NOT NULL, added REAL NOT NULL, name TEXT NOT NULL, sha256 TEXT);
 CREATE TABLE IF NOT EXISTS vectors (
     version TEXT NOT NULL, key INTEGER NOT NULL REFERENCES items(key) ON DELETE CASCADE, vector BLOB NOT NULL,
     PRIMARY KEY (version, key));
 CREATE INDEX IF NOT EXISTS items_name ON items (name);
+CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);
 """
 # Files written before a column existed get it here, in order; PRAGMA user_version counts the steps done.
 MIGRATIONS = (
     # 1: names (the id stands for the name of images added before)
     "ALTER TABLE items ADD COLUMN name TEXT NOT NULL DEFAULT ''; UPDATE items SET name = id;",
+    # 2: content hashes (unknown for images added before: their bytes were not kept)
+    "ALTER TABLE items ADD COLUMN sha256 TEXT;",
 )
-ITEM_COLUMNS = "id, name, metadata"
+ITEM_COLUMNS = "id, name, sha256, metadata"
 
 
 def _item(row: tuple[Any, ...]) -> ItemRow:
-    """(id, name, metadata JSON) -> ItemRow."""
-    return ItemRow(id=row[0], name=row[1], metadata=json.loads(row[2]))
+    """(id, name, sha256, metadata JSON) -> ItemRow."""
+    return ItemRow(id=row[0], name=row[1], sha256=row[2], metadata=json.loads(row[3]))
 
 
 class SqliteCollectionStore(CollectionStore):
@@ -112,32 +114,48 @@ class SqliteCollectionStore(CollectionStore):
         self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     # -- items and vectors ------------------------------------------------------------------------------------
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> Inserted:
-        items = resolve(items)
-        ids = [str(item.id) for item in items]
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool,
+               on_duplicate: OnDuplicate = "skip") -> Inserted:
         inputs = [encode_input(item.image) for item in items]
+        given = [item.id for item in items if item.id is not None]
+        hashes = [item.sha256 for item in items if item.sha256 is not None]
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            placeholders = ",".join("?" * len(ids))
-            existing = self._db.execute(f"SELECT key, id FROM items WHERE id IN ({placeholders})", ids).fetchall()
-            if existing and not upsert:
-                taken = ", ".join(sorted(repr(row[1]) for row in existing))
-                raise DuplicateId(f"id {taken} already in the collection (send upsert=true to replace)")
-            replaced = np.array([row[0] for row in existing], dtype=np.int64)
-            self._db.executemany("DELETE FROM items WHERE key = ?", [(int(key),) for key in replaced])
+            by_id = {row.id: row for _, row in self._stored("id", given)}
+            by_content: dict[str, list[Stored]] = {}
+            for digest, row in self._stored("sha256", hashes):
+                by_content.setdefault(digest, []).append(row)
+            plan = plan_insert(items, by_id, by_content, upsert=upsert, on_duplicate=on_duplicate)
+            self._db.executemany("DELETE FROM items WHERE key = ?", [(row.key,) for row in plan.removed])
             now = time.time()
             keys = []
-            for item, data in zip(items, inputs):
-                cursor = self._db.execute("INSERT INTO items (id, name, metadata, input, added) VALUES (?, ?, ?, ?, ?)",
-                                          (item.id, item.name, json.dumps(item.metadata), data, now))
+            for position, item in plan.rows:
+                cursor = self._db.execute(
+                    "INSERT INTO items (id, name, sha256, metadata, input, added) VALUES (?, ?, ?, ?, ?, ?)",
+                    (item.id, item.name, item.sha256, json.dumps(item.metadata), inputs[position], now))
                 keys.append(int(cursor.lastrowid))
+            positions = [position for position, _ in plan.rows]
             for version, matrix in vectors.items():
                 self._db.executemany("INSERT INTO vectors (version, key, vector) VALUES (?, ?, ?)",
-                                     [(version, key, row.astype(np.float32).tobytes())
-                                      for key, row in zip(keys, matrix)])
+                                     [(version, key, matrix[position].astype(np.float32).tobytes())
+                                      for key, position in zip(keys, positions)])
             self._bump()
-        return Inserted(ids=ids, names=[str(item.name) for item in items], keys=np.array(keys, dtype=np.int64),
-                        replaced=replaced, replaced_ids=sorted(row[1] for row in existing))
+        return inserted(items, plan, keys)
+
+    def _stored(self, column: str, values: list[str]) -> list[tuple[str, Stored]]:
+        """(value, image) of the stored images whose `column` (id or sha256) is among `values`, oldest first."""
+        if not values:
+            return []
+        rows = self._db.execute(f"SELECT {column}, key, id, name FROM items WHERE {column} IN "
+                                f"({','.join('?' * len(values))}) ORDER BY key", values).fetchall()
+        return [(row[0], Stored(*row[1:])) for row in rows]
+
+    def with_content(self, hashes: list[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        with self._lock:
+            for digest, row in self._stored("sha256", hashes):
+                found.setdefault(digest, row)
+        return found
 
     def delete(self, item_id: str) -> int | None:
         with self._lock, self._db:
@@ -205,11 +223,14 @@ class SqliteCollectionStore(CollectionStore):
             row = self._db.execute(f"SELECT {ITEM_COLUMNS}, input FROM items WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else (_item(row[:-1]), row[-1])
 
-    def listing(self, offset: int, limit: int, *, names: list[str] | None = None) -> list[ItemRow]:
-        where, params = "", []
-        if names is not None:
-            where = f" WHERE name IN ({','.join('?' * len(names))})"
-            params = list(names)
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None,
+                hashes: list[str] | None = None) -> list[ItemRow]:
+        clauses, params = [], []
+        for column, values in (("name", names), ("sha256", hashes)):
+            if values is not None:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += list(values)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
         with self._lock:
             rows = self._db.execute(f"SELECT {ITEM_COLUMNS} FROM items{where} ORDER BY key LIMIT ? OFFSET ?",
                                     (*params, limit, offset)).fetchall()

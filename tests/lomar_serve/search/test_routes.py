@@ -67,9 +67,10 @@ def test_storage_limits_refuse_clearly_and_write_nothing(client: TestClient) -> 
 
     files = [("image", (f"{n}.jpg", photo_bytes(n), "image/jpeg")) for n in PHOTO_NAMES[:4]]
     assert client.post("/v1/collections/a/images", files=files).json()["count"] == 4
-    error(client.post("/v1/collections/a/images", files=files[:3]), 409, "limit_reached")  # 4 + 3 > 6
+    again = {"on_duplicate": "add"}  # the same photographs once more, as new images
+    error(client.post("/v1/collections/a/images", files=files[:3], params=again), 409, "limit_reached")  # 4 + 3 > 6
     assert client.get("/v1/collections/a").json()["count"] == 4
-    assert client.post("/v1/collections/a/images", files=files[:2]).json()["count"] == 6  # exactly the bound
+    assert client.post("/v1/collections/a/images", files=files[:2], params=again).json()["count"] == 6  # the bound
 
     one = [("image", ("x.jpg", photo_bytes(PHOTO_NAMES[0]), "image/jpeg"))]
     many_keys = json.dumps({str(key): key for key in range(5)})
@@ -95,8 +96,9 @@ def test_add_in_every_form_then_search(client: TestClient) -> None:
     encoded = base64.b64encode(photo_bytes(PHOTO_NAMES[4])).decode()
     body = {"images": [f"data:image/jpeg;base64,{encoded}"], "ids": ["five"], "metadata": [{"n": 5}]}
     assert client.post("/v1/collections/pics/images", json=body).status_code == 201
-    error(client.post("/v1/collections/pics/images", json=body), 409, "duplicate_id")
-    assert client.post("/v1/collections/pics/images", json={**body, "upsert": True}).json()["count"] == 5
+    error(client.post("/v1/collections/pics/images", json={**body, "on_duplicate": "add"}), 409, "duplicate_id")
+    assert client.post("/v1/collections/pics/images", json={**body, "upsert": True, "on_duplicate": "add"}
+                       ).json()["count"] == 5
     error(client.post("/v1/collections/pics/images", json={"images": ["not base64!"]}), 400, "bad_request")
     error(client.post("/v1/collections/pics/images", json={"images": []}), 422, "invalid_parameter")
     error(client.post("/v1/collections/pics/images", json={"images": [encoded] * 5}), 413, "payload_too_large")
@@ -134,7 +136,8 @@ def test_add_in_every_form_then_search(client: TestClient) -> None:
 
     thumbnail = client.get("/v1/collections/pics/images/five/thumbnail")
     assert thumbnail.status_code == 200 and thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert client.get("/v1/collections/pics/images/five").json() == {"id": "five", "name": "five", "metadata": {"n": 5}}
+    shown = client.get("/v1/collections/pics/images/five").json()
+    assert {key: shown[key] for key in ("id", "name", "metadata")} == {"id": "five", "name": "five", "metadata": {"n": 5}}
     assert len(client.get("/v1/collections/pics/images").json()["images"]) == 5
     assert client.delete("/v1/collections/pics/images/five").json() == {"deleted": "five"}
     error(client.delete("/v1/collections/pics/images/five"), 404, "image_not_found")
@@ -172,6 +175,48 @@ def test_names_default_to_file_names_come_back_with_hits_and_filter_listings(cli
     assert [i["name"] for i in listed][2] == "Ünïcode name (1).jpg" and len(listed) == 5
     shown = client.get(f"/v1/collections/pics/images/{added['ids'][0]}").json()
     assert shown["name"] == f"album/2024/{PHOTO_NAMES[0]}.jpg"
+
+
+def test_known_bytes_are_skipped_replaced_or_added_again_as_asked(client: TestClient) -> None:
+    import hashlib
+
+    client.post("/v1/collections", json={"name": "pics"})
+    photo = photo_bytes(PHOTO_NAMES[0])
+    first = client.post("/v1/collections/pics/images", files=[("image", ("a.jpg", photo, "image/jpeg"))]).json()
+    assert first["added"] == 1 and first["skipped"] == []
+    shown = client.get(f"/v1/collections/pics/images/{first['ids'][0]}").json()
+    assert shown["sha256"] == hashlib.sha256(photo).hexdigest()
+
+    files = [("image", ("copy.jpg", photo, "image/jpeg")), ("image", ("other.jpg", photo_bytes(PHOTO_NAMES[1]),
+                                                                     "image/jpeg")),
+             ("image", ("copy-again.jpg", photo, "image/jpeg"))]
+    skipped = client.post("/v1/collections/pics/images", files=files).json()  # default: skip
+    assert skipped["added"] == 1 and skipped["count"] == 2
+    assert skipped["skipped"] == [{"index": 0, "id": first["ids"][0], "name": "a.jpg"},
+                                  {"index": 2, "id": first["ids"][0], "name": "a.jpg"}]
+    assert skipped["ids"][0] == skipped["ids"][2] == first["ids"][0] and skipped["names"][1] == "other.jpg"
+
+    twice = [("image", ("x.jpg", photo_bytes(PHOTO_NAMES[2]), "image/jpeg"))] * 2  # twice within one request
+    within = client.post("/v1/collections/pics/images", files=twice).json()
+    assert within["added"] == 1 and within["skipped"] == [{"index": 1, "id": within["ids"][0], "name": "x.jpg"}]
+
+    replaced = client.post("/v1/collections/pics/images", files=[("image", ("renamed.jpg", photo, "image/jpeg"))],
+                           params={"on_duplicate": "replace", "metadata": json.dumps({"v": 2})}).json()
+    assert replaced["ids"] == first["ids"] and replaced["replaced"] == first["ids"] and replaced["count"] == 3
+    assert client.get(f"/v1/collections/pics/images/{first['ids'][0]}").json()["name"] == "renamed.jpg"
+    hit = client.post("/v1/collections/pics/search", content=photo, headers={"content-type": "image/jpeg"},
+                      params={"top_k": 1}).json()["results"][0]
+    assert (hit["id"], hit["name"], hit["metadata"]) == (first["ids"][0], "renamed.jpg", {"v": 2})
+
+    again = client.post("/v1/collections/pics/images", json={"images": [base64.b64encode(photo).decode()],
+                                                             "on_duplicate": "add"}).json()
+    assert again["added"] == 1 and again["ids"][0] != first["ids"][0] and again["count"] == 4
+    both = client.get("/v1/collections/pics/images", params={"sha256": hashlib.sha256(photo).hexdigest()}).json()
+    assert [image["id"] for image in both["images"]] == [first["ids"][0], again["ids"][0]]
+    assert client.get("/v1/collections/pics").json()["indexed"] == 4
+    error(client.post("/v1/collections/pics/images", json={"images": ["aGk="], "on_duplicate": "never"}), 422,
+          "invalid_parameter")
+    error(client.get("/v1/collections/pics/images", params={"sha256": "xyz"}), 422, "invalid_parameter")
 
 
 def test_openapi_lists_the_collection_models(client: TestClient) -> None:
@@ -257,7 +302,7 @@ def test_pgvector_connections_stay_within_the_pool_however_many_collections(new_
 
             def use(name: str) -> int:
                 added = client.post(f"/v1/collections/{name}/images", content=photo_bytes(PHOTO_NAMES[0]),
-                                    headers={"content-type": "image/jpeg"}, params={"id": "x"})
+                                    headers={"content-type": "image/jpeg"}, params={"id": "x", "on_duplicate": "add"})
                 found = client.post(f"/v1/collections/{name}/search", params={"id": "x"})
                 return added.status_code * 1000 + found.status_code
 

@@ -26,12 +26,16 @@ from lomar_serve.gateway.api.uploads import (decode_base64_images, parse_json, r
 from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, IMAGE_NAME_PATTERN,
                                              ITEM_ID_PATTERN, SearchAnswer, SearchService)
 from lomar_serve.search.errors import ImageNotFound
+from lomar_serve.search.store import OnDuplicate
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"],
                    responses=error_responses(400, 404, 408, 409, 413, 415, 422, 502, 503, 504))
 CollectionName = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="collection name")]
 ImageId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="image id")]
 JsonScalar = str | int | float | bool | None
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+ON_DUPLICATE_DOC = ("an image whose bytes (sha256) the collection holds already: skip (default; the answer names the "
+                    "image it matched), replace (that image; it keeps its id unless one is given) or add it again")
 
 
 class CreateCollection(BaseModel):
@@ -71,13 +75,22 @@ class AddImages(BaseModel):
         None, description="one per image (null or absent: its id)")
     metadata: list[dict[str, Any]] | None = None
     upsert: bool = False
+    on_duplicate: OnDuplicate = Field("skip", description=ON_DUPLICATE_DOC)
+
+
+class SkippedImage(BaseModel):
+    index: int = Field(description="position of the image in the request")
+    id: str = Field(description="the stored image with the same bytes")
+    name: str
 
 
 class Added(BaseModel):
     collection: str
-    ids: list[str] = Field(description="one per image sent, in order")
+    ids: list[str] = Field(description="one per image sent, in order (a skipped one: the id of the image it matched)")
     names: list[str] = Field(description="one per image sent, in order")
-    replaced: list[str] = Field(description="ids of images replaced (upsert)")
+    added: int = Field(description="images stored by this request")
+    skipped: list[SkippedImage] = Field(description="images not stored: their bytes are in the collection already")
+    replaced: list[str] = Field(description="ids of images replaced (upsert, on_duplicate=replace)")
     model_version: str
     count: int = Field(description="images in the collection afterwards")
 
@@ -114,6 +127,7 @@ class SearchResults(BaseModel):
 class ImageInfo(BaseModel):
     id: str
     name: str
+    sha256: str | None = Field(description="of the bytes it was added from (null: added before hashes were kept)")
     metadata: dict[str, Any]
 
 
@@ -189,14 +203,17 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
                                                    "name, else the id)")] = None,
                      metadata: Annotated[list[str] | None, Query(description="one JSON object per image")] = None,
                      upsert: Annotated[bool, Query(description="replace images whose id exists")] = False,
+                     on_duplicate: Annotated[OnDuplicate, Query(description=ON_DUPLICATE_DOC)] = "skip",
                      ) -> dict[str, Any]:
-    """Returns the images' ids (generated when not given) and names. A duplicate id is a 409 unless `upsert`."""
+    """Returns the images' ids (generated when not given) and names. A duplicate id is a 409 unless `upsert`;
+    bytes the collection holds already are skipped unless `on_duplicate` says otherwise."""
     search = get_search(request)
     collection = await search.collection(name)  # 404 before reading the body
     if _is_json(request):
         body = await _json_body(request, gateway, AddImages)
         blobs = decode_base64_images(body.images, gateway.settings.max_images)
         ids, image_names, meta, upsert = body.ids, list(body.names or []), body.metadata, body.upsert
+        on_duplicate = body.on_duplicate
     else:
         files = await read_named_images(request, gateway.settings)
         blobs = [blob for blob, _ in files]
@@ -205,9 +222,11 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
         if meta is not None and not all(isinstance(m, dict) for m in meta):
             raise InvalidParameter("metadata must be JSON objects, one per image")
     inserted, version = await search.add(collection, blobs, ids=ids, names=image_names, metadata=meta,
-                                         upsert=upsert)
-    return {"collection": name, "ids": inserted.ids, "names": inserted.names, "replaced": inserted.replaced_ids,
-            "model_version": version, "count": await asyncio.to_thread(collection.count)}
+                                         upsert=upsert, on_duplicate=on_duplicate)
+    return {"collection": name, "ids": inserted.ids, "names": inserted.names, "added": len(inserted.keys),
+            "skipped": [{"index": skip.position, "id": skip.id, "name": skip.name} for skip in inserted.skipped],
+            "replaced": inserted.replaced_ids, "model_version": version,
+            "count": await asyncio.to_thread(collection.count)}
 
 
 @router.get("/{name}/images", response_model=ImageList, summary="The images, oldest first")
@@ -216,9 +235,11 @@ async def list_images(name: CollectionName, request: Request,
                       limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="images to list")] = 100,
                       names: Annotated[list[str] | None, Query(
                           alias="name", max_length=MAX_PAGE, description="only images of these exact names")] = None,
+                      hashes: Annotated[list[Annotated[str, Field(pattern=SHA256_PATTERN)]] | None, Query(
+                          alias="sha256", max_length=MAX_PAGE, description="only images of these contents")] = None,
                       ) -> dict[str, Any]:
     collection = await get_search(request).collection(name)
-    rows = await asyncio.to_thread(collection.store.listing, offset, limit, names=names)  # off the loop
+    rows = await asyncio.to_thread(collection.store.listing, offset, limit, names=names, hashes=hashes)
     return {"collection": name, "images": [asdict(row) for row in rows]}
 
 
