@@ -129,17 +129,37 @@ class LomarClient:
     def delete_image(self, name: str, image_id: str) -> dict[str, Any]:
         return self._checked(self._http.delete(f"/v1/collections/{name}/images/{image_id}")).json()
 
-    def search(self, name: str, image: ImageInput | None = None, *, image_id: str | None = None, top_k: int = 10,
-               threshold: float | None = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The nearest images to `image` (or to the indexed image `image_id`):
+    def search(self, name: str, image: ImageInput | None = None, *, image_id: str | None = None,
+               vector: Sequence[float] | None = None, top_k: int = 10, threshold: float | None = None,
+               where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The nearest images to `image` (or to the indexed image `image_id`, or to `vector`):
         {"collection", "model", "model_version", "results": [{"id", "name", "score", "metadata"}]}."""
         params = {"top_k": top_k, "threshold": threshold, "id": image_id,
                   "filter": json.dumps(where) if where else None}
         path = f"/v1/collections/{name}/search"
+        if vector is not None:
+            body = {"vector": list(vector), "top_k": top_k, "threshold": threshold, "filter": where}
+            return self._checked(self._http.post(path, json={k: v for k, v in body.items() if v is not None})).json()
         if image is None:
             query = {key: value for key, value in params.items() if value is not None}
             return self._checked(self._http.post(path, params=query)).json()
         return self._post(path, [image], params).json()
+
+    def search_batch(self, name: str, images: Sequence[ImageInput] | None = None, *,
+                     image_ids: Sequence[str] | None = None, vectors: Sequence[Sequence[float]] | None = None,
+                     top_k: int = 10, threshold: float | None = None, where: dict[str, Any] | None = None,
+                     ) -> dict[str, Any]:
+        """Several queries of one kind in one request: {"collection", "model", "model_version", "results": [hits of
+        each query, in order]}."""
+        body: dict[str, Any] = {"top_k": top_k, "threshold": threshold, "filter": where}
+        if images is not None:
+            body["images"] = [_base64(image) for image in images]
+        if image_ids is not None:
+            body["ids"] = list(image_ids)
+        if vectors is not None:
+            body["vectors"] = [list(vector) for vector in vectors]
+        return self._checked(self._http.post(f"/v1/collections/{name}/search/batch",
+                                             json={k: v for k, v in body.items() if v is not None})).json()
 
     def ready(self) -> bool:
         try:

@@ -15,7 +15,7 @@ an `embed` callable, so it can move to a separate control plane.
     await search.create("photos", model=None, dim=None)
     photos = await search.collection("photos")      # one read of the collection per request
     await search.add(photos, [jpeg_bytes], ids=["a"], names=["cats/a.jpg"], metadata=[{"kind": "cat"}])
-    await search.search(photos, image=jpeg_bytes, top_k=5)
+    await search.search(photos, Queries(images=[jpeg_bytes]), top_k=5)
     search.hold_for_switch("lomar_classifier", "2")    # from a thread, after the gateway's routing switched
     await search.close()
 """
@@ -40,7 +40,7 @@ import numpy as np
 
 from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge, ServiceError
 from lomar_serve.gateway.catalog import ModelSpec
-from lomar_serve.gateway.service import Gateway
+from lomar_serve.gateway.service import Gateway, unit_rows
 from lomar_serve.gateway.settings import Settings
 from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
@@ -100,11 +100,28 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class Queries:
+    """What a search looks for, one kind of query: images (their bytes), indexed images (ids) or vectors (Q, D)."""
+
+    images: list[bytes] | None = None
+    ids: list[str] | None = None
+    vectors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        given = [kind for kind in (self.images, self.ids, self.vectors) if kind is not None]
+        if len(given) != 1 or not len(given[0]):
+            raise InvalidParameter("give the query images, the ids of indexed images, or query vectors: one kind")
+
+    def __len__(self) -> int:
+        return len(next(kind for kind in (self.images, self.ids, self.vectors) if kind is not None))
+
+
+@dataclass(frozen=True)
 class SearchAnswer:
     collection: str
     model: str
     model_version: str
-    hits: list[Hit]
+    results: list[list[Hit]]  # one list per query, best first
 
 
 class SearchService:
@@ -316,36 +333,55 @@ class SearchService:
     async def remove(self, name: str, item_id: str) -> None:
         await _stored((await self.collection(name)).delete, item_id)
 
-    async def search(self, collection: Collection, *, image: bytes | None = None, item_id: str | None = None,
-                     top_k: int = 10, threshold: float | None = None, where: dict[str, Any] | None = None
-                     ) -> SearchAnswer:
-        """The nearest images in `collection` (from `collection(name)`) to a query image or to an indexed image
-        (`item_id`, excluded from the answer).
+    async def search(self, collection: Collection, queries: Queries, *, top_k: int = 10,
+                     threshold: float | None = None, where: dict[str, Any] | None = None) -> SearchAnswer:
+        """The nearest images in `collection` (from `collection(name)`) to each query: an image, an indexed image
+        (by id, left out of its own answer) or a vector.
 
-        The query is embedded by the model version of the live index, and the answer names that version.
+        Every query is embedded by (or, a vector, compared with) the model version of the live index, and the
+        answer names that version.
         """
         name = collection.name
         if top_k < 1:
             raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
         top_k = min(top_k, self.gateway.settings.max_top_k)  # capped, never refused (as classify's top_k)
-        if (image is None) == (item_id is None):
-            raise InvalidParameter("give either a query image or the id of an indexed image")
+        if len(queries) > self.gateway.settings.max_images:
+            raise PayloadTooLarge(f"{len(queries)} queries in one request; the limit is "
+                                  f"{self.gateway.settings.max_images}")
+        vectors = None if queries.vectors is None else self._query_vectors(collection, queries.vectors)
         images = None
         for _ in range(3):  # the live version may switch between embedding and searching: embed again
-            if item_id is not None:
-                version, query = await _stored(collection.vector_of, item_id)
-            else:
+            version = collection.info.version
+            if queries.ids is not None:
+                found = [await _stored(collection.vector_of, item_id) for item_id in queries.ids]
+                if {found_version for found_version, _ in found} != {version}:
+                    continue  # switched between two reads
+                vectors = np.stack([vector for _, vector in found])
+            elif queries.images is not None:
                 spec = await self._spec(collection.info.model)
                 if images is None:
-                    images = await self.gateway.decode_inputs("collections", [image], spec)
-                version = collection.info.version
-                query = (await self._embed(spec, images, version, collection))[0]
-            hits = await _stored(collection.search, version, query, top_k, threshold=threshold, where=where,
-                                 exclude=item_id)
-            if hits is not None:
-                return SearchAnswer(collection=name, model=collection.info.model, model_version=version, hits=hits)
+                    images = await self.gateway.decode_inputs("collections", queries.images, spec)
+                vectors = await self._embed(spec, images, version, collection)
+            assert vectors is not None
+            results = await _stored(collection.search_many, version, vectors, top_k, threshold=threshold,
+                                    where=where, exclude=queries.ids)
+            if results is not None:
+                return SearchAnswer(collection=name, model=collection.info.model, model_version=version,
+                                    results=results)
         raise VersionUnavailable(f"collection {name!r} switched model versions during the search; retry",
                                  retry_after_s=1)
+
+    @staticmethod
+    def _query_vectors(collection: Collection, vectors: np.ndarray) -> np.ndarray:
+        """Query vectors (Q, D) checked against the collection's dimension, as unit rows (InvalidParameter)."""
+        info = collection.info
+        if vectors.ndim != 2 or vectors.shape[1] != info.dim:
+            raise InvalidParameter(f"a query vector has {vectors.shape[-1]} dimensions; collection {info.name!r} "
+                                   f"holds {info.dim}-dimensional vectors of {info.model} version {info.version}")
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise InvalidParameter("query vectors must be finite and not zero")
+        return unit_rows(vectors.astype(np.float64)).astype(np.float32)
 
     # -- re-index ---------------------------------------------------------------------------------------------
     def hold_for_switch(self, model: str, version: str) -> None:

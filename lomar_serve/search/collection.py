@@ -143,13 +143,27 @@ class Collection:
 
         Returns None when `version` is no longer live (the collection switched meanwhile: embed again).
         """
+        found = self.search_many(version, query[None], top_k, threshold=threshold, where=where, exclude=[exclude])
+        return None if found is None else found[0]
+
+    def search_many(self, version: str, queries: np.ndarray, top_k: int, *, threshold: float | None = None,
+                    where: dict[str, Any] | None = None, exclude: list[str | None] | None = None,
+                    ) -> list[list[Hit]] | None:
+        """The nearest images to each of `queries` (Q, D), vectors of model `version`, one list per query;
+        `exclude`: per query, an id left out of its answer (the query's own image).
+
+        Returns None when `version` is no longer live (the collection switched meanwhile: embed again).
+        """
         with self._lock:
             if version != self.info.version:
                 return None
             index = self._indexes[version]
         allowed = self.store.matching(where) if where else None
+        exclude = exclude or [None] * len(queries)
+        found = []
         try:
-            keys, scores = index.search(query, top_k + (1 if exclude else 0), allowed)
+            for query, excluded in zip(queries, exclude):
+                found.append(index.search(query, top_k + (1 if excluded else 0), allowed))
         except EngineError:
             if not self._derived:
                 self.refresh()  # another gateway may have switched versions and dropped this table
@@ -158,12 +172,15 @@ class Collection:
             raise
         if self.info.version != version:  # switched during the search: the old index may have been emptied
             return None
-        rows = self.store.rows(keys)
-        hits = [Hit(id=rows[key].id, name=rows[key].name, score=float(score), metadata=rows[key].metadata)
-                for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key].id != exclude]
-        if threshold is not None:
-            hits = [hit for hit in hits if hit.score >= threshold]
-        return hits[:top_k]
+        rows = self.store.rows(np.concatenate([keys for keys, _ in found]) if found else np.zeros(0, np.int64))
+        answers = []
+        for (keys, scores), excluded in zip(found, exclude):
+            hits = [Hit(id=rows[key].id, name=rows[key].name, score=float(score), metadata=rows[key].metadata)
+                    for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key].id != excluded]
+            if threshold is not None:
+                hits = [hit for hit in hits if hit.score >= threshold]
+            answers.append(hits[:top_k])
+        return answers
 
     def vector_of(self, item_id: str) -> tuple[str, np.ndarray]:
         """(live version, the vector of an indexed image). Raises ImageNotFound."""

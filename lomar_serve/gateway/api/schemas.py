@@ -4,7 +4,7 @@ Only pydantic here (no FastAPI): the Python client (lomar_serve/clients/gateway.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,13 +15,18 @@ EXAMPLE_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQ
                  "ANlXfpDfjE6XAAAAAElFTkSuQmCC")
 
 
+# The images of every JSON body that carries some (classify, embed, reconstruct, collections' adds and searches):
+# one entry per image, never a URL.
+IMAGES_DOC = "one entry per image: a data URI (`data:image/jpeg;base64,...`) or plain base64 of the file's bytes"
+Images = Annotated[list[str], Field(min_length=1, description=IMAGES_DOC)]
+
+
 class ImagesRequest(BaseModel):
     """JSON body of /v1/classify, /v1/embed and /v1/reconstruct (the images are never fetched from URLs)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE]}]})
 
-    images: list[str] = Field(min_length=1, description="one entry per image: a data URI "
-                              "(`data:image/jpeg;base64,...`) or plain base64 of the file's bytes")
+    images: Images
 
 
 class Label(BaseModel):

@@ -119,11 +119,14 @@ def test_add_in_every_form_then_search(client: TestClient) -> None:
     assert PHOTO_NAMES[1] not in {hit["id"] for hit in by_id["results"]} and len(by_id["results"]) == 4
     filtered = client.post("/v1/collections/pics/search", params={"id": "five", "filter": json.dumps({"n": 2})})
     assert [hit["id"] for hit in filtered.json()["results"]] == [PHOTO_NAMES[2]]
-    near = client.post("/v1/collections/pics/search", json={"image": encoded, "threshold": 0.999}).json()
+    near = client.post("/v1/collections/pics/search", json={"images": [encoded], "threshold": 0.999}).json()
     assert [hit["id"] for hit in near["results"]] == ["five"]
     error(client.post("/v1/collections/pics/search", json={"id": "absent"}), 404, "image_not_found")
-    error(client.post("/v1/collections/pics/search", json={"image": encoded, "id": "five"}), 422,
+    error(client.post("/v1/collections/pics/search", json={"images": [encoded], "id": "five"}), 422,
           "invalid_parameter")
+    renamed = client.post("/v1/collections/pics/search", json={"image": encoded})  # the first release's key
+    error(renamed, 422, "invalid_parameter")
+    assert '"image" is now "images"' in renamed.json()["error"]["message"]
     capped = client.post("/v1/collections/pics/search", json={"id": "five", "top_k": 1000})  # capped, not refused
     count = client.get("/v1/collections/pics").json()["count"]
     assert capped.status_code == 200 and len(capped.json()["results"]) == count - 1  # every image but the query
@@ -217,6 +220,78 @@ def test_known_bytes_are_skipped_replaced_or_added_again_as_asked(client: TestCl
     error(client.post("/v1/collections/pics/images", json={"images": ["aGk="], "on_duplicate": "never"}), 422,
           "invalid_parameter")
     error(client.get("/v1/collections/pics/images", params={"sha256": "xyz"}), 422, "invalid_parameter")
+
+
+def test_search_by_vector_and_in_batches_equals_search_by_image_one_by_one(client: TestClient) -> None:
+    client.post("/v1/collections", json={"name": "pics"})
+    files = [("image", (f"{n}.jpg", photo_bytes(n), "image/jpeg")) for n in PHOTO_NAMES[:4]]
+    ids = client.post("/v1/collections/pics/images", files=files, params={"id": list(PHOTO_NAMES[:4])}).json()["ids"]
+    queries = [base64.b64encode(photo_bytes(n)).decode() for n in PHOTO_NAMES[4:7]]
+
+    one_by_one = [client.post("/v1/collections/pics/search", json={"images": [query], "top_k": 3}).json()
+                  for query in queries]
+    batch = client.post("/v1/collections/pics/search/batch", json={"images": queries, "top_k": 3}).json()
+    assert batch["results"] == [answer["results"] for answer in one_by_one] and len(batch["results"]) == 3
+    assert batch["model_version"] == "1" and all(len(hits) == 3 for hits in batch["results"])
+    multipart = client.post("/v1/collections/pics/search/batch", params={"top_k": 3}, files=[
+        ("image", (f"q{i}.jpg", base64.b64decode(query), "image/jpeg")) for i, query in enumerate(queries)]).json()
+    assert multipart["results"] == batch["results"]
+
+    vectors = client.post("/v1/embed", json={"images": queries}).json()["results"]
+    for vector, answer in zip(vectors, one_by_one):
+        by_vector = client.post("/v1/collections/pics/search", json={"vector": vector["embedding"], "top_k": 3})
+        assert by_vector.status_code == 200, by_vector.text
+        assert [h["id"] for h in by_vector.json()["results"]] == [h["id"] for h in answer["results"]]
+        assert [h["score"] for h in by_vector.json()["results"]] == pytest.approx(
+            [h["score"] for h in answer["results"]], abs=1e-5)
+    scaled = [[3 * x for x in vector["embedding"]] for vector in vectors]  # any norm: compared as unit vectors
+    by_vectors = client.post("/v1/collections/pics/search/batch", json={"vectors": scaled, "top_k": 3}).json()
+    assert [[h["id"] for h in hits] for hits in by_vectors["results"]] == [
+        [h["id"] for h in hits] for hits in batch["results"]]
+    assert [h["score"] for hits in by_vectors["results"] for h in hits] == pytest.approx(
+        [h["score"] for hits in batch["results"] for h in hits], abs=1e-5)
+    by_ids = client.post("/v1/collections/pics/search/batch", params={"id": ids[:2], "top_k": 2}).json()
+    assert [[h["id"] for h in hits] for hits in by_ids["results"]] == [
+        [h["id"] for h in client.post("/v1/collections/pics/search", params={"id": i, "top_k": 2}).json()["results"]]
+        for i in ids[:2]]
+
+    short = client.post("/v1/collections/pics/search", json={"vector": [0.5] * (DIM - 1)})
+    error(short, 422, "invalid_parameter")
+    assert f"{DIM - 1} dimensions" in short.json()["error"]["message"] and f"{DIM}-dimensional" in short.text
+    error(client.post("/v1/collections/pics/search", json={"vector": [0.0] * DIM}), 422, "invalid_parameter")
+    error(client.post("/v1/collections/pics/search/batch", json={"vectors": [[1.0] * DIM, [1.0] * 3]}), 422,
+          "invalid_parameter")
+    error(client.post("/v1/collections/pics/search", json={"images": queries[:2]}), 422, "invalid_parameter")
+    error(client.post("/v1/collections/pics/search/batch", json={"images": queries * 2}), 413, "payload_too_large")
+    error(client.post("/v1/collections/pics/search/batch", json={"top_k": 3}), 422, "invalid_parameter")
+
+
+def test_a_parameter_in_both_the_query_string_and_the_body_is_refused(client: TestClient) -> None:
+    """It used to be silently ignored: `?top_k=3` with a JSON body searched with the body's default of 10."""
+    client.post("/v1/collections", json={"name": "pics"})
+    files = [("image", (f"{n}.jpg", photo_bytes(n), "image/jpeg")) for n in PHOTO_NAMES[:4]]
+    client.post("/v1/collections/pics/images", files=files, params={"id": list(PHOTO_NAMES[:4])})
+    from_query = client.post("/v1/collections/pics/search", params={"top_k": 2}, json={"id": PHOTO_NAMES[0]})
+    assert len(from_query.json()["results"]) == 2  # given once, in the query string: used
+    for params, body in (({"top_k": 2}, {"id": PHOTO_NAMES[0], "top_k": 3}),
+                         ({"id": PHOTO_NAMES[1]}, {"id": PHOTO_NAMES[0]}),
+                         ({"threshold": 0.5}, {"id": PHOTO_NAMES[0], "threshold": 0.1})):
+        refused = client.post("/v1/collections/pics/search", params=params, json=body)
+        error(refused, 422, "invalid_parameter")
+        assert "both in the query string and in the JSON body" in refused.json()["error"]["message"]
+    error(client.post("/v1/collections/pics/search/batch", params={"top_k": 2},
+                      json={"ids": [PHOTO_NAMES[0]], "top_k": 3}), 422, "invalid_parameter")
+    encoded = base64.b64encode(photo_bytes(PHOTO_NAMES[5])).decode()
+    error(client.post("/v1/collections/pics/images", params={"upsert": "true"}, json={"images": [encoded],
+                                                                                      "upsert": False}),
+          422, "invalid_parameter")
+    error(client.post("/v1/collections/pics/images", params={"name": "a.jpg"}, json={"images": [encoded],
+                                                                                     "names": ["b.jpg"]}),
+          422, "invalid_parameter")
+    named = client.post("/v1/collections/pics/images", params={"name": "a.jpg"}, json={"images": [encoded]})
+    assert named.json()["names"] == ["a.jpg"]
+    error(client.post("/v1/collections/pics/search", params={"id": PHOTO_NAMES[0]}, content=photo_bytes("coins"),
+                      headers={"content-type": "image/jpeg"}), 422, "invalid_parameter")
 
 
 def test_openapi_lists_the_collection_models(client: TestClient) -> None:
