@@ -20,21 +20,15 @@ from typing import Any
 
 import httpx
 
+from lomar_serve.clients.errors import GatewayClientError
 from lomar_serve.common.settings import DEFAULT_GATEWAY_PORT
 from lomar_serve.common.schemas import ErrorBody
-from lomar_serve.gateway.api.schemas import ClassifyResponse, EmbedResponse, ModelsResponse, ReconstructResponse
+from lomar_serve.gateway.api.schemas import (ClassifyResponse, EmbedResponse, ModelsResponse, ReconstructResponse,
+                                             RequestLimits)
 
 ImageInput = str | Path | bytes
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_GATEWAY_PORT}"
-
-
-class GatewayClientError(Exception):
-    """The gateway answered with an error (status, code and message from its JSON body)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"[{status} {code}] {message}")
-        self.status, self.code, self.message = status, code, message
 
 
 class LomarClient:
@@ -79,6 +73,10 @@ class LomarClient:
     def models(self) -> ModelsResponse:
         return ModelsResponse.model_validate_json(self._checked(self._http.get("/v1/models")).content)
 
+    def limits(self) -> RequestLimits:
+        """What one request may carry (the gateway's settings)."""
+        return RequestLimits.model_validate_json(self._checked(self._http.get("/v1/limits")).content)
+
     # -- collections (similar-image search) -------------------------------------------------------------------
     def create_collection(self, name: str, *, model: str | None = None, dim: int | None = None) -> dict[str, Any]:
         body = {key: value for key, value in {"name": name, "model": model, "dim": dim}.items() if value is not None}
@@ -119,12 +117,28 @@ class LomarClient:
         return self._checked(self._http.post(path, params=params, files=files)).json()
 
     def images(self, name: str, *, offset: int = 0, limit: int = 100, names: Sequence[str] | None = None,
-               ) -> dict[str, Any]:
-        """{"collection", "images": [{"id", "name", "metadata"}]}, oldest first; `names`: only these exact names."""
+               hashes: Sequence[str] | None = None) -> dict[str, Any]:
+        """{"collection", "images": [{"id", "name", "sha256", "metadata"}]}, oldest first; `names`, `hashes`: only
+        images of these exact names, sha256 digests of their bytes."""
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if names:
             params["name"] = list(names)
+        if hashes:
+            params["sha256"] = list(hashes)
         return self._checked(self._http.get(f"/v1/collections/{name}/images", params=params)).json()
+
+    def ingest(self, name: str, paths: Sequence[str | Path], *, metadata: dict[str, Any] | None = None,
+               ids: Sequence[str] | None = None, upsert: bool = False, on_duplicate: str = "skip",
+               chunk_images: int | None = None, retries: int = 5, progress: bool = False) -> dict[str, Any]:
+        """Add every image of `paths` (files, folders searched recursively, glob patterns) in requests within the
+        gateway's limits, skipping those already in (same name and bytes), each request retried on a transient
+        failure; see lomar_serve/clients/ingest.py. Returns {"collection", "files", "added", "skipped", "replaced",
+        "failed", "count", "ids", "names"}."""
+        from lomar_serve.clients.ingest import IngestOptions, find_images, ingest
+
+        options = IngestOptions(metadata=metadata, ids=ids, upsert=upsert, on_duplicate=on_duplicate,
+                                chunk_images=chunk_images, retries=retries, progress=progress)
+        return ingest(self, name, find_images(paths), options)
 
     def delete_image(self, name: str, image_id: str) -> dict[str, Any]:
         return self._checked(self._http.delete(f"/v1/collections/{name}/images/{image_id}")).json()

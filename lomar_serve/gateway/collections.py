@@ -295,6 +295,8 @@ class SearchService:
         given_ids: list[str | None] = list(ids) if ids else [None] * len(blobs)
         names = list(names) if names else [None] * len(blobs)
         metadata = metadata if metadata else [{} for _ in blobs]
+        if len(metadata) == 1:
+            metadata = metadata * len(blobs)  # one object: every image's
         if not len(given_ids) == len(names) == len(metadata) == len(blobs):
             raise InvalidParameter(f"{len(blobs)} images but {len(given_ids)} ids, {len(names)} names and "
                                    f"{len(metadata)} metadata objects")

@@ -20,7 +20,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -47,7 +47,6 @@ class CollectionInfo:
 # What an add does with an image whose bytes (sha256) the collection already holds: nothing (the answer names the
 # image it matched), replace that image (keeping its id unless the add gives one), or add it again.
 OnDuplicate = Literal["skip", "replace", "add"]
-ON_DUPLICATE: tuple[OnDuplicate, ...] = get_args(OnDuplicate)
 
 
 @dataclass(frozen=True)

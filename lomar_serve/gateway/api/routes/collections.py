@@ -77,7 +77,7 @@ class AddImages(BaseModel):
     ids: list[str] | None = None
     names: list[Annotated[str, Field(pattern=IMAGE_NAME_PATTERN)] | None] | None = Field(
         None, description="one per image (null or absent: its id)")
-    metadata: list[dict[str, Any]] | None = None
+    metadata: list[dict[str, Any]] | None = Field(None, description="one object per image, or one for every image")
     upsert: bool = False
     on_duplicate: OnDuplicate = Field("skip", description=ON_DUPLICATE_DOC)
 
@@ -240,7 +240,8 @@ async def add_images(name: CollectionName, request: Request, gateway: GatewayDep
                      names: Annotated[list[str] | None, Query(
                          alias="name", description="one name per image (multipart/raw; default: the part's file "
                                                    "name, else the id)")] = None,
-                     metadata: Annotated[list[str] | None, Query(description="one JSON object per image")] = None,
+                     metadata: Annotated[list[str] | None, Query(
+                         description="one JSON object per image, or one for every image")] = None,
                      upsert: Annotated[bool, Query(description="replace images whose id exists")] = False,
                      on_duplicate: Annotated[OnDuplicate, Query(description=ON_DUPLICATE_DOC)] = "skip",
                      ) -> dict[str, Any]:
