@@ -45,8 +45,9 @@ from lomar_serve.gateway.settings import Settings
 from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
-                                       StorageError, VersionUnavailable)
+from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, CollectionsDisabled, CollectionsLocked,
+                                       DimensionMismatch, LimitReached, StorageError, VersionUnavailable)
+from lomar_serve.search.folder_lock import FolderLock
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, OnDuplicate, Skipped,
                                       Stored, VersionsChanged)
@@ -97,6 +98,7 @@ class SearchSettings:
     check_interval_s: float = 5.0  # how often serving versions are compared with the collections'
     save_interval_s: float = 30.0  # how often changed embedded indexes are written to disk
     hold_s: float = 600.0  # a deploy keeps the old version loaded this long for running re-indexes
+    enabled: bool = True  # False: this gateway serves no collections (LOMAR_SEARCH_ENGINE=none)
 
 
 @dataclass(frozen=True)
@@ -138,13 +140,26 @@ class SearchService:
         self._watcher: asyncio.Task[None] | None = None
         self._catalog: CollectionCatalog | None = None  # pgvector: opened on first use (the database may be down)
         self._catalog_lock = threading.Lock()
+        # embedded: this gateway's alone while it runs (folder_lock.py)
+        self._folder_lock = FolderLock(settings.folder) if settings.enabled and not self.shared else None
 
     # -- life cycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the existing collections (rebuilding indexes that lag their store) and start the watcher."""
+        """Open the existing collections (rebuilding indexes that lag their store) and start the watcher.
+
+        Raises:
+            CollectionsLocked: the folder of embedded collections is another gateway's.
+        """
         self._loop = asyncio.get_running_loop()
+        if not self.settings.enabled:
+            LOGGER.info("search: no collections on this gateway (LOMAR_SEARCH_ENGINE=none)")
+            return
         try:
+            if self._folder_lock is not None:
+                await _stored(self._folder_lock.acquire)
             await self._open_all(await _stored(self._stored_names))
+        except CollectionsLocked:
+            raise
         except ServiceError as error:  # the database is down: inference starts anyway, the watcher retries
             LOGGER.error("collections not opened (retried every %.0f s): %s", self.settings.check_interval_s,
                          error.message)
@@ -165,7 +180,22 @@ class SearchService:
         self._collections.clear()
         self._catalog = None
         await asyncio.to_thread(release_connections, self.settings.engine)
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
+    async def _available(self) -> None:
+        """Collections can be served: not disabled and, embedded, the folder is this gateway's (taken now if it
+        was not; its collections opened then).
+
+        Raises:
+            CollectionsDisabled, CollectionsLocked, StorageError (the folder cannot be created or locked).
+        """
+        if not self.settings.enabled:
+            raise CollectionsDisabled("this gateway serves no collections (LOMAR_SEARCH_ENGINE=none): use the "
+                                      "gateway that holds the collections, or pgvector to share them")
+        if self._folder_lock is not None and not self._folder_lock.held:
+            await _stored(self._folder_lock.acquire)
+            await self._open_all(await _stored(self._stored_names))
     @property
     def shared(self) -> bool:
         """Whether the collections live in a database that other gateways share (pgvector)."""
@@ -209,6 +239,7 @@ class SearchService:
     # -- collections ------------------------------------------------------------------------------------------
     async def collection(self, name: str) -> Collection:
         """The collection `name`, as the store has it now (CollectionNotFound)."""
+        await self._available()
         collection = self._collections.get(name)
         if not self.shared:
             if collection is None:
@@ -229,6 +260,7 @@ class SearchService:
 
     async def collections(self) -> list[Collection]:
         """Every collection, by name."""
+        await self._available()
         if self.shared:
             await self._open_all(await _stored(self._stored_names))
         return [self._collections[name] for name in sorted(self._collections)]
@@ -243,6 +275,7 @@ class SearchService:
         Raises:
             InvalidParameter (bad name), CollectionExists, DimensionMismatch (`dim` is not the model's).
         """
+        await self._available()
         if not COLLECTION_NAME.fullmatch(name):
             raise InvalidParameter(f"invalid collection name {name!r}: {COLLECTION_NAME_RULE}")
         spec = await self._spec(model or self.gateway.settings.default_classifier)
@@ -532,9 +565,10 @@ def search_settings(settings: Settings) -> SearchSettings:
     (REPO/../collections) unless LOMAR_SEARCH_DIR says otherwise."""
     folder = settings.search_dir or Path(settings.model_repository).resolve().parent / "collections"
     url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
-    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb,
-                          pool_size=settings.search_pg_pool_size)
-    return SearchSettings(folder=Path(folder), engine=engine,
+    enabled = settings.search_engine != "none"
+    engine = EngineConfig(kind=settings.search_engine if settings.search_engine != "none" else "embedded", pg_url=url,
+                          build_memory_mb=settings.search_pg_build_memory_mb, pool_size=settings.search_pg_pool_size)
+    return SearchSettings(folder=Path(folder), engine=engine, enabled=enabled,
                           reindex_batch=settings.search_reindex_batch,
                           check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s,
                           limits=StorageLimits(collections=settings.search_max_collections,

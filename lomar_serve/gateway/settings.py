@@ -56,8 +56,9 @@ class Settings(RoleSettings):
     # Similar-image search (lomar_serve/search, docs/search.md).
     search_dir: Path | None = Field(None, description="where embedded collections live (unset: "
                                                       "REPOSITORY/../collections)")
-    search_engine: Literal["embedded", "pgvector"] = Field("embedded", description=(
-        "embedded (SQLite + usearch files, this gateway's) or pgvector (PostgreSQL, shared by a fleet)"))
+    search_engine: Literal["embedded", "pgvector", "none"] = Field("embedded", description=(
+        "embedded (SQLite + usearch files in LOMAR_SEARCH_DIR, held by one gateway at a time), pgvector "
+        "(PostgreSQL, shared by a fleet) or none (this gateway serves no collections)"))
     search_pg_url: SecretStr | None = Field(None, description="postgresql://... of the pgvector engine")
     search_pg_build_memory_mb: int = Field(1024, ge=64, description="maintenance_work_mem (MiB) of a pgvector "
                                                                     "HNSW build")

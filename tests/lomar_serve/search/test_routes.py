@@ -309,7 +309,9 @@ def test_a_folder_that_cannot_be_written_is_a_503(tmp_path) -> None:
                         default_reconstructor="fake_reconstructor", search_dir=tmp_path / "not-a-folder")
     with TestClient(create_app(settings, backend=FakeBackend())) as client:
         error(client.post("/v1/collections", json={"name": "pics"}), 503, "search_storage_unavailable")
-        error(client.get("/v1/collections/pics"), 404, "collection_not_found")
+        error(client.get("/v1/collections/pics"), 503, "search_storage_unavailable")  # the folder cannot be locked
+        assert client.post("/v1/classify", content=photo_bytes("coffee"),
+                           headers={"content-type": "image/jpeg"}).status_code == 200  # inference goes on
 
 
 def test_paging_out_of_range_is_a_422_on_every_engine(client: TestClient) -> None:
@@ -323,6 +325,19 @@ def test_paging_out_of_range_is_a_422_on_every_engine(client: TestClient) -> Non
         error(client.get("/v1/collections/p/images", params=params), 422, "invalid_parameter")
     assert client.get("/v1/collections/p/images", params={"offset": 2**63 - 1, "limit": 1000}).json()["images"] == []
     assert len(client.get("/v1/collections/p/images", params={"offset": 0}).json()["images"]) == 1
+
+
+def test_a_gateway_without_collections_says_so(tmp_path) -> None:
+    (tmp_path / "repo").mkdir()
+    settings = Settings(model_repository=tmp_path / "repo", default_classifier="fake_classifier",
+                        default_reconstructor="fake_reconstructor", search_engine="none",
+                        search_dir=tmp_path / "collections")
+    with TestClient(create_app(settings, backend=FakeBackend())) as client:
+        for response in (client.get("/v1/collections"), client.post("/v1/collections", json={"name": "pics"}),
+                         client.post("/v1/collections/pics/search", params={"id": "a"})):
+            error(response, 404, "collections_disabled")
+            assert "LOMAR_SEARCH_ENGINE=none" in response.json()["error"]["message"]
+    assert not (tmp_path / "collections").exists()  # not even a lock file
 
 
 @pytest.mark.parametrize("url", [

@@ -30,7 +30,7 @@ CARD = ModelCard(name="fake_classifier", task="classify", format="onnx", precisi
 def live_server(tmp_path_factory):
     settings = Settings(model_repository=tmp_path_factory.mktemp("repo"), default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", header_timeout_s=TIMEOUT_S,
-                        body_timeout_s=TIMEOUT_S)
+                        body_timeout_s=TIMEOUT_S, search_dir=tmp_path_factory.mktemp("collections"))
     port = free_port()
     config = uvicorn.Config(create_app(settings, backend=FakeBackend()), host="127.0.0.1", port=port,
                             log_level="warning", http=header_timeout_protocol(settings.header_timeout_s))
@@ -58,6 +58,7 @@ def client(tmp_path, backend):
     (version_dir / LABELS_FILE).write_text("\n".join(LABELS) + "\n")
     CARD.write(version_dir)
     settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
+                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000,
+                        search_dir=tmp_path / "collections")  # its own: a gateway locks its collections folder
     with TestClient(create_app(settings, backend=backend)) as test_client:
         yield test_client
