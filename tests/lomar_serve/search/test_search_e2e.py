@@ -249,10 +249,12 @@ def test_web_view_adds_and_searches(browser, stack: Stack, tmp_path: Path) -> No
     browser.find_element(By.ID, "add-input").send_keys(str(added))
     wait.until(lambda d: d.find_element(By.ID, "added").text.startswith("added 1"))
     browser.find_element(By.ID, "search-input").send_keys(str(query))
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 8)
-    ids = [element.text for element in browser.find_elements(By.CSS_SELECTOR, ".hit .id")]
-    assert ids[0] == "coffee" and "score" in browser.find_element(By.CSS_SELECTOR, ".hit .score").text
-    wait.until(lambda d: d.execute_script("return document.querySelector('.hit img').naturalWidth") == 224)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#hits .tile")) == 8)
+    names = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#hits .tile .name")]
+    ids = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#hits .tile .id")]
+    assert (names[0], ids[0]) == ("coffee.jpg", "coffee")
+    assert "score" in browser.find_element(By.CSS_SELECTOR, "#hits .tile .score").text
+    wait.until(lambda d: d.execute_script("return document.querySelector('#hits .tile img').naturalWidth") == 224)
     assert not browser.find_elements(By.CSS_SELECTOR, ".error")
 
 
