@@ -567,7 +567,8 @@ def search_settings(settings: Settings) -> SearchSettings:
     url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
     enabled = settings.search_engine != "none"
     engine = EngineConfig(kind=settings.search_engine if settings.search_engine != "none" else "embedded", pg_url=url,
-                          build_memory_mb=settings.search_pg_build_memory_mb, pool_size=settings.search_pg_pool_size)
+                          build_memory_mb=settings.search_pg_build_memory_mb, pool_size=settings.search_pg_pool_size,
+                          exact_limit=settings.search_exact_limit, expansion_search=settings.search_ef_search)
     return SearchSettings(folder=Path(folder), engine=engine, enabled=enabled,
                           reindex_batch=settings.search_reindex_batch,
                           check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s,

@@ -15,7 +15,7 @@ from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_RECONSTRUCTOR
 from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
 from lomar_serve.common.settings import (DEFAULT_GATEWAY_PORT, DEFAULT_MODEL_REPOSITORY, ModelRepository, RoleSettings,
                                          triton_address)
-from lomar_serve.search.engine import DEFAULT_POOL_SIZE
+from lomar_serve.search.engine import DEFAULT_EF_SEARCH, DEFAULT_EXACT_LIMIT, DEFAULT_POOL_SIZE
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 
@@ -65,6 +65,12 @@ class Settings(RoleSettings):
     search_pg_pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=1000, description=(
         "connections this gateway keeps to the pgvector database, shared by every collection (each re-index lease "
         "or concurrent graph build holds one more)"))
+    search_exact_limit: int = Field(DEFAULT_EXACT_LIMIT, ge=0, description=(
+        "collections of up to this many images are searched exactly (recall 1.0), larger ones through their HNSW "
+        "graph (docs/search.md, Recall)"))
+    search_ef_search: int = Field(DEFAULT_EF_SEARCH, ge=1, le=1000, description=(
+        "HNSW ef_search of graph searches (usearch and pgvector): higher finds more true neighbours, more slowly "
+        "(docs/search.md, Recall)"))
     search_reindex_batch: int = Field(16, ge=1, description="images per inference call of a re-index")
     search_check_interval_s: float = Field(5.0, gt=0, description="seconds between checks of the collections' "
                                                                   "model versions against the serving ones")
