@@ -12,9 +12,9 @@ import json
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.model_repository import MODEL_NAME_PATTERN
