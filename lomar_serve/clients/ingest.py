@@ -34,13 +34,12 @@ from tqdm import tqdm
 from contracts.datasets import image_files, is_image_file
 from lomar_serve.clients.errors import GatewayClientError
 from lomar_serve.common.paging import MAX_PAGE
-from lomar_serve.gateway.api.schemas import RequestLimits
+from lomar_serve.gateway.api.schemas import MAX_LISTING_FILTERS, RequestLimits
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 GLOB_CHARACTERS = frozenset("*?[")
 PART_OVERHEAD = 256  # bytes a multipart part adds to its file: boundary and headers (plus its file name)
-LOOKUP_HASHES = 100  # sha256 digests per "which of these are in?" request: its URL stays a few KiB
 RETRIED_STATUSES = frozenset({408, 429, 502, 503, 504})  # transient: the same request may succeed later
 IMAGE_REFUSALS = frozenset({400, 413, 415})  # a request refused for one of its images: split it to find which
 
@@ -252,8 +251,8 @@ def _send(client: CollectionsClient, collection: str, images: list[_Image], opti
 def _present(client: CollectionsClient, collection: str, hashes: list[str]) -> dict[tuple[str, str], str]:
     """(name, sha256) -> id of the collection's images with one of `hashes`."""
     found: dict[tuple[str, str], str] = {}
-    for start in range(0, len(hashes), LOOKUP_HASHES):
-        images = client.images(collection, hashes=hashes[start:start + LOOKUP_HASHES], limit=MAX_PAGE)["images"]
+    for start in range(0, len(hashes), MAX_LISTING_FILTERS):
+        images = client.images(collection, hashes=hashes[start:start + MAX_LISTING_FILTERS], limit=MAX_PAGE)["images"]
         found.update(((image["name"], image["sha256"]), image["id"]) for image in images)
     return found
 

@@ -17,6 +17,9 @@ EXAMPLE_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQ
                  "ANlXfpDfjE6XAAAAAElFTkSuQmCC")
 
 
+# Names or sha256 digests one image listing filters on at most: its URL stays a few KiB (uvicorn refuses request
+# lines past 16 KiB, with a body no client can parse).
+MAX_LISTING_FILTERS = 100
 ON_DUPLICATE: tuple[OnDuplicate, ...] = get_args(OnDuplicate)  # what an add may do with known bytes (clients' list)
 
 # The images of every JSON body that carries some (classify, embed, reconstruct, collections' adds and searches):

@@ -22,7 +22,7 @@ from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.gateway.api.deps import GatewayDep
-from lomar_serve.gateway.api.schemas import Images
+from lomar_serve.gateway.api.schemas import MAX_LISTING_FILTERS, Images
 from lomar_serve.gateway.api.uploads import (decode_base64_images, parse_json, read_body, read_images,
                                              read_named_images)
 from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, IMAGE_NAME_PATTERN,
@@ -274,9 +274,11 @@ async def list_images(name: CollectionName, request: Request,
                       offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="images to skip")] = 0,
                       limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="images to list")] = 100,
                       names: Annotated[list[str] | None, Query(
-                          alias="name", max_length=MAX_PAGE, description="only images of these exact names")] = None,
+                          alias="name", max_length=MAX_LISTING_FILTERS,
+                          description="only images of these exact names")] = None,
                       hashes: Annotated[list[Annotated[str, Field(pattern=SHA256_PATTERN)]] | None, Query(
-                          alias="sha256", max_length=MAX_PAGE, description="only images of these contents")] = None,
+                          alias="sha256", max_length=MAX_LISTING_FILTERS,
+                          description="only images of these contents (sha256 of their bytes)")] = None,
                       ) -> dict[str, Any]:
     collection = await get_search(request).collection(name)
     rows = await asyncio.to_thread(collection.store.listing, offset, limit, names=names, hashes=hashes)
