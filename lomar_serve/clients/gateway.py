@@ -129,7 +129,8 @@ class LomarClient:
 
     def ingest(self, name: str, paths: Sequence[str | Path], *, metadata: dict[str, Any] | None = None,
                ids: Sequence[str] | None = None, upsert: bool = False, on_duplicate: str = "skip",
-               chunk_images: int | None = None, retries: int = 5, progress: bool = False) -> dict[str, Any]:
+               chunk_images: int | None = None, concurrency: int = 2, retries: int = 5,
+               progress: bool = False) -> dict[str, Any]:
         """Add every image of `paths` (files, folders searched recursively, glob patterns) in requests within the
         gateway's limits, skipping those already in (same name and bytes), each request retried on a transient
         failure; see lomar_serve/clients/ingest.py. Returns {"collection", "files", "added", "skipped", "replaced",
@@ -137,7 +138,8 @@ class LomarClient:
         from lomar_serve.clients.ingest import IngestOptions, find_images, ingest
 
         options = IngestOptions(metadata=metadata, ids=ids, upsert=upsert, on_duplicate=on_duplicate,
-                                chunk_images=chunk_images, retries=retries, progress=progress)
+                                chunk_images=chunk_images, concurrency=concurrency, retries=retries,
+                                progress=progress)
         return ingest(self, name, find_images(paths), options)
 
     def delete_image(self, name: str, image_id: str) -> dict[str, Any]:

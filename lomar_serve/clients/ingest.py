@@ -10,6 +10,8 @@ sent in requests within the gateway's limits, resumable.
 - Requests: at most the gateway's `max_images` images and `max_upload_bytes` bytes each (read from GET /v1/limits,
   the gateway's settings). A request refused for one of its images (400 not decodable, 413 too large, 415 not an
   image) is split in halves until the image is alone, then that image is reported as failed and the rest go on.
+- Concurrency: `concurrency` requests in flight (2): the next group is read, hashed and looked up while the
+  gateway embeds one.
 - Retries: a request that fails in transit or answers 408, 429, 502, 503 or 504 is sent again with exponential
   backoff (tenacity), `retries` times at most.
 - Resume: before each request the client asks which of its images the collection holds already (same name and
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -75,6 +79,7 @@ class IngestOptions:
     upsert: bool = False  # replace images whose id exists
     on_duplicate: str = "skip"  # bytes the collection holds under another name: skip, replace or add
     chunk_images: int | None = None  # images per request at most (None: the gateway's max_images)
+    concurrency: int = 2  # requests in flight: the next is read, hashed and looked up while one is embedded
     retries: int = 5  # transient failures per request, each after a longer pause
     progress: bool = False  # a progress bar on stderr
 
@@ -94,15 +99,33 @@ class _Image:
 
 @dataclass
 class _Report:
+    """What the ingest did so far; updated by the threads that send requests."""
+
     sources: list[Source]
     ids: list[str | None]
     added: int = 0
     skipped: int = 0
     replaced: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, source: Source, error: object) -> None:
-        self.failed.append({"file": str(source.path), "name": source.name, "error": str(error)})
+        with self.lock:
+            self.failed.append({"file": str(source.path), "name": source.name, "error": str(error)})
+
+    def sent(self, images: list[_Image], present: dict[tuple[str, str], str], answer: dict[str, Any] | None) -> None:
+        """`images` are in: those `present` already, the others added (or skipped, replaced) by `answer`."""
+        left = [image for image in images if image.key not in present]
+        with self.lock:
+            for image in images:
+                self.ids[image.position] = present.get(image.key)
+            self.skipped += len(images) - len(left)
+            if answer is not None:
+                for image, image_id in zip(left, answer["ids"]):
+                    self.ids[image.position] = image_id
+                self.added += answer["added"]
+                self.skipped += len(answer["skipped"])
+                self.replaced += len(answer["replaced"])
 
 
 def find_images(arguments: Sequence[str | Path]) -> list[Source]:
@@ -162,13 +185,25 @@ def ingest(client: CollectionsClient, collection: str, sources: list[Source], op
     limits = _call(client.limits, options.retries)
     max_images = min(limits.max_images, options.chunk_images or limits.max_images)
     report = _Report(sources=sources, ids=[None] * len(sources))
+
+    def add(chunk: list[int]) -> int:
+        _send(client, collection, _read(sources, chunk, report), options, report)
+        return len(chunk)
+
     with tqdm(total=len(sources), unit="image", desc=f"adding to {collection}", disable=not options.progress,
-              dynamic_ncols=True) as bar:
-        for chunk in _chunks(sources, max_images, limits.max_upload_bytes):
-            images = _read(sources, chunk, report)
-            _send(client, collection, images, options, report)
-            bar.update(len(chunk))
+              dynamic_ncols=True) as bar, ThreadPoolExecutor(options.concurrency, "lomar-ingest") as pool:
+        def finish(done: set[Future[int]]) -> None:
+            for future in done:
+                bar.update(future.result())  # a refusal no retry or split helps is raised here
             bar.set_postfix(added=report.added, skipped=report.skipped, failed=len(report.failed), refresh=False)
+
+        pending: set[Future[int]] = set()
+        for chunk in _chunks(sources, max_images, limits.max_upload_bytes):
+            if len(pending) >= options.concurrency:  # the files of at most that many requests in memory
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finish(done)
+            pending.add(pool.submit(add, chunk))
+        finish(wait(pending).done)
     count = _call(lambda: client.collection(collection)["count"], options.retries)
     return {"collection": collection, "files": len(sources), "added": report.added, "skipped": report.skipped,
             "replaced": report.replaced, "failed": report.failed, "count": count, "ids": report.ids,
@@ -226,6 +261,7 @@ def _send(client: CollectionsClient, collection: str, images: list[_Image], opti
         return
     try:
         present, answer = _call(attempt, options.retries)
+        report.sent(images, present, answer)
     except GatewayClientError as error:
         if error.status not in IMAGE_REFUSALS:
             raise
@@ -235,17 +271,6 @@ def _send(client: CollectionsClient, collection: str, images: list[_Image], opti
         half = len(images) // 2
         _send(client, collection, images[:half], options, report)
         _send(client, collection, images[half:], options, report)
-        return
-    left = [image for image in images if image.key not in present]
-    for image in images:
-        report.ids[image.position] = present.get(image.key)
-    report.skipped += len(images) - len(left)
-    if answer is not None:
-        for image, image_id in zip(left, answer["ids"]):
-            report.ids[image.position] = image_id
-        report.added += answer["added"]
-        report.skipped += len(answer["skipped"])
-        report.replaced += len(answer["replaced"])
 
 
 def _present(client: CollectionsClient, collection: str, hashes: list[str]) -> dict[tuple[str, str], str]:

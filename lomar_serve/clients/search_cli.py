@@ -71,6 +71,7 @@ def collections_parser() -> argparse.ArgumentParser:
                      help="an image whose bytes the collection holds under another name: skip it (default), "
                           "replace that image, or add it again")
     add.add_argument("--chunk-size", type=int, help="images per request at most (default: the gateway's limit)")
+    add.add_argument("--concurrency", type=int, default=2, help="requests in flight")
     add.add_argument("--retries", type=int, default=5, help="retries of a request after a transient failure")
     add.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="a progress bar on stderr (default: when stderr is a terminal)")
@@ -105,7 +106,7 @@ def collections_main(argv: list[str]) -> int:
             return 2
         options = ingest.IngestOptions(
             metadata=args.metadata, ids=args.ids, upsert=args.upsert, on_duplicate=args.on_duplicate,
-            chunk_images=args.chunk_size, retries=args.retries,
+            chunk_images=args.chunk_size, concurrency=args.concurrency, retries=args.retries,
             progress=sys.stderr.isatty() if args.progress is None else args.progress)
     actions: dict[str, Callable[[LomarClient], dict[str, Any]]] = {
         "list": lambda c: c.collections(),

@@ -50,7 +50,7 @@ from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, Col
 from lomar_serve.search.folder_lock import FolderLock
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, OnDuplicate, Skipped,
-                                      Stored, VersionsChanged)
+                                      Stored, VersionsChanged, encode_input)
 
 if TYPE_CHECKING:
     from lomar_serve.search.pg_store import CollectionCatalog
@@ -350,19 +350,22 @@ class SearchService:
         if todo:
             spec = await self._spec(collection.info.model)
             images = await self.gateway.decode_inputs("collections", [blobs[i] for i in todo], spec)  # (N, 3, H, W)
-            items = [NewItem(id=given_ids[i], name=names[i], metadata=metadata[i], image=image, sha256=hashes[i])
-                     for i, image in zip(todo, images)]
-            vectors: dict[str, np.ndarray] = {}
-            wanted = collection.versions()
+            # the stored inputs are encoded (PNG, ~2 ms an image) on the decode threads while the model embeds them
+            encoding = asyncio.gather(*(self.gateway.offload(encode_input, image) for image in images))
+            try:
+                vectors = {version: await self._embed(spec, images, version, collection)
+                           for version in collection.versions()}
+            finally:
+                encoded = await encoding
+            items = [NewItem(id=given_ids[i], name=names[i], metadata=metadata[i], image=image, sha256=hashes[i],
+                             encoded=data) for i, image, data in zip(todo, images, encoded)]
             while True:
-                for version in wanted:
-                    if version not in vectors:
-                        vectors[version] = await self._embed(spec, images, version, collection)
                 try:
                     stored = await _stored(collection.add, items, vectors, upsert=upsert, on_duplicate=on_duplicate)
                     break
                 except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
-                    wanted = changed.missing
+                    for version in changed.missing:
+                        vectors[version] = await self._embed(spec, images, version, collection)
         return _with_known(stored, todo, known, hashes), collection.info.version
 
     async def remove(self, name: str, item_id: str) -> None:

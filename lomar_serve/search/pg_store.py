@@ -25,7 +25,7 @@ from lomar_serve.search.errors import CollectionExists, CollectionNotFound, Dupl
 from lomar_serve.search.pgvector import copy_vectors, vector_table
 from lomar_serve.search.postgres import PgSession
 from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, Lease, NewItem,
-                                      OnDuplicate, Stored, VersionsChanged, encode_input, inserted, metadata_filter,
+                                      OnDuplicate, Stored, VersionsChanged, inserted, metadata_filter,
                                       plan_insert)
 
 COLLECTIONS, ITEMS = "lomar_collections", "lomar_collection_items"
@@ -149,7 +149,7 @@ class PostgresCollectionStore(CollectionStore):
     # -- items and vectors ------------------------------------------------------------------------------------
     def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool,
                on_duplicate: OnDuplicate = "skip") -> Inserted:
-        inputs = [encode_input(item.image) for item in items]
+        inputs = [item.stored_input() for item in items]
         given = [item.id for item in items if item.id is not None]
         hashes = sorted({item.sha256 for item in items if item.sha256 is not None})
         with self._session.transaction() as connection:

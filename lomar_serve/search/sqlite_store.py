@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem, OnDuplicate,
-                                      Stored, encode_input, inserted, metadata_filter, plan_insert)
+                                      Stored, inserted, metadata_filter, plan_insert)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,7 +116,7 @@ class SqliteCollectionStore(CollectionStore):
     # -- items and vectors ------------------------------------------------------------------------------------
     def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool,
                on_duplicate: OnDuplicate = "skip") -> Inserted:
-        inputs = [encode_input(item.image) for item in items]
+        inputs = [item.stored_input() for item in items]
         given = [item.id for item in items if item.id is not None]
         hashes = [item.sha256 for item in items if item.sha256 is not None]
         with self._lock, self._db:

@@ -59,6 +59,11 @@ class NewItem:
     image: np.ndarray
     name: str | None = None
     sha256: str | None = None
+    encoded: bytes | None = None  # the model input as encode_input wrote it, if done already (in parallel)
+
+    def stored_input(self) -> bytes:
+        """The model input as stored: lossless PNG."""
+        return self.encoded if self.encoded is not None else encode_input(self.image)
 
 
 @dataclass(frozen=True)
