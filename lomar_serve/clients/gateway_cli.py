@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import httpx
 
-from lomar_serve.clients.gateway import GatewayClientError, LomarClient
+from lomar_serve.clients.errors import GatewayClientError
+from lomar_serve.clients.gateway import LomarClient
 from lomar_serve.clients.settings import ClientSettings, client_settings
 from lomar_serve.common.settings import add_flags
 from lomar_serve.gateway.api.schemas import ReconstructResponse

@@ -2,7 +2,9 @@
 
     lomar collections create photos [--model lomar_classifier]
     lomar collections add photos a.jpg b.jpg [--id a --id b] [--metadata '{"album": "2024"}'] [--upsert]
-    lomar collections list | show photos | images photos | remove photos IMAGE_ID | delete photos
+    lomar collections add photos ~/Pictures 'scans/**/*.png'     # folders (recursive) and globs; resumable
+    lomar collections list | show photos | remove photos IMAGE_ID | delete photos
+    lomar collections images photos [--name cats/a.jpg] [--offset 0] [--limit 100]
     lomar search photos query.jpg [--top-k 5] [--threshold 0.9] [--filter '{"album": "2024"}']
     lomar search photos --id a                      # neighbours of an indexed image
 
@@ -18,10 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lomar_serve.clients import ingest
 from lomar_serve.clients.gateway import LomarClient
 from lomar_serve.clients.gateway_cli import call_gateway
 from lomar_serve.clients.settings import ClientSettings
 from lomar_serve.common.settings import add_flags
+from lomar_serve.gateway.api.schemas import ON_DUPLICATE
 
 
 def _common() -> argparse.ArgumentParser:
@@ -45,18 +49,32 @@ def collections_parser() -> argparse.ArgumentParser:
     common = [_common()]
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every collection", parents=common)
-    for name, text in (("show", "a collection's model, version and counts"), ("delete", "delete a collection"),
-                       ("images", "ids and metadata of a collection's images")):
+    for name, text in (("show", "a collection's model, version and counts"), ("delete", "delete a collection")):
         commands.add_parser(name, help=text, parents=common).add_argument("name")
+    images = commands.add_parser("images", help="ids, names and metadata of a collection's images", parents=common)
+    images.add_argument("name")
+    images.add_argument("--name", action="append", dest="names", help="only images of this exact name (repeat)")
+    images.add_argument("--offset", type=int, default=0)
+    images.add_argument("--limit", type=int, default=100)
     create = commands.add_parser("create", help="create a collection", parents=common)
     create.add_argument("name")
     create.add_argument("--model", help="classifier that embeds the images (default: the gateway's)")
-    add = commands.add_parser("add", help="embed and add image files", parents=common)
+    add = commands.add_parser("add", help="embed and add image files, folders (recursive) and glob patterns",
+                              parents=common, description=ingest.__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     add.add_argument("name")
-    add.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    add.add_argument("--id", action="append", dest="ids", help="one per file (default: generated)")
-    add.add_argument("--metadata", type=_json_object, help="a JSON object given to every file")
+    add.add_argument("paths", nargs="+", metavar="PATH", help="an image file, a folder, or a glob ('a/**/*.jpg')")
+    add.add_argument("--id", action="append", dest="ids", help="one per image (default: generated)")
+    add.add_argument("--metadata", type=_json_object, help="a JSON object given to every image")
     add.add_argument("--upsert", action="store_true", help="replace images whose id exists")
+    add.add_argument("--on-duplicate", choices=ON_DUPLICATE, default="skip",
+                     help="an image whose bytes the collection holds under another name: skip it (default), "
+                          "replace that image, or add it again")
+    add.add_argument("--chunk-size", type=int, help="images per request at most (default: the gateway's limit)")
+    add.add_argument("--concurrency", type=int, default=2, help="requests in flight")
+    add.add_argument("--retries", type=int, default=5, help="retries of a request after a transient failure")
+    add.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar on stderr (default: when stderr is a terminal)")
     remove = commands.add_parser("remove", help="remove an image", parents=common)
     remove.add_argument("name")
     remove.add_argument("image_id")
@@ -78,18 +96,25 @@ def search_parser() -> argparse.ArgumentParser:
 def collections_main(argv: list[str]) -> int:
     args = collections_parser().parse_args(argv)
     if args.command == "add":
-        missing = [str(path) for path in args.files if not path.is_file()]
-        if missing:
-            print(f"lomar collections: no such file: {', '.join(missing)}", file=sys.stderr)
+        try:
+            sources = ingest.find_images(args.paths)
+        except FileNotFoundError as error:
+            print(f"lomar collections: {error}", file=sys.stderr)
             return 2
+        if args.ids and len(args.ids) != len(sources):
+            print(f"lomar collections: {len(args.ids)} --id for {len(sources)} images", file=sys.stderr)
+            return 2
+        options = ingest.IngestOptions(
+            metadata=args.metadata, ids=args.ids, upsert=args.upsert, on_duplicate=args.on_duplicate,
+            chunk_images=args.chunk_size, concurrency=args.concurrency, retries=args.retries,
+            progress=sys.stderr.isatty() if args.progress is None else args.progress)
     actions: dict[str, Callable[[LomarClient], dict[str, Any]]] = {
         "list": lambda c: c.collections(),
         "show": lambda c: c.collection(args.name),
         "delete": lambda c: c.delete_collection(args.name),
-        "images": lambda c: c.images(args.name),
+        "images": lambda c: c.images(args.name, offset=args.offset, limit=args.limit, names=args.names),
         "create": lambda c: c.create_collection(args.name, model=args.model),
-        "add": lambda c: c.add_images(args.name, args.files, ids=args.ids, upsert=args.upsert,
-                                      metadata=[args.metadata] * len(args.files) if args.metadata else None),
+        "add": lambda c: ingest.ingest(c, args.name, sources, options),
         "remove": lambda c: c.delete_image(args.name, args.image_id),
     }
     return call_gateway("collections", args, actions[args.command])

@@ -14,8 +14,8 @@ an `embed` callable, so it can move to a separate control plane.
     await search.start()
     await search.create("photos", model=None, dim=None)
     photos = await search.collection("photos")      # one read of the collection per request
-    await search.add(photos, [jpeg_bytes], ids=["a"], metadata=[{"kind": "cat"}])
-    await search.search(photos, image=jpeg_bytes, top_k=5)
+    await search.add(photos, [jpeg_bytes], ids=["a"], names=["cats/a.jpg"], metadata=[{"kind": "cat"}])
+    await search.search(photos, Queries(images=[jpeg_bytes]), top_k=5)
     search.hold_for_switch("lomar_classifier", "2")    # from a thread, after the gateway's routing switched
     await search.close()
 """
@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import logging
 import re
-import secrets
 import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,15 +40,18 @@ import numpy as np
 
 from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge, ServiceError
 from lomar_serve.gateway.catalog import ModelSpec
-from lomar_serve.gateway.service import Gateway
+from lomar_serve.gateway.service import Gateway, unit_rows
 from lomar_serve.gateway.settings import Settings
 from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
-from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, DimensionMismatch, LimitReached,
-                                       QuotaExceeded, StorageError, VersionUnavailable)
+from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, CollectionsDisabled, CollectionsLocked,
+                                       DimensionMismatch, LimitReached, QuotaExceeded, StorageError,
+                                       VersionUnavailable)
+from lomar_serve.search.folder_lock import FolderLock
 from lomar_serve.search.reindex import reindex
-from lomar_serve.search.store import STORE_FILE_NAME, CollectionInfo, NewItem, VersionsChanged
+from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, OnDuplicate, Skipped,
+                                      Stored, VersionsChanged, encode_input)
 
 if TYPE_CHECKING:
     from lomar_serve.search.pg_store import CollectionCatalog
@@ -58,8 +61,12 @@ T = TypeVar("T")
 COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a folder name: no dots, no upper case
 COLLECTION_NAME_RULE = "1-64 of a-z, 0-9, '_', '-', starting with a letter or a digit"
 ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+# An image's name: what the client called it (a file name, a path in an ingested folder); any text but control
+# characters, up to 1024 characters. Names need not be unique.
+IMAGE_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,1024}$"
 COLLECTION_NAME = re.compile(COLLECTION_NAME_PATTERN)
 ITEM_ID = re.compile(ITEM_ID_PATTERN)
+IMAGE_NAME = re.compile(IMAGE_NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,24 @@ class SearchSettings:
     check_interval_s: float = 5.0  # how often serving versions are compared with the collections'
     save_interval_s: float = 30.0  # how often changed embedded indexes are written to disk
     hold_s: float = 600.0  # a deploy keeps the old version loaded this long for running re-indexes
+    enabled: bool = True  # False: this gateway serves no collections (LOMAR_SEARCH_ENGINE=none)
+
+
+@dataclass(frozen=True)
+class Queries:
+    """What a search looks for, one kind of query: images (their bytes), indexed images (ids) or vectors (Q, D)."""
+
+    images: list[bytes] | None = None
+    ids: list[str] | None = None
+    vectors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        given = [kind for kind in (self.images, self.ids, self.vectors) if kind is not None]
+        if len(given) != 1 or not len(given[0]):
+            raise InvalidParameter("give the query images, the ids of indexed images, or query vectors: one kind")
+
+    def __len__(self) -> int:
+        return len(next(kind for kind in (self.images, self.ids, self.vectors) if kind is not None))
 
 
 @dataclass(frozen=True)
@@ -99,7 +124,7 @@ class SearchAnswer:
     collection: str
     model: str
     model_version: str
-    hits: list[Hit]
+    results: list[list[Hit]]  # one list per query, best first
 
 
 class SearchService:
@@ -116,13 +141,26 @@ class SearchService:
         self._watcher: asyncio.Task[None] | None = None
         self._catalog: CollectionCatalog | None = None  # pgvector: opened on first use (the database may be down)
         self._catalog_lock = threading.Lock()
+        # embedded: this gateway's alone while it runs (folder_lock.py)
+        self._folder_lock = FolderLock(settings.folder) if settings.enabled and not self.shared else None
 
     # -- life cycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the existing collections (rebuilding indexes that lag their store) and start the watcher."""
+        """Open the existing collections (rebuilding indexes that lag their store) and start the watcher.
+
+        Raises:
+            CollectionsLocked: the folder of embedded collections is another gateway's.
+        """
         self._loop = asyncio.get_running_loop()
+        if not self.settings.enabled:
+            LOGGER.info("search: no collections on this gateway (LOMAR_SEARCH_ENGINE=none)")
+            return
         try:
+            if self._folder_lock is not None:
+                await _stored(self._folder_lock.acquire)
             await self._open_all(await _stored(self._stored_names))
+        except CollectionsLocked:
+            raise
         except ServiceError as error:  # the database is down: inference starts anyway, the watcher retries
             LOGGER.error("collections not opened (retried every %.0f s): %s", self.settings.check_interval_s,
                          error.message)
@@ -143,7 +181,22 @@ class SearchService:
         self._collections.clear()
         self._catalog = None
         await asyncio.to_thread(release_connections, self.settings.engine)
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
+    async def _available(self) -> None:
+        """Collections can be served: not disabled and, embedded, the folder is this gateway's (taken now if it
+        was not; its collections opened then).
+
+        Raises:
+            CollectionsDisabled, CollectionsLocked, StorageError (the folder cannot be created or locked).
+        """
+        if not self.settings.enabled:
+            raise CollectionsDisabled("this gateway serves no collections (LOMAR_SEARCH_ENGINE=none): use the "
+                                      "gateway that holds the collections, or pgvector to share them")
+        if self._folder_lock is not None and not self._folder_lock.held:
+            await _stored(self._folder_lock.acquire)
+            await self._open_all(await _stored(self._stored_names))
     @property
     def shared(self) -> bool:
         """Whether the collections live in a database that other gateways share (pgvector)."""
@@ -187,6 +240,7 @@ class SearchService:
     # -- collections ------------------------------------------------------------------------------------------
     async def collection(self, name: str) -> Collection:
         """The collection `name`, as the store has it now (CollectionNotFound)."""
+        await self._available()
         collection = self._collections.get(name)
         if not self.shared:
             if collection is None:
@@ -207,6 +261,7 @@ class SearchService:
 
     async def collections(self) -> list[Collection]:
         """Every collection, by name."""
+        await self._available()
         if self.shared:
             await self._open_all(await _stored(self._stored_names))
         return [self._collections[name] for name in sorted(self._collections)]
@@ -224,6 +279,7 @@ class SearchService:
             InvalidParameter (bad name), CollectionExists, DimensionMismatch (`dim` is not the model's),
             LimitReached (the gateway's limit), QuotaExceeded (the owner's).
         """
+        await self._available()
         if not COLLECTION_NAME.fullmatch(name):
             raise InvalidParameter(f"invalid collection name {name!r}: {COLLECTION_NAME_RULE}")
         spec = await self._spec(model or self.gateway.settings.default_classifier)
@@ -273,69 +329,106 @@ class SearchService:
 
     # -- images -----------------------------------------------------------------------------------------------
     async def add(self, collection: Collection, blobs: list[bytes], *, ids: list[str] | None = None,
-                  metadata: list[dict[str, Any]] | None = None, upsert: bool = False) -> tuple[list[str], str]:
-        """Embed and store images into `collection` (from `collection(name)`); returns their ids (given or
-        generated) and the live model version."""
-        ids = ids if ids else [secrets.token_hex(8) for _ in blobs]
+                  names: list[str | None] | None = None, metadata: list[dict[str, Any]] | None = None,
+                  upsert: bool = False, on_duplicate: OnDuplicate = "skip") -> tuple[Inserted, str]:
+        """Embed and store images into `collection` (from `collection(name)`); returns what was stored (ids given
+        or generated, names given or the ids; for an image whose bytes the collection holds, what `on_duplicate`
+        did) and the live model version."""
+        given_ids: list[str | None] = list(ids) if ids else [None] * len(blobs)
+        names = list(names) if names else [None] * len(blobs)
         metadata = metadata if metadata else [{} for _ in blobs]
-        if len(ids) != len(blobs) or len(metadata) != len(blobs):
-            raise InvalidParameter(f"{len(blobs)} images but {len(ids)} ids and {len(metadata)} metadata objects")
-        for item_id in ids:
+        if len(metadata) == 1:
+            metadata = metadata * len(blobs)  # one object: every image's
+        if not len(given_ids) == len(names) == len(metadata) == len(blobs):
+            raise InvalidParameter(f"{len(blobs)} images but {len(given_ids)} ids, {len(names)} names and "
+                                   f"{len(metadata)} metadata objects")
+        for item_id in ids or []:
             if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
                 raise InvalidParameter(f"invalid image id {item_id!r}: 1-128 letters, digits, '_.:@-'")
+        for name in names:
+            check_image_name(name)
         self.settings.limits.check_metadata(metadata)
+        hashes = [hashlib.sha256(blob).hexdigest() for blob in blobs]
+        known = await _stored(collection.store.with_content, hashes) if on_duplicate == "skip" else {}
+        todo = [position for position, digest in enumerate(hashes) if digest not in known]  # to embed and store
         count = await _stored(collection.count)
-        if count + len(ids) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
-            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(ids)} more would pass "
+        if count + len(todo) > self.settings.limits.images:  # upserts counted as new: the bound is never passed
+            raise LimitReached(f"collection {collection.name!r} holds {count} images; {len(todo)} more would pass "
                                f"its limit of {self.settings.limits.images}")
-        spec = await self._spec(collection.info.model)
-        images = await self.gateway.decode_inputs("collections", blobs, spec)  # (N, 3, H, W)
-        items = [NewItem(id=i, metadata=m, image=image) for i, m, image in zip(ids, metadata, images)]
-        vectors: dict[str, np.ndarray] = {}
-        wanted = collection.versions()
-        while True:
-            for version in wanted:
-                if version not in vectors:
-                    vectors[version] = await self._embed(spec, images, version, collection)
+        stored = Inserted(ids=[], names=[], keys=np.zeros(0, np.int64), positions=[], replaced=np.zeros(0, np.int64))
+        if todo:
+            spec = await self._spec(collection.info.model)
+            images = await self.gateway.decode_inputs("collections", [blobs[i] for i in todo], spec)  # (N, 3, H, W)
+            # the stored inputs are encoded (PNG, ~2 ms an image) on the decode threads while the model embeds them
+            encoding = asyncio.gather(*(self.gateway.offload(encode_input, image) for image in images))
             try:
-                await _stored(collection.add, items, vectors, upsert=upsert)
-                return ids, collection.info.version
-            except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
-                wanted = changed.missing
+                vectors = {version: await self._embed(spec, images, version, collection)
+                           for version in collection.versions()}
+            finally:
+                encoded = await encoding
+            items = [NewItem(id=given_ids[i], name=names[i], metadata=metadata[i], image=image, sha256=hashes[i],
+                             encoded=data) for i, image, data in zip(todo, images, encoded)]
+            while True:
+                try:
+                    stored = await _stored(collection.add, items, vectors, upsert=upsert, on_duplicate=on_duplicate)
+                    break
+                except VersionsChanged as changed:  # a re-index started while we embedded: embed for it too
+                    for version in changed.missing:
+                        vectors[version] = await self._embed(spec, images, version, collection)
+        return _with_known(stored, todo, known, hashes), collection.info.version
 
     async def remove(self, name: str, item_id: str) -> None:
         await _stored((await self.collection(name)).delete, item_id)
 
-    async def search(self, collection: Collection, *, image: bytes | None = None, item_id: str | None = None,
-                     top_k: int = 10, threshold: float | None = None, where: dict[str, Any] | None = None
-                     ) -> SearchAnswer:
-        """The nearest images in `collection` (from `collection(name)`) to a query image or to an indexed image
-        (`item_id`, excluded from the answer).
+    async def search(self, collection: Collection, queries: Queries, *, top_k: int = 10,
+                     threshold: float | None = None, where: dict[str, Any] | None = None) -> SearchAnswer:
+        """The nearest images in `collection` (from `collection(name)`) to each query: an image, an indexed image
+        (by id, left out of its own answer) or a vector.
 
-        The query is embedded by the model version of the live index, and the answer names that version.
+        Every query is embedded by (or, a vector, compared with) the model version of the live index, and the
+        answer names that version.
         """
         name = collection.name
         if top_k < 1:
             raise InvalidParameter(f"top_k must be at least 1, got {top_k}")
         top_k = min(top_k, self.gateway.settings.max_top_k)  # capped, never refused (as classify's top_k)
-        if (image is None) == (item_id is None):
-            raise InvalidParameter("give either a query image or the id of an indexed image")
+        if len(queries) > self.gateway.settings.max_images:
+            raise PayloadTooLarge(f"{len(queries)} queries in one request; the limit is "
+                                  f"{self.gateway.settings.max_images}")
+        vectors = None if queries.vectors is None else self._query_vectors(collection, queries.vectors)
         images = None
         for _ in range(3):  # the live version may switch between embedding and searching: embed again
-            if item_id is not None:
-                version, query = await _stored(collection.vector_of, item_id)
-            else:
+            version = collection.info.version
+            if queries.ids is not None:
+                found = [await _stored(collection.vector_of, item_id) for item_id in queries.ids]
+                if {found_version for found_version, _ in found} != {version}:
+                    continue  # switched between two reads
+                vectors = np.stack([vector for _, vector in found])
+            elif queries.images is not None:
                 spec = await self._spec(collection.info.model)
                 if images is None:
-                    images = await self.gateway.decode_inputs("collections", [image], spec)
-                version = collection.info.version
-                query = (await self._embed(spec, images, version, collection))[0]
-            hits = await _stored(collection.search, version, query, top_k, threshold=threshold, where=where,
-                                 exclude=item_id)
-            if hits is not None:
-                return SearchAnswer(collection=name, model=collection.info.model, model_version=version, hits=hits)
+                    images = await self.gateway.decode_inputs("collections", queries.images, spec)
+                vectors = await self._embed(spec, images, version, collection)
+            assert vectors is not None
+            results = await _stored(collection.search_many, version, vectors, top_k, threshold=threshold,
+                                    where=where, exclude=queries.ids)
+            if results is not None:
+                return SearchAnswer(collection=name, model=collection.info.model, model_version=version,
+                                    results=results)
         raise VersionUnavailable(f"collection {name!r} switched model versions during the search; retry",
                                  retry_after_s=1)
+
+    @staticmethod
+    def _query_vectors(collection: Collection, vectors: np.ndarray) -> np.ndarray:
+        """Query vectors (Q, D) checked against the collection's dimension, as unit rows (InvalidParameter)."""
+        info = collection.info
+        if vectors.ndim != 2 or vectors.shape[1] != info.dim:
+            raise InvalidParameter(f"a query vector has {vectors.shape[-1]} dimensions; collection {info.name!r} "
+                                   f"holds {info.dim}-dimensional vectors of {info.model} version {info.version}")
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+            raise InvalidParameter("query vectors must be finite and not zero")
+        return unit_rows(vectors.astype(np.float64)).astype(np.float32)
 
     # -- re-index ---------------------------------------------------------------------------------------------
     def hold_for_switch(self, model: str, version: str) -> None:
@@ -441,6 +534,27 @@ class SearchService:
         return vectors
 
 
+def _with_known(stored: Inserted, todo: list[int], known: dict[str, Stored], hashes: list[str]) -> Inserted:
+    """An add's answer over every image sent: `stored` answers for the images at positions `todo`; the others
+    were skipped before embedding, their bytes being those of the `known` images."""
+    ids, names = [""] * len(hashes), [""] * len(hashes)
+    skipped = [Skipped(todo[skip.position], skip.id, skip.name) for skip in stored.skipped]
+    for position, digest in enumerate(hashes):
+        if digest in known:
+            ids[position], names[position] = known[digest].id, known[digest].name
+            skipped.append(Skipped(position, known[digest].id, known[digest].name))
+    for sub, position in enumerate(todo):
+        ids[position], names[position] = stored.ids[sub], stored.names[sub]
+    return replace(stored, ids=ids, names=names, positions=[todo[p] for p in stored.positions],
+                   skipped=sorted(skipped, key=lambda skip: skip.position))
+
+
+def check_image_name(name: str | None) -> None:
+    """InvalidParameter unless `name` is None (the id stands for it) or a valid image name."""
+    if name is not None and (not isinstance(name, str) or not IMAGE_NAME.fullmatch(name)):
+        raise InvalidParameter(f"invalid image name {str(name)[:80]!r}: 1-1024 characters, no control characters")
+
+
 async def _stored(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run store/index work off the event loop; a failing disk or database is a 503, never a 500."""
     try:
@@ -463,9 +577,11 @@ def search_settings(settings: Settings) -> SearchSettings:
     (REPO/../collections) unless LOMAR_SEARCH_DIR says otherwise."""
     folder = settings.search_dir or Path(settings.model_repository).resolve().parent / "collections"
     url = settings.search_pg_url.get_secret_value() if settings.search_pg_url else None
-    engine = EngineConfig(kind=settings.search_engine, pg_url=url, build_memory_mb=settings.search_pg_build_memory_mb,
-                          pool_size=settings.search_pg_pool_size)
-    return SearchSettings(folder=Path(folder), engine=engine,
+    enabled = settings.search_engine != "none"
+    engine = EngineConfig(kind=settings.search_engine if settings.search_engine != "none" else "embedded", pg_url=url,
+                          build_memory_mb=settings.search_pg_build_memory_mb, pool_size=settings.search_pg_pool_size,
+                          exact_limit=settings.search_exact_limit, expansion_search=settings.search_ef_search)
+    return SearchSettings(folder=Path(folder), engine=engine, enabled=enabled,
                           reindex_batch=settings.search_reindex_batch,
                           check_interval_s=settings.search_check_interval_s, hold_s=settings.search_hold_s,
                           limits=StorageLimits(collections=settings.search_max_collections,

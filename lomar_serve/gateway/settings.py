@@ -17,7 +17,7 @@ from contracts.preprocessing import MAX_PIXELS, MIN_SIDE
 from lomar_serve.common.api_keys import SCOPES, Scope
 from lomar_serve.common.settings import (DEFAULT_GATEWAY_PORT, DEFAULT_MODEL_REPOSITORY, ModelRepository, RoleSettings,
                                          triton_address)
-from lomar_serve.search.engine import DEFAULT_POOL_SIZE
+from lomar_serve.search.engine import DEFAULT_EF_SEARCH, DEFAULT_EXACT_LIMIT, DEFAULT_POOL_SIZE
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 
@@ -76,14 +76,21 @@ class Settings(RoleSettings):
     # Similar-image search (lomar_serve/search, docs/search.md).
     search_dir: Path | None = Field(None, description="where embedded collections live (unset: "
                                                       "REPOSITORY/../collections)")
-    search_engine: Literal["embedded", "pgvector"] = Field("embedded", description=(
-        "embedded (SQLite + usearch files, this gateway's) or pgvector (PostgreSQL, shared by a fleet)"))
+    search_engine: Literal["embedded", "pgvector", "none"] = Field("embedded", description=(
+        "embedded (SQLite + usearch files in LOMAR_SEARCH_DIR, held by one gateway at a time), pgvector "
+        "(PostgreSQL, shared by a fleet) or none (this gateway serves no collections)"))
     search_pg_url: SecretStr | None = Field(None, description="postgresql://... of the pgvector engine")
     search_pg_build_memory_mb: int = Field(1024, ge=64, description="maintenance_work_mem (MiB) of a pgvector "
                                                                     "HNSW build")
     search_pg_pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=1000, description=(
         "connections this gateway keeps to the pgvector database, shared by every collection (each re-index lease "
         "or concurrent graph build holds one more)"))
+    search_exact_limit: int = Field(DEFAULT_EXACT_LIMIT, ge=0, description=(
+        "collections of up to this many images are searched exactly (recall 1.0), larger ones through their HNSW "
+        "graph (docs/search.md, Recall)"))
+    search_ef_search: int = Field(DEFAULT_EF_SEARCH, ge=1, le=1000, description=(
+        "HNSW ef_search of graph searches (usearch and pgvector): higher finds more true neighbours, more slowly "
+        "(docs/search.md, Recall)"))
     search_reindex_batch: int = Field(16, ge=1, description="images per inference call of a re-index")
     search_check_interval_s: float = Field(5.0, gt=0, description="seconds between checks of the collections' "
                                                                   "model versions against the serving ones")

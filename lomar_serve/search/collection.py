@@ -21,7 +21,7 @@ import numpy as np
 from lomar_serve.search.backends import open_collection_store, open_index
 from lomar_serve.search.engine import EngineConfig, VectorIndex
 from lomar_serve.search.errors import CollectionNotFound, EngineError, ImageNotFound
-from lomar_serve.search.store import CollectionInfo, NewItem, VersionsChanged, decode_input
+from lomar_serve.search.store import CollectionInfo, Inserted, NewItem, OnDuplicate, VersionsChanged, decode_input
 
 LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ LOGGER = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Hit:
     id: str
+    name: str
     score: float
     metadata: dict[str, Any]
 
@@ -92,8 +93,10 @@ class Collection:
                 self._indexes.pop(version).close()  # retired by the gateway that switched
 
     # -- images -----------------------------------------------------------------------------------------------
-    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False) -> None:
-        """Store `items` with their vectors (version -> (N, D) float32) and add them to every index.
+    def add(self, items: list[NewItem], vectors: dict[str, np.ndarray], *, upsert: bool = False,
+            on_duplicate: OnDuplicate = "skip") -> Inserted:
+        """Store `items` with their vectors (version -> (N, D) float32) and add them to every index; an item whose
+        bytes the collection holds is skipped, replaces that image, or is added again (`on_duplicate`).
 
         Raises:
             VersionsChanged: `vectors` lacks a version the collection now has (a re-index started meanwhile).
@@ -105,14 +108,16 @@ class Collection:
             if missing:
                 raise VersionsChanged(missing)
             try:
-                keys, replaced = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert)
+                inserted = self.store.insert(items, {v: vectors[v] for v in wanted}, upsert=upsert,
+                                             on_duplicate=on_duplicate)
             except VersionsChanged:
                 self.refresh()  # another gateway began or finished a re-index
                 raise
             if self._derived:
                 for version in wanted:
-                    self._indexes[version].remove(replaced)
-                    self._indexes[version].add(keys, vectors[version])
+                    self._indexes[version].remove(inserted.replaced)
+                    self._indexes[version].add(inserted.keys, vectors[version][inserted.positions])
+            return inserted
 
     def delete(self, item_id: str) -> None:
         with self._lock:
@@ -138,13 +143,27 @@ class Collection:
 
         Returns None when `version` is no longer live (the collection switched meanwhile: embed again).
         """
+        found = self.search_many(version, query[None], top_k, threshold=threshold, where=where, exclude=[exclude])
+        return None if found is None else found[0]
+
+    def search_many(self, version: str, queries: np.ndarray, top_k: int, *, threshold: float | None = None,
+                    where: dict[str, Any] | None = None, exclude: list[str | None] | None = None,
+                    ) -> list[list[Hit]] | None:
+        """The nearest images to each of `queries` (Q, D), vectors of model `version`, one list per query;
+        `exclude`: per query, an id left out of its answer (the query's own image).
+
+        Returns None when `version` is no longer live (the collection switched meanwhile: embed again).
+        """
         with self._lock:
             if version != self.info.version:
                 return None
             index = self._indexes[version]
         allowed = self.store.matching(where) if where else None
+        exclude = exclude or [None] * len(queries)
+        found = []
         try:
-            keys, scores = index.search(query, top_k + (1 if exclude else 0), allowed)
+            for query, excluded in zip(queries, exclude):
+                found.append(index.search(query, top_k + (1 if excluded else 0), allowed))
         except EngineError:
             if not self._derived:
                 self.refresh()  # another gateway may have switched versions and dropped this table
@@ -153,12 +172,15 @@ class Collection:
             raise
         if self.info.version != version:  # switched during the search: the old index may have been emptied
             return None
-        rows = self.store.rows(keys)
-        hits = [Hit(id=rows[key][0], score=float(score), metadata=rows[key][1])
-                for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key][0] != exclude]
-        if threshold is not None:
-            hits = [hit for hit in hits if hit.score >= threshold]
-        return hits[:top_k]
+        rows = self.store.rows(np.concatenate([keys for keys, _ in found]) if found else np.zeros(0, np.int64))
+        answers = []
+        for (keys, scores), excluded in zip(found, exclude):
+            hits = [Hit(id=rows[key].id, name=rows[key].name, score=float(score), metadata=rows[key].metadata)
+                    for key, score in zip(keys.tolist(), scores.tolist()) if key in rows and rows[key].id != excluded]
+            if threshold is not None:
+                hits = [hit for hit in hits if hit.score >= threshold]
+            answers.append(hits[:top_k])
+        return answers
 
     def vector_of(self, item_id: str) -> tuple[str, np.ndarray]:
         """(live version, the vector of an indexed image). Raises ImageNotFound."""

@@ -69,7 +69,8 @@ class UsearchIndex(VectorIndex):
             if not count:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             wanted = k if allowed is None else min(count, k * 20)
-            matches = self._index.search(query, min(wanted, count), threads=1)  # one query: no thread pool
+            exact = count <= self._config.exact_limit  # small: every vector scored, recall 1.0
+            matches = self._index.search(query, min(wanted, count), exact=exact, threads=1)  # one query: one thread
         keys = matches.keys.astype(np.int64)
         scores = (1.0 - matches.distances).astype(np.float32)  # usearch's "ip" distance is 1 - <a, b>
         if allowed is not None:

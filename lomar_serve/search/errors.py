@@ -56,3 +56,15 @@ class StorageError(ServiceError):
     """The collection's files or SQLite database failed (disk full, read-only folder): retry later."""
 
     status, code = 503, "search_storage_unavailable"
+
+
+class CollectionsLocked(ServiceError):
+    """The folder of embedded collections is held by another gateway (folder_lock.py)."""
+
+    status, code = 503, "collections_locked"
+
+
+class CollectionsDisabled(ServiceError):
+    """This gateway serves no collections (LOMAR_SEARCH_ENGINE=none)."""
+
+    status, code = 404, "collections_disabled"

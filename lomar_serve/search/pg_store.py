@@ -24,8 +24,9 @@ import psycopg
 from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId
 from lomar_serve.search.pgvector import copy_vectors, vector_table
 from lomar_serve.search.postgres import PgSession
-from lomar_serve.search.store import (CollectionInfo, CollectionStore, Lease, NewItem, VersionsChanged,
-                                      check_unique_ids, encode_input, metadata_filter)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, Lease, NewItem,
+                                      OnDuplicate, Stored, VersionsChanged, inserted, metadata_filter,
+                                      plan_insert)
 
 COLLECTIONS, ITEMS = "lomar_collections", "lomar_collection_items"
 SCHEMA = f"""
@@ -35,9 +36,19 @@ CREATE TABLE IF NOT EXISTS {COLLECTIONS} (
 CREATE TABLE IF NOT EXISTS {ITEMS} (
     key bigserial PRIMARY KEY, collection text NOT NULL REFERENCES {COLLECTIONS} (name) ON DELETE CASCADE,
     id text NOT NULL, metadata jsonb NOT NULL, input bytea NOT NULL, added double precision NOT NULL,
-    UNIQUE (collection, id));
+    name text NOT NULL, sha256 text, UNIQUE (collection, id));
 ALTER TABLE {COLLECTIONS} ADD COLUMN IF NOT EXISTS owner text;
 """
+# Columns a database created before them lacks: added (with the statement filling them) by the first gateway that
+# opens it, under the schema's lock.
+MIGRATIONS = {
+    "name": f"ALTER TABLE {ITEMS} ADD COLUMN name text; UPDATE {ITEMS} SET name = id; "
+            f"ALTER TABLE {ITEMS} ALTER COLUMN name SET NOT NULL",
+    "sha256": f"ALTER TABLE {ITEMS} ADD COLUMN sha256 text",  # unknown for images added before
+}
+INDEXES = (f"CREATE INDEX IF NOT EXISTS {ITEMS}_name ON {ITEMS} (collection, name); "
+           f"CREATE INDEX IF NOT EXISTS {ITEMS}_sha256 ON {ITEMS} (collection, sha256)")
+ITEM_COLUMNS = "id, name, sha256, metadata"
 
 
 class CollectionCatalog:
@@ -55,6 +66,15 @@ def _create_schema(session: PgSession) -> None:
     with session.transaction() as connection:  # serialised: concurrent CREATE TABLE IF NOT EXISTS can collide
         connection.execute("SELECT pg_advisory_xact_lock(hashtext('lomar_collections_schema'))")
         connection.execute(SCHEMA)
+        columns = {row[0] for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s", (ITEMS,))}
+        for column, statements in MIGRATIONS.items():
+            if column not in columns:
+                for statement in statements.split("; "):
+                    connection.execute(statement)
+        for statement in INDEXES.split("; "):
+            connection.execute(statement)
 
 
 class PgLease(Lease):
@@ -128,34 +148,56 @@ class PostgresCollectionStore(CollectionStore):
         return 0  # vectors are written with their items: the index never lags
 
     # -- items and vectors ------------------------------------------------------------------------------------
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
-            np.ndarray, np.ndarray]:
-        ids = check_unique_ids(items)
-        inputs = [encode_input(item.image) for item in items]
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool,
+               on_duplicate: OnDuplicate = "skip") -> Inserted:
+        inputs = [item.stored_input() for item in items]
+        given = [item.id for item in items if item.id is not None]
+        hashes = sorted({item.sha256 for item in items if item.sha256 is not None})
         with self._session.transaction() as connection:
             versions = self._versions(connection, "SHARE")
             missing = [version for version in versions if version not in vectors]
             if missing:
                 raise VersionsChanged(missing)
-            existing = connection.execute(f"SELECT key, id FROM {ITEMS} WHERE collection = %s AND id = ANY(%s) "
-                                          "FOR UPDATE", (self.name, ids)).fetchall()
-            if existing and not upsert:
-                taken = ", ".join(sorted(repr(row[1]) for row in existing))
-                raise DuplicateId(f"id {taken} already in the collection (send upsert=true to replace)")
-            replaced = np.array([row[0] for row in existing], dtype=np.int64)
-            self._remove(connection, versions, replaced)
+            if on_duplicate != "add":  # two gateways adding the same bytes: one after the other (sorted: no deadlock)
+                for digest in hashes:
+                    connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.name}:{digest}",))
+            by_id = {row.id: row for _, row in self._stored(connection, "id", given)}
+            by_content: dict[str, list[Stored]] = {}
+            for digest, row in self._stored(connection, "sha256", hashes):
+                by_content.setdefault(digest, []).append(row)
+            plan = plan_insert(items, by_id, by_content, upsert=upsert, on_duplicate=on_duplicate)
+            self._remove(connection, versions, np.array([row.key for row in plan.removed], dtype=np.int64))
             try:
-                keys = np.array([connection.execute(
-                    f"INSERT INTO {ITEMS} (collection, id, metadata, input, added) VALUES (%s, %s, %s, %s, "
-                    "extract(epoch FROM now())) RETURNING key",
-                    (self.name, item.id, json.dumps(item.metadata), data)).fetchone()[0]
-                    for item, data in zip(items, inputs)], dtype=np.int64)
+                keys = [connection.execute(
+                    f"INSERT INTO {ITEMS} (collection, id, name, sha256, metadata, input, added) VALUES (%s, %s, %s, "
+                    "%s, %s, %s, extract(epoch FROM now())) RETURNING key",
+                    (self.name, item.id, item.name, item.sha256, json.dumps(item.metadata), inputs[position])
+                ).fetchone()[0] for position, item in plan.rows]
             except psycopg.errors.UniqueViolation as error:  # another gateway added one of these ids meanwhile
                 raise DuplicateId(f"an id was added meanwhile ({error.diag.message_detail}); send "
                                   "upsert=true to replace it") from error
+            positions = [position for position, _ in plan.rows]
             for version in versions:
-                copy_vectors(connection, self._table(version), keys, vectors[version])
-        return keys, replaced
+                copy_vectors(connection, self._table(version), np.array(keys, dtype=np.int64),
+                             vectors[version][positions])
+        return inserted(items, plan, keys)
+
+    def _stored(self, connection: psycopg.Connection, column: str, values: list[str]) -> list[tuple[str, Stored]]:
+        """(value, image) of the stored images whose `column` (id or sha256) is among `values`, oldest first,
+        locked until the transaction ends."""
+        if not values:
+            return []
+        rows = connection.execute(f"SELECT {column}, key, id, name FROM {ITEMS} WHERE collection = %s AND "
+                                  f"{column} = ANY(%s) ORDER BY key FOR UPDATE", (self.name, values)).fetchall()
+        return [(row[0], Stored(*row[1:])) for row in rows]
+
+    def with_content(self, hashes: list[str]) -> dict[str, Stored]:
+        rows = self._session.run(f"SELECT sha256, key, id, name FROM {ITEMS} WHERE collection = %s AND "
+                                 "sha256 = ANY(%s) ORDER BY key", (self.name, list(hashes)), fetch=True)
+        found: dict[str, Stored] = {}
+        for row in rows:
+            found.setdefault(row[0], Stored(*row[1:]))
+        return found
 
     def _remove(self, connection: psycopg.Connection, versions: list[str], keys: np.ndarray) -> None:
         if len(keys):
@@ -218,22 +260,28 @@ class PostgresCollectionStore(CollectionStore):
                                  fetch=True)
         return rows[0][0].to_numpy().astype(np.float32) if rows else None
 
-    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
+    def rows(self, keys: np.ndarray) -> dict[int, ItemRow]:
         if not len(keys):
             return {}
-        found = self._session.run(f"SELECT key, id, metadata FROM {ITEMS} WHERE collection = %s AND key = ANY(%s)",
+        found = self._session.run(f"SELECT key, {ITEM_COLUMNS} FROM {ITEMS} WHERE collection = %s AND key = ANY(%s)",
                                   (self.name, [int(key) for key in keys]), fetch=True)
-        return {row[0]: (row[1], row[2]) for row in found}
+        return {row[0]: ItemRow(*row[1:]) for row in found}
 
-    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
-        rows = self._session.run(f"SELECT metadata, input FROM {ITEMS} WHERE collection = %s AND id = %s",
+    def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
+        rows = self._session.run(f"SELECT {ITEM_COLUMNS}, input FROM {ITEMS} WHERE collection = %s AND id = %s",
                                  (self.name, item_id), fetch=True)
-        return (rows[0][0], bytes(rows[0][1])) if rows else None
+        return (ItemRow(*rows[0][:-1]), bytes(rows[0][-1])) if rows else None
 
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        rows = self._session.run(f"SELECT id, metadata FROM {ITEMS} WHERE collection = %s ORDER BY key "
-                                 "LIMIT %s OFFSET %s", (self.name, limit, offset), fetch=True)
-        return [(row[0], row[1]) for row in rows]
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None,
+                hashes: list[str] | None = None) -> list[ItemRow]:
+        where, params = "", []
+        for column, values in (("name", names), ("sha256", hashes)):
+            if values is not None:
+                where += f" AND {column} = ANY(%s)"
+                params.append(list(values))
+        rows = self._session.run(f"SELECT {ITEM_COLUMNS} FROM {ITEMS} WHERE collection = %s{where} ORDER BY key "
+                                 "LIMIT %s OFFSET %s", (self.name, *params, limit, offset), fetch=True)
+        return [ItemRow(*row) for row in rows]
 
     def count(self) -> int:
         return int(self._session.run(f"SELECT count(*) FROM {ITEMS} WHERE collection = %s", (self.name,),

@@ -8,6 +8,7 @@ store (pg_store.py) writes these tables in its own transactions; this class sear
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -19,6 +20,7 @@ from lomar_serve.search.postgres import PgSession
 
 TABLE_PREFIX = "lomar_vectors_"
 STATE_TABLE = "lomar_vector_state"
+SIZE_CHECK_S = 5.0  # how long a count of the table (exact or graph search) is trusted
 
 
 def vector_table(collection: str, version: str) -> str:
@@ -43,6 +45,7 @@ class PgvectorIndex(VectorIndex):
         self.table = table
         self._config = config
         self._ef_search = config.expansion_search
+        self._size_checked = (True, -SIZE_CHECK_S)  # (at most exact_limit rows, when counted): counted at once
         self._session = PgSession(url, self._set_ef_search, pool_size=config.pool_size)
         with self._session.connection() as connection:
             connection.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
@@ -83,7 +86,10 @@ class PgvectorIndex(VectorIndex):
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         query = np.asarray(query, dtype=np.float32)
-        if allowed is None:
+        if allowed is None and self._small():  # ordered by the score, which no index serves: every row scored
+            rows = self._session.run(f"SELECT key, (embedding <#> %s) * -1 AS score FROM {self.table} "
+                                     "ORDER BY score DESC LIMIT %s", (query, k), fetch=True)
+        elif allowed is None:
             rows = self._session.run(f"SELECT key, (embedding <#> %s) * -1 FROM {self.table} ORDER BY embedding <#> %s "
                              "LIMIT %s", (query, query, k), fetch=True)
         else:
@@ -93,6 +99,16 @@ class PgvectorIndex(VectorIndex):
         keys = np.array([row[0] for row in rows], dtype=np.int64)
         scores = np.array([row[1] for row in rows], dtype=np.float32)
         return keys, scores
+
+    def _small(self) -> bool:
+        """Whether the table holds at most `exact_limit` rows (searched exactly), counted at most every
+        SIZE_CHECK_S seconds (other gateways add too) and only up to the limit."""
+        now = time.monotonic()
+        if now - self._size_checked[1] > SIZE_CHECK_S:
+            rows = self._session.run(f"SELECT count(*) FROM (SELECT 1 FROM {self.table} LIMIT %s) s",
+                                     (self._config.exact_limit + 1,), fetch=True)
+            self._size_checked = (int(rows[0][0]) <= self._config.exact_limit, now)
+        return self._size_checked[0]
 
     def load(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         """COPY every vector into the table without its graph, then build the graph in one pass (unless

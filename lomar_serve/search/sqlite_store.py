@@ -13,19 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from lomar_serve.search.errors import DuplicateId
-from lomar_serve.search.store import (CollectionInfo, CollectionStore, NewItem, check_unique_ids, encode_input,
-                                      metadata_filter)
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem, OnDuplicate,
+                                      Stored, inserted, metadata_filter, plan_insert)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL,
-    input BLOB NOT NULL, added REAL NOT NULL);
+    input BLOB NOT NULL, added REAL NOT NULL, name TEXT NOT NULL, sha256 TEXT);
 CREATE TABLE IF NOT EXISTS vectors (
     version TEXT NOT NULL, key INTEGER NOT NULL REFERENCES items(key) ON DELETE CASCADE, vector BLOB NOT NULL,
     PRIMARY KEY (version, key));
+CREATE INDEX IF NOT EXISTS items_name ON items (name);
+CREATE INDEX IF NOT EXISTS items_sha256 ON items (sha256);
 """
+# Files written before a column existed get it here, in order; PRAGMA user_version counts the steps done.
+MIGRATIONS = (
+    # 1: names (the id stands for the name of images added before)
+    "ALTER TABLE items ADD COLUMN name TEXT NOT NULL DEFAULT ''; UPDATE items SET name = id;",
+    # 2: content hashes (unknown for images added before: their bytes were not kept)
+    "ALTER TABLE items ADD COLUMN sha256 TEXT;",
+)
+ITEM_COLUMNS = "id, name, sha256, metadata"
+
+
+def _item(row: tuple[Any, ...]) -> ItemRow:
+    """(id, name, sha256, metadata JSON) -> ItemRow."""
+    return ItemRow(id=row[0], name=row[1], sha256=row[2], metadata=json.loads(row[3]))
 
 
 class SqliteCollectionStore(CollectionStore):
@@ -39,7 +53,21 @@ class SqliteCollectionStore(CollectionStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring those of an older file up to date (one transaction)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            done = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            existed = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone() is not None
+            if existed:
+                for step in MIGRATIONS[done:]:
+                    for statement in filter(str.strip, step.split(";")):
+                        self._db.execute(statement)
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     def close(self) -> None:
         with self._lock:
@@ -86,31 +114,48 @@ class SqliteCollectionStore(CollectionStore):
         self._db.execute("UPDATE info SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     # -- items and vectors ------------------------------------------------------------------------------------
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
-            np.ndarray, np.ndarray]:
-        ids = check_unique_ids(items)
-        inputs = [encode_input(item.image) for item in items]
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool,
+               on_duplicate: OnDuplicate = "skip") -> Inserted:
+        inputs = [item.stored_input() for item in items]
+        given = [item.id for item in items if item.id is not None]
+        hashes = [item.sha256 for item in items if item.sha256 is not None]
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            placeholders = ",".join("?" * len(ids))
-            existing = self._db.execute(f"SELECT key, id FROM items WHERE id IN ({placeholders})", ids).fetchall()
-            if existing and not upsert:
-                taken = ", ".join(sorted(repr(row[1]) for row in existing))
-                raise DuplicateId(f"id {taken} already in the collection (send upsert=true to replace)")
-            replaced = np.array([row[0] for row in existing], dtype=np.int64)
-            self._db.executemany("DELETE FROM items WHERE key = ?", [(int(key),) for key in replaced])
+            by_id = {row.id: row for _, row in self._stored("id", given)}
+            by_content: dict[str, list[Stored]] = {}
+            for digest, row in self._stored("sha256", hashes):
+                by_content.setdefault(digest, []).append(row)
+            plan = plan_insert(items, by_id, by_content, upsert=upsert, on_duplicate=on_duplicate)
+            self._db.executemany("DELETE FROM items WHERE key = ?", [(row.key,) for row in plan.removed])
             now = time.time()
             keys = []
-            for item, data in zip(items, inputs):
-                cursor = self._db.execute("INSERT INTO items (id, metadata, input, added) VALUES (?, ?, ?, ?)",
-                                          (item.id, json.dumps(item.metadata), data, now))
+            for position, item in plan.rows:
+                cursor = self._db.execute(
+                    "INSERT INTO items (id, name, sha256, metadata, input, added) VALUES (?, ?, ?, ?, ?, ?)",
+                    (item.id, item.name, item.sha256, json.dumps(item.metadata), inputs[position], now))
                 keys.append(int(cursor.lastrowid))
+            positions = [position for position, _ in plan.rows]
             for version, matrix in vectors.items():
                 self._db.executemany("INSERT INTO vectors (version, key, vector) VALUES (?, ?, ?)",
-                                     [(version, key, row.astype(np.float32).tobytes())
-                                      for key, row in zip(keys, matrix)])
+                                     [(version, key, matrix[position].astype(np.float32).tobytes())
+                                      for key, position in zip(keys, positions)])
             self._bump()
-        return np.array(keys, dtype=np.int64), replaced
+        return inserted(items, plan, keys)
+
+    def _stored(self, column: str, values: list[str]) -> list[tuple[str, Stored]]:
+        """(value, image) of the stored images whose `column` (id or sha256) is among `values`, oldest first."""
+        if not values:
+            return []
+        rows = self._db.execute(f"SELECT {column}, key, id, name FROM items WHERE {column} IN "
+                                f"({','.join('?' * len(values))}) ORDER BY key", values).fetchall()
+        return [(row[0], Stored(*row[1:])) for row in rows]
+
+    def with_content(self, hashes: list[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        with self._lock:
+            for digest, row in self._stored("sha256", hashes):
+                found.setdefault(digest, row)
+        return found
 
     def delete(self, item_id: str) -> int | None:
         with self._lock, self._db:
@@ -164,25 +209,32 @@ class SqliteCollectionStore(CollectionStore):
                                    "WHERE v.version = ? AND i.id = ?", (version, item_id)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32)
 
-    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
+    def rows(self, keys: np.ndarray) -> dict[int, ItemRow]:
         if not len(keys):
             return {}
         placeholders = ",".join("?" * len(keys))
         with self._lock:
-            found = self._db.execute(f"SELECT key, id, metadata FROM items WHERE key IN ({placeholders})",
+            found = self._db.execute(f"SELECT key, {ITEM_COLUMNS} FROM items WHERE key IN ({placeholders})",
                                      [int(k) for k in keys]).fetchall()
-        return {row[0]: (row[1], json.loads(row[2])) for row in found}
+        return {row[0]: _item(row[1:]) for row in found}
 
-    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
+    def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
         with self._lock:
-            row = self._db.execute("SELECT metadata, input FROM items WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1])
+            row = self._db.execute(f"SELECT {ITEM_COLUMNS}, input FROM items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else (_item(row[:-1]), row[-1])
 
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None,
+                hashes: list[str] | None = None) -> list[ItemRow]:
+        clauses, params = [], []
+        for column, values in (("name", names), ("sha256", hashes)):
+            if values is not None:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += list(values)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
         with self._lock:
-            rows = self._db.execute("SELECT id, metadata FROM items ORDER BY key LIMIT ? OFFSET ?",
-                                    (limit, offset)).fetchall()
-        return [(row[0], json.loads(row[1])) for row in rows]
+            rows = self._db.execute(f"SELECT {ITEM_COLUMNS} FROM items{where} ORDER BY key LIMIT ? OFFSET ?",
+                                    (*params, limit, offset)).fetchall()
+        return [_item(row) for row in rows]
 
     def count(self) -> int:
         with self._lock:

@@ -1,5 +1,5 @@
-"""A collection's durable state: its images (ids, metadata, the model input they were embedded from, as lossless
-PNG), their vectors per model version, and which version is live or being built.
+"""A collection's durable state: its images (ids, names, metadata, the model input they were embedded from, as
+lossless PNG), their vectors per model version, and which version is live or being built.
 
 One interface, two stores:
 - `SqliteCollectionStore` (sqlite_store.py), one file per collection, with the embedded engine. It is the source
@@ -9,17 +9,18 @@ One interface, two stores:
 
     store = open_collection_store(EngineConfig(), folder / "photos")    # backends.py
     store.create(CollectionInfo(name="photos", model="lomar_classifier", dim=192, version="1", created=...))
-    keys, replaced = store.insert(items, {"1": vectors}, upsert=False)   # one transaction: rows and vectors
+    inserted = store.insert(items, {"1": vectors}, upsert=False)   # one transaction: rows and vectors
 """
 from __future__ import annotations
 
 import io
 import math
 import re
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -44,13 +45,138 @@ class CollectionInfo:
     owner: str | None = None  # the id of the API key that created it (None: created without a key)
 
 
+# What an add does with an image whose bytes (sha256) the collection already holds: nothing (the answer names the
+# image it matched), replace that image (keeping its id unless the add gives one), or add it again.
+OnDuplicate = Literal["skip", "replace", "add"]
+
+
 @dataclass(frozen=True)
 class NewItem:
-    """An image to add: its id, metadata and model input (uint8 (3, H, W))."""
+    """An image to add: its id (None: generated), name (None: its id), metadata, model input (uint8 (3, H, W)) and
+    the sha256 (hex) of the bytes it was decoded from (None: unknown, never matched)."""
 
-    id: str
+    id: str | None
     metadata: dict[str, Any]
     image: np.ndarray
+    name: str | None = None
+    sha256: str | None = None
+    encoded: bytes | None = None  # the model input as encode_input wrote it, if done already (in parallel)
+
+    def stored_input(self) -> bytes:
+        """The model input as stored: lossless PNG."""
+        return self.encoded if self.encoded is not None else encode_input(self.image)
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """What a collection says about one of its images."""
+
+    id: str
+    name: str
+    sha256: str | None  # None: added before content hashes were kept
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An image an insert meets: by id (upsert) or by content (duplicates)."""
+
+    key: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An item not added: the collection (or an earlier item of the same add) holds its content."""
+
+    position: int  # in the items given
+    id: str  # the image with that content
+    name: str
+
+
+@dataclass(frozen=True)
+class InsertPlan:
+    """What an insert writes: the new rows (position in the items given, item with its final id and name), the
+    rows it removes, and the items it skips."""
+
+    rows: list[tuple[int, NewItem]]
+    removed: list[Stored]
+    skipped: list[Skipped]
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """What an insert did."""
+
+    ids: list[str]  # one per item given: its id, or for a skipped one the id of the image it matched
+    names: list[str]  # likewise
+    keys: np.ndarray  # (N,) int64: the new rows' keys
+    positions: list[int]  # (N,): which items given the new rows are
+    replaced: np.ndarray  # (R,) int64: keys of rows removed (upsert, on_duplicate="replace")
+    replaced_ids: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def new_id() -> str:
+    """A generated image id: 16 hex digits."""
+    return secrets.token_hex(8)
+
+
+def plan_insert(items: list[NewItem], by_id: Mapping[str, Stored], by_content: Mapping[str, list[Stored]], *,
+                upsert: bool, on_duplicate: OnDuplicate) -> InsertPlan:
+    """Decide an insert, the same way in every store (which calls this inside its transaction).
+
+    Args:
+        by_id: the stored images whose ids some item gives.
+        by_content: sha256 -> the stored images with it (oldest first), for the items' hashes.
+    Raises:
+        DuplicateId: an id is stored (and not `upsert`) or repeats within `items`.
+    """
+    rows: list[tuple[int, NewItem]] = []
+    removed: dict[int, Stored] = {}
+    skipped: list[Skipped] = []
+    first: dict[str, NewItem] = {}  # sha256 -> the first new row with it
+    for position, item in enumerate(items):
+        digest = item.sha256
+        if digest is not None and on_duplicate != "add":
+            earlier, stored = first.get(digest), by_content.get(digest, [])
+            if earlier is not None:  # the same bytes twice in one add: stored once
+                skipped.append(Skipped(position, str(earlier.id), str(earlier.name)))
+                continue
+            if stored and on_duplicate == "skip":
+                skipped.append(Skipped(position, stored[0].id, stored[0].name))
+                continue
+            removed.update((row.key, row) for row in stored)
+            if stored and item.id is None:
+                item = replace(item, id=stored[0].id)  # replaced: the image keeps its id
+        item_id = item.id if item.id is not None else new_id()
+        item = replace(item, id=item_id, name=item.name or item_id)
+        if digest is not None:
+            first[digest] = item
+        rows.append((position, item))
+    check_unique_ids([item for _, item in rows])
+    taken = [by_id[str(item.id)] for _, item in rows if str(item.id) in by_id]
+    taken = [row for row in taken if row.key not in removed]
+    if taken and not upsert:
+        names = ", ".join(sorted(repr(row.id) for row in taken))
+        raise DuplicateId(f"id {names} already in the collection (send upsert=true to replace)")
+    removed.update((row.key, row) for row in taken)
+    return InsertPlan(rows=rows, removed=list(removed.values()), skipped=skipped)
+
+
+def inserted(items: list[NewItem], plan: InsertPlan, keys: list[int]) -> Inserted:
+    """The answer to an insert that wrote `plan`, the new rows under `keys`."""
+    ids: list[str] = [""] * len(items)
+    names: list[str] = [""] * len(items)
+    for position, item in plan.rows:
+        ids[position], names[position] = str(item.id), str(item.name)
+    for skip in plan.skipped:
+        ids[skip.position], names[skip.position] = skip.id, skip.name
+    return Inserted(ids=ids, names=names, keys=np.array(keys, dtype=np.int64),
+                    positions=[position for position, _ in plan.rows],
+                    replaced=np.array([row.key for row in plan.removed], dtype=np.int64),
+                    replaced_ids=sorted(row.id for row in plan.removed), skipped=plan.skipped)
 
 
 def encode_input(image: np.ndarray) -> bytes:
@@ -81,7 +207,7 @@ def metadata_filter(where: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_unique_ids(items: list[NewItem]) -> list[str]:
     """The items' ids; DuplicateId if one repeats."""
-    ids = [item.id for item in items]
+    ids = [str(item.id) for item in items]
     if len(set(ids)) != len(ids):
         raise DuplicateId("the same id appears twice in one request")
     return ids
@@ -130,12 +256,10 @@ class CollectionStore(ABC):
         """Bumped by every change of vectors: a derived index saved at another generation is stale."""
 
     @abstractmethod
-    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool) -> tuple[
-            np.ndarray, np.ndarray]:
-        """Add `items` with their vectors (version -> (N, D) float32) in one transaction.
+    def insert(self, items: list[NewItem], vectors: Mapping[str, np.ndarray], *, upsert: bool,
+               on_duplicate: OnDuplicate = "skip") -> Inserted:
+        """Add `items` with their vectors (version -> (N, D) float32) in one transaction, as `plan_insert` decides.
 
-        Returns:
-            the new keys (N,) and the keys of replaced items (upsert).
         Raises:
             DuplicateId: an id exists (and not `upsert`) or repeats within `items`.
             VersionsChanged: `vectors` lacks a version the collection has (a shared store checks).
@@ -164,15 +288,21 @@ class CollectionStore(ABC):
     def vector_of(self, version: str, item_id: str) -> np.ndarray | None: ...
 
     @abstractmethod
-    def rows(self, keys: np.ndarray) -> dict[int, tuple[str, dict[str, Any]]]:
-        """key -> (id, metadata) for the keys that exist."""
+    def rows(self, keys: np.ndarray) -> dict[int, ItemRow]:
+        """key -> the image, for the keys that exist."""
 
     @abstractmethod
-    def item(self, item_id: str) -> tuple[dict[str, Any], bytes] | None:
-        """(metadata, input PNG) of one image."""
+    def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
+        """One image and its input PNG."""
 
     @abstractmethod
-    def ids(self, offset: int, limit: int) -> list[tuple[str, dict[str, Any]]]: ...
+    def listing(self, offset: int, limit: int, *, names: list[str] | None = None,
+                hashes: list[str] | None = None) -> list[ItemRow]:
+        """Images oldest first; `names`, `hashes`: only those with one of these exact names, sha256 digests."""
+
+    @abstractmethod
+    def with_content(self, hashes: list[str]) -> dict[str, Stored]:
+        """sha256 -> the oldest stored image with it, for those of `hashes` the collection holds."""
 
     @abstractmethod
     def count(self) -> int: ...

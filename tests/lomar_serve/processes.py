@@ -149,7 +149,9 @@ def launch_serve(args: list[str], log_path: Path, env: dict[str, str]) -> Gatewa
 def gateway_beside(triton: GatewayProcess, model_repository: Path, log_path: Path,
                    env: dict[str, str]) -> Iterator[GatewayProcess]:
     """A second `lomar serve` with its own settings (`env`) in front of the Triton that `triton` supervises: ready
-    inside the block, stopped after it."""
+    inside the block, stopped after it. Its embedded collections are in a folder of its own (next to its log)
+    unless `env` says otherwise: the first gateway holds the repository's."""
+    env = {"LOMAR_SEARCH_DIR": str(log_path.parent / f"{log_path.stem}-collections"), **env}
     served = launch_serve(["--triton-url", triton.triton_http_url(), "--model-repository", str(model_repository)],
                           log_path, env)
     try:

@@ -4,9 +4,11 @@ Only pydantic here (no FastAPI): the Python client (lomar_serve/clients/gateway.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from lomar_serve.search.store import OnDuplicate
 
 # Upper bound of `top_k` in the schema; a top_k above the model's class count returns every class.
 MAX_TOP_K = 100_000
@@ -15,13 +17,23 @@ EXAMPLE_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQ
                  "ANlXfpDfjE6XAAAAAElFTkSuQmCC")
 
 
+# Names or sha256 digests one image listing filters on at most: its URL stays a few KiB (uvicorn refuses request
+# lines past 16 KiB, with a body no client can parse).
+MAX_LISTING_FILTERS = 100
+ON_DUPLICATE: tuple[OnDuplicate, ...] = get_args(OnDuplicate)  # what an add may do with known bytes (clients' list)
+
+# The images of every JSON body that carries some (classify, embed, reconstruct, collections' adds and searches):
+# one entry per image, never a URL.
+IMAGES_DOC = "one entry per image: a data URI (`data:image/jpeg;base64,...`) or plain base64 of the file's bytes"
+Images = Annotated[list[str], Field(min_length=1, description=IMAGES_DOC)]
+
+
 class ImagesRequest(BaseModel):
     """JSON body of /v1/classify, /v1/embed and /v1/reconstruct (the images are never fetched from URLs)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE]}]})
 
-    images: list[str] = Field(min_length=1, description="one entry per image: a data URI "
-                              "(`data:image/jpeg;base64,...`) or plain base64 of the file's bytes")
+    images: Images
 
 
 class Label(BaseModel):
@@ -102,6 +114,16 @@ class ModelsResponse(BaseModel):
     default_classifier: str
     default_reconstructor: str
     models: list[ModelInfo]
+
+
+class RequestLimits(BaseModel):
+    """What one request may carry (the gateway's settings); a request past them is a 413. Clients that split work
+    into requests (the CLI's and LomarClient's ingest of folders) read them here."""
+
+    max_images: int = Field(ge=1, description="images per request (LOMAR_MAX_IMAGES)")
+    max_upload_bytes: int = Field(ge=1, description="bytes of one request body (LOMAR_MAX_UPLOAD_BYTES)")
+    max_pixels: int = Field(ge=1, description="width x height of one image (LOMAR_MAX_PIXELS)")
+    max_top_k: int = Field(ge=1, description="hits or labels per query (LOMAR_MAX_TOP_K)")
 
 
 class Readiness(BaseModel):

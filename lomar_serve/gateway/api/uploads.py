@@ -29,7 +29,12 @@ Body = TypeVar("Body", bound=BaseModel)
 
 
 async def read_images(request: Request, settings: Settings) -> list[bytes]:
-    """The uploaded images' bytes, in order.
+    """The uploaded images' bytes, in order (see read_named_images)."""
+    return [blob for blob, _ in await read_named_images(request, settings)]
+
+
+async def read_named_images(request: Request, settings: Settings) -> list[tuple[bytes, str | None]]:
+    """The uploaded images' bytes with the file names the client sent (multipart; None otherwise), in order.
 
     Raises:
         PayloadTooLarge (body over max_upload_bytes, more than max_images files), UnsupportedMediaType (a body
@@ -39,12 +44,13 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
     content_type = request.headers.get("content-type", "").lower()
     body = await read_body(request, settings.max_upload_bytes)
     if content_type.startswith("multipart/form-data"):
-        blobs = await _parse_multipart(request, body, settings.max_images)
-        if not blobs:
+        files = await _parse_multipart(request, body, settings.max_images)
+        if not files:
             raise BadRequest(f"no image in the form: send the image(s) in the multipart field '{FIELD}'")
-        return blobs
+        return files
     if content_type.startswith(JSON_TYPE):
-        return decode_base64_images(parse_json(ImagesRequest, body).images, settings.max_images)
+        return [(blob, None) for blob in decode_base64_images(parse_json(ImagesRequest, body).images,
+                                                              settings.max_images)]
     if not content_type or content_type.startswith(RAW_TYPES):
         if not body:
             raise BadRequest("empty request body: send an image as the body (Content-Type: image/...), in the "
@@ -52,7 +58,7 @@ async def read_images(request: Request, settings: Settings) -> list[bytes]:
         if not content_type:
             raise UnsupportedMediaType("missing Content-Type: use image/..., multipart/form-data or "
                                        "application/json")
-        return [body]
+        return [(body, None)]
     raise UnsupportedMediaType(f"Content-Type {content_type!r} is not accepted: send image/..., "
                                "multipart/form-data or application/json")
 
@@ -101,7 +107,13 @@ def decode_base64_images(items: Sequence[str], max_images: int) -> list[bytes]:
     return blobs
 
 
-async def _parse_multipart(request: Request, body: bytes, max_images: int) -> list[bytes]:
+def _file_name(sent: str | None) -> str | None:
+    """A part's file name as the client meant it: browsers and httpx write a '"' in it as %22 (the HTML form
+    encoding; CR and LF likewise, which no image name may hold)."""
+    return sent.replace("%22", '"') if sent else None
+
+
+async def _parse_multipart(request: Request, body: bytes, max_images: int) -> list[tuple[bytes, str | None]]:
     async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
@@ -113,11 +125,11 @@ async def _parse_multipart(request: Request, body: bytes, max_images: int) -> li
             raise PayloadTooLarge(f"too many images in one request; the limit is {max_images}") from error
         raise BadRequest(f"malformed multipart body: {error.message}") from error
     try:
-        blobs = []
+        files = []
         for value in form.getlist(FIELD):
             if not isinstance(value, UploadFile):
                 raise BadRequest(f"form field '{FIELD}' must be a file upload, not a text value")
-            blobs.append(await value.read())
-        return blobs
+            files.append((await value.read(), _file_name(value.filename)))
+        return files
     finally:
         await form.close()

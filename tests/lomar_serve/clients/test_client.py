@@ -6,7 +6,8 @@ import json
 import pytest
 
 from lomar_serve.cli import main as lomar
-from lomar_serve.clients.gateway import GatewayClientError, LomarClient
+from lomar_serve.clients.errors import GatewayClientError
+from lomar_serve.clients.gateway import LomarClient
 from lomar_serve.gateway.api.schemas import ClassifyResponse, EmbedResponse
 from tests.lomar_serve.fake_backend import DIM, NUM_CLASSES
 from tests.lomar_serve.photos import photo_bytes

@@ -140,6 +140,78 @@ def test_add_with_stale_versions_is_refused(folder: Path, engine: EngineConfig) 
     assert reopened_versions == ["1", "2"]  # an interrupted re-index is resumed after a restart
 
 
+# The tables of a collection written before images had names (the schema of the first release), to migrate.
+OLD_SQLITE = """
+CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE items (key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL,
+                    input BLOB NOT NULL, added REAL NOT NULL);
+CREATE TABLE vectors (version TEXT NOT NULL, key INTEGER NOT NULL REFERENCES items(key) ON DELETE CASCADE,
+                      vector BLOB NOT NULL, PRIMARY KEY (version, key));
+"""
+OLD_POSTGRES = """
+CREATE TABLE lomar_collections (name text PRIMARY KEY, model text NOT NULL, dim integer NOT NULL,
+    version text NOT NULL, created double precision NOT NULL, building text);
+CREATE TABLE lomar_collection_items (key bigserial PRIMARY KEY, collection text NOT NULL
+    REFERENCES lomar_collections (name) ON DELETE CASCADE, id text NOT NULL, metadata jsonb NOT NULL,
+    input bytea NOT NULL, added double precision NOT NULL, UNIQUE (collection, id));
+"""
+
+
+def write_old_collection(folder: Path, engine: EngineConfig, pixels: np.ndarray) -> None:
+    """A collection `folder.name` of 3 images ("old0".."old2", version 1) as the first release stored it."""
+    from lomar_serve.search.store import encode_input
+
+    info = {"name": folder.name, "model": "m", "dim": DIM, "version": "1", "created": 0.0, "building": None}
+    vectors = embedder("1")(pixels)
+    if engine.kind == "embedded":
+        import json
+        import sqlite3
+
+        folder.mkdir(parents=True)
+        db = sqlite3.connect(folder / "collection.sqlite")
+        db.executescript(OLD_SQLITE)
+        db.executemany("INSERT INTO info VALUES (?, ?)", [(k, json.dumps(v)) for k, v in info.items()]
+                       + [("generation", "0")])
+        for n, image in enumerate(pixels):
+            db.execute("INSERT INTO items (id, metadata, input, added) VALUES (?, '{}', ?, 0)",
+                       (f"old{n}", encode_input(image)))
+            db.execute("INSERT INTO vectors VALUES ('1', ?, ?)", (n + 1, vectors[n].tobytes()))
+        db.commit()
+        db.close()
+        return
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    with psycopg.connect(str(engine.pg_url), autocommit=True) as db:
+        db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(db)
+        db.execute(OLD_POSTGRES)
+        db.execute("INSERT INTO lomar_collections VALUES (%(name)s, %(model)s, %(dim)s, %(version)s, %(created)s, "
+                   "%(building)s)", info)
+        table = f"lomar_vectors_{folder.name}_v1"
+        db.execute(f"CREATE TABLE {table} (key bigint PRIMARY KEY, embedding vector({DIM}) NOT NULL)")
+        for n, image in enumerate(pixels):
+            key = db.execute("INSERT INTO lomar_collection_items (collection, id, metadata, input, added) "
+                             "VALUES (%s, %s, '{}', %s, 0) RETURNING key",
+                             (folder.name, f"old{n}", encode_input(image))).fetchone()[0]
+            db.execute(f"INSERT INTO {table} VALUES (%s, %s)", (key, vectors[n]))
+
+
+def test_a_collection_of_the_first_release_is_migrated(folder: Path, engine: EngineConfig) -> None:
+    """Images stored before names existed are named by their ids; their ids, vectors and searches are kept."""
+    pixels = images(8, 3)
+    write_old_collection(folder, engine, pixels)
+    collection = Collection(folder, engine)
+    assert [(row.id, row.name) for row in collection.store.listing(0, 10)] == [
+        ("old0", "old0"), ("old1", "old1"), ("old2", "old2")]
+    hit = collection.search("1", embedder("1")(pixels[1:2])[0], 1)[0]
+    assert (hit.id, hit.name) == ("old1", "old1") and hit.score == pytest.approx(1.0, abs=1e-4)
+    add(collection, images(9, 1), ["new0"])
+    assert [row.id for row in collection.store.listing(0, 10, names=["new0", "old2"])] == ["old2", "new0"]
+    collection.close()
+    assert Collection(folder, engine).count() == 4  # opening a migrated collection again changes nothing
+
+
 def add_as_a_gateway_does(collection: Collection, pixels: np.ndarray, ids: list[str]) -> None:
     """Embed for the versions this process knows; embed again when the store names others (service.add)."""
     while True:

@@ -64,6 +64,31 @@ def test_generation_persists_and_dimension_is_checked(config: EngineConfig, tmp_
     again.drop()
 
 
+def test_small_indexes_are_searched_exactly_and_large_ones_through_the_graph(config: EngineConfig,
+                                                                          tmp_path: Path) -> None:
+    """A graph built and searched as sparsely as possible misses true neighbours of random vectors; the same index
+    below exact_limit finds every one (recall 1.0)."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(4)
+    data, keys = unit(rng, 2000), np.arange(2000, dtype=np.int64)
+    queries = unit(rng, 40)
+
+    def recall(limit: int) -> float:
+        sparse = replace(config, connectivity=2, expansion_add=4, expansion_search=1, exact_limit=limit)
+        index = open_index(sparse, tmp_path, f"x_{tmp_path.name[-10:]}_{limit}", "1", DIM)
+        index.load([(keys, data)])
+        found = 0
+        for query in queries:
+            truth, _ = exact_top_k(data, keys, query, 10)
+            found += len(set(index.search(query, 10)[0].tolist()) & set(truth.tolist()))
+        index.drop()
+        return found / (10 * len(queries))
+
+    assert recall(2000) == 1.0
+    assert recall(1999) < 0.9  # one vector past the limit: the (sparse) graph
+
+
 def test_exact_top_k_orders_by_inner_product() -> None:
     vectors = np.eye(4, dtype=np.float32)
     keys, scores = exact_top_k(vectors, np.array([5, 6, 7, 8]), np.array([0.1, 0.9, 0.3, 0.0], np.float32), 2)

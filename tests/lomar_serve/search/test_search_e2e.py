@@ -251,11 +251,67 @@ def test_web_view_adds_and_searches(browser, stack: Stack, tmp_path: Path) -> No
     browser.find_element(By.ID, "add-input").send_keys(str(added))
     wait.until(lambda d: d.find_element(By.ID, "added").text.startswith("added 1"))
     browser.find_element(By.ID, "search-input").send_keys(str(query))
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".hit")) == 8)
-    ids = [element.text for element in browser.find_elements(By.CSS_SELECTOR, ".hit .id")]
-    assert ids[0] == "coffee" and "score" in browser.find_element(By.CSS_SELECTOR, ".hit .score").text
-    wait.until(lambda d: d.execute_script("return document.querySelector('.hit img').naturalWidth") == 224)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#hits .tile")) == 8)
+    names = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#hits .tile .name")]
+    ids = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#hits .tile .id")]
+    assert (names[0], ids[0]) == ("coffee.jpg", "coffee")
+    assert "score" in browser.find_element(By.CSS_SELECTOR, "#hits .tile .score").text
+    wait.until(lambda d: d.execute_script("return document.querySelector('#hits .tile img').naturalWidth") == 224)
     assert not browser.find_elements(By.CSS_SELECTOR, ".error")
+
+
+def photo_library(root: Path) -> list[str]:
+    """Every photograph of PHOTOS twice (as taken and mirrored) in nested folders: over 32 images; their names."""
+    names = []
+    for index, name in enumerate(PHOTOS):
+        group = f"{'people' if index % 2 else 'things'}/{index % 3}"
+        for variant, image in (("", rgb(name)), ("mirrored/", ImageOps.mirror(rgb(name)))):
+            path = root / group / f"{variant}{name}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(jpeg(image))
+            names.append(f"{group}/{variant}{name}.jpg")
+    return names
+
+
+def test_a_folder_ingested_through_the_cli_survives_a_kill_and_is_found_by_name(http: httpx.Client, stack: Stack,
+                                                                               tmp_path: Path) -> None:
+    """`lomar collections add NAME FOLDER` killed (SIGKILL) mid-way, run again, and once more: every image exactly
+    once, found by name; the last run adds nothing."""
+    names = photo_library(tmp_path / "library")
+    assert len(names) > 32
+    ok(http.post("/v1/collections", json={"name": "library", "model": NAME}), 201)
+    env = {**stack.env, "LOMAR_URL": stack.url}
+    command = [sys.executable, "-m", "lomar_serve.cli", "collections", "add", "library", str(tmp_path / "library"),
+               "--no-progress"]
+    killed = subprocess.Popen([*command, "--chunk-size", "1"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        count = wait_until(lambda: ok(http.get("/v1/collections/library"))["count"] >= 3 or killed.poll() is not None,
+                           "the CLI to add a few images", 120)
+        assert killed.poll() is None, "the CLI finished before it could be killed"
+    finally:
+        killed.kill()  # SIGKILL: no clean-up of any kind
+        killed.wait(30)
+    before = ok(http.get("/v1/collections/library"))["count"]
+    assert count and 3 <= before < len(names)
+
+    rerun = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert report["failed"] == [] and report["count"] == len(names)
+    assert report["added"] + report["skipped"] == len(names) and report["skipped"] >= before
+    listed = ok(http.get("/v1/collections/library/images", params={"limit": 1000}))["images"]
+    assert sorted(image["name"] for image in listed) == sorted(names)  # every image exactly once
+
+    again = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["added"], json.loads(again.stdout)["count"]) == (0, len(names))
+
+    for name in ("coffee", "rocket", "astronaut"):
+        hit = search(http, ALTERATIONS["resized"](rgb(name)), "library", top_k=1)["results"][0]
+        assert hit["name"].rsplit("/", 1)[-1] == f"{name}.jpg", hit  # the photograph, as taken or mirrored
+        assert hit["name"] in names
+    ok(http.delete("/v1/collections/library"))
 
 
 def test_collections_survive_a_gateway_restart_and_the_cli_reads_them(http: httpx.Client, stack: Stack,

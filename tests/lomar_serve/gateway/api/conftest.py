@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from contracts.model_card import ModelCard, TensorSpec
 from contracts.model_repository import LABELS_FILE
+from lomar_serve.common.api_keys import SCOPES
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
@@ -30,7 +31,8 @@ CARD = ModelCard(name="fake_classifier", task="classify", format="onnx", precisi
 def live_server(tmp_path_factory):
     settings = Settings(model_repository=tmp_path_factory.mktemp("repo"), default_classifier="fake_classifier",
                         default_reconstructor="fake_reconstructor", header_timeout_s=TIMEOUT_S,
-                        body_timeout_s=TIMEOUT_S)
+                        body_timeout_s=TIMEOUT_S, search_dir=tmp_path_factory.mktemp("collections"),
+                        open_scopes=SCOPES)  # the clients' tests write collections without a key
     port = free_port()
     config = uvicorn.Config(create_app(settings, backend=FakeBackend()), host="127.0.0.1", port=port,
                             log_level="warning", http=header_timeout_protocol(settings.header_timeout_s))
@@ -58,6 +60,7 @@ def client(tmp_path, backend):
     (version_dir / LABELS_FILE).write_text("\n".join(LABELS) + "\n")
     CARD.write(version_dir)
     settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000)
+                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000,
+                        search_dir=tmp_path / "collections")  # its own: a gateway locks its collections folder
     with TestClient(create_app(settings, backend=backend)) as test_client:
         yield test_client

@@ -1,6 +1,8 @@
 """The web pages and their shared assets are served from the package, and only the listed files are."""
 from __future__ import annotations
 
+import re
+
 
 def test_pages_link_the_shared_assets(client):
     for path in ("/", "/search"):
@@ -11,6 +13,12 @@ def test_pages_link_the_shared_assets(client):
     script = client.get("/static/common.js")
     assert script.status_code == 200 and "function showError" in script.text
     assert client.get("/static/common.css").headers["content-type"].startswith("text/css")
+
+
+def test_both_pages_have_the_same_header(client):
+    headers = [re.search(r"<header>.*?</header>", client.get(path).text, re.S).group(0) for path in ("/", "/search")]
+    assert headers[0] == headers[1] and 'href="/search"' in headers[0] and 'id="status"' in headers[0]
+    assert "function checkStatus" in client.get("/static/common.js").text  # the readiness line of both
 
 
 def test_only_listed_assets_are_served(client):
