@@ -3,8 +3,8 @@
 The queue never runs a job itself: it records it `queued`, and any `lomar worker` (lomar_serve/worker/
 runner.py), on this machine or another one sharing the store and JOBS_DIR, claims it. A worker refreshes a
 heartbeat while it runs a job; the queue's sweeper marks a running job whose heartbeat stopped `interrupted`
-(its worker died: its log and checkpoints are kept), and `resume` queues it again, to continue from its last
-checkpoint (contracts.checkpoints). Cancelling a running job asks its worker to end it, through the store.
+(its worker died: its log and checkpoints are kept), and `resume` queues it again (a failed or cancelled one too),
+to continue from its last checkpoint (contracts.checkpoints). Cancelling a running job asks its worker to end it, through the store.
 While the store is unreachable no worker can beat either, so after an outage the sweeper interrupts nothing for
 one heartbeat timeout: the workers beat again first.
 
@@ -31,6 +31,7 @@ from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
+RESUMABLE_STATES = ("interrupted", "failed", "cancelled")
 
 
 def stale_message(timeout_s: float) -> str:
@@ -140,8 +141,11 @@ class JobQueue:
         """
         record = self.store.get_job(job_id)
         if record.state in ("queued", "interrupted"):
+            message = f"cancelled while {record.state}"
+            if record.state == "interrupted":
+                message += "; " + RESUME_HINT.replace("{id}", job_id)
             try:
-                return self.store.transition(job_id, (record.state,), "cancelled", f"cancelled while {record.state}")
+                return self.store.transition(job_id, (record.state,), "cancelled", message)
             except JobConflict:
                 record = self.store.get_job(job_id)  # a worker claimed it meanwhile
         if record.state != "running":
@@ -159,5 +163,6 @@ class JobQueue:
         return self.store.get_job(job_id)
 
     def resume(self, job_id: str) -> JobRecord:
-        """Queue an interrupted or failed job again; a worker continues it at the stage it stopped in."""
-        return self.store.transition(job_id, ("interrupted", "failed"), "queued", "queued again (resume)")
+        """Queue an interrupted, failed or cancelled job again; a worker continues it at the stage it stopped in
+        (training from its last checkpoint)."""
+        return self.store.transition(job_id, RESUMABLE_STATES, "queued", "queued again (resume)")

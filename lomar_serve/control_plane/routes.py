@@ -100,7 +100,8 @@ def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     return Job.model_validate(lifecycle.jobs.cancel(job_id).to_dict())
 
 
-@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted or failed job from its last checkpoint")
+@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted, failed or cancelled job from its last "
+             "checkpoint")
 def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: resume job %s", job_id)
     return Job.model_validate(lifecycle.jobs.resume(job_id).to_dict())

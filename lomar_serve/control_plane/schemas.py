@@ -78,8 +78,11 @@ class Switch(BaseModel):
 
     model: str
     version: str = Field(description="the version that serves now")
-    previous: str | None
-    changed: bool = Field(description="false when the version already served")
+    previous: str | None = Field(description="the version that served before (null: none was deployed before; a "
+                                             "model's first deploy)")
+    changed: bool = Field(description="false when the version already served (a model's first version serves from "
+                                      "its export on: its first deploy records it, `previous` null)")
+    message: str = Field("", description="what happened, in a sentence")
     recorded: bool | None = Field(None, description="false: the switch is made (config.pbtxt publishes the version) "
                                                     "but the deploy history could not be written yet; the control "
                                                     "plane's reconcile loop records it once the store answers")
