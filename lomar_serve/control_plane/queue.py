@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lomar_serve.jobs.errors import JobConflict, StoreUnavailable
+from pydantic import ValidationError
+
+from lomar_serve.jobs.errors import JobConflict, ReportNotFound, StoreUnavailable
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import log_tail
+from lomar_serve.jobs.report import Evaluation, is_thumbnail_name
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
 
@@ -132,6 +135,33 @@ class JobQueue:
         """The record with the tail of its log."""
         record = self.store.get_job(job_id)
         return {**record.to_dict(), "log_tail": log_tail(Path(record.log_path), tail_bytes)}
+
+    def files(self, job_id: str) -> JobFiles:
+        """The folder of an existing job (JobNotFound otherwise)."""
+        self.store.get_job(job_id)
+        return JobFiles(self.settings.jobs_dir / job_id)
+
+    def evaluation(self, job_id: str) -> Evaluation:
+        """The evaluation report its verification stage wrote; ReportNotFound before that stage has run."""
+        record = self.store.get_job(job_id)
+        path = JobFiles(self.settings.jobs_dir / job_id).evaluation
+        try:
+            return Evaluation.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ReportNotFound(f"job {job_id} has no evaluation report: its verification stage has not run (the "
+                                 f"job is {record.state}, at stage {record.stage or 'none'})") from None
+        except (OSError, ValidationError) as error:
+            raise ReportNotFound(f"the evaluation report of job {job_id} cannot be read: "
+                                 f"{str(error).splitlines()[0]}") from None
+
+    def thumbnail(self, job_id: str, name: str) -> Path:
+        """A thumbnail file of the job's evaluation report. Only names of the report's own form, inside the job's
+        thumbnail folder after symlinks are followed, are served; ReportNotFound otherwise."""
+        folder = self.files(job_id).thumbnails
+        path = folder / name
+        if not (is_thumbnail_name(name) and path.resolve().is_relative_to(folder.resolve()) and path.is_file()):
+            raise ReportNotFound(f"job {job_id} has no thumbnail {name!r}")
+        return path
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued or interrupted job at once; ask a running job's worker to end it and wait a while.

@@ -10,16 +10,19 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
-from lomar_serve.control_plane.schemas import Job, JobDetail, JobList, LogChunk, ModelList, ModelStatus, Switch
+from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, LogChunk, ModelList,
+                                              ModelStatus, Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled
+from lomar_serve.jobs.report import THUMBNAIL_PATTERN
 from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
@@ -91,6 +94,37 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep,
     except OSError:
         chunk = b""
     return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
+
+
+@router.get("/jobs/{job_id}/report", summary="The evaluation report of the job's version on its held-out images: "
+            "top-1/top-5, per-label precision and recall, confusion matrix, worst mistakes")
+def job_report(job_id: JobId, lifecycle: LifecycleDep) -> JobReport:
+    evaluation = lifecycle.jobs.evaluation(job_id)
+    return JobReport(**evaluation.candidate.model_dump(), job_id=job_id, data_dir=evaluation.data_dir)
+
+
+@router.get("/jobs/{job_id}/compare", summary="The job's version beside the serving version on the same evaluation "
+            "images: both reports and the images on which they disagree")
+def compare_job(job_id: JobId, lifecycle: LifecycleDep) -> Comparison:
+    evaluation = lifecycle.jobs.evaluation(job_id)
+    model = evaluation.candidate.model
+    serving = lifecycle.deployer.serving_version(model)
+    baseline = evaluation.baseline
+    return Comparison(job_id=job_id, model=model, data_dir=evaluation.data_dir, candidate=evaluation.candidate,
+                      baseline=baseline, serving_version=serving,
+                      baseline_is_serving=baseline is not None and baseline.version == serving,
+                      not_worse=evaluation.not_worse, disagreements=evaluation.disagreements,
+                      disagreement_count=evaluation.disagreement_count)
+
+
+@router.get("/jobs/{job_id}/thumbnails/{name}", response_class=FileResponse,
+            summary="A thumbnail of the job's evaluation report (96 px JPEG of an evaluation image as the model saw it)",
+            responses={200: {"content": {"image/jpeg": {}}}})
+def job_thumbnail(job_id: JobId, lifecycle: LifecycleDep,
+                  name: Annotated[str, Path(pattern=THUMBNAIL_PATTERN, description="a `thumbnail` of the report")]
+                  ) -> FileResponse:
+    return FileResponse(lifecycle.jobs.thumbnail(job_id, name), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job (a running one: "

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lomar_serve.jobs.report import Disagreement, EvaluationReport
+
 
 class Job(BaseModel):
     """One retrain job as stored (lomar_serve.jobs.store.JobRecord)."""
@@ -88,3 +90,29 @@ class Switch(BaseModel):
                                                     "plane's reconcile loop records it once the store answers")
     previous_unloaded: bool | None = None
     seconds: float | None = None
+
+
+class JobReport(EvaluationReport):
+    """The evaluation report of the version a job exported, made by its verification stage on the held-out images
+    (lomar_serve/jobs/report.py)."""
+
+    job_id: str
+    data_dir: str = Field(description="the evaluation images, relative to the data root that holds them")
+
+
+class Comparison(BaseModel):
+    """A job's version beside the version that served when the job verified it, on the same evaluation images."""
+
+    job_id: str
+    model: str
+    data_dir: str = Field(description="the evaluation images, relative to the data root that holds them")
+    candidate: EvaluationReport = Field(description="the job's version")
+    baseline: EvaluationReport | None = Field(description="the version that served when the job was verified "
+                                                          "(null: none did)")
+    serving_version: str | None = Field(description="the version the model repository publishes as serving now")
+    baseline_is_serving: bool = Field(description="the baseline is still the serving version (false: the comparison "
+                                                  "is with a version that has been replaced since)")
+    not_worse: bool = Field(description="the job's version scores at least as well as the baseline")
+    disagreements: list[Disagreement] = Field(description="images on which the two versions predict different "
+                                                          "labels; those where exactly one is right first")
+    disagreement_count: int = Field(ge=0)

@@ -58,6 +58,12 @@ class JobNotFound(LifecycleError):
     status, code = 404, "job_not_found"
 
 
+class ReportNotFound(LifecycleError):
+    """The job has no evaluation report (its verification stage has not run), or no such thumbnail."""
+
+    status, code = 404, "report_not_found"
+
+
 class JobConflict(LifecycleError):
     """The job is not in a state that allows the operation (cancel a finished job, resume a running one)."""
 

@@ -1,4 +1,4 @@
-"""Where one job keeps its files: its log, its training outputs, and its verification report, all
+"""Where one job keeps its files: its log, its training outputs, its verification result and evaluation report, all
 inside JOBS_DIR/<id>/ (the control plane creates the folder, workers and their stages write into it), and where
 JOBS_DIR is by default: in the user's data folder, outside any source tree."""
 from __future__ import annotations
@@ -10,6 +10,9 @@ from pathlib import Path
 
 from contracts.checkpoints import LAST_CHECKPOINT, final_checkpoint
 
+EVALUATION_DIR = "evaluation"  # the verification stage's report (lomar_serve/jobs/report.py) and its thumbnails
+EVALUATION_FILE = "evaluation.json"
+THUMBNAILS_DIR = "thumbnails"
 # How a stopped job can go on ("{id}": the job's id).
 RESUME_HINT = ("its log and checkpoints are kept: resume it (POST /v1/admin/jobs/{id}/resume, "
                "`lomar jobs resume {id}`) to continue from its last checkpoint")
@@ -45,6 +48,19 @@ class JobFiles:
     @property
     def verification(self) -> Path:
         return self.job_dir / "verification.json"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.job_dir / EVALUATION_DIR
+
+    @property
+    def evaluation(self) -> Path:
+        """The evaluation report of the job's version and the serving one (lomar_serve/jobs/report.py)."""
+        return self.evaluation_dir / EVALUATION_FILE
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.evaluation_dir / THUMBNAILS_DIR
 
     @property
     def checkpoint(self) -> Path:

@@ -96,6 +96,9 @@ def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker
     verification = record.metrics["verification"]
     assert verification["metric"] == "top1" and verification["count"] == 12 and verification["baseline"] is None
     assert 0.0 <= verification["value"] <= 100.0 and verification["not_worse"]
+    report = queue.evaluation(job.id)  # the verification stage's evaluation report, what GET .../report serves
+    assert (report.candidate.version, report.candidate.count, report.baseline) == ("1", 12, None)
+    assert report.candidate.value == verification["value"] and report.data_dir == "base/val"
     assert deployed == [("lomar_classifier", "1")] and record.metrics["deploy"]["deployed"] is True
     log = queue.describe(job.id)["log_tail"]
     assert "== stage verify ==" in log and "exported lomar_classifier version 1" in log and "== worker w1 ==" in log
