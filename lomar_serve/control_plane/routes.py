@@ -17,16 +17,18 @@ from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
-from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, LogChunk, ModelList,
-                                              ModelStatus, Switch)
+from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, LogChunk,
+                                              MetricsChunk, ModelList, ModelStatus, Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled
+from lomar_serve.jobs.progress import read_chunk
 from lomar_serve.jobs.report import THUMBNAIL_PATTERN
 from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
 LOG_CHUNK_BYTES = 64 * 1024
+METRICS_CHUNK_BYTES = 256 * 1024  # about 1,500 records
 
 
 def get_lifecycle(request: Request) -> Lifecycle:
@@ -94,6 +96,16 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep,
     except OSError:
         chunk = b""
     return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
+
+
+@router.get("/jobs/{job_id}/metrics", summary="The training metrics a job logged after a cursor: loss, learning "
+            "rate and images/s per logged step, validation loss and top-1 per epoch (poll with the returned `next`)")
+def job_metrics(job_id: JobId, lifecycle: LifecycleDep,
+                after: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="the `next` of the previous call; 0: from "
+                                                                           "the start")] = 0) -> MetricsChunk:
+    record = lifecycle.store.get_job(job_id)
+    records, next_offset = read_chunk(record.output_dir, after, METRICS_CHUNK_BYTES)
+    return MetricsChunk.of(Job.model_validate(record.to_dict()), records, next_offset)
 
 
 @router.get("/jobs/{job_id}/report", summary="The evaluation report of the job's version on its held-out images: "
