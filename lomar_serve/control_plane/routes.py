@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,6 +50,10 @@ ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="Triton 
 # or slow while loading a version.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=error_responses(400, 401, 403, 404, 409, 411, 413, 422, 503, 504))
+
+
+# Prometheus scrapes /metrics without the admin token, as it does the gateway's (job counts and durations only).
+metrics_router = APIRouter(tags=["health"])
 
 
 class DeployRequest(BaseModel):
@@ -166,10 +170,20 @@ def model_status(name: ModelName, lifecycle: LifecycleDep) -> ModelStatus:
 @router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it")
 def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: deploy %s version %d", name, body.version)
-    return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
+    with lifecycle.metrics.switch("deploy"):
+        return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
 
 
 @router.post("/models/{name}/rollback", summary="Serve again the version deployed before the serving one")
 def rollback(name: ModelName, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: roll back %s", name)
-    return Switch.model_validate(lifecycle.deployer.rollback(name))
+    with lifecycle.metrics.switch("rollback"):
+        return Switch.model_validate(lifecycle.deployer.rollback(name))
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics of the control plane: jobs by state, job durations, "
+                    "deploy and rollback durations", response_class=Response,
+                    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                     "description": "Prometheus text exposition format"}})
+def metrics(lifecycle: LifecycleDep) -> Response:
+    return Response(lifecycle.metrics.render(), media_type=lifecycle.metrics.content_type)
