@@ -98,7 +98,18 @@ def make_scaler(config: TrainConfig, ctx: DistContext) -> torch.amp.GradScaler:
 def make_schedule(config: TrainConfig, ctx: DistContext) -> CosineSchedule:
     lr = config.effective_lr(ctx.world_size)
     log.info("lr %.3g (effective batch %d)", lr, config.batch_size * config.accum_iter * ctx.world_size)
-    return CosineSchedule(lr=lr, min_lr=config.min_lr, warmup_epochs=config.warmup_epochs, epochs=config.epochs)
+    warmup = config.warmup
+    share = warmup / config.epochs
+    if config.warmup_epochs is None:
+        log.info("warm-up %.3g epochs (warmup_fraction %.3g of %d epochs)", warmup, config.warmup_fraction,
+                 config.epochs)
+    else:
+        log.info("warm-up %.3g epochs, as given (--warmup-epochs): %.0f%% of the %d-epoch run", warmup, 100 * share,
+                 config.epochs)
+    if share >= 1:
+        log.warning("the whole run is warm-up (%.3g of %d epochs): the learning rate never reaches %.3g; leave "
+                    "--warmup-epochs unset for warmup_fraction x epochs", warmup, config.epochs, lr)
+    return CosineSchedule(lr=lr, min_lr=config.min_lr, warmup_epochs=warmup, epochs=config.epochs)
 
 
 @dataclass
@@ -156,11 +167,15 @@ class Trainer:
 
     def fit(self, state: TrainingState) -> Position:
         c = self.config
+        steps_per_epoch = self.iterations // c.accum_iter
         settings = LoopSettings(
             iterations=self.iterations, accum_iter=c.accum_iter, clip_grad=c.clip_grad, amp=c.amp,
-            log_every=c.log_every, save_every_steps=c.save_every_steps, seed=c.seed, progress=c.progress,
+            log_every=c.logging_interval(steps_per_epoch), save_every_steps=c.save_every_steps, seed=c.seed,
+            progress=c.progress,
         )
         position = state.position
+        self.metrics.log("run", position.step, epoch=position.epoch, epochs=c.epochs, steps_per_epoch=steps_per_epoch,
+                         total_steps=steps_per_epoch * c.epochs, images=len(self.dataset))
         for epoch in range(position.epoch, c.epochs):
             if position.epoch != epoch:
                 position = Position(epoch=epoch, iteration=0, step=position.step)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,17 +18,20 @@ from contracts.model_repository import MAX_VERSION, MODEL_NAME_PATTERN
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
-from lomar_serve.control_plane.rollout_schemas import Rollout, RolloutRequest
 from lomar_serve.common.api_keys import KEY_ID_PATTERN
-from lomar_serve.control_plane.schemas import (Job, JobDetail, JobList, Key, KeyList, KeyRequest, LogChunk, ModelList,
-                                               ModelStatus, NewKey, Switch)
+from lomar_serve.control_plane.rollout_schemas import Rollout, RolloutRequest
+from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, Key, KeyList, KeyRequest,
+                                               LogChunk, MetricsChunk, ModelList, ModelStatus, NewKey, Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled, RolloutNotFound
+from lomar_serve.jobs.progress import read_chunk
+from lomar_serve.jobs.report import THUMBNAIL_PATTERN
 from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
 LOG_CHUNK_BYTES = 64 * 1024
+METRICS_CHUNK_BYTES = 256 * 1024  # about 1,500 records
 
 
 def get_lifecycle(request: Request) -> Lifecycle:
@@ -56,6 +60,10 @@ KeyId = Annotated[str, Path(pattern=KEY_ID_PATTERN, description="the key's publi
 # or slow while loading a version.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=error_responses(400, 401, 403, 404, 409, 411, 413, 422, 503, 504))
+
+
+# Prometheus scrapes /metrics without the admin token, as it does the gateway's (job counts and durations only).
+metrics_router = APIRouter(tags=["health"])
 
 
 class DeployRequest(BaseModel):
@@ -117,6 +125,40 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep,
     return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
 
 
+@router.get("/jobs/{job_id}/metrics", summary="The training metrics a job logged after a cursor: loss, learning "
+            "rate and images/s per logged step, validation loss and top-1 per epoch (poll with the returned `next`)")
+def job_metrics(job_id: JobId, lifecycle: LifecycleDep,
+                after: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="the `next` of the previous call; 0: from "
+                                                                           "the start")] = 0) -> MetricsChunk:
+    record = lifecycle.store.get_job(job_id)
+    records, next_offset = read_chunk(record.output_dir, after, METRICS_CHUNK_BYTES)
+    return MetricsChunk.of(Job.model_validate(record.to_dict()), records, next_offset)
+
+
+@router.get("/jobs/{job_id}/report", summary="The evaluation report of the job's version on its held-out images: "
+            "top-1/top-5, per-label precision and recall, confusion matrix, worst mistakes")
+def job_report(job_id: JobId, lifecycle: LifecycleDep) -> JobReport:
+    evaluation = lifecycle.jobs.evaluation(job_id)
+    return JobReport(**evaluation.candidate.model_dump(), job_id=job_id, data_dir=evaluation.data_dir)
+
+
+@router.get("/jobs/{job_id}/compare", summary="The job's version beside the serving version on the same evaluation "
+            "images: both reports and the images on which they disagree")
+def compare_job(job_id: JobId, lifecycle: LifecycleDep) -> Comparison:
+    evaluation = lifecycle.jobs.evaluation(job_id)
+    return Comparison.of(job_id, evaluation, lifecycle.deployer.serving_version(evaluation.candidate.model))
+
+
+@router.get("/jobs/{job_id}/thumbnails/{name}", response_class=FileResponse,
+            summary="A thumbnail of the job's evaluation report (96 px JPEG of an evaluation image as the model saw it)",
+            responses={200: {"content": {"image/jpeg": {}}}})
+def job_thumbnail(job_id: JobId, lifecycle: LifecycleDep,
+                  name: Annotated[str, Path(pattern=THUMBNAIL_PATTERN, description="a `thumbnail` of the report")]
+                  ) -> FileResponse:
+    return FileResponse(lifecycle.jobs.thumbnail(job_id, name), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job (a running one: "
              "its worker ends it; `cancel_requested` while it has not yet)")
 def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
@@ -124,7 +166,8 @@ def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     return Job.model_validate(lifecycle.jobs.cancel(job_id).to_dict())
 
 
-@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted or failed job from its last checkpoint")
+@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted, failed or cancelled job from its last "
+             "checkpoint")
 def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: resume job %s", job_id)
     return Job.model_validate(lifecycle.jobs.resume(job_id).to_dict())
@@ -146,13 +189,23 @@ def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Swi
     if body.canary is not None or body.shadow is not None:
         return begin_rollout(name, body, lifecycle)
     LOGGER.info("admin: deploy %s version %d", name, body.version)
-    return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
+    with lifecycle.metrics.switch("deploy"):
+        return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
 
 
 @router.post("/models/{name}/rollback", summary="Serve again the version deployed before the serving one")
 def rollback(name: ModelName, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: roll back %s", name)
-    return Switch.model_validate(lifecycle.deployer.rollback(name))
+    with lifecycle.metrics.switch("rollback"):
+        return Switch.model_validate(lifecycle.deployer.rollback(name))
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics of the control plane: jobs by state, job durations, "
+                    "deploy and rollback durations", response_class=Response,
+                    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                     "description": "Prometheus text exposition format"}})
+def metrics(lifecycle: LifecycleDep) -> Response:
+    return Response(lifecycle.metrics.render(), media_type=lifecycle.metrics.content_type)
 
 
 @router.post("/keys", status_code=201, summary="Create an API key for the gateways (the key is in this answer only)")

@@ -15,6 +15,7 @@ from contracts.model_repository import API_KEYS_FILE
 from lomar_serve.control_plane.auth import AdminAuth
 from lomar_serve.control_plane.deploy import Deployer, DeploySettings
 from lomar_serve.control_plane.keys import KeyService
+from lomar_serve.control_plane.metrics import ControlPlaneMetrics
 from lomar_serve.control_plane.queue import JobQueue, QueueSettings
 from lomar_serve.control_plane.reconcile import Reconciler, ReconcileSettings
 from lomar_serve.control_plane.rollouts import RolloutController, RolloutSettings
@@ -28,15 +29,15 @@ LOGGER = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    """Admin auth, data-root policy, the job queue, the fleet's deployer and its rollouts, the data plane's API keys
-    and the reconcile loop.
+    """Admin auth, data-root policy, the job queue, the fleet's deployer and its rollouts, the data plane's API keys,
+    the reconcile loop and the metrics.
 
     Jobs are only queued here; workers (`lomar worker`, lomar_serve/worker/runner.py) run them.
     """
 
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self.settings = settings
-        self.jobs_dir = (settings.jobs_dir or default_jobs_dir(settings.model_repository)).resolve()
+        self.jobs_dir = (settings.jobs_dir or default_jobs_dir()).resolve()
         self.auth = AdminAuth(settings.admin_token.get_secret_value())
         self.roots = DataRoots.of(settings.data_roots)
         store_url = settings.store_url.get_secret_value() if settings.store_url else self.jobs_dir / STORE_FILE
@@ -54,6 +55,7 @@ class Lifecycle:
                                      publish_keys=self.keys.publish, publish_rollouts=self.rollouts.reconcile)
         self.jobs = JobQueue(self.store, QueueSettings(jobs_dir=self.jobs_dir,
                                                        heartbeat_timeout_s=settings.job_heartbeat_timeout_s))
+        self.metrics = ControlPlaneMetrics(self.store)
 
     def start(self) -> None:
         """Start the job queue's sweeper (running jobs whose worker went silent become `interrupted`), the
