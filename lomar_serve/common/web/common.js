@@ -1,8 +1,8 @@
 "use strict";
-// Helpers both pages share (/ and /search).
+// Helpers the gateway's pages (/ and /search) and the control plane's console share.
 const $ = (selector, root = document) => root.querySelector(selector);
 
-// The gateway's error message of a failed response ({"error": {"code", "message"}}), else its status line.
+// The service's error message of a failed response ({"error": {"code", "message"}}), else its status line.
 async function errorText(response) {
   try { const body = await response.json(); return body.error ? body.error.message : response.statusText; }
   catch (_) { return `${response.status} ${response.statusText}`; }
