@@ -11,7 +11,7 @@ from lomar_serve.jobs.paths import DataRoots
 from contracts.model_repository import DEFAULT_MODEL_NAMES
 from lomar_serve.jobs.spec import EXPORT_TASKS, TRAINING_CONFIGS, TRAINING_OPTIONS
 from training.config import CHOICES, field_help  # no torch
-from training.models.architectures import list_models  # no torch
+from training.models.architectures import ARCHITECTURES  # no torch
 
 # The settings a form shows by default; the others are one "more options" field away.
 COMMON_OPTIONS = ("image_size", "batch_size", "blr", "warmup_epochs", "device", "num_workers", "seed")
@@ -34,6 +34,6 @@ def job_form(roots: DataRoots) -> dict[str, Any]:
     """Everything a job form offers (the JobForm response)."""
     return {"data_roots": [str(root) for root in roots.roots],
             "datasets": [dataclasses.asdict(dataset) for dataset in roots.datasets()],
-            "architectures": list_models(),
+            "architectures": list(ARCHITECTURES),  # smallest first
             "model_names": {kind: DEFAULT_MODEL_NAMES[task] for kind, task in EXPORT_TASKS.items()},
             "options": {kind: option_fields(kind) for kind in TRAINING_CONFIGS}}

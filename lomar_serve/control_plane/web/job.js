@@ -16,7 +16,7 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
   container.append(el("p", {class: "crumbs"}, el("a", {href: "#/jobs", text: "jobs"}), ` / ${id}`), summary, outcome,
                    curves, evaluation, logPanel);
 
-  let job = null;
+  let job = null, shown = "";
   let reportShown = false;
   const charts = jobCharts($(".charts", curves));
   const metrics = {after: 0, records: []};
@@ -24,7 +24,10 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
 
   poll(async () => {
     job = await api(`/v1/admin/jobs/${id}?tail=0`);
-    showSummary(summary, job, outcome);
+    if (JSON.stringify(job) !== shown) {  // unchanged: its buttons stay the same elements
+      shown = JSON.stringify(job);
+      showSummary(summary, job, outcome);
+    }
     if (!reportShown && reportReady(job)) {
       reportShown = true;
       showEvaluation(evaluation, job);

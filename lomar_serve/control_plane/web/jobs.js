@@ -89,8 +89,8 @@ async function jobForm(box, jobs) {
     field("epochs", el("input", {name: "epochs", type: "number", min: 1, value: 5, required: true})),
     el("fieldset", {class: "options"}, el("legend", {text: "training settings (empty: the default)"})),
     field("more settings", el("input", {name: "more", size: 50, placeholder: "KEY=VALUE KEY=VALUE"}), "", "more"),
-    field("deploy when not worse", el("input", {name: "auto_deploy", type: "checkbox"}),
-          "deploy the new version if its evaluation is at least as good as the serving version's"),
+    el("label", {class: "check"}, el("input", {name: "auto_deploy", type: "checkbox"}),
+       "deploy the new version when its evaluation is at least as good as the serving version's"),
     el("div", {class: "actions"}, el("button", {type: "submit", class: "primary", text: "submit job"})),
     el("div", {class: "form-message", role: "alert"}));
   box.append(f);

@@ -63,7 +63,8 @@ async function showModel(box, name, outcome, refresh) {
 
 function cardSummary(card) {
   if (!card) return el("span", {class: "muted", text: "no readable model card"});
-  const facts = [card.task, `${card.format} ${card.precision} on ${card.backend}`,
+  const facts = [card.task, card.classes.length ? `${card.classes.length} classes` : "",
+                 `${card.format} ${card.precision} on ${card.backend}`,
                  `${card.image_size.join("×")} px`, `from ${card.source_checkpoint}`,
                  card.exported_at ? `exported ${card.exported_at.replace("T", " ").replace("+00:00", " UTC")}` : ""];
   const details = el("details", {}, el("summary", {text: facts.filter(Boolean).join(" · ")}));

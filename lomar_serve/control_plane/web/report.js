@@ -8,11 +8,10 @@ async function showEvaluation(box, job) {
   box.replaceChildren(el("h2", {text: "Evaluation"}), body);
   let evaluation;
   try { evaluation = await api(`/v1/admin/jobs/${job.id}/report`); } catch (error) { report(body, error); return; }
-  const candidate = evaluation.candidate;
   body.replaceWith(
-    el("p", {class: "muted", text: `${candidate.model} version ${candidate.version} on ${candidate.count} held-out ` +
-                                   `images of ${evaluation.data_dir}`}),
-    reportView(job.id, candidate, "report"),
+    el("p", {class: "muted", text: `${evaluation.model} version ${evaluation.version} on ${evaluation.count} ` +
+                                   `held-out images of ${evaluation.data_dir}`}),
+    reportView(job.id, evaluation, "report"),
     el("div", {class: "compare"}, el("button", {type: "button", text: "compare with the serving version",
                                                 on: {click: event => showComparison(event.target.parentNode, job)}})));
 }
@@ -96,9 +95,12 @@ async function showComparison(box, job) {
   }
   const verdict = comparison.not_worse ? `version ${candidate.version} is at least as good as the serving version`
                                        : `version ${candidate.version} is worse than the serving version`;
+  const since = comparison.baseline_is_serving ? ""
+    : ` (version ${baseline.version} served when the job was verified; version ${comparison.serving_version ?? "none"} ` +
+      "serves now)";
   box.replaceChildren(
     el("h3", {text: `Compared with the serving version ${baseline.version}`}),
-    el("p", {class: comparison.not_worse ? "good" : "error", text: verdict}),
+    el("p", {class: comparison.not_worse ? "good" : "error", text: verdict + since}),
     el("div", {class: "side-by-side"},
        el("div", {}, el("h4", {text: `this job: version ${candidate.version}`}), reportView(job.id, candidate, "candidate")),
        el("div", {}, el("h4", {text: `serving: version ${baseline.version}`}), reportView(job.id, baseline, "baseline"))),
