@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,10 +32,35 @@ import yaml
 
 from training.errors import ConfigError
 
-AMP_CHOICES = ("bf16", "fp16", "none")
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DECODE_CHOICES = ("cpu", "gpu")
 CHOICES = {"amp": AMP_CHOICES, "device": DEVICE_CHOICES, "decode": DECODE_CHOICES}
+MAX_DEFAULT_WORKERS = 8  # data-loading workers per process when the machine has the CPUs for them
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: what a container or `taskset` grants), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
+
+
+def default_num_workers() -> int:
+    """Data-loading workers per training process: the available CPUs shared by this node's processes (torchrun's
+    LOCAL_WORLD_SIZE), at most MAX_DEFAULT_WORKERS. More workers than CPUs only slow loading down (and PyTorch
+    warns about them)."""
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return min(MAX_DEFAULT_WORKERS, max(1, available_cpus() // processes))
+
+
+def resolved_amp(amp: str, device_type: str) -> str:
+    """The precision a run on `device_type` uses: autocast (bf16, fp16) is for CUDA; anything else computes in fp32
+    ("none"). "auto" is bf16 on CUDA."""
+    if device_type != "cuda":
+        return "none"
+    return "bf16" if amp == "auto" else amp
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING,
@@ -60,13 +87,20 @@ class TrainConfig:
     blr: float = setting(1e-3, "base learning rate")
     min_lr: float = setting(0.0, "floor of the cosine schedule")
     weight_decay: float = setting(0.05, "AdamW weight decay")
-    warmup_epochs: float = setting(5.0, "linear learning-rate warm-up, in epochs")
+    warmup_epochs: float | None = setting(None, "linear learning-rate warm-up, in epochs; unset = "
+                                                "warmup_fraction x epochs (a value given is used as it is)")
+    warmup_fraction: float = setting(0.05, "the warm-up when --warmup-epochs is not given, as a fraction of --epochs "
+                                           "(0.05: the paper's 5 of 100 fine-tuning and 20 of 400 pretraining "
+                                           "epochs)")
     clip_grad: float = setting(0.0, "max gradient norm; 0 = no clipping")
     device: str = setting("auto", "auto | cpu | cuda")
-    amp: str = setting("bf16", "bf16 | fp16 | none; autocast is used on CUDA only")
+    amp: str = setting("auto", "auto | bf16 | fp16 | none: autocast on CUDA (auto = bf16); fp32 on any other "
+                               "device")
     compile: bool = setting(False, "torch.compile the model")
     tf32: bool = setting(True, "TF32 matmuls and cuDNN convolutions on CUDA (fp32 work outside autocast)")
-    num_workers: int = setting(8, "data-loading worker processes per training process")
+    num_workers: int = setting(help="data-loading worker processes per training process (default: the CPUs "
+                                    f"available to this node's processes, at most {MAX_DEFAULT_WORKERS})",
+                               factory=default_num_workers)
     pin_memory: bool = setting(True, "page-locked host memory for batches (faster copies to the GPU)")
     seed: int = setting(0, "random seed (weights, data order, augmentations)")
     resume: str = setting("", "checkpoint to resume from; empty = OUTPUT_DIR/checkpoint-last.pth when it exists",
@@ -86,10 +120,10 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        non_negative = ("steps_per_epoch", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "clip_grad",
-                        "num_workers", "save_every_epochs", "save_every_steps")
+        non_negative = ("steps_per_epoch", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "warmup_fraction",
+                        "clip_grad", "num_workers", "save_every_epochs", "save_every_steps")
         for name in non_negative:
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
@@ -99,10 +133,21 @@ class TrainConfig:
             raise ConfigError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
         if self.amp not in AMP_CHOICES:
             raise ConfigError(f"amp must be one of {AMP_CHOICES}, got {self.amp!r}")
+        if self.warmup_fraction > 1:
+            raise ConfigError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
         if not self.data_dir:
             raise ConfigError("data_dir is required (--data-dir)")
         if not isinstance(self.model_options, dict):
             raise ConfigError("model_options must be a mapping of LoMaRConfig fields to values")
+
+    @property
+    def warmup(self) -> float:
+        """The warm-up in epochs: --warmup-epochs when given, else warmup_fraction of the run."""
+        return self.warmup_epochs if self.warmup_epochs is not None else self.warmup_fraction * self.epochs
+
+    def for_device(self, device_type: str) -> TrainConfig:
+        """This config as it runs on `device_type` (the one saved and logged): the precision resolved."""
+        return dataclasses.replace(self, amp=resolved_amp(self.amp, device_type))
 
     def effective_lr(self, world_size: int) -> float:
         """lr, or blr x effective batch / 256 (effective batch = batch x accumulation x processes)."""
@@ -120,7 +165,6 @@ class PretrainConfig(TrainConfig):
     model: str = "lomar_base_patch16"
     epochs: int = 400
     blr: float = 1.5e-4
-    warmup_epochs: float = 20.0
     min_crop_scale: float = setting(0.2, "RandomResizedCrop scale range (min_crop_scale, 1)")
     window_size: int = setting(7, "K: windows are K x K patches")
     num_windows: int = setting(4, "M windows per image")
@@ -148,6 +192,9 @@ class FinetuneConfig(TrainConfig):
     output_dir: str = "runs/finetune"
     model: str = setting("", "registered architecture name; empty = the architecture of the --init checkpoint")
     init: str = setting("", "pretrained (ours or official) checkpoint to start from; empty = random init", path=True)
+    reset_head: bool = setting(False, "start the classification head afresh even when --init is a fine-tuned "
+                                      "checkpoint of the same classes (by default such a model continues, head "
+                                      "included)")
     val_dir: str = setting("", "labelled validation folder; empty = DATA_DIR/val, or DATA_DIR itself", path=True)
     blr: float = 5e-4
     min_lr: float = 1e-6
@@ -211,20 +258,33 @@ def field_help(cls: type, name: str) -> str:
     return str(field_metadata(cls, name).get("help", ""))
 
 
+def base_type(hint: Any) -> Any:
+    """A field's type without `| None` and type arguments: `float | None` -> float, `dict[str, Any]` -> dict."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Name -> base type of every field (`base_type`)."""
+    return {name: base_type(hint) for name, hint in typing.get_type_hints(cls).items()}
+
+
 def option_types(cls: type[TrainConfig]) -> dict[str, type]:
-    """Name -> type of the config's scalar (bool, int, float, str) settings that are not paths."""
-    hints = typing.get_type_hints(cls)
-    return {spec.name: hints[spec.name] for spec in dataclasses.fields(cls)
-            if hints[spec.name] in (bool, int, float, str) and not field_metadata(cls, spec.name).get("path")}
+    """Name -> type of the config's scalar (bool, int, float, str) settings that are not paths (an optional one,
+    unset by default, by the type of the value it takes)."""
+    kinds = field_types(cls)
+    return {spec.name: kinds[spec.name] for spec in dataclasses.fields(cls)
+            if kinds[spec.name] in (bool, int, float, str) and not field_metadata(cls, spec.name).get("path")}
 
 
 def build_parser(cls: type[TrainConfig], prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with one flag per field; absent flags stay absent so YAML values are not overwritten."""
     parser = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML file of settings (field names as keys); flags override it")
-    hints = typing.get_type_hints(cls)
+    kinds = field_types(cls)
     for spec in dataclasses.fields(cls):
-        kind = hints[spec.name]
+        kind = kinds[spec.name]
         default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
         text = f"{field_help(cls, spec.name)} (default {default!r})".strip()
         if spec.name == "model_options":
@@ -249,8 +309,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
-def coerce(name: str, kind: Any, value: Any) -> Any:
-    """A YAML value as the field's type (YAML reads `1e-3` as a string and `5` as an int); else a ConfigError."""
+def coerce(name: str, kind: Any, value: Any, nullable: bool = False) -> Any:
+    """A YAML value as the field's type (YAML reads `1e-3` as a string and `5` as an int); else a ConfigError.
+    `nullable`: the field may be unset (None, YAML's `null`)."""
+    if value is None and nullable:
+        return None
     if kind is bool and isinstance(value, bool) or kind is dict or kind is str and isinstance(value, str):
         return value
     try:
@@ -269,8 +332,9 @@ def make_config(cls: type[C], values: dict[str, Any]) -> C:
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} setting(s): {', '.join(unknown)}")
-    kinds = {name: typing.get_origin(kind) or kind for name, kind in hints.items()}
-    return cls(**{name: coerce(name, kinds[name], value) for name, value in values.items()})
+    kinds = field_types(cls)
+    nullable = {name for name, hint in hints.items() if type(None) in typing.get_args(hint)}
+    return cls(**{name: coerce(name, kinds[name], value, name in nullable) for name, value in values.items()})
 
 
 def parse_config(cls: type[C], argv: list[str], prog: str, description: str) -> C:

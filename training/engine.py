@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from training.checkpointing import Position
+from training.config import resolved_amp
 from training.distributed import DistContext, all_reduce_mean, all_reduce_sum
 from training.errors import NonFiniteLossError
 from training.metrics_log import MetricsLogger, peak_memory_mb
@@ -38,7 +39,7 @@ class LoopSettings:
     iterations: int  # micro-batches per epoch
     accum_iter: int = 1
     clip_grad: float = 0.0
-    amp: str = "none"  # bf16 | fp16 | none; applied on CUDA only
+    amp: str = "none"  # auto | bf16 | fp16 | none; applied on CUDA only
     log_every: int = 20  # optimizer steps
     save_every_steps: int = 0  # optimizer steps; 0 = no mid-epoch checkpoints
     seed: int = 0
@@ -54,8 +55,9 @@ def seed_step(seed: int, epoch: int, iteration: int, rank: int) -> None:
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CUDA; a no-op on CPU or with amp='none'."""
-    if device.type == "cuda" and amp in AMP_DTYPES:
+    """bf16/fp16 autocast on CUDA ("auto": bf16); a no-op on CPU or with amp='none'."""
+    amp = resolved_amp(amp, device.type)
+    if amp in AMP_DTYPES:
         return torch.autocast("cuda", dtype=AMP_DTYPES[amp])
     return contextlib.nullcontext()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import logging
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from contracts import datasets
+from training.config import AMP_CHOICES, MAX_DEFAULT_WORKERS, default_num_workers
 from training.data import EvalTransform, image_folder
 from training.distributed import DistContext, resolve_device
 from training.encoder_init import load_encoder, read_init
@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=0, help="default: the checkpoint's image size")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
-    parser.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16", help="autocast on CUDA only")
+    parser.add_argument("--num-workers", type=int, default=default_num_workers(),
+                        help="data-loading worker processes (default: the available CPUs, at most "
+                             f"{MAX_DEFAULT_WORKERS})")
+    parser.add_argument("--amp", choices=AMP_CHOICES, default="auto", help="autocast on CUDA (auto = bf16); fp32 on "
+                                                                           "any other device")
     parser.add_argument("--knn-k", type=int, default=20)
     return parser
 
@@ -76,10 +79,10 @@ def embed(model: LoMaRClassifier, loader: DataLoader, ctx: DistContext, amp: str
 
 
 def evaluate_encoder_file(args: argparse.Namespace, ctx: DistContext) -> dict:
-    init_config, state = read_init(args.checkpoint)
-    size = args.image_size or init_config.img_size
-    model = build_model(init_config.replace(num_classes=0, global_pool=True, img_size=size), pretrain=False)
-    load_encoder(model, state, args.checkpoint)
+    init = read_init(args.checkpoint)
+    size = args.image_size or init.config.img_size
+    model = build_model(init.config.replace(num_classes=0, global_pool=True, img_size=size), pretrain=False)
+    load_encoder(model, init.state, args.checkpoint)
     model.to(ctx.device).eval()
     root, transform = Path(args.data_dir), EvalTransform(size)
     if datasets.has_splits(root):

@@ -7,12 +7,15 @@ One node, 8 GPUs (--batch-size is per GPU):
         --init runs/pretrain/checkpoint-last.pth --data-dir /data/imagenet --output-dir runs/finetune
 Several nodes: torchrun --nnodes=K --node_rank=I --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 ... (as above).
 Fine-tune at another resolution than pretraining with --image-size 384: no position-embedding surgery is needed.
-Writes checkpoint-last.pth and checkpoint-best.pth (best top-1); both load with training.models.load_classifier
-and hold the class names ('class_names') in label order.
+From a fine-tuned checkpoint of this project with the same classes (a retrain), the model continues, head included;
+--reset-head starts the head afresh, and other classes get a new one (the log says which).
+Writes checkpoint-last.pth and checkpoint-best.pth (best validation top-1, a tie going to the lower validation
+loss); both load with training.models.load_classifier and hold the class names ('class_names') in label order.
 """
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -30,7 +33,7 @@ from training.checkpointing import TrainingState, load_training_checkpoint, resu
 from training.config import FinetuneConfig, parse_config
 from training.data import EvalTransform, ImageDataset, finetune_transform, image_folder
 from training.distributed import DistContext, init_distributed
-from training.encoder_init import check_same_architecture, load_encoder, read_init
+from training.encoder_init import InitCheckpoint, check_same_architecture, choose_head, load_encoder, read_init
 from training.engine import LossFn, evaluate_classifier
 from training.errors import ConfigError
 from training.models import LoMaRClassifier, LoMaRConfig, build_model, model_config
@@ -55,17 +58,17 @@ def split_dirs(config: FinetuneConfig) -> tuple[Path, Path]:
     return train, train
 
 
-def classifier_config(config: FinetuneConfig, num_classes: int) -> tuple[LoMaRConfig, dict | None]:
-    """The classifier's architecture (from --model, else from --init) and the init weights, if any."""
+def classifier_config(config: FinetuneConfig, num_classes: int) -> tuple[LoMaRConfig, InitCheckpoint | None]:
+    """The classifier's architecture (from --model, else from --init) and the checkpoint to start from, if any."""
     overrides = config.architecture_overrides(num_classes)
-    init_config, state = read_init(config.init) if config.init else (None, None)
+    init = read_init(config.init) if config.init else None
     if config.model:
         arch = model_config(config.model, **overrides)
     else:
-        arch = init_config.replace(**overrides)
-    if init_config is not None:
-        check_same_architecture(arch, init_config, config.model, config.init)
-    return arch, state
+        arch = init.config.replace(**overrides)
+    if init is not None:
+        check_same_architecture(arch, init.config, config.model, config.init)
+    return arch, init
 
 
 def make_loss(config: FinetuneConfig, num_classes: int) -> LossFn:
@@ -103,17 +106,20 @@ def eval_loader(dataset: ImageDataset, ctx: DistContext, config: FinetuneConfig)
 def run(config: FinetuneConfig) -> int:
     setup_logging()
     ctx = init_distributed(config.device, config.dist_backend)
+    config = config.for_device(ctx.device.type)  # what runs, saved and logged: fp32 off CUDA
     configure_backends(config, ctx)
     train_dir, val_dir = split_dirs(config)
     roots = datasets.parse_roots(config.data_roots) if config.data_roots else None
     train_set, classes = image_folder(train_dir, finetune_transform(config.image_size, config.auto_augment,
                                                                     config.reprob), seed=config.seed, roots=roots)
     val_set, _ = image_folder(val_dir, EvalTransform(config.image_size), classes=classes, roots=roots)
-    arch, init_state = classifier_config(config, len(classes))
+    arch, init = classifier_config(config, len(classes))
     torch.manual_seed(config.seed)  # identical head initialisation on every process
     model: LoMaRClassifier = build_model(arch, pretrain=False)
-    if init_state is not None:
-        load_encoder(model, init_state, config.init)
+    if init is not None:
+        head = choose_head(init, classes, config.reset_head, config.init)
+        log.log(logging.WARNING if head.classes_changed else logging.INFO, "%s", head.reason)
+        load_encoder(model, init.state, config.init, with_head=head.keep)
     metrics = prepare_output(config, ctx)
     model.to(ctx.device)
     optimizer = adamw(param_groups(model, config.weight_decay, config.layer_decay), ctx.device)
@@ -125,11 +131,11 @@ def run(config: FinetuneConfig) -> int:
         state = load_training_checkpoint(checkpoint, model, optimizer, scaler)
         if ema is not None and "model_ema" in state.extra:
             ema.module.load_state_dict(state.extra["model_ema"])
-    best = {"top1": float(state.extra.get("best_top1", -1.0))}
+    best = {"top1": float(state.extra.get("best_top1", -1.0)), "loss": float(state.extra.get("best_loss", math.inf))}
     loader = eval_loader(val_set, ctx, config)
 
     def extra_state() -> dict:
-        extra = {"class_names": list(classes), "best_top1": best["top1"]}
+        extra = {"class_names": list(classes), "best_top1": best["top1"], "best_loss": best["loss"]}
         if ema is not None:
             extra["model_ema"] = ema.module.state_dict()
         return extra
@@ -141,8 +147,8 @@ def run(config: FinetuneConfig) -> int:
         metrics.log("val", int(stats["steps"]), epoch=epoch, **result)
         log.info("epoch %d: val top1 %.2f top5 %.2f (%d images)", epoch, result["top1"], result["top5"],
                  result["count"])
-        if result["top1"] > best["top1"]:
-            best["top1"] = result["top1"]
+        if (result["top1"], -result["loss"]) > (best["top1"], -best["loss"]):  # a tie goes to the lower loss
+            best.update(top1=result["top1"], loss=result["loss"])
             return [BEST_CHECKPOINT]
         return []
 

@@ -63,6 +63,7 @@ def pretrain_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Te
 def run(config: PretrainConfig) -> int:
     setup_logging()
     ctx = init_distributed(config.device, config.dist_backend)
+    config = config.for_device(ctx.device.type)  # what runs, saved and logged: fp32 off CUDA
     configure_backends(config, ctx)
     torch.manual_seed(config.seed)  # identical initial weights on every process
     model = build_model(config)

@@ -98,7 +98,18 @@ def make_scaler(config: TrainConfig, ctx: DistContext) -> torch.amp.GradScaler:
 def make_schedule(config: TrainConfig, ctx: DistContext) -> CosineSchedule:
     lr = config.effective_lr(ctx.world_size)
     log.info("lr %.3g (effective batch %d)", lr, config.batch_size * config.accum_iter * ctx.world_size)
-    return CosineSchedule(lr=lr, min_lr=config.min_lr, warmup_epochs=config.warmup_epochs, epochs=config.epochs)
+    warmup = config.warmup
+    share = warmup / config.epochs
+    if config.warmup_epochs is None:
+        log.info("warm-up %.3g epochs (warmup_fraction %.3g of %d epochs)", warmup, config.warmup_fraction,
+                 config.epochs)
+    else:
+        log.info("warm-up %.3g epochs, as given (--warmup-epochs): %.0f%% of the %d-epoch run", warmup, 100 * share,
+                 config.epochs)
+    if share >= 1:
+        log.warning("the whole run is warm-up (%.3g of %d epochs): the learning rate never reaches %.3g; leave "
+                    "--warmup-epochs unset for warmup_fraction x epochs", warmup, config.epochs, lr)
+    return CosineSchedule(lr=lr, min_lr=config.min_lr, warmup_epochs=warmup, epochs=config.epochs)
 
 
 @dataclass

@@ -61,10 +61,16 @@ def _print(answer: dict[str, Any]) -> int:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE a JSON value (5e-3 is a number, as YAML would not read it), else YAML (a bare word)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value) if value else ""
+    if not value:
+        return key.strip(), ""
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), yaml.safe_load(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="jobs, newest first")
     listing.add_argument("--limit", type=int, default=20)
     for name, text in (("show", "a job's record and log tail"), ("follow", "print a job's log until it ends"),
-                       ("cancel", "cancel a job"), ("resume", "resume an interrupted or failed job")):
+                       ("cancel", "cancel a job"), ("resume", "resume an interrupted, failed or cancelled job")):
         commands.add_parser(name, help=text).add_argument("job_id")
     submit = commands.add_parser("submit", help="start a retrain job (training, export, verification)")
     submit.add_argument("--kind", choices=("finetune", "pretrain"), default="finetune")

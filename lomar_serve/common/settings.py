@@ -74,7 +74,7 @@ OptionalAdminToken = Annotated[SecretStr | None, AfterValidator(_long_enough), _
 # What a client sends: any token; the control plane is the judge of it (a wrong one is its 403).
 SentAdminToken = Annotated[SecretStr | None, _ADMIN_TOKEN]
 JobsDir = Annotated[Path | None, Field(description="shared folder of job logs and checkpoints (unset: "
-                                                   "REPOSITORY/../jobs)")]
+                                                   "$XDG_DATA_HOME/lomar/jobs, by default ~/.local/share/lomar/jobs)")]
 StoreUrl = Annotated[SecretStr | None, Field(description="the job store: a SQLite file, or PostgreSQL as "
                                                          "postgresql://... or a libpq keyword string (host=... "
                                                          "dbname=...) (unset: JOBS_DIR/lifecycle.sqlite)")]

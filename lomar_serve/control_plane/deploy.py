@@ -248,11 +248,7 @@ class Deployer:
         current = self.serving_version(name)
         config = self.config(name)
         if current == target:  # already published: make sure every Triton serves it (a model exported since)
-            for node in self.nodes:
-                if target not in node.ready_versions(name):
-                    node.load(name, config)
-                    self._check_ready(node, name, target, config)
-            return {"model": name, "version": target, "previous": current, "changed": False}
+            return self._confirm(name, target, config)
         self._check_compatible(name, current, target)
         both = with_versions(config, {target, current or target})
         started = time.monotonic()
@@ -278,7 +274,29 @@ class Deployer:
             self._drain(name, current)
             unloaded = self._reload(name, self.nodes)
         return {"model": name, "version": target, "previous": current, "changed": True, "recorded": recorded,
-                "previous_unloaded": unloaded, "seconds": round(time.monotonic() - started, 3)}
+                "previous_unloaded": unloaded, "seconds": round(time.monotonic() - started, 3),
+                "message": f"{name} now serves version {target}" + (f" (was {current})" if current else "")}
+
+    def _confirm(self, name: str, version: str, config: dict[str, Any]) -> dict[str, Any]:
+        """A deploy of the version config.pbtxt already publishes: loaded and smoke-tested on every Triton that lacks
+        it. Export publishes a model's first version itself, so the first deploy of a new model lands here: it enters
+        the deploy history then, as the model's first deploy (from nothing)."""
+        loaded = []
+        for node in self.nodes:
+            if version not in node.ready_versions(name):
+                node.load(name, config)
+                self._check_ready(node, name, version, config)
+                loaded.append(node.url)
+        where = f"; loaded and smoke-tested on {', '.join(loaded)}" if loaded else ""
+        if self.store.deployment(name).stack:
+            return {"model": name, "version": version, "previous": version, "changed": False,
+                    "message": f"version {version} of {name} already serves{where}"}
+        self.store.record_deploy(name, version)
+        LOGGER.info("deploy: %s version %s, published by its export, recorded as the model's first deploy", name,
+                    version)
+        return {"model": name, "version": version, "previous": None, "changed": False, "recorded": True,
+                "message": f"version {version} is the first deployed version of {name}: its export published it as "
+                           f"serving{where or ' (every Triton has it ready)'}; recorded in the deploy history"}
 
     def _publish(self, name: str, switch: PendingSwitch) -> None:
         """Note the switch as pending, then publish its version. When either cannot be written nothing switched:

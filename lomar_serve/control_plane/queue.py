@@ -3,8 +3,8 @@
 The queue never runs a job itself: it records it `queued`, and any `lomar worker` (lomar_serve/worker/
 runner.py), on this machine or another one sharing the store and JOBS_DIR, claims it. A worker refreshes a
 heartbeat while it runs a job; the queue's sweeper marks a running job whose heartbeat stopped `interrupted`
-(its worker died: its log and checkpoints are kept), and `resume` queues it again, to continue from its last
-checkpoint (contracts.checkpoints). Cancelling a running job asks its worker to end it, through the store.
+(its worker died: its log and checkpoints are kept), and `resume` queues it again (a failed or cancelled one too),
+to continue from its last checkpoint (contracts.checkpoints). Cancelling a running job asks its worker to end it, through the store.
 While the store is unreachable no worker can beat either, so after an outage the sweeper interrupts nothing for
 one heartbeat timeout: the workers beat again first.
 
@@ -24,13 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lomar_serve.jobs.errors import JobConflict, StoreUnavailable
+from pydantic import ValidationError
+
+from lomar_serve.jobs.errors import JobConflict, ReportNotFound, StoreUnavailable
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import log_tail
+from lomar_serve.jobs.report import Evaluation, is_thumbnail_name
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
+RESUMABLE_STATES = ("interrupted", "failed", "cancelled")
 
 
 def stale_message(timeout_s: float) -> str:
@@ -132,6 +136,33 @@ class JobQueue:
         record = self.store.get_job(job_id)
         return {**record.to_dict(), "log_tail": log_tail(Path(record.log_path), tail_bytes)}
 
+    def files(self, job_id: str) -> JobFiles:
+        """The folder of an existing job (JobNotFound otherwise)."""
+        self.store.get_job(job_id)
+        return JobFiles(self.settings.jobs_dir / job_id)
+
+    def evaluation(self, job_id: str) -> Evaluation:
+        """The evaluation report its verification stage wrote; ReportNotFound before that stage has run."""
+        record = self.store.get_job(job_id)
+        path = JobFiles(self.settings.jobs_dir / job_id).evaluation
+        try:
+            return Evaluation.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ReportNotFound(f"job {job_id} has no evaluation report: its verification stage has not run (the "
+                                 f"job is {record.state}, at stage {record.stage or 'none'})") from None
+        except (OSError, ValidationError) as error:
+            raise ReportNotFound(f"the evaluation report of job {job_id} cannot be read: "
+                                 f"{str(error).splitlines()[0]}") from None
+
+    def thumbnail(self, job_id: str, name: str) -> Path:
+        """A thumbnail file of the job's evaluation report. Only names of the report's own form, inside the job's
+        thumbnail folder after symlinks are followed, are served; ReportNotFound otherwise."""
+        folder = self.files(job_id).thumbnails
+        path = folder / name
+        if not (is_thumbnail_name(name) and path.resolve().is_relative_to(folder.resolve()) and path.is_file()):
+            raise ReportNotFound(f"job {job_id} has no thumbnail {name!r}")
+        return path
+
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued or interrupted job at once; ask a running job's worker to end it and wait a while.
 
@@ -140,8 +171,11 @@ class JobQueue:
         """
         record = self.store.get_job(job_id)
         if record.state in ("queued", "interrupted"):
+            message = f"cancelled while {record.state}"
+            if record.state == "interrupted":
+                message += "; " + RESUME_HINT.replace("{id}", job_id)
             try:
-                return self.store.transition(job_id, (record.state,), "cancelled", f"cancelled while {record.state}")
+                return self.store.transition(job_id, (record.state,), "cancelled", message)
             except JobConflict:
                 record = self.store.get_job(job_id)  # a worker claimed it meanwhile
         if record.state != "running":
@@ -159,5 +193,6 @@ class JobQueue:
         return self.store.get_job(job_id)
 
     def resume(self, job_id: str) -> JobRecord:
-        """Queue an interrupted or failed job again; a worker continues it at the stage it stopped in."""
-        return self.store.transition(job_id, ("interrupted", "failed"), "queued", "queued again (resume)")
+        """Queue an interrupted, failed or cancelled job again; a worker continues it at the stage it stopped in
+        (training from its last checkpoint)."""
+        return self.store.transition(job_id, RESUMABLE_STATES, "queued", "queued again (resume)")

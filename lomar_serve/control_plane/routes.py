@@ -10,6 +10,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,11 +19,12 @@ from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
 from lomar_serve.common.api_keys import KEY_ID_PATTERN
-from lomar_serve.control_plane.schemas import (Job, JobDetail, JobList, Key, KeyList, KeyRequest, LogChunk, ModelList,
-                                               ModelStatus, NewKey, Switch)
+from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, Key, KeyList,
+                                               KeyRequest, LogChunk, ModelList, ModelStatus, NewKey, Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled
+from lomar_serve.jobs.report import THUMBNAIL_PATTERN
 from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
@@ -103,6 +105,37 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep,
     return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
 
 
+@router.get("/jobs/{job_id}/report", summary="The evaluation report of the job's version on its held-out images: "
+            "top-1/top-5, per-label precision and recall, confusion matrix, worst mistakes")
+def job_report(job_id: JobId, lifecycle: LifecycleDep) -> JobReport:
+    evaluation = lifecycle.jobs.evaluation(job_id)
+    return JobReport(**evaluation.candidate.model_dump(), job_id=job_id, data_dir=evaluation.data_dir)
+
+
+@router.get("/jobs/{job_id}/compare", summary="The job's version beside the serving version on the same evaluation "
+            "images: both reports and the images on which they disagree")
+def compare_job(job_id: JobId, lifecycle: LifecycleDep) -> Comparison:
+    evaluation = lifecycle.jobs.evaluation(job_id)
+    model = evaluation.candidate.model
+    serving = lifecycle.deployer.serving_version(model)
+    baseline = evaluation.baseline
+    return Comparison(job_id=job_id, model=model, data_dir=evaluation.data_dir, candidate=evaluation.candidate,
+                      baseline=baseline, serving_version=serving,
+                      baseline_is_serving=baseline is not None and baseline.version == serving,
+                      not_worse=evaluation.not_worse, disagreements=evaluation.disagreements,
+                      disagreement_count=evaluation.disagreement_count)
+
+
+@router.get("/jobs/{job_id}/thumbnails/{name}", response_class=FileResponse,
+            summary="A thumbnail of the job's evaluation report (96 px JPEG of an evaluation image as the model saw it)",
+            responses={200: {"content": {"image/jpeg": {}}}})
+def job_thumbnail(job_id: JobId, lifecycle: LifecycleDep,
+                  name: Annotated[str, Path(pattern=THUMBNAIL_PATTERN, description="a `thumbnail` of the report")]
+                  ) -> FileResponse:
+    return FileResponse(lifecycle.jobs.thumbnail(job_id, name), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a queued, running or interrupted job (a running one: "
              "its worker ends it; `cancel_requested` while it has not yet)")
 def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
@@ -110,7 +143,8 @@ def cancel_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     return Job.model_validate(lifecycle.jobs.cancel(job_id).to_dict())
 
 
-@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted or failed job from its last checkpoint")
+@router.post("/jobs/{job_id}/resume", summary="Resume an interrupted, failed or cancelled job from its last "
+             "checkpoint")
 def resume_job(job_id: JobId, lifecycle: LifecycleDep) -> Job:
     LOGGER.info("admin: resume job %s", job_id)
     return Job.model_validate(lifecycle.jobs.resume(job_id).to_dict())

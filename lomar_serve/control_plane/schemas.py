@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lomar_serve.common.api_keys import KEY_NAME_PATTERN, SCOPE_DESCRIPTIONS, Scope
+from lomar_serve.jobs.report import Disagreement, EvaluationReport
 
 
 class Job(BaseModel):
@@ -82,8 +83,11 @@ class Switch(BaseModel):
 
     model: str
     version: str = Field(description="the version that serves now")
-    previous: str | None
-    changed: bool = Field(description="false when the version already served")
+    previous: str | None = Field(description="the version that served before (null: none was deployed before; a "
+                                             "model's first deploy)")
+    changed: bool = Field(description="false when the version already served (a model's first version serves from "
+                                      "its export on: its first deploy records it, `previous` null)")
+    message: str = Field("", description="what happened, in a sentence")
     recorded: bool | None = Field(None, description="false: the switch is made (config.pbtxt publishes the version) "
                                                     "but the deploy history could not be written yet; the control "
                                                     "plane's reconcile loop records it once the store answers")
@@ -150,3 +154,29 @@ class JobForm(BaseModel):
     architectures: list[str] = Field(description="the `model` names a new model may be built as")
     model_names: dict[str, str] = Field(description="job kind -> the Triton model its version goes to by default")
     options: dict[str, list[TrainingOption]] = Field(description="job kind -> the training settings it may set")
+
+
+class JobReport(EvaluationReport):
+    """The evaluation report of the version a job exported, made by its verification stage on the held-out images
+    (lomar_serve/jobs/report.py)."""
+
+    job_id: str
+    data_dir: str = Field(description="the evaluation images, relative to the data root that holds them")
+
+
+class Comparison(BaseModel):
+    """A job's version beside the version that served when the job verified it, on the same evaluation images."""
+
+    job_id: str
+    model: str
+    data_dir: str = Field(description="the evaluation images, relative to the data root that holds them")
+    candidate: EvaluationReport = Field(description="the job's version")
+    baseline: EvaluationReport | None = Field(description="the version that served when the job was verified "
+                                                          "(null: none did)")
+    serving_version: str | None = Field(description="the version the model repository publishes as serving now")
+    baseline_is_serving: bool = Field(description="the baseline is still the serving version (false: the comparison "
+                                                  "is with a version that has been replaced since)")
+    not_worse: bool = Field(description="the job's version scores at least as well as the baseline")
+    disagreements: list[Disagreement] = Field(description="images on which the two versions predict different "
+                                                          "labels; those where exactly one is right first")
+    disagreement_count: int = Field(ge=0)

@@ -34,7 +34,7 @@ class Lifecycle:
 
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self.settings = settings
-        self.jobs_dir = (settings.jobs_dir or default_jobs_dir(settings.model_repository)).resolve()
+        self.jobs_dir = (settings.jobs_dir or default_jobs_dir()).resolve()
         self.auth = AdminAuth(settings.admin_token.get_secret_value())
         self.roots = DataRoots.of(settings.data_roots)
         store_url = settings.store_url.get_secret_value() if settings.store_url else self.jobs_dir / STORE_FILE

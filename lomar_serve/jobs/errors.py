@@ -47,6 +47,12 @@ class KeyNotFound(LifecycleError):
     status, code = 404, "key_not_found"
 
 
+class ReportNotFound(LifecycleError):
+    """The job has no evaluation report (its verification stage has not run), or no such thumbnail."""
+
+    status, code = 404, "report_not_found"
+
+
 class JobConflict(LifecycleError):
     """The job is not in a state that allows the operation (cancel a finished job, resume a running one)."""
 

@@ -10,7 +10,6 @@ size and image size, fits the job memory budget (`lomar_serve.jobs.budget`).
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,8 @@ from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, 
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import InvalidName, LifecycleError, PathNotAllowed
 from lomar_serve.jobs.paths import DataRoots, check_model_name
-from training.config import FinetuneConfig, PretrainConfig, TrainConfig, make_config, option_types  # no torch
+from training.config import (FinetuneConfig, PretrainConfig, TrainConfig, available_cpus, make_config,  # no torch
+                             option_types)
 from training.errors import ConfigError
 from training.models.architectures import model_config  # no torch
 from training.models.config import LoMaRConfig
@@ -132,8 +132,8 @@ def check_option(job_kind: str, key: str, value: Scalar) -> Scalar:
         raise LifecycleError(f"training option {key!r} must be a {kind.__name__}")
     if not math.isfinite(value):
         raise LifecycleError(f"training option {key!r} must be a finite number, got {value}")
-    if key == "num_workers" and value > (os.cpu_count() or 1):
-        raise LifecycleError(f"num_workers must be at most this machine's {os.cpu_count()} CPUs, got {value}")
+    if key == "num_workers" and value > available_cpus():
+        raise LifecycleError(f"num_workers must be at most the {available_cpus()} CPUs available here, got {value}")
     return kind(value)
 
 

@@ -277,7 +277,7 @@ class Worker:
                 self._log(paths, f"worker {self.worker_id} stopped this job: it was given up as interrupted")
                 LOGGER.warning("job %s is no longer this worker's; its record is left as it is", job_id)
             elif job_id in self._cancelled:
-                self._finish(job_id, "cancelled", "cancelled while running")
+                self._finish(job_id, "cancelled", "cancelled while running; " + RESUME_HINT.replace("{id}", job_id))
             else:
                 self._finish(job_id, "interrupted", f"the worker {self.worker_id} running this job was stopped; "
                                                     + RESUME_HINT.replace("{id}", job_id))

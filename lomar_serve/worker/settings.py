@@ -43,7 +43,7 @@ class WorkerSettings(RoleSettings):
 
     @property
     def resolved_jobs_dir(self) -> Path:
-        return (self.jobs_dir or default_jobs_dir(self.model_repository)).resolve()
+        return (self.jobs_dir or default_jobs_dir()).resolve()
 
     @property
     def resolved_store_url(self) -> str:

@@ -53,10 +53,11 @@ def export_command(plan: JobPlan, paths: JobFiles, repository: Path, image_size:
 
 def verification_command(plan: JobPlan, paths: JobFiles, repository: Path, version: str, baseline: str | None,
                          python: str = sys.executable) -> list[str]:
-    """Score the exported version (and the serving one, for comparison) on the job's evaluation images."""
+    """Score the exported version (and the serving one, for comparison) on the job's evaluation images, and write
+    the evaluation report of both."""
     command = [python, "-m", "lomar_serve.worker.scoring", f"--repository={repository}",
                f"--name={plan.model_name}", f"--version={version}", f"--data-dir={plan.eval_dir}",
-               f"--out={paths.verification}", *_data_roots(plan)]
+               f"--out={paths.verification}", f"--report-dir={paths.evaluation_dir}", *_data_roots(plan)]
     if baseline:
         command.append(f"--baseline={baseline}")
     return command

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 
 import pytest
+import torch
 import yaml
 
-from training.config import (FinetuneConfig, PretrainConfig, field_help, make_config, option_types, parse_config,
-                             save_config)
+from training.config import (MAX_DEFAULT_WORKERS, FinetuneConfig, PretrainConfig, available_cpus, field_help,
+                             make_config, option_types, parse_config, resolved_amp, save_config)
+from training.distributed import DistContext
 from training.errors import ConfigError
+from training.runner import make_schedule
 
 
 def parse(cls, argv):
@@ -26,6 +31,7 @@ def test_defaults_then_yaml_then_cli(tmp_path):
     assert config.blr == 0.01  # YAML
     assert config.min_crop_scale == 0.2  # default
     assert config.lr == 1e-3 and config.warmup_epochs == 2.0 and isinstance(config.warmup_epochs, float)
+    assert config.warmup == 2.0
     assert config.model_options == {"depth": 2, "embed_dim": 96}  # CLI key over YAML key, others kept
     assert config.norm_pix_loss is False
 
@@ -80,3 +86,34 @@ def test_option_types_are_the_scalar_settings_that_are_not_paths():
     assert types["auto_augment"] is str and "mask_ratio" not in types
     assert not {"data_dir", "output_dir", "resume", "init", "val_dir", "model_options"} & set(types)
     assert option_types(PretrainConfig)["mask_ratio"] is float and "layer_decay" not in option_types(PretrainConfig)
+
+
+def test_warmup_is_a_fraction_of_the_run_unless_given(tmp_path, caplog):
+    config = parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--epochs", "5"])
+    assert config.warmup_epochs is None and config.warmup == pytest.approx(0.25)  # 5 % of the run
+    assert parse(PretrainConfig, ["--data-dir", "d"]).warmup == pytest.approx(20.0)  # the paper's 20 of 400
+    assert parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--epochs", "10",
+                                  "--warmup-fraction", "0.2"]).warmup == pytest.approx(2.0)
+    given = parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--epochs", "5", "--warmup-epochs", "5"])
+    assert given.warmup == 5.0  # a value given is used as it is...
+    caplog.set_level(logging.INFO)
+    schedule = make_schedule(given, DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    assert schedule.warmup_epochs == 5.0
+    assert "warm-up 5 epochs, as given (--warmup-epochs): 100% of the 5-epoch run" in caplog.text
+    assert "the whole run is warm-up" in caplog.text  # ...and said to be all of the run
+    save_config(config, tmp_path / "config.yaml")  # unset stays unset (YAML null)
+    assert parse(FinetuneConfig, ["--config", str(tmp_path / "config.yaml")]) == config
+    with pytest.raises(ConfigError, match="warmup_fraction must be in"):
+        parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--warmup-fraction", "2"])
+    assert option_types(FinetuneConfig)["warmup_epochs"] is float  # a job may set it
+
+
+def test_defaults_are_sized_to_the_machine():
+    config = parse(FinetuneConfig, ["--data-dir", "d", "--model", "m"])
+    assert 1 <= config.num_workers <= min(MAX_DEFAULT_WORKERS, available_cpus())
+    assert available_cpus() == len(os.sched_getaffinity(0))
+    assert config.amp == "auto"
+    assert config.for_device("cpu").amp == "none"  # fp32 off CUDA: what is saved and logged
+    assert config.for_device("cuda").amp == "bf16"
+    assert parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--amp", "fp16"]).for_device("cpu").amp == "none"
+    assert resolved_amp("fp16", "cuda") == "fp16"

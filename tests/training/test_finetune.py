@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+from contracts.checkpoints import BEST_CHECKPOINT
 from tests.training.conftest import TINY_MODEL, read_metrics
-from training.encoder_init import load_encoder, read_init
+from training.encoder_init import InitCheckpoint, choose_head, load_encoder, read_init
 from training.evaluate import main as evaluate_main
 from training.finetune import main as finetune_main
 from training.models import create_model, load_classifier, read_checkpoint, save_checkpoint
@@ -63,7 +67,8 @@ def micro_model(meta: dict, num_classes: int):
 
 def test_encoder_weights_come_from_the_init_checkpoint(official_dir, reference_meta):
     path = official_dir / "official_pretrained.pth"
-    config, state = read_init(path)
+    init = read_init(path)
+    config, state = init.config, init.state
     model = micro_model(reference_meta, num_classes=3)
     load_encoder(model, state, path)
     last = reference_meta["depth"] - 1
@@ -96,10 +101,61 @@ def test_pretrained_encoder_evaluation_reports_knn_and_linear_probe(tmp_path, sy
 def test_a_finetuned_checkpoint_can_be_the_starting_point(official_dir, reference_meta):
     """Retraining starts from a classifier: encoder and fc_norm carry over, the head is new (other classes)."""
     path = official_dir / "official_finetuned.pth"
-    config, state = read_init(path)
+    init = read_init(path)
+    config, state = init.config, init.state
     assert config.num_classes == reference_meta["num_classes"]
     model = micro_model(reference_meta, num_classes=3)
     load_encoder(model, state, path)
     assert torch.equal(model.fc_norm.weight, state["fc_norm.weight"])
     assert torch.equal(model.blocks[0].attn.qkv.weight, state["blocks.0.attn.qkv.weight"])
     assert model.head.weight.shape == (3, reference_meta["embed_dim"])
+
+
+def test_a_retrain_continues_the_finetuned_model_head_included(tmp_path, synth_split, caplog):
+    """--init of a fine-tuned checkpoint of the same classes (a retrain job's from_job): the model continues, head
+    included, so its first steps start from a trained loss; --reset-head and other classes get a new head."""
+    caplog.set_level(logging.INFO)
+    recipe = TINY_MODEL + FAST + PLAIN + ["--image-size", "32", "--batch-size", "8", "--lr", "3e-3", "--drop-path", "0"]
+    first = tmp_path / "first"
+    assert finetune_main(recipe + ["--data-dir", str(synth_split), "--output-dir", str(first), "--epochs", "6"]) == 0
+    init = str(first / BEST_CHECKPOINT)
+
+    def retrain(name: str, data: Path, *extra: str) -> list[float]:
+        caplog.clear()
+        out = tmp_path / name
+        assert finetune_main(recipe + ["--data-dir", str(data), "--output-dir", str(out), "--epochs", "1",
+                                       "--init", init, *extra]) == 0
+        return [record["loss"] for record in read_metrics(out)]
+
+    fresh_start = read_metrics(first)[0]["loss"]
+    continued = retrain("continued", synth_split)
+    assert "continuing the fine-tuned model" in caplog.text and "newly initialised: nothing" in caplog.text
+    assert continued[0] < 0.7 * fresh_start, (continued, fresh_start)
+
+    reset = retrain("reset", synth_split, "--reset-head")
+    assert "is not used (--reset-head): a new head for 4 classes" in caplog.text
+    assert "newly initialised: head" in caplog.text and reset[0] > continued[0]
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(synth_split, renamed)
+    for split in ("train", "val"):
+        old = sorted((renamed / split).iterdir())[-1]
+        old.rename(old.with_name("novel_class"))
+    retrain("renamed", renamed)
+    changed = [r for r in caplog.records if "the classes differ" in r.getMessage()]
+    assert changed and changed[0].levelno == logging.WARNING
+    assert f"new: novel_class; gone: {old.name}" in changed[0].getMessage()
+    assert "newly initialised: head" in caplog.text
+
+
+def test_choose_head_only_keeps_the_head_of_the_same_classes():
+    head = torch.zeros(2, 4)
+    tuned = InitCheckpoint(config=None, state={"head.weight": head}, class_names=("a", "b"))
+    assert choose_head(tuned, ["a", "b"], False, "x.pth").keep
+    assert not choose_head(tuned, ["a", "b"], True, "x.pth").keep
+    assert choose_head(tuned, ["a", "c"], False, "x.pth").classes_changed
+    assert not choose_head(tuned, ["b", "a"], False, "x.pth").keep  # another label order is another head
+    pretrained = InitCheckpoint(config=None, state={"blocks.0.x": head}, class_names=None)
+    assert "pretrained encoder" in choose_head(pretrained, ["a"], False, "p.pth").reason
+    official = InitCheckpoint(config=None, state={"head.weight": head}, class_names=None)
+    assert not choose_head(official, ["a", "b"], False, "o.pth").keep

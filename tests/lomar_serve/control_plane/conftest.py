@@ -24,13 +24,13 @@ JOB = {"data_dir": "set", "model": "lomar_tiny_patch16", "epochs": 1}
 
 def admin_app(tmp_path: Path, token: str = TOKEN, **settings: Any) -> tuple[FastAPI, Lifecycle]:
     """The admin router alone with a lifecycle over tmp_path (data root data/ holding set/a, outside/ beside it);
-    the job worker is not started, so submitted jobs stay queued. `settings`: more ControlPlaneSettings fields."""
+    the job worker is not started, so submitted jobs stay queued. `settings`: other ControlPlaneSettings fields."""
     (tmp_path / "data" / "set" / "a").mkdir(parents=True)
     (tmp_path / "outside").mkdir(exist_ok=True)
     (tmp_path / "repo").mkdir(exist_ok=True)
-    lifecycle = Lifecycle(ControlPlaneSettings(model_repository=tmp_path / "repo", triton_urls=("127.0.0.1:9",),
-                                               admin_token=token, data_roots=(tmp_path / "data",),
-                                               jobs_dir=tmp_path / "jobs", **settings))
+    lifecycle = Lifecycle(ControlPlaneSettings(**{
+        "model_repository": tmp_path / "repo", "triton_urls": ("127.0.0.1:9",), "admin_token": token,
+        "data_roots": (tmp_path / "data",), "jobs_dir": tmp_path / "jobs", **settings}))
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(routes.router)

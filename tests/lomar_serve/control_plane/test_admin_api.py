@@ -107,7 +107,8 @@ def test_jobs_and_models_routes(tmp_path: Path) -> None:
     assert client.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH).json()["state"] == "cancelled"
     conflict = client.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH)
     assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "job_conflict"
-    assert client.post(f"/v1/admin/jobs/{job['id']}/resume", headers=AUTH).status_code == 409
+    assert client.post(f"/v1/admin/jobs/{job['id']}/resume", headers=AUTH).json()["state"] == "queued"
+    assert client.post(f"/v1/admin/jobs/{job['id']}/resume", headers=AUTH).status_code == 409  # queued already
     assert client.get("/v1/admin/jobs/abcdef", headers=AUTH).status_code == 404
     missing = client.post("/v1/admin/models/lomar_classifier/deploy", json={"version": 3}, headers=AUTH)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "version_not_found"

@@ -193,6 +193,13 @@ def test_deploy_loads_a_model_triton_does_not_serve_yet(fleet: tuple[list[Triton
     assert deployer.serving_version(name) == "1" and ready(urls[0], name) == []  # published, not loaded yet
     result = deployer.deploy(name, 1)
     assert result["changed"] is False and [ready(url, name) for url in urls] == [["1"], ["1"]]
+    # the model's first deploy says what happened and is the first entry of its history
+    assert result["previous"] is None and result["recorded"] is True
+    assert "first deployed version" in result["message"] and "loaded and smoke-tested" in result["message"]
+    assert [(h["action"], h["version"], h["previous"]) for h in store.history(name)] == [("deploy", "1", None)]
+    again = deployer.deploy(name, 1)
+    assert (again["changed"], again["previous"]) == (False, "1") and "already serves" in again["message"]
+    assert len(store.history(name)) == 1 and store.deployment(name).stack == ("1",)
     with pytest.raises(NothingToRollBack):
         deployer.rollback(name)
 

@@ -96,18 +96,24 @@ def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker
     verification = record.metrics["verification"]
     assert verification["metric"] == "top1" and verification["count"] == 12 and verification["baseline"] is None
     assert 0.0 <= verification["value"] <= 100.0 and verification["not_worse"]
+    report = queue.evaluation(job.id)  # the verification stage's evaluation report, what GET .../report serves
+    assert (report.candidate.version, report.candidate.count, report.baseline) == ("1", 12, None)
+    assert report.candidate.value == verification["value"] and report.data_dir == "base/val"
     assert deployed == [("lomar_classifier", "1")] and record.metrics["deploy"]["deployed"] is True
     log = queue.describe(job.id)["log_tail"]
     assert "== stage verify ==" in log and "exported lomar_classifier version 1" in log and "== worker w1 ==" in log
 
 
-def test_cancel_reaches_the_worker_through_the_store(queue: JobQueue, worker: Worker, data_root: Path) -> None:
-    job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500))
-    wait_for_job(queue, job.id, training)
+def test_cancel_reaches_the_worker_through_the_store_and_a_cancelled_job_resumes(queue: JobQueue, worker: Worker,
+                                                                                 data_root: Path) -> None:
+    job = queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500, save_every_steps=1))
+    checkpoint = Path(job.output_dir) / LAST_CHECKPOINT
+    wait_for_job(queue, job.id, lambda r: training(r) and checkpoint.is_file())
     pid = worker.running_pid
     assert pid is not None
     record = queue.cancel(job.id)  # sets cancel_requested; the worker's next heartbeat ends the stage
-    assert (record.state, record.message, record.cancel_requested) == ("cancelled", "cancelled while running", True)
+    assert (record.state, record.cancel_requested) == ("cancelled", True)
+    assert record.message.startswith("cancelled while running; ") and f"lomar jobs resume {job.id}" in record.message
     deadline = time.monotonic() + 10
     while not group_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -115,8 +121,10 @@ def test_cancel_reaches_the_worker_through_the_store(queue: JobQueue, worker: Wo
     assert "stage train" in queue.describe(job.id)["log_tail"]
     with pytest.raises(Exception, match="cancelled"):
         queue.cancel(job.id)
-    # the worker is free again: the next job runs
-    assert wait_for_job(queue, queue.submit(plan(data_root, queue.settings.jobs_dir, epochs=500)).id, training).worker == "w1"
+    # the worker is free again, and the cancelled job resumes where it stopped: training from its checkpoint
+    assert queue.resume(job.id).state == "queued"
+    wait_for_job(queue, job.id, lambda r: "resumed from" in queue.describe(job.id)["log_tail"])
+    assert queue.cancel(job.id).state == "cancelled"
 
 
 def test_a_job_given_up_by_the_sweeper_is_stopped_by_its_worker(queue: JobQueue, worker: Worker, store: LifecycleStore,

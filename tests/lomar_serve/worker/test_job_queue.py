@@ -36,8 +36,8 @@ def test_submit_cancel_and_resume_without_a_worker(store_url: str, tmp_path: Pat
     assert (job.state, job.worker) == ("queued", None) and Path(job.log_path).parent.is_dir()
     assert [record.id for record in queue.list()] == [job.id]
     assert queue.cancel(job.id).state == "cancelled"
-    with pytest.raises(JobConflict):
-        queue.resume(job.id)
+    assert queue.resume(job.id).state == "queued"  # a cancelled job may be resumed
+    assert queue.cancel(job.id).state == "cancelled"
 
     running = queue.submit(PLAN)
     assert queue.store.claim_next("w1").id == running.id  # a worker took it, then went quiet
@@ -45,6 +45,8 @@ def test_submit_cancel_and_resume_without_a_worker(store_url: str, tmp_path: Pat
     record = queue.cancel(running.id)  # nobody ends it: the wait runs out, the request stays
     assert time.monotonic() - started >= 0.5
     assert (record.state, record.cancel_requested) == ("running", True)
+    with pytest.raises(JobConflict):
+        queue.resume(running.id)  # only interrupted, failed or cancelled jobs are resumed
     assert queue.store.heartbeat(running.id, "w1").cancel_requested  # what the worker learns next
 
 
@@ -100,11 +102,13 @@ def test_after_a_store_outage_the_sweeper_lets_workers_beat_again_first(private_
 def test_worker_settings_defaults_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOMAR_MODEL_REPOSITORY", str(tmp_path / "repo"))
     monkeypatch.setenv("LOMAR_WORKER_ID", "gpu-1")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # jobs default to the user's data folder
+    jobs = tmp_path / "xdg" / "lomar" / "jobs"
     settings = WorkerSettings()
-    assert settings.resolved_jobs_dir == (tmp_path / "jobs").resolve()
-    assert settings.resolved_store_url == str((tmp_path / "jobs" / STORE_FILE).resolve())
+    assert settings.resolved_jobs_dir == jobs.resolve()
+    assert settings.resolved_store_url == str((jobs / STORE_FILE).resolve())
     worker = build_worker(settings)
-    assert worker.worker_id == "gpu-1" and (tmp_path / "jobs" / STORE_FILE).is_file()
+    assert worker.worker_id == "gpu-1" and (jobs / STORE_FILE).is_file()
     monkeypatch.delenv("LOMAR_WORKER_ID")
     assert WorkerSettings().worker_id.endswith(f"-{os.getpid()}")
     # a worker retries a store call for as long as the control plane waits for a silent job's heartbeat

@@ -47,6 +47,7 @@ def test_plan_resolves_and_builds_commands(roots: DataRoots, tmp_path: Path) -> 
     assert f"--checkpoint={paths.train / LAST_CHECKPOINT}" in export
     verify = verification_command(plan, paths, tmp_path / "repo", "4", "3", "py")
     assert "--version=4" in verify and "--baseline=3" in verify
+    assert f"--report-dir={paths.evaluation_dir}" in verify and paths.evaluation.parent == paths.evaluation_dir
     # both stages that list images get the roots the plan was confined to
     assert plan.data_roots == (str(roots.roots[0]),)
     assert f"--data-roots={roots.roots[0]}" in command and f"--data-roots={roots.roots[0]}" in verify
