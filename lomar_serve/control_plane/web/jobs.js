@@ -149,7 +149,7 @@ function optionField(option) {
                el("option", {value: "", text: `default (${option.default})`}),
                values.map(v => el("option", {value: v, text: v})));
   } else {
-    input = el("input", {name: `option.${option.name}`, title, size: 8, placeholder: String(option.default ?? ""),
+    input = el("input", {name: `option.${option.name}`, title, size: 8, placeholder: String(option.default ?? "auto"),
                          type: option.type === "str" ? "text" : "number",
                          step: option.type === "float" ? "any" : option.type === "int" ? 1 : undefined});
   }
