@@ -172,6 +172,9 @@ class Trainer:
             log_every=c.log_every, save_every_steps=c.save_every_steps, seed=c.seed, progress=c.progress,
         )
         position = state.position
+        steps_per_epoch = self.iterations // c.accum_iter
+        self.metrics.log("run", position.step, epoch=position.epoch, epochs=c.epochs, steps_per_epoch=steps_per_epoch,
+                         total_steps=steps_per_epoch * c.epochs, images=len(self.dataset))
         for epoch in range(position.epoch, c.epochs):
             if position.epoch != epoch:
                 position = Position(epoch=epoch, iteration=0, step=position.step)

@@ -2,7 +2,7 @@
 
     client = AdminClient("http://127.0.0.1:8100", token=os.environ["LOMAR_ADMIN_TOKEN"])
     job = client.submit({"data_dir": "new_images", "init": "base.pth", "epochs": 5})
-    for text in client.follow(job["id"]): print(text, end="")
+    for text in client.follow(job["id"]): print(text, end="")      # its log; client.watch(id): its record
     client.deploy("lomar_classifier", 3)
 """
 from __future__ import annotations
@@ -67,8 +67,30 @@ class AdminClient:
     def jobs(self, limit: int = 100) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/admin/jobs", params={"limit": limit})["jobs"]
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/admin/jobs/{job_id}")
+    def job(self, job_id: str, tail: int = 4000) -> dict[str, Any]:
+        """The job's record and the last `tail` bytes of its log."""
+        return self._call("GET", f"/v1/admin/jobs/{job_id}", params={"tail": tail})
+
+    def metrics(self, job_id: str, after: int = 0) -> dict[str, Any]:
+        """The training records the job logged after the cursor `after` (the `next` of the previous call)."""
+        return self._call("GET", f"/v1/admin/jobs/{job_id}/metrics", params={"after": after})
+
+    def report(self, job_id: str) -> dict[str, Any]:
+        """The evaluation report of the job's version."""
+        return self._call("GET", f"/v1/admin/jobs/{job_id}/report")
+
+    def compare(self, job_id: str) -> dict[str, Any]:
+        """The job's version beside the serving version on the same evaluation images."""
+        return self._call("GET", f"/v1/admin/jobs/{job_id}/compare")
+
+    def watch(self, job_id: str, poll_s: float = 1.0) -> Iterator[dict[str, Any]]:
+        """The job's record (without its log) every `poll_s` seconds, until it ends; the last one is final."""
+        while True:
+            job = self.job(job_id, tail=0)
+            yield job
+            if job["state"] in FINAL_STATES:
+                return
+            time.sleep(poll_s)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/admin/jobs/{job_id}/cancel")

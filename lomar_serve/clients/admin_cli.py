@@ -1,15 +1,20 @@
 """`lomar jobs|deploy|rollback`: retrain jobs, deploys and rollbacks through the control plane's admin API.
 
     lomar jobs submit --data-dir new_images --init runs/finetune/checkpoint-best.pth --epochs 5 --follow
-    lomar jobs list
-    lomar jobs show ID            lomar jobs follow ID
+    lomar jobs list               state, stage, progress and ETA of each job
+    lomar jobs show ID            lomar jobs follow ID [--log]
     lomar jobs cancel ID          lomar jobs resume ID
+    lomar jobs report ID          lomar jobs compare ID
     lomar deploy NAME VERSION     load a version in every Triton, smoke-test it, then switch every gateway to it
                                   (the version that served before keeps serving until the new one is ready
                                   everywhere; on failure nothing changes)
     lomar rollback NAME           serve again the version deployed before the serving one (same safe switch)
     lomar keys create NAME --scope infer [--scope collections:write] [--rate-per-minute N] [--max-collections N]
     lomar keys list               lomar keys revoke ID      API keys of the gateways (the key is printed once)
+
+`--follow` (and `follow`) draw a progress bar with the stage, loss, validation top-1 and ETA until the job ends
+(`--log`: print the job's log instead). `report` prints the evaluation report of the job's version, `compare` it
+beside the serving version's.
 
 --url (default $LOMAR_CONTROL_PLANE_URL or http://127.0.0.1:8100) and --token (default $LOMAR_ADMIN_TOKEN) pick the
 control plane. Paths are resolved by the control plane, inside its data roots (LOMAR_DATA_ROOTS).
@@ -79,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="jobs, newest first")
     listing.add_argument("--limit", type=int, default=20)
-    for name, text in (("show", "a job's record and log tail"), ("follow", "print a job's log until it ends"),
-                       ("cancel", "cancel a job"), ("resume", "resume an interrupted, failed or cancelled job")):
+    for name, text in (("show", "a job's record and log tail"),
+                       ("follow", "a progress bar of a job until it ends (--log: its log)"),
+                       ("cancel", "cancel a job"), ("resume", "resume an interrupted, failed or cancelled job"),
+                       ("report", "the evaluation report of a job's version (JSON)"),
+                       ("compare", "a job's version beside the serving version, on the same images (JSON)")):
         commands.add_parser(name, help=text).add_argument("job_id")
+    commands.choices["follow"].add_argument("--log", action="store_true", help="print the job's log instead")
     submit = commands.add_parser("submit", help="start a retrain job (training, export, verification)")
     submit.add_argument("--kind", choices=("finetune", "pretrain"), default="finetune")
     submit.add_argument("--data-dir", required=True, help="labelled images inside a data root of the control plane")
@@ -95,19 +104,76 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                         help="training setting, e.g. batch_size=32 (repeatable)")
     submit.add_argument("--auto-deploy", action="store_true", help="deploy the version if it is not worse")
-    submit.add_argument("--follow", action="store_true", help="print the log until the job ends")
+    submit.add_argument("--follow", action="store_true", help="draw a progress bar until the job ends")
+    submit.add_argument("--log", action="store_true", help="with --follow: print the job's log instead")
     for sub in commands.choices.values():
         add_connection_args(sub)
     return parser
 
 
-def follow(client: AdminClient, job_id: str) -> int:
-    for text in client.follow(job_id):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    job = client.job(job_id)
-    print(f"job {job_id}: {job['state']}: {job['message']}")
+def duration(seconds: float | None) -> str:
+    """42s, 3m05s, 2h07m; "-" for None."""
+    if seconds is None:
+        return "-"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def figures(job: dict[str, Any]) -> str:
+    """What a job is doing, in a line: its stage and, while it trains, epoch, loss, lr, images/s, val top-1, ETA."""
+    if job["state"] != "running":
+        return job["state"]
+    training = job["metrics"].get("training", {})
+    parts = [job["stage"] or "starting"]
+    if job["stage"] == "train":
+        parts.append(f"epoch {training.get('epochs_done', 0)}/{training.get('epochs', '?')}")
+        for key, text in (("train_loss", "loss {:.4f}"), ("lr", "lr {:.2e}"), ("img_per_s", "{:.0f} img/s"),
+                          ("val_top1", "val top-1 {:.1f}%")):
+            if isinstance(training.get(key), (int, float)):
+                parts.append(text.format(training[key]))
+        parts.append(f"ETA {duration(job.get('eta_s'))}")
+    return "  ".join(parts)
+
+
+def follow(client: AdminClient, job_id: str, *, log: bool = False, poll_s: float = 1.0) -> int:
+    """Until the job ends: a progress bar on stderr (its stage, loss, top-1, ETA; a line per stage and per epoch on
+    stdout), or with `log` its log on stdout. Then its outcome; 0 if it succeeded."""
+    if log:
+        for text in client.follow(job_id, poll_s):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        job = client.job(job_id)
+    else:
+        job = progress_bar(client, job_id, poll_s)
+    outcome = f"job {job_id}: {job['state']}: {job['message']}"
+    verification = job["metrics"].get("verification")
+    if isinstance(verification, dict) and isinstance(verification.get("value"), (int, float)):
+        outcome += f" ({verification.get('metric')} {verification['value']:.4g} on {verification.get('count')} images)"
+    print(outcome)
     return 0 if job["state"] == "succeeded" else 1
+
+
+def progress_bar(client: AdminClient, job_id: str, poll_s: float) -> dict[str, Any]:
+    """Draw the job's progress until it ends; its final record. Without a terminal on stderr only the lines."""
+    from tqdm import tqdm
+
+    job: dict[str, Any] = {}
+    seen: tuple[str, int] | None = None
+    with tqdm(total=100, desc=f"job {job_id}", bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}",
+              file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
+        for job in client.watch(job_id, poll_s):
+            training = job["metrics"].get("training", {})
+            now = (job["stage"] or job["state"], training.get("epochs_done", 0))
+            if now != seen:  # a new stage or a finished epoch: a line that stays
+                bar.write(f"job {job_id}: {figures(job)}", file=sys.stdout)
+                seen = now
+            bar.n = round(100 * job["progress"])
+            bar.set_postfix_str(figures(job), refresh=True)
+    return job
 
 
 def submit_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,15 +195,17 @@ def main(argv: list[str]) -> int:
             for job in client.jobs(args.limit):
                 version = job["model_version"] or "-"
                 print(f"{job['id']}  {job['state']:<11} {job['stage'] or '-':<7} {job['progress']:>5.0%}  "
-                      f"{job['kind']:<8} {job['model_name']} v{version}  {job['message']}")
+                      f"ETA {duration(job.get('eta_s')):<6} {job['kind']:<8} {job['model_name']} v{version}  "
+                      f"{job['message']}")
             return 0
         if args.command == "submit":
             job = client.submit(submit_request(args))
             print(f"job {job['id']} queued")
-            return follow(client, job["id"]) if args.follow else 0
+            return follow(client, job["id"], log=args.log) if args.follow else 0
         if args.command == "follow":
-            return follow(client, args.job_id)
-        call = {"show": client.job, "cancel": client.cancel, "resume": client.resume}[args.command]
+            return follow(client, args.job_id, log=args.log)
+        call = {"show": client.job, "cancel": client.cancel, "resume": client.resume, "report": client.report,
+                "compare": client.compare}[args.command]
         print_json(call(args.job_id))
         return 0
 

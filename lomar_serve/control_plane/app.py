@@ -48,6 +48,7 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     docs.install(app)
     app.add_middleware(AdminGuard)  # the admin token before any body is read
     app.include_router(routes.router)
+    app.include_router(routes.metrics_router)  # GET /metrics (Prometheus)
     app.include_router(console.router)  # the web page at / and what it needs
 
     @app.get("/healthz", tags=["health"], summary="The control plane process is alive and can still open files",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,15 +20,18 @@ from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
 from lomar_serve.common.api_keys import KEY_ID_PATTERN
 from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, Key, KeyList,
-                                               KeyRequest, LogChunk, ModelList, ModelStatus, NewKey, Switch)
+                                               KeyRequest, LogChunk, MetricsChunk, ModelList, ModelStatus, NewKey,
+                                               Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled
+from lomar_serve.jobs.progress import read_chunk
 from lomar_serve.jobs.report import THUMBNAIL_PATTERN
 from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
 
 LOGGER = logging.getLogger(__name__)
 LOG_CHUNK_BYTES = 64 * 1024
+METRICS_CHUNK_BYTES = 256 * 1024  # about 1,500 records
 
 
 def get_lifecycle(request: Request) -> Lifecycle:
@@ -57,6 +60,10 @@ KeyId = Annotated[str, Path(pattern=KEY_ID_PATTERN, description="the key's publi
 # or slow while loading a version.
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
                    responses=error_responses(400, 401, 403, 404, 409, 411, 413, 422, 503, 504))
+
+
+# Prometheus scrapes /metrics without the admin token, as it does the gateway's (job counts and durations only).
+metrics_router = APIRouter(tags=["health"])
 
 
 class DeployRequest(BaseModel):
@@ -103,6 +110,16 @@ def job_log(job_id: JobId, lifecycle: LifecycleDep,
     except OSError:
         chunk = b""
     return LogChunk(state=record.state, offset=offset + len(chunk), text=chunk.decode("utf-8", errors="replace"))
+
+
+@router.get("/jobs/{job_id}/metrics", summary="The training metrics a job logged after a cursor: loss, learning "
+            "rate and images/s per logged step, validation loss and top-1 per epoch (poll with the returned `next`)")
+def job_metrics(job_id: JobId, lifecycle: LifecycleDep,
+                after: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="the `next` of the previous call; 0: from "
+                                                                           "the start")] = 0) -> MetricsChunk:
+    record = lifecycle.store.get_job(job_id)
+    records, next_offset = read_chunk(record.output_dir, after, METRICS_CHUNK_BYTES)
+    return MetricsChunk.of(Job.model_validate(record.to_dict()), records, next_offset)
 
 
 @router.get("/jobs/{job_id}/report", summary="The evaluation report of the job's version on its held-out images: "
@@ -163,13 +180,15 @@ def model_status(name: ModelName, lifecycle: LifecycleDep) -> ModelStatus:
 @router.post("/models/{name}/deploy", summary="Load a version, smoke-test it, then route requests to it")
 def deploy(name: ModelName, body: DeployRequest, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: deploy %s version %d", name, body.version)
-    return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
+    with lifecycle.metrics.switch("deploy"):
+        return Switch.model_validate(lifecycle.deployer.deploy(name, body.version))
 
 
 @router.post("/models/{name}/rollback", summary="Serve again the version deployed before the serving one")
 def rollback(name: ModelName, lifecycle: LifecycleDep) -> Switch:
     LOGGER.info("admin: roll back %s", name)
-    return Switch.model_validate(lifecycle.deployer.rollback(name))
+    with lifecycle.metrics.switch("rollback"):
+        return Switch.model_validate(lifecycle.deployer.rollback(name))
 
 
 @router.post("/keys", status_code=201, summary="Create an API key for the gateways (the key is in this answer only)")
@@ -186,3 +205,11 @@ def list_keys(lifecycle: LifecycleDep) -> KeyList:
 @router.delete("/keys/{key_id}", summary="Revoke an API key: every gateway refuses it within a few seconds")
 def revoke_key(key_id: KeyId, lifecycle: LifecycleDep) -> Key:
     return Key.model_validate(lifecycle.keys.revoke(key_id).to_dict())
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics of the control plane: jobs by state, job durations, "
+                    "deploy and rollback durations", response_class=Response,
+                    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                     "description": "Prometheus text exposition format"}})
+def metrics(lifecycle: LifecycleDep) -> Response:
+    return Response(lifecycle.metrics.render(), media_type=lifecycle.metrics.content_type)

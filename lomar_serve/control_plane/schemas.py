@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lomar_serve.common.api_keys import KEY_NAME_PATTERN, SCOPE_DESCRIPTIONS, Scope
+from lomar_serve.jobs.progress import job_eta
 from lomar_serve.jobs.report import Disagreement, EvaluationReport
 
 
@@ -30,6 +31,17 @@ class Job(BaseModel):
     worker: str | None = Field(None, description="the worker that claimed it last")
     heartbeat_at: float | None = Field(None, description="that worker's last heartbeat (Unix time)")
     cancel_requested: bool = Field(False, description="a cancel waits for the running job's worker to end it")
+    eta_s: float | None = Field(None, description="seconds until training ends, at the pace of the run's steps so "
+                                                  "far (while the job trains; null before two steps are logged)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _eta(cls, values: Any) -> Any:
+        """A record's ETA, from the training figures its worker keeps in `metrics`."""
+        if isinstance(values, dict) and "eta_s" not in values:
+            values = {**values, "eta_s": job_eta(values.get("state", ""), values.get("stage", ""),
+                                                 values.get("metrics") or {})}
+        return values
 
 
 class JobDetail(Job):
@@ -180,3 +192,85 @@ class Comparison(BaseModel):
     disagreements: list[Disagreement] = Field(description="images on which the two versions predict different "
                                                           "labels; those where exactly one is right first")
     disagreement_count: int = Field(ge=0)
+
+
+class RunRecord(BaseModel):
+    """A training run began (or resumed) at `step`."""
+
+    step: int
+    time: float = Field(description="Unix time (the training machine's clock)")
+    epoch: int = Field(description="the epoch it starts at (0-based)")
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+    images: int = Field(description="training images")
+
+
+class TrainRecord(BaseModel):
+    """Every `log_every` optimizer steps: the step's loss, learning rate and throughput."""
+
+    step: int
+    time: float
+    epoch: int
+    loss: float
+    lr: float
+    img_per_s: float = Field(description="training images per second since the previous record")
+    memory_mb: float | None = None
+
+
+class EpochRecord(BaseModel):
+    """The end of an epoch: its mean training loss."""
+
+    step: int
+    time: float
+    epoch: int
+    loss: float
+    lr: float
+
+
+class ValRecord(BaseModel):
+    """A fine-tune's validation after an epoch (percent; loss: cross-entropy)."""
+
+    step: int
+    time: float
+    epoch: int
+    loss: float
+    top1: float
+    top5: float
+    count: int
+
+
+class MetricsChunk(BaseModel):
+    """The records a job's training appended to its metrics.jsonl since the cursor `after`, by kind, in order.
+    A resumed run appends a new `run` record and logs the steps after its checkpoint again (same step numbers)."""
+
+    job_id: str
+    state: str
+    stage: str
+    progress: float = Field(ge=0.0, le=1.0)
+    eta_s: float | None = Field(description="seconds until training ends (while it trains)")
+    runs: list[RunRecord]
+    train: list[TrainRecord]
+    epochs: list[EpochRecord]
+    val: list[ValRecord]
+    next: int = Field(ge=0, description="the cursor of the next call (`after`): the byte offset in metrics.jsonl after "
+                                        "the last complete record returned")
+
+    @classmethod
+    def of(cls, job: Job, records: list[dict[str, Any]], next_offset: int) -> MetricsChunk:
+        """The chunk of `records` (metrics.jsonl lines, jobs/progress.py): each by its split, in order; a record that
+        does not have the fields of its kind is left out."""
+        kinds: dict[str, tuple[str, type[BaseModel]]] = {
+            "run": ("runs", RunRecord), "train": ("train", TrainRecord), "epoch": ("epochs", EpochRecord),
+            "val": ("val", ValRecord)}
+        grouped: dict[str, list[BaseModel]] = {field: [] for field, _ in kinds.values()}
+        for record in records:
+            field, model = kinds.get(record.get("split"), (None, None))
+            if model is None:
+                continue
+            try:
+                grouped[field].append(model.model_validate(record))
+            except ValidationError:
+                continue
+        return cls(job_id=job.id, state=job.state, stage=job.stage, progress=job.progress, eta_s=job.eta_s,
+                   next=next_offset, **grouped)

@@ -14,6 +14,7 @@ from contracts.model_repository import API_KEYS_FILE
 from lomar_serve.control_plane.auth import AdminAuth
 from lomar_serve.control_plane.deploy import Deployer, DeploySettings
 from lomar_serve.control_plane.keys import KeyService
+from lomar_serve.control_plane.metrics import ControlPlaneMetrics
 from lomar_serve.control_plane.queue import JobQueue, QueueSettings
 from lomar_serve.control_plane.reconcile import Reconciler, ReconcileSettings
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -26,8 +27,8 @@ LOGGER = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    """Admin auth, data-root policy, the job queue, the fleet's deployer, the data plane's API keys and the
-    reconcile loop.
+    """Admin auth, data-root policy, the job queue, the fleet's deployer and its reconcile loop, the data plane's API
+    keys, the metrics.
 
     Jobs are only queued here; workers (`lomar worker`, lomar_serve/worker/runner.py) run them.
     """
@@ -49,6 +50,7 @@ class Lifecycle:
                                      publish_keys=self.keys.publish)
         self.jobs = JobQueue(self.store, QueueSettings(jobs_dir=self.jobs_dir,
                                                        heartbeat_timeout_s=settings.job_heartbeat_timeout_s))
+        self.metrics = ControlPlaneMetrics(self.store)
 
     def start(self) -> None:
         """Start the job queue's sweeper (running jobs whose worker went silent become `interrupted`) and the

@@ -318,6 +318,12 @@ class LifecycleStore:
             rows = db.execute(query, [*args, limit]).fetchall()
         return [_job(row) for row in rows]
 
+    def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state (a state without jobs is absent)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()
+        return {row["state"]: int(row["n"]) for row in rows}
+
     def update_job(self, job_id: str, **values: Any) -> JobRecord:
         """Set some of stage, progress, metrics (merged into the stored ones), message, model_version."""
         unknown = set(values) - set(UPDATABLE)

@@ -1,6 +1,7 @@
 """The admin routes: token checks before anything else, confined paths, validated names, job requests."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,45 @@ def test_jobs_and_models_routes(tmp_path: Path) -> None:
     assert status["deployed"] == [] and status["versions"] == []
     assert client.get("/v1/admin/models", headers=AUTH).json() == {"models": []}  # an empty repository
     assert client.get("/v1/admin/models").status_code == 401
+
+
+def test_metrics_come_in_increments_after_a_cursor_and_the_eta_with_the_job(tmp_path: Path) -> None:
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    job = client.post("/v1/admin/jobs", json=JOB, headers=AUTH).json()
+    empty = client.get(f"/v1/admin/jobs/{job['id']}/metrics", headers=AUTH).json()
+    assert (empty["runs"], empty["train"], empty["next"], empty["eta_s"]) == ([], [], 0, None)
+    output = Path(job["output_dir"])
+    output.mkdir(parents=True)
+    lines = [{"split": "run", "step": 0, "time": 1.0, "epoch": 0, "epochs": 2, "steps_per_epoch": 2, "total_steps": 4,
+              "images": 16},
+             {"split": "train", "step": 1, "time": 2.0, "epoch": 0, "loss": 1.4, "lr": 0.001, "img_per_s": 8.0,
+              "memory_mb": 300.0},
+             {"split": "train", "step": 2, "time": 3.0, "epoch": 0, "loss": "not a number"},  # left out
+             {"split": "epoch", "step": 2, "time": 3.0, "epoch": 0, "loss": 1.3, "lr": 0.001, "skipped_images": 0,
+              "steps": 2},
+             {"split": "val", "step": 2, "time": 3.5, "epoch": 0, "loss": 1.2, "top1": 50.0, "top5": 100.0, "count": 8}]
+    with open(output / "metrics.jsonl", "w") as log:
+        log.write("".join(json.dumps(line) + "\n" for line in lines) + '{"split": "train", "st')  # being written
+    first = client.get(f"/v1/admin/jobs/{job['id']}/metrics", params={"after": 0}, headers=AUTH).json()
+    assert [r["total_steps"] for r in first["runs"]] == [4]
+    assert [(r["step"], r["loss"], r["img_per_s"]) for r in first["train"]] == [(1, 1.4, 8.0)]
+    assert [r["loss"] for r in first["epochs"]] == [1.3] and [r["top1"] for r in first["val"]] == [50.0]
+    assert first["next"] == sum(len(json.dumps(line)) + 1 for line in lines)
+    with open(output / "metrics.jsonl", "a") as log:  # the line being written is complete now
+        log.write('ep": 3, "time": 4.0, "epoch": 1, "loss": 1.1, "lr": 0.0005, "img_per_s": 9.0}\n')
+    second = client.get(f"/v1/admin/jobs/{job['id']}/metrics", params={"after": first["next"]}, headers=AUTH).json()
+    assert [r["step"] for r in second["train"]] == [3] and second["runs"] == second["val"] == []
+    again = client.get(f"/v1/admin/jobs/{job['id']}/metrics", params={"after": second["next"]}, headers=AUTH).json()
+    assert again["train"] == [] and again["next"] == second["next"]
+    assert client.get(f"/v1/admin/jobs/{job['id']}/metrics", params={"after": -1}, headers=AUTH).status_code == 422
+    assert client.get(f"/v1/admin/jobs/{job['id']}/metrics").status_code == 401
+    assert client.get("/v1/admin/jobs/abcdef/metrics", headers=AUTH).status_code == 404
+
+    # the ETA its worker keeps with the training figures shows while the job trains, in the record and the list
+    lifecycle.store.claim_next("w1")
+    lifecycle.store.update_job(job["id"], stage="train", metrics={"training": {"eta_s": 42.5}})
+    assert client.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()["eta_s"] == 42.5
+    assert client.get("/v1/admin/jobs", headers=AUTH).json()["jobs"][0]["eta_s"] == 42.5
+    assert client.get(f"/v1/admin/jobs/{job['id']}/metrics", headers=AUTH).json()["eta_s"] == 42.5
+    lifecycle.store.update_job(job["id"], stage="export")
+    assert client.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()["eta_s"] is None

@@ -93,6 +93,8 @@ def test_job_trains_exports_verifies_and_deploys(queue: JobQueue, worker: Worker
     assert card.source_checkpoint == BEST_CHECKPOINT
     assert card.source_sha256 == file_sha256(Path(record.output_dir, BEST_CHECKPOINT))
     assert record.metrics["training"]["epochs_done"] == 1 and "val_top1" in record.metrics["training"]
+    training = record.metrics["training"]  # by steps, with the pace: the training's ETA (0 at its end)
+    assert training["step"] == training["total_steps"] >= 1 and training["eta_s"] == 0.0 and training["img_per_s"] > 0
     verification = record.metrics["verification"]
     assert verification["metric"] == "top1" and verification["count"] == 12 and verification["baseline"] is None
     assert 0.0 <= verification["value"] <= 100.0 and verification["not_worse"]

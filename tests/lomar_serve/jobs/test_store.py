@@ -56,6 +56,8 @@ def test_transitions_are_conditional(store_url: str) -> None:
         store.transition("a1", ("queued",), "running")
     assert store.transition("a1", ("running",), "failed", "boom").message == "boom"
     assert store.get_job("a1").finished
+    new_job(store, "a2")
+    assert store.job_counts() == {"failed": 1, "queued": 1}  # what the control plane's /metrics reports
 
 
 def test_claims_oldest_first_and_two_workers_never_claim_one_job(store_url: str) -> None:

@@ -13,7 +13,7 @@ from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import InvalidName, LifecycleError, OverMemoryBudget, PathNotAllowed
 from lomar_serve.jobs.files import JobFiles
 from lomar_serve.jobs.paths import DataRoots
-from lomar_serve.jobs.progress import job_progress, read_records, training_progress
+from lomar_serve.jobs.progress import job_progress, read_chunk, read_records, training_progress
 from lomar_serve.jobs.spec import TRAINING_CONFIGS, TRAINING_OPTIONS, JobPlan, JobRequest
 from lomar_serve.worker import scoring
 from lomar_serve.worker.scoring import Score, not_worse
@@ -123,8 +123,26 @@ def test_progress_from_metrics_log(tmp_path: Path) -> None:
     fraction, figures = training_progress(read_records(tmp_path), epochs=4)
     assert fraction == 0.25
     assert figures["train_loss"] == 2.0 and figures["val_top1"] == 40.0 and figures["epochs_done"] == 1
+    assert figures["eta_s"] is None  # no run record: no pace to go by
     assert job_progress("train", fraction) == pytest.approx(0.2) and job_progress("export") == 0.8
     assert read_records(tmp_path / "missing") == []
+    records, end = read_chunk(tmp_path, 0)
+    assert len(records) == 3 and end == len("\n".join(json.dumps(x) for x in lines)) + 1  # not the line being written
+    assert read_chunk(tmp_path, end) == ([], end)
+    assert read_chunk(tmp_path, 0, max_bytes=end - 1)[0] == records[:2]  # only complete lines
+
+
+def test_progress_by_steps_and_the_eta_of_training() -> None:
+    run = {"split": "run", "step": 20, "epoch": 2, "time": 1000.0, "epochs": 10, "steps_per_epoch": 10,
+           "total_steps": 100}
+    latest = {"split": "train", "step": 40, "epoch": 3, "time": 1010.0, "loss": 1.0, "lr": 0.01, "img_per_s": 64.0}
+    records = [{"split": "epoch", "step": 20, "epoch": 1}, run, latest]  # a run resumed at step 20
+    fraction, figures = training_progress(records, epochs=10, now=1012.0)
+    assert fraction == pytest.approx(0.4)  # step 40 of 100, finer than epochs (2 of 10)
+    # 20 steps in 10 s since the run began: 60 more take 30 s, 2 of which have gone since the latest record
+    assert figures["eta_s"] == pytest.approx(28.0) and figures["img_per_s"] == 64.0 and figures["total_steps"] == 100
+    assert training_progress(records, epochs=10, now=2000.0)[1]["eta_s"] == 0.0
+    assert training_progress([run], epochs=10, now=1000.0)[1]["eta_s"] is None
 
 
 def test_auto_deploy_gate() -> None:
