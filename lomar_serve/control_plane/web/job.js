@@ -19,7 +19,8 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
   let job = null, shown = "";
   let reportShown = false;
   const charts = jobCharts($(".charts", curves));
-  const metrics = {after: 0, records: []};
+  // Records by step (train, epochs) or epoch (val): a resumed run logs the steps after its checkpoint again.
+  const metrics = {after: 0, done: false, train: new Map(), epochs: new Map(), val: new Map()};
   const logState = {offset: 0, done: false};
 
   poll(async () => {
@@ -35,12 +36,14 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
   }, 2000);
   poll(async () => {
     if (metrics.done) return;
-    const terminal = job && !ACTIVE_STATES.has(job.state);
-    const page = await api(`/v1/admin/jobs/${id}/metrics?after=${metrics.after}`);
-    metrics.records.push(...page.records);
-    metrics.after = page.next;
-    if (page.records.length) charts.draw(metrics.records);
-    if (terminal && !page.records.length) metrics.done = true;
+    const chunk = await api(`/v1/admin/jobs/${id}/metrics?after=${metrics.after}`);
+    metrics.after = chunk.next;
+    chunk.train.forEach(r => metrics.train.set(r.step, r));
+    chunk.epochs.forEach(r => metrics.epochs.set(r.step, r));
+    chunk.val.forEach(r => metrics.val.set(r.epoch, r));
+    const fresh = chunk.train.length + chunk.epochs.length + chunk.val.length;
+    if (fresh) charts.draw(metrics);
+    if (!ACTIVE_STATES.has(chunk.state) && !fresh) metrics.done = true;  // ended, and everything read
   }, 2000);
   poll(async () => {
     if (logState.done) return;
@@ -83,23 +86,24 @@ function showSummary(box, job, outcome) {
     el("details", {}, el("summary", {text: "request"}), el("pre", {text: JSON.stringify(job.params, null, 2)})));
 }
 
-// The four charts of a job and how its metrics records ({split: train|epoch|val, step, epoch, ...}) feed them.
+// The four charts of a job, fed by its metrics records (GET .../metrics: train per logged step, epochs and val
+// per epoch).
 function jobCharts(container) {
   const loss = lineChart(container, {title: "loss", x: "step"});
   const accuracy = lineChart(container, {title: "validation accuracy (%)", x: "epoch"});
   const lr = lineChart(container, {title: "learning rate", x: "step"});
   const speed = lineChart(container, {title: "images / s", x: "step"});
-  const of = (records, split, x, y) => records.filter(r => r.split === split && typeof r[y] === "number")
-                                            .map(r => [x(r), r[y]]);
+  const points = (records, x, y) => [...records.values()].map(r => [x(r), r[y]]).sort((a, b) => a[0] - b[0]);
   const step = r => r.step, epoch = r => r.epoch + 1;  // epochs count from 0 in the records
-  function draw(records) {
-    loss.draw([{name: "training", points: of(records, "train", step, "loss")},
-               {name: "validation", points: of(records, "val", step, "loss"), dots: true}]);
-    accuracy.draw([{name: "top-1", points: of(records, "val", epoch, "top1"), dots: true},
-                   {name: "top-5", points: of(records, "val", epoch, "top5"), dots: true}]);
-    lr.draw([{name: "learning rate", points: of(records, "train", step, "lr")}]);
-    speed.draw([{name: "images/s", points: of(records, "train", step, "img_per_s")}]);
+  function draw({train, epochs, val}) {
+    loss.draw([{name: "training", points: points(train, step, "loss")},
+               {name: "epoch mean", points: points(epochs, step, "loss"), dots: true},
+               {name: "validation", points: points(val, step, "loss"), dots: true}]);
+    accuracy.draw([{name: "top-1", points: points(val, epoch, "top1"), dots: true},
+                   {name: "top-5", points: points(val, epoch, "top5"), dots: true}]);
+    lr.draw([{name: "learning rate", points: points(train, step, "lr")}]);
+    speed.draw([{name: "images/s", points: points(train, step, "img_per_s")}]);
   }
-  draw([]);
+  draw({train: new Map(), epochs: new Map(), val: new Map()});
   return {draw};
 }

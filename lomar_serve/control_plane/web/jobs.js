@@ -66,7 +66,7 @@ async function jobForm(box, jobs) {
   try { form = await api("/v1/admin/job-form"); } catch (error) { report(box, error); return; }
   box.lastChild.remove();
   const datasets = el("datalist", {id: "datasets"}, form.datasets.map(d => el("option", {value: d.path})));
-  const classes = el("div", {class: "hint"});
+  const classes = el("div", {class: "hint classes"});
   const f = el("form", {class: "job-form", method: "post", action: "/", autocomplete: "off"},
     field("kind", el("select", {name: "kind"}, el("option", {value: "finetune", text: "fine-tune a classifier"}),
                                 el("option", {value: "pretrain", text: "pretrain a reconstruction model"}))),
@@ -114,9 +114,8 @@ async function jobForm(box, jobs) {
   };
   const refreshClasses = () => {
     const found = form.datasets.find(d => d.path === f.elements.data_dir.value.trim());
-    classes.textContent = found ? `${found.classes.length} classes: ${found.classes.join(", ")}` +
-                                  (found.splits ? " · train/ and val/" : " · no val/: validated on its training images")
-                                : "";
+    const splits = found?.splits ? " · train/ and val/" : " · no val/: validated on its training images";
+    classes.textContent = found ? `${found.classes.length} classes: ${found.classes.join(", ")}${splits}` : "";
   };
   f.elements.kind.addEventListener("change", refreshKind);
   f.elements.start.addEventListener("change", refreshStart);

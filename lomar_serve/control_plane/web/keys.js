@@ -72,7 +72,8 @@ function showNewKey(box, key) {
   const secret = el("input", {class: "secret", readonly: true, size: 60});
   secret.value = key.key;  // a property, not an attribute: out of the serialised page
   const copy = el("button", {type: "button", text: "copy", on: {click: async () => {
-    try { await navigator.clipboard.writeText(secret.value); } catch (_) { secret.select(); document.execCommand("copy"); }
+    try { await navigator.clipboard.writeText(secret.value); }
+    catch (_) { secret.select(); document.execCommand("copy"); }  // no clipboard API outside a secure context
     copy.textContent = "copied";
   }}});
   const done = el("button", {type: "button", text: "done", on: {click: () => box.replaceChildren()}});

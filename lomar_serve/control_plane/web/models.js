@@ -30,7 +30,8 @@ view(/^#\/models\/([^/]+)$/, (container, name) => {
 
 async function showModel(box, name, outcome, refresh) {
   let status;
-  try { status = await api(`/v1/admin/models/${encodeURIComponent(name)}`); } catch (error) { report(box, error); return; }
+  try { status = await api(`/v1/admin/models/${encodeURIComponent(name)}`); }
+  catch (error) { report(box, error); return; }
   box.innerHTML = "";
   const rollback = el("button", {type: "button", text: `roll back to version ${status.rollback_target}`,
                                  on: {click: () => rollBack(name, outcome, refresh)}});
@@ -47,7 +48,8 @@ async function showModel(box, name, outcome, refresh) {
     const deploy = el("button", {type: "button", text: "deploy", class: "primary",
                                  on: {click: () => deployVersion(name, version, outcome, refresh)}});
     return el("tr", {class: serving ? "current" : ""},
-      el("td", {}, el("strong", {text: version}), serving ? el("span", {class: "badge state-succeeded", text: "serving"}) : ""),
+      el("td", {}, el("strong", {text: version}),
+         serving ? el("span", {class: "badge state-succeeded", text: "serving"}) : ""),
       el("td", {}, cardSummary(card)),
       el("td", {}, serving ? "" : deploy));
   });

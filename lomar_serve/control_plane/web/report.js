@@ -18,7 +18,8 @@ async function showEvaluation(box, job) {
 
 function headline(report) {
   if (report.metric !== "top1") {
-    return el("div", {class: "headline"}, figure("masked MSE", number(report.value, 4)), figure("images", report.count));
+    return el("div", {class: "headline"}, figure("masked MSE", number(report.value, 4)),
+              figure("images", report.count));
   }
   return el("div", {class: "headline"},
             figure("top-1", `${number(report.top1, 1)}%`), figure("top-5", `${number(report.top5, 1)}%`),
@@ -31,7 +32,9 @@ const figure = (name, value) => el("div", {class: "figure"}, el("strong", {text:
 // One version's report; `name` tells its parts apart in the page ("report", "candidate", "baseline").
 function reportView(jobId, report, name) {
   const view = el("div", {class: `report ${name}`}, headline(report));
-  if (report.classes.length) view.append(el("h3", {text: "Per class"}), classTable(report.classes));
+  if (report.classes.length) {
+    view.append(el("h3", {text: "Per class"}), el("div", {class: "scroll"}, classTable(report.classes)));
+  }
   if (report.confusion) view.append(el("h3", {text: "Confusion matrix"}), confusionMatrix(report.confusion));
   if (report.mistakes.length) {
     view.append(el("h3", {text: `Worst mistakes (${report.mistakes.length} of ${report.mistake_count})`}),
@@ -55,8 +58,8 @@ function classTable(classes) {
 
 // Rows: the true labels; columns: the predicted ones; each cell shaded by its share of its row.
 function confusionMatrix(confusion) {
-  const head = el("tr", {}, el("th", {class: "corner", text: "true \\ predicted"}),
-                  confusion.predicted_labels.map(label => el("th", {class: "col", title: label}, el("span", {text: label}))));
+  const head = el("tr", {}, el("th", {class: "corner", text: "true \\ predicted"}), confusion.predicted_labels.map(
+    label => el("th", {class: "col", title: label}, el("span", {text: label}))));
   const rows = confusion.counts.map((counts, i) => {
     const total = counts.reduce((a, b) => a + b, 0) || 1;
     return el("tr", {}, el("th", {text: confusion.labels[i]}), counts.map((count, j) => {
@@ -95,15 +98,16 @@ async function showComparison(box, job) {
   }
   const verdict = comparison.not_worse ? `version ${candidate.version} is at least as good as the serving version`
                                        : `version ${candidate.version} is worse than the serving version`;
-  const since = comparison.baseline_is_serving ? ""
-    : ` (version ${baseline.version} served when the job was verified; version ${comparison.serving_version ?? "none"} ` +
-      "serves now)";
+  const since = comparison.baseline_is_serving ? "" : ` (version ${baseline.version} served when the job was ` +
+    `verified; version ${comparison.serving_version ?? "none"} serves now)`;
   box.replaceChildren(
     el("h3", {text: `Compared with the serving version ${baseline.version}`}),
     el("p", {class: comparison.not_worse ? "good" : "error", text: verdict + since}),
     el("div", {class: "side-by-side"},
-       el("div", {}, el("h4", {text: `this job: version ${candidate.version}`}), reportView(job.id, candidate, "candidate")),
-       el("div", {}, el("h4", {text: `serving: version ${baseline.version}`}), reportView(job.id, baseline, "baseline"))),
+       el("div", {}, el("h4", {text: `this job: version ${candidate.version}`}),
+          reportView(job.id, candidate, "candidate")),
+       el("div", {}, el("h4", {text: `serving: version ${baseline.version}`}),
+          reportView(job.id, baseline, "baseline"))),
     el("h3", {text: `Images on which they disagree (${comparison.disagreements.length} of ` +
                     `${comparison.disagreement_count})`}),
     comparison.disagreements.length

@@ -153,7 +153,7 @@ def test_console_walk(browser, stack: ServeStack, data_root: Path, artifacts_dir
     browser.get(stack.admin_url + "/#/jobs")
     form = visit.until(lambda: visit.css("form.job-form"), "the job form")
     visit.css("[name=data_dir]", form).send_keys("shapes")
-    visit.until(lambda: "3 classes" in visit.text(".job-form .hint"), "the data set's classes")
+    visit.until(lambda: "3 classes" in visit.text(".job-form .classes"), "the data set's classes")
     Select(visit.css("[name=model]", form)).select_by_value(TINY_MODEL["model"])
     visit.css("[name=model_options]", form).send_keys(" ".join(f"{k}={v}" for k, v in
                                                                 TINY_MODEL["model_options"].items()))
@@ -248,6 +248,7 @@ def test_console_walk(browser, stack: ServeStack, data_root: Path, artifacts_dir
 
     # API keys: created (shown once), revoked.
     browser.get(stack.admin_url + "/#/keys")
+    visit.until(lambda: visit.all("form.key-form [name=name]"), "the key form")
     visit.css("form.key-form [name=name]").send_keys("console-e2e")
     visit.css("form.key-form button[type=submit]").click()
     visit.until(lambda: visit.all(".outcome.ok input.secret"), "the new key")
