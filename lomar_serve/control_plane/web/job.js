@@ -44,7 +44,7 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
     const fresh = chunk.train.length + chunk.epochs.length + chunk.val.length;
     if (fresh) charts.draw(metrics);
     if (!ACTIVE_STATES.has(chunk.state) && !fresh) metrics.done = true;  // ended, and everything read
-  }, 2000);
+  }, 1000);
   poll(async () => {
     if (logState.done) return;
     const terminal = job && !ACTIVE_STATES.has(job.state);
@@ -75,7 +75,7 @@ function showSummary(box, job, outcome) {
     ["model", el("span", {}, el("a", {href: `#/models/${encodeURIComponent(job.model_name)}`, text: job.model_name}),
                  job.model_version ? ` version ${job.model_version}` : " (no version yet)")],
     ["data", job.params.data_dir],
-    ["epochs", `${job.metrics.epochs_done ?? 0} of ${job.params.epochs}`],
+    ["epochs", `${job.metrics.training?.epochs_done ?? 0} of ${job.params.epochs}`],
     ["created", when(job.created_at)], ["updated", when(job.updated_at)],
     ["worker", job.worker || "–"]];
   box.replaceChildren(

@@ -18,11 +18,8 @@ view(/^#\/jobs$/, container => {
   jobForm(form, () => jobs);
 });
 
-// A job's remaining time: the record's estimate while it runs.
-function eta(job) {
-  const seconds = job.eta_s ?? job.metrics?.eta_s;
-  return job.state === "running" && seconds !== undefined && seconds !== null ? duration(seconds) : "–";
-}
+// A job's remaining training time: the record's estimate while it trains.
+const eta = job => (job.state === "running" && job.eta_s !== null ? duration(job.eta_s) : "–");
 
 function showJobs(box, jobs, actions) {
   if (!jobs.length) { box.replaceChildren(el("p", {class: "muted", text: "No job yet: submit one below."})); return; }

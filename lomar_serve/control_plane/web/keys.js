@@ -43,7 +43,7 @@ async function keyForm(box, created, refresh) {
   let scopes;
   try { scopes = await scopeChoices(); } catch (error) { report(box, error); return; }
   const f = el("form", {class: "key-form", method: "post", action: "/", autocomplete: "off"},
-    field("name", el("input", {name: "name", required: true, pattern: "[A-Za-z0-9_.@-]{1,64}", size: 24,
+    field("name", el("input", {name: "name", required: true, maxlength: 64, size: 24,
                                placeholder: "who uses it"})),
     el("fieldset", {}, el("legend", {text: "scopes"}), scopes.map(scope => el("label", {class: "check"},
       el("input", {type: "checkbox", name: "scope", value: scope, checked: scope === "infer"}), scope))),

@@ -67,8 +67,8 @@ function confusionMatrix(confusion) {
       const cell = el("td", {class: right ? "diagonal" : "", text: count || "",
                              title: `${confusion.labels[i]} → ${confusion.predicted_labels[j]}: ${count}`});
       const share = count / total;
-      cell.style.background = right ? `rgba(30, 142, 62, ${0.1 + 0.8 * share})`
-                                    : count ? `rgba(179, 38, 30, ${0.1 + 0.8 * share})` : "";
+      if (count) cell.style.background = right ? `rgba(30, 142, 62, ${0.1 + 0.8 * share})`
+                                               : `rgba(179, 38, 30, ${0.1 + 0.8 * share})`;
       if (share > 0.55) cell.style.color = "#fff";
       return cell;
     }));
