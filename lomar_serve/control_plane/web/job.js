@@ -16,24 +16,30 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
   container.append(el("p", {class: "crumbs"}, el("a", {href: "#/jobs", text: "jobs"}), ` / ${id}`), summary, outcome,
                    curves, evaluation, logPanel);
 
-  let job = null, shown = "";
-  let reportShown = false;
+  let job = null, shown = "", reportShown = false;
   const charts = jobCharts($(".charts", curves));
   // Records by step (train, epochs) or epoch (val): a resumed run logs the steps after its checkpoint again.
   const metrics = {after: 0, done: false, train: new Map(), epochs: new Map(), val: new Map()};
   const logState = {offset: 0, done: false};
 
-  poll(async () => {
+  const refresh = async () => {
     job = await api(`/v1/admin/jobs/${id}?tail=0`);
-    if (JSON.stringify(job) !== shown) {  // unchanged: its buttons stay the same elements
-      shown = JSON.stringify(job);
-      showSummary(summary, job, outcome);
+    if (ACTIVE_STATES.has(job.state)) { metrics.done = false; logState.done = false; }  // (again, if resumed)
+    let serving = null;  // the serving version of the model the job made a version of
+    if (job.model_version) {
+      serving = (await api("/v1/admin/models")).models.find(m => m.model === job.model_name)?.serving_version;
+    }
+    const state = JSON.stringify([job, serving]);
+    if (state !== shown) {  // unchanged: its buttons stay the same elements
+      shown = state;
+      showSummary(summary, job, serving, outcome, refresh);
     }
     if (!reportShown && reportReady(job)) {
       reportShown = true;
       showEvaluation(evaluation, job);
     }
-  }, 2000);
+  };
+  poll(refresh, 2000);
   poll(async () => {
     if (metrics.done) return;
     const chunk = await api(`/v1/admin/jobs/${id}/metrics?after=${metrics.after}`);
@@ -61,11 +67,14 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
 // The report exists once verification has run: a succeeded job, or one that went on to deploy.
 const reportReady = job => job.state === "succeeded" || ["deploy", "done"].includes(job.stage);
 
-function showSummary(box, job, outcome) {
-  const deploy = job.model_version && job.state === "succeeded"
-    ? el("button", {type: "button", class: "primary", text: `deploy version ${job.model_version}`,
-                    on: {click: () => deployVersion(job.model_name, job.model_version, outcome)}})
-    : "";
+function showSummary(box, job, serving, outcome, refresh) {
+  let deploy = "";
+  if (job.model_version && job.model_version === serving) {
+    deploy = el("span", {class: "badge state-succeeded", text: `version ${job.model_version} serves`});
+  } else if (job.model_version && job.state === "succeeded") {
+    deploy = el("button", {type: "button", class: "primary", text: `deploy version ${job.model_version}`,
+                           on: {click: () => deployVersion(job.model_name, job.model_version, outcome, refresh)}});
+  }
   const facts = [
     ["state", el("span", {}, stateBadge(job.state), job.cancel_requested ? " (cancel requested)" : "")],
     ["stage", job.stage || "not started"],
@@ -82,7 +91,7 @@ function showSummary(box, job, outcome) {
     el("h2", {text: `Job ${job.id}`}),
     el("dl", {class: "facts"}, facts.map(([name, value]) => [el("dt", {text: name}), el("dd", {}, value)])),
     job.message ? el("p", {class: job.state === "failed" ? "error" : "muted", text: job.message}) : "",
-    el("div", {class: "actions"}, jobActions(job, () => {}), deploy),
+    el("div", {class: "actions"}, jobActions(job), deploy),
     el("details", {}, el("summary", {text: "request"}), el("pre", {text: JSON.stringify(job.params, null, 2)})));
 }
 

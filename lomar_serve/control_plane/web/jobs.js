@@ -12,7 +12,7 @@ view(/^#\/jobs$/, container => {
   container.append(list, form);
   let jobs = [];
   poll(async () => {
-    try { jobs = (await api("/v1/admin/jobs?limit=50")).jobs; showJobs($(".jobs", list), jobs, true); }
+    try { jobs = (await api("/v1/admin/jobs?limit=50")).jobs; showJobs($(".jobs", list), jobs); }
     catch (error) { report($(".jobs", list), error); throw error; }
   }, 2000);
   jobForm(form, () => jobs);
@@ -21,7 +21,7 @@ view(/^#\/jobs$/, container => {
 // A job's remaining training time: the record's estimate while it trains.
 const eta = job => (job.state === "running" && job.eta_s !== null ? duration(job.eta_s) : "–");
 
-function showJobs(box, jobs, actions) {
+function showJobs(box, jobs) {
   if (!jobs.length) { box.replaceChildren(el("p", {class: "muted", text: "No job yet: submit one below."})); return; }
   const rows = jobs.map(job => el("tr", {"data-job": job.id},
     el("td", {}, el("a", {href: `#/jobs/${job.id}`, text: job.id.slice(0, 8)})),
@@ -32,17 +32,17 @@ function showJobs(box, jobs, actions) {
     el("td", {class: "eta", text: eta(job)}),
     el("td", {text: `${job.model_name}${job.model_version ? " v" + job.model_version : ""}`}),
     el("td", {text: when(job.created_at)}),
-    el("td", {}, actions ? jobActions(job, () => {}) : "")));
+    el("td", {}, jobActions(job))));
   box.replaceChildren(table(["job", "kind", "state", "stage", "progress", "ETA", "model", "created", ""], rows,
                             "jobs"));
 }
 
-// Cancel and resume buttons for the states that allow them; `after` runs when one answered.
-function jobActions(job, after) {
+// Cancel and resume buttons for the states that allow them (the page's polling shows what they did).
+function jobActions(job) {
   const out = el("span", {class: "actions"});
   const act = async (verb, question) => {
     if (!await confirmAction(question, verb)) return;
-    try { await api(`/v1/admin/jobs/${job.id}/${verb}`, {method: "POST"}); after(); }
+    try { await api(`/v1/admin/jobs/${job.id}/${verb}`, {method: "POST"}); }
     catch (error) { report(out, error); }
   };
   if (CANCELLABLE.has(job.state) && !job.cancel_requested) {
@@ -94,20 +94,20 @@ async function jobForm(box, jobs) {
 
   const kind = () => f.elements.kind.value;
   const options = () => Object.fromEntries(form.options[kind()].map(o => [o.name, o]));
-  const refreshKind = () => {
+  const refreshKind = () => {  // the settings of this kind of job, with their defaults
     const fieldset = $(".options", f);
     fieldset.querySelectorAll("label").forEach(label => label.remove());
     for (const option of form.options[kind()].filter(o => o.common)) fieldset.append(optionField(option));
     f.elements.model_name.placeholder = form.model_names[kind()];
-    const earlier = jobs().filter(j => j.state === "succeeded" || j.stage === "export" || j.stage === "verify");
-    f.elements.from_job.replaceChildren(...earlier.map(j => el("option", {value: j.id,
-      text: `${j.id.slice(0, 8)} · ${j.kind} · ${j.model_name}${j.model_version ? " v" + j.model_version : ""}`})));
   };
   const refreshStart = () => {
     for (const start of ["model", "from_job", "init"]) {
       f.querySelectorAll(`.start-${start}`).forEach(label => { label.hidden = f.elements.start.value !== start; });
     }
-    if (f.elements.start.value === "from_job") refreshKind();
+    if (f.elements.start.value !== "from_job") return;
+    const earlier = jobs().filter(j => j.state === "succeeded");  // the jobs that left a model
+    f.elements.from_job.replaceChildren(...earlier.map(j => el("option", {value: j.id,
+      text: `${j.id.slice(0, 8)} · ${j.kind} · ${j.model_name}${j.model_version ? " v" + j.model_version : ""}`})));
   };
   const refreshClasses = () => {
     const found = form.datasets.find(d => d.path === f.elements.data_dir.value.trim());

@@ -214,6 +214,7 @@ def test_console_walk(browser, stack: ServeStack, data_root: Path, artifacts_dir
     visit.until(lambda: "serves version 2" in visit.text(".outcome.ok"), "the deploy's answer", 300)
     answer = visit.text(".outcome.ok")
     assert "previous: 1" in answer and "changed: true" in answer and re.search(r"\d+\.\d s", answer), answer
+    visit.until(lambda: "version 2 serves" in visit.text(".job-summary"), "the job's version marked serving")
     visit.shot("08_job_deployed")
     visit.collect()
 
