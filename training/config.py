@@ -37,6 +37,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DECODE_CHOICES = ("cpu", "gpu")
 CHOICES = {"amp": AMP_CHOICES, "device": DEVICE_CHOICES, "decode": DECODE_CHOICES}
 MAX_DEFAULT_WORKERS = 8  # data-loading workers per process when the machine has the CPUs for them
+MAX_LOG_EVERY = 20  # optimizer steps between metric records, unless --log-every says otherwise
 
 
 def available_cpus() -> int:
@@ -109,19 +110,20 @@ class TrainConfig:
     save_every_epochs: int = setting(20, "also keep checkpoint-EPOCH.pth every N epochs; 0 = never")
     save_every_steps: int = setting(0, "refresh checkpoint-last.pth every N optimizer steps inside an epoch; "
                                        "0 = never")
-    log_every: int = setting(20, "optimizer steps between metric records")
+    log_every: int = setting(0, "optimizer steps between metric records; 0 = about 10 per epoch, at most every "
+                                f"{MAX_LOG_EVERY} steps (enough points for a short run's curves)")
     progress: bool = setting(True, "progress bars (rank 0)")
     dist_backend: str = setting("", "DDP backend; empty = nccl on CUDA, gloo on CPU")
     data_roots: str = setting("", "folders every image must resolve into, symlinks followed (os.pathsep-separated; "
                                   "retrain jobs pass theirs); empty = symlinks followed anywhere", path=True)
 
     def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "accum_iter", "image_size", "log_every")
+        positive = ("epochs", "batch_size", "accum_iter", "image_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ("steps_per_epoch", "lr", "blr", "min_lr", "weight_decay", "warmup_epochs", "warmup_fraction",
-                        "clip_grad", "num_workers", "save_every_epochs", "save_every_steps")
+                        "clip_grad", "num_workers", "save_every_epochs", "save_every_steps", "log_every")
         for name in non_negative:
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -144,6 +146,11 @@ class TrainConfig:
     def warmup(self) -> float:
         """The warm-up in epochs: --warmup-epochs when given, else warmup_fraction of the run."""
         return self.warmup_epochs if self.warmup_epochs is not None else self.warmup_fraction * self.epochs
+
+    def logging_interval(self, steps_per_epoch: int) -> int:
+        """Optimizer steps between metric records: --log-every, else about 10 records an epoch, at most every
+        MAX_LOG_EVERY steps."""
+        return self.log_every or max(1, min(MAX_LOG_EVERY, steps_per_epoch // 10))
 
     def for_device(self, device_type: str) -> TrainConfig:
         """This config as it runs on `device_type` (the one saved and logged): the precision resolved."""

@@ -2,9 +2,10 @@
 (OUTPUT_DIR/tensorboard, scalars named SPLIT/KEY).
 
 Records ({"split", "step", "time", ...}, step = optimizer steps so far): "run" when a run starts or resumes
-(epoch, epochs, steps_per_epoch, total_steps, images); "train" every log_every steps (epoch, loss, lr, img_per_s,
-memory_mb); "epoch" at the end of each epoch (epoch, mean loss, lr, skipped_images, steps); "val" after it when
-fine-tuning (epoch, loss, top1, top5, count). A resumed run appends: steps after its checkpoint appear again.
+(epoch, epochs, steps_per_epoch, total_steps, images); "train" every TrainConfig.logging_interval steps (epoch,
+loss, lr, img_per_s, memory_mb); "epoch" at the end of each epoch (epoch, mean loss, lr, skipped_images, steps);
+"val" after it when fine-tuning (epoch, loss, top1, top5, count). A resumed run appends: steps after its
+checkpoint appear again.
 Only the main process writes; on other ranks the logger is a no-op.
 """
 from __future__ import annotations

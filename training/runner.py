@@ -167,12 +167,13 @@ class Trainer:
 
     def fit(self, state: TrainingState) -> Position:
         c = self.config
+        steps_per_epoch = self.iterations // c.accum_iter
         settings = LoopSettings(
             iterations=self.iterations, accum_iter=c.accum_iter, clip_grad=c.clip_grad, amp=c.amp,
-            log_every=c.log_every, save_every_steps=c.save_every_steps, seed=c.seed, progress=c.progress,
+            log_every=c.logging_interval(steps_per_epoch), save_every_steps=c.save_every_steps, seed=c.seed,
+            progress=c.progress,
         )
         position = state.position
-        steps_per_epoch = self.iterations // c.accum_iter
         self.metrics.log("run", position.step, epoch=position.epoch, epochs=c.epochs, steps_per_epoch=steps_per_epoch,
                          total_steps=steps_per_epoch * c.epochs, images=len(self.dataset))
         for epoch in range(position.epoch, c.epochs):

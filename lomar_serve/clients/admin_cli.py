@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from lomar_serve.clients.admin import DEFAULT_URL, AdminClient, AdminError
+from lomar_serve.clients.admin import DEFAULT_URL, FINAL_STATES, AdminClient, AdminError
 from lomar_serve.clients.settings import ClientSettings, client_settings
 from lomar_serve.common.api_keys import SCOPE_DESCRIPTIONS, SCOPES
 from lomar_serve.common.settings import add_flags
@@ -130,7 +130,7 @@ def figures(job: dict[str, Any]) -> str:
     training = job["metrics"].get("training", {})
     parts = [job["stage"] or "starting"]
     if job["stage"] == "train":
-        parts.append(f"epoch {training.get('epochs_done', 0)}/{training.get('epochs', '?')}")
+        parts.append(f"epoch {training.get('epochs_done', 0)}/{training.get('epochs') or job['params'].get('epochs')}")
         for key, text in (("train_loss", "loss {:.4f}"), ("lr", "lr {:.2e}"), ("img_per_s", "{:.0f} img/s"),
                           ("val_top1", "val top-1 {:.1f}%")):
             if isinstance(training.get(key), (int, float)):
@@ -168,9 +168,9 @@ def progress_bar(client: AdminClient, job_id: str, poll_s: float) -> dict[str, A
         for job in client.watch(job_id, poll_s):
             training = job["metrics"].get("training", {})
             now = (job["stage"] or job["state"], training.get("epochs_done", 0))
-            if now != seen:  # a new stage or a finished epoch: a line that stays
+            if now != seen and job["state"] not in FINAL_STATES:  # a new stage or epoch: a line that stays
                 bar.write(f"job {job_id}: {figures(job)}", file=sys.stdout)
-                seen = now
+            seen = now
             bar.n = round(100 * job["progress"])
             bar.set_postfix_str(figures(job), refresh=True)
     return job

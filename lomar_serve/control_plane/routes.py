@@ -133,14 +133,7 @@ def job_report(job_id: JobId, lifecycle: LifecycleDep) -> JobReport:
             "images: both reports and the images on which they disagree")
 def compare_job(job_id: JobId, lifecycle: LifecycleDep) -> Comparison:
     evaluation = lifecycle.jobs.evaluation(job_id)
-    model = evaluation.candidate.model
-    serving = lifecycle.deployer.serving_version(model)
-    baseline = evaluation.baseline
-    return Comparison(job_id=job_id, model=model, data_dir=evaluation.data_dir, candidate=evaluation.candidate,
-                      baseline=baseline, serving_version=serving,
-                      baseline_is_serving=baseline is not None and baseline.version == serving,
-                      not_worse=evaluation.not_worse, disagreements=evaluation.disagreements,
-                      disagreement_count=evaluation.disagreement_count)
+    return Comparison.of(job_id, evaluation, lifecycle.deployer.serving_version(evaluation.candidate.model))
 
 
 @router.get("/jobs/{job_id}/thumbnails/{name}", response_class=FileResponse,

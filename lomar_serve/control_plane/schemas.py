@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lomar_serve.common.api_keys import KEY_NAME_PATTERN, SCOPE_DESCRIPTIONS, Scope
 from lomar_serve.jobs.progress import job_eta
-from lomar_serve.jobs.report import Disagreement, EvaluationReport
+from lomar_serve.jobs.report import Disagreement, Evaluation, EvaluationReport
 
 
 class Job(BaseModel):
@@ -192,6 +192,16 @@ class Comparison(BaseModel):
     disagreements: list[Disagreement] = Field(description="images on which the two versions predict different "
                                                           "labels; those where exactly one is right first")
     disagreement_count: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, job_id: str, evaluation: Evaluation, serving: str | None) -> Comparison:
+        """The comparison a job's verification wrote, with the version that serves now."""
+        baseline = evaluation.baseline
+        return cls(job_id=job_id, model=evaluation.candidate.model, data_dir=evaluation.data_dir,
+                   candidate=evaluation.candidate, baseline=baseline, serving_version=serving,
+                   baseline_is_serving=baseline is not None and baseline.version == serving,
+                   not_worse=evaluation.not_worse, disagreements=evaluation.disagreements,
+                   disagreement_count=evaluation.disagreement_count)
 
 
 class RunRecord(BaseModel):

@@ -119,15 +119,14 @@ def disagreements(candidate: Predictions, baseline: Predictions, truth: Sequence
     return shown, len(differ)
 
 
-def write_thumbnails(folder: Path, images: Iterable[tuple[int, Path]]) -> None:
-    """A THUMBNAIL_SIZE px JPEG of each (index, image file), named by `thumbnail_name(index)`: the evaluation crop,
-    decoded as the gateway decodes uploads, so it shows what the model saw."""
+def write_thumbnails(folder: Path, images: Iterable[tuple[str, Path]]) -> None:
+    """A THUMBNAIL_SIZE px JPEG of each (thumbnail name, image file): the evaluation crop, decoded as the gateway
+    decodes uploads, so it shows what the model saw."""
     folder.mkdir(parents=True, exist_ok=True)
     options = DecodeOptions(size=(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-    for index, path in images:
+    for name, path in images:
         try:
             pixels = decode_image(path, options)  # (3, H, W) uint8
-        except ImageError:  # scored already, so readable; a file changed since is shown without a thumbnail
+        except ImageError:  # scored already, so readable; a file changed since is left without a thumbnail
             continue
-        Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0))).save(folder / thumbnail_name(index), "JPEG",
-                                                                                quality=85)
+        Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0))).save(folder / name, "JPEG", quality=85)

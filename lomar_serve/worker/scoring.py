@@ -37,7 +37,7 @@ from contracts.preprocessing import DecodeOptions, ImageError, decode_image
 from contracts.reconstruction_mask import sample_mask
 from lomar_serve.common.processes import configure_logging
 from lomar_serve.jobs.files import EVALUATION_FILE, THUMBNAILS_DIR
-from lomar_serve.jobs.report import Evaluation, EvaluationReport
+from lomar_serve.jobs.report import Evaluation, EvaluationReport, thumbnail_name
 from lomar_serve.worker.evaluation import Predictions, classifier_report, disagreements, write_thumbnails
 
 LOGGER = logging.getLogger("lomar_serve.worker.scoring")
@@ -192,10 +192,12 @@ def write_report(out: Path, name: str, data_dir: Path, roots: Sequence[Path], sa
     evaluation = Evaluation(data_dir=relative_path(data_dir, roots, data_dir), candidate=candidate, baseline=base,
                             not_worse=not_worse(new.score, None if baseline is None else baseline.score),
                             disagreements=shown, disagreement_count=count)
-    indices = {int(item.thumbnail.split(".")[0]) for item in
-               [*candidate.mistakes, *(base.mistakes if base else []), *shown] if item.thumbnail}
-    write_thumbnails(out / THUMBNAILS_DIR, [(i, samples[i].path) for i in sorted(indices)])
-    (out / EVALUATION_FILE).write_text(evaluation.model_dump_json(indent=1) + "\n")
+    files = {thumbnail_name(i): sample.path for i, sample in enumerate(samples)}
+    names = {item.thumbnail for item in [*candidate.mistakes, *(base.mistakes if base else []), *shown]}
+    write_thumbnails(out / THUMBNAILS_DIR, [(name, files[name]) for name in sorted(names) if name])
+    partial = out / f".{EVALUATION_FILE}.partial"  # the control plane never reads half a report
+    partial.write_text(evaluation.model_dump_json(indent=1) + "\n")
+    partial.replace(out / EVALUATION_FILE)
     return evaluation
 
 

@@ -117,3 +117,8 @@ def test_defaults_are_sized_to_the_machine():
     assert config.for_device("cuda").amp == "bf16"
     assert parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--amp", "fp16"]).for_device("cpu").amp == "none"
     assert resolved_amp("fp16", "cuda") == "fp16"
+    # metric records: about 10 an epoch (every step of a 10-step epoch), at most every 20 steps, or as given
+    assert [config.logging_interval(steps) for steps in (3, 10, 100, 5000)] == [1, 1, 10, 20]
+    assert parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--log-every", "7"]).logging_interval(5000) == 7
+    with pytest.raises(ConfigError, match="log_every must be >= 0"):
+        parse(FinetuneConfig, ["--data-dir", "d", "--model", "m", "--log-every", "-1"])

@@ -46,6 +46,8 @@ def stand_in_worker(lifecycle: Lifecycle, job_id: str) -> None:
         time.sleep(0.5)
     for stage, progress in (("export", 0.8), ("verify", 0.9)):
         store.update_job(job_id, stage=stage, progress=progress)
+        with open(store.get_job(job_id).log_path, "a") as log:
+            log.write(f"== stage {stage} ==\n")
         time.sleep(0.3)
     store.update_job(job_id, stage="done", progress=1.0, model_version="1",
                      metrics={"verification": {"metric": "top1", "value": 95.0, "count": 40}})
@@ -80,7 +82,10 @@ def test_list_and_follow_show_progress_loss_and_eta(control_plane: tuple[str, Li
     assert any("train  epoch 1/2  loss 1.2500" in x and "val top-1 50.0%" in x and "ETA 1m15s" in x for x in lines)
     assert any("epoch 2/2  loss 0.5000" in x and "ETA 5s" in x for x in lines), lines
     assert any(x.endswith(": export") for x in lines) and any(x.endswith(": verify") for x in lines)
-    assert lines[-1] == f"job {job_id}: succeeded: exported version 1 of lomar_classifier (top1 95 on 40 images)"
+    outcome = f"job {job_id}: succeeded: exported version 1 of lomar_classifier (top1 95 on 40 images)"
+    assert lines[-1] == outcome and not any(x.endswith(": succeeded") for x in lines)
+    assert lomar(["jobs", "follow", job_id, "--log", *connection]) == 0  # the log instead of the bar
+    assert capsys.readouterr().out == f"== stage export ==\n== stage verify ==\n{outcome}\n"
 
 
 def test_durations() -> None:

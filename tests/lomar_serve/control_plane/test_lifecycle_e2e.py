@@ -143,7 +143,9 @@ def test_retrain_deploy_answers_rollback_without_failed_requests(stack: ServeSta
                       "--model-option", "depth=2", *[f"--option={k}={v}" for k, v in TINY_OPTIONS.items()],
                       "--follow")
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr
-    assert "== stage export ==" in submitted.stdout and "succeeded" in submitted.stdout
+    lines = submitted.stdout.splitlines()  # --follow: a line per stage and epoch (the bar needs a terminal)
+    assert any(": train  epoch 0/1" in line for line in lines) and any(line.endswith(": export") for line in lines)
+    assert "succeeded: exported version 2 of lomar_classifier (top1" in lines[-1], lines
     png = image(data_dir)
     with httpx.Client(base_url=stack.url, timeout=120) as http, \
             httpx.Client(base_url=stack.admin_url, timeout=300) as admin:

@@ -71,7 +71,7 @@ def test_thumbnails_are_small_jpegs_of_the_evaluation_crop(tmp_path: Path) -> No
     Image.new("RGB", (300, 150), (200, 10, 10)).save(image)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    write_thumbnails(tmp_path / "thumbs", [(7, image), (8, broken)])
+    write_thumbnails(tmp_path / "thumbs", [(thumbnail_name(7), image), (thumbnail_name(8), broken)])
     written = sorted(p.name for p in (tmp_path / "thumbs").iterdir())
     assert written == [thumbnail_name(7)] and is_thumbnail_name(written[0])
     with Image.open(tmp_path / "thumbs" / written[0]) as thumb:
