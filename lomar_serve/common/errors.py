@@ -45,6 +45,12 @@ class BadRequest(ServiceError):
     status, code = 400, "bad_request"
 
 
+class NotFound(ServiceError):
+    """A web page's asset that is not in the list a process serves."""
+
+    status, code = 404, "not_found"
+
+
 class RequestTimeout(ServiceError):
     """The request body did not arrive within the body timeout; the connection is closed."""
 

@@ -1,4 +1,4 @@
-"""Assemble the control plane's FastAPI app: the admin API, its health routes and its OpenAPI page.
+"""Assemble the control plane's FastAPI app: the admin API, its console (web page), health routes and OpenAPI page.
 
     uvicorn --factory lomar_serve.control_plane.app:create_control_app   # settings from LOMAR_*
     lomar control-plane                                                # the same, with flags (main.py)
@@ -18,7 +18,7 @@ from lomar_serve.common.health import check_descriptors
 from lomar_serve.common.openapi import error_responses
 from lomar_serve.common.redaction import mask_access_log
 from lomar_serve.common.schemas import Health
-from lomar_serve.control_plane import routes
+from lomar_serve.control_plane import console, routes
 from lomar_serve.control_plane.admin_guard import AdminGuard
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.control_plane.settings import ControlPlaneSettings
@@ -49,6 +49,7 @@ def create_control_app(settings: ControlPlaneSettings | None = None) -> FastAPI:
     app.add_middleware(AdminGuard)  # the admin token before any body is read
     app.include_router(routes.router)
     app.include_router(routes.metrics_router)  # GET /metrics (Prometheus)
+    app.include_router(console.router)  # the web page at / and what it needs
 
     @app.get("/healthz", tags=["health"], summary="The control plane process is alive and can still open files",
              responses=error_responses(503))

@@ -188,14 +188,20 @@ class Deployer:
         return [self.summary(name) for name in self.repository.models()]
 
     def status(self, name: str) -> dict[str, Any]:
-        """Serving version, deployed stack, versions on disk and per Triton, and the deploy history."""
+        """Serving version, deployed stack, versions on disk with their model cards and per Triton, and the deploy
+        history."""
         loaded = {}
         for node in self.nodes:
             try:
                 loaded[node.url] = node.ready_versions(name)
             except DeployError:
                 loaded[node.url] = None  # unreachable
-        return {**self.summary(name), "loaded": loaded, "history": self.store.history(name)}
+        summary = self.summary(name)
+        cards = {}
+        for version in summary["versions"]:
+            card = self.repository.card(name, version)
+            cards[version] = None if card is None else card.to_dict()
+        return {**summary, "cards": cards, "loaded": loaded, "history": self.store.history(name)}
 
     def config(self, name: str) -> dict[str, Any]:
         """config.pbtxt as Triton's JSON model configuration. Raises VersionNotFound (none), DeployError

@@ -20,8 +20,9 @@ from lomar_serve.common.paging import MAX_OFFSET, MAX_PAGE
 from lomar_serve.control_plane.auth import DISABLED_MESSAGE
 from lomar_serve.common.api_keys import KEY_ID_PATTERN
 from lomar_serve.control_plane.rollout_schemas import Rollout, RolloutRequest
-from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, Key, KeyList, KeyRequest,
-                                               LogChunk, MetricsChunk, ModelList, ModelStatus, NewKey, Switch)
+from lomar_serve.control_plane.schemas import (Comparison, Job, JobDetail, JobList, JobReport, Key, KeyList,
+                                               KeyRequest, LogChunk, MetricsChunk, ModelList, ModelStatus, NewKey,
+                                               Switch)
 from lomar_serve.control_plane.service import Lifecycle
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled, RolloutNotFound
@@ -253,3 +254,4 @@ def abort_rollout(name: ModelName, lifecycle: LifecycleDep) -> Rollout:
     LOGGER.info("admin: abort the rollout of %s", name)
     lifecycle.rollouts.abort(name)
     return Rollout.model_validate(lifecycle.rollouts.describe(name))
+

@@ -84,6 +84,8 @@ class ModelList(BaseModel):
 
 
 class ModelStatus(ModelSummary):
+    cards: dict[str, dict[str, Any] | None] = Field(description="version on disk -> its model card (null: none or "
+                                                                "unreadable)")
     loaded: dict[str, list[str] | None] = Field(description="Triton URL -> versions it has loaded and ready "
                                                             "(null: unreachable)")
     history: list[DeployEvent]
@@ -141,6 +143,32 @@ class NewKey(Key):
 
 class KeyList(BaseModel):
     keys: list[Key]
+
+
+class Dataset(BaseModel):
+    path: str = Field(description="as a job request's data_dir names it: relative to the first data root, else "
+                                  "absolute")
+    classes: list[str] = Field(description="its class folders")
+    splits: bool = Field(description="train/ and val/ (else the job validates on its training images)")
+
+
+class TrainingOption(BaseModel):
+    name: str
+    type: str = Field(description="bool | int | float | str")
+    default: bool | int | float | str | None
+    help: str
+    choices: list[str] = Field(description="the values allowed, when they are few")
+    common: bool = Field(description="one of the settings a form shows at once")
+
+
+class JobForm(BaseModel):
+    """What a form for a job request offers (the console's)."""
+
+    data_roots: list[str]
+    datasets: list[Dataset] = Field(description="labelled image folders found at most two levels under the roots")
+    architectures: list[str] = Field(description="the `model` names a new model may be built as")
+    model_names: dict[str, str] = Field(description="job kind -> the Triton model its version goes to by default")
+    options: dict[str, list[TrainingOption]] = Field(description="job kind -> the training settings it may set")
 
 
 class JobReport(EvaluationReport):

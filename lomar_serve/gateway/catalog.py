@@ -247,7 +247,7 @@ def _public(spec: ModelSpec) -> dict[str, Any]:
     info: dict[str, Any] = {"kind": spec.kind, "image_size": list(spec.image_size),
                             "max_batch_size": spec.max_batch_size}
     if spec.kind == "classifier":
-        info.update(num_classes=len(spec.labels), embedding_dim=spec.embedding_dim)
+        info.update(num_classes=len(spec.labels), labels=list(spec.labels), embedding_dim=spec.embedding_dim)
     else:
         info.update(patch_size=spec.patch_size, grid=list(spec.grid))
     return info

@@ -17,12 +17,6 @@ class ModelNotFound(ServiceError):
     status, code = 404, "model_not_found"
 
 
-class FileNotFound(ServiceError):
-    """A web-page asset that does not exist."""
-
-    status, code = 404, "not_found"
-
-
 class WrongModelKind(ServiceError):
     """E.g. classify with a reconstruction model."""
 

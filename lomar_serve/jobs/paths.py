@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts.datasets import OutsideDataRoots, class_names, resolve_roots, within
+from contracts.datasets import (OutsideDataRoots, class_names, has_splits, is_image_file, resolve_roots, train_dir,
+                               within)
 from contracts.model_repository import MODEL_NAME_RULE, is_model_name, is_version
 from lomar_serve.jobs.errors import InvalidName, PathNotAllowed
 
@@ -29,6 +30,15 @@ def check_version(version: int | str) -> str:
     if not is_version(version):
         raise InvalidName(f"invalid model version {version!r}: a positive integer is expected")
     return str(version)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled image folder found under the data roots (what a job's `data_dir` may name)."""
+
+    path: str  # as a request names it: relative to the first root, else absolute
+    classes: tuple[str, ...]  # its class folders (DATA_DIR/train/CLASS or DATA_DIR/CLASS)
+    splits: bool  # train/ and val/ (else the job validates on its training images)
 
 
 @dataclass(frozen=True)
@@ -75,5 +85,49 @@ class DataRoots:
         except OutsideDataRoots as error:
             raise PathNotAllowed(str(error)) from None
 
+    def datasets(self, depth: int = 2, limit: int = 200) -> list[Dataset]:
+        """Labelled image folders at most `depth` levels under each root (the roots included), by path: a folder
+        with train/ and val/, or whose class folders hold images. Their images are not counted (a data set may
+        hold millions); the folders inside a data set are not searched; folders leading out of the roots are
+        skipped. At most `limit`."""
+        found: list[Dataset] = []
+        pending = [(root, root, 0) for root in self.roots]
+        while pending and len(found) < limit:
+            root, folder, level = pending.pop(0)
+            dataset = self._dataset(root, folder)
+            if dataset is not None:
+                found.append(dataset)
+            elif level < depth:
+                pending.extend((root, child, level + 1) for child in _subfolders(folder)
+                               if within(child.resolve(), self.roots))
+        return sorted(found, key=lambda dataset: dataset.path)
+
+    def _dataset(self, root: Path, folder: Path) -> Dataset | None:
+        try:
+            classes = self.class_folders(train_dir(folder))
+        except PathNotAllowed:
+            return None
+        splits = has_splits(folder)
+        if not splits and sum(_holds_an_image(train_dir(folder) / name) for name in classes[:3]) < 2:
+            return None
+        relative = folder.relative_to(root)
+        path = str(relative) if root == self.roots[0] else str(folder)
+        return Dataset(path=path if path != "." else str(folder), classes=tuple(classes), splits=splits)
+
     def describe(self) -> str:
         return ", ".join(str(root) for root in self.roots) or "none"
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """Whether `folder` itself holds an image file (the first one found ends the look)."""
+    try:
+        return any(is_image_file(entry) for entry in folder.iterdir())
+    except OSError:
+        return False

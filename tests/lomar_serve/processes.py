@@ -134,6 +134,59 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
+class ServeStack:
+    """A one-box `lomar serve` in `work` (model repository `work/repo`, logs `work/serve-N.log`) with the admin
+    token in `env`, so it starts a control plane and a worker too; restartable with the same settings and ports."""
+
+    def __init__(self, work: Path, env: Mapping[str, str]) -> None:
+        self.work, self.port, self.control_port = work, free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.control_port}"  # the control plane's own port
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_CONTROL_PORT": str(self.control_port), **env}
+        self.served: GatewayProcess | None = None
+        self.starts = 0
+
+    def start(self) -> GatewayProcess:
+        self.starts += 1
+        log_path = self.work / f"serve-{self.starts}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository", str(self.work / "repo"),
+                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, cwd=REPO)
+        self.served = GatewayProcess(url=self.url, process=process, log_path=log_path)
+        self.served.wait_ready()
+        deadline = time.monotonic() + 60
+        while not self.admin_ready():
+            assert time.monotonic() < deadline, f"the control plane did not start:\n{self.served.log_tail()}"
+            time.sleep(0.25)
+        return self.served
+
+    def admin_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.admin_url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def descendants(self) -> list[int]:
+        found = children(self.served.process.pid)
+        return found + [pid for child in found for pid in children(child)]
+
+    def stop(self) -> None:
+        if self.served is None or self.served.process.poll() is not None:
+            return
+        left = self.descendants()
+        self.served.process.send_signal(signal.SIGTERM)
+        code = self.served.process.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [pid for pid in left if alive(pid)]
+        for pid in orphans:
+            os.kill(pid, signal.SIGKILL)
+        assert code == 0 and not orphans, f"exit {code}, orphans {orphans}:\n{self.served.log_tail()}"
+
+
 def launch_serve(args: list[str], log_path: Path, env: dict[str, str]) -> GatewayProcess:
     """Start `lomar serve ARGS --port FREE` from the repository root (not yet ready: call wait_ready)."""
     port = free_port()

@@ -104,6 +104,8 @@ class ModelInfo(BaseModel):
     image_size: list[int] | None = None
     max_batch_size: int | None = None
     num_classes: int | None = None
+    labels: list[str] | None = Field(None, description="a classifier's classes, one per logit: the only answers it "
+                                                       "can give")
     embedding_dim: int | None = None
     patch_size: int | None = None
     grid: list[int] | None = None

@@ -1,7 +1,7 @@
 "use strict";
 // The similar-image view (/search): pick, create or delete a collection, add images to it (in requests within the
 // gateway's limits, GET /v1/limits), search it with an image, browse its images page by page and delete them.
-// Needs common.js ($, errorText, showError).
+// Needs common.js ($, errorText, showError) and header.js (gatewayFetch: the API key).
 const PAGE = 24;  // images per page of the listing
 const collection = () => $("#collection").value;
 const images = (path = "") => `/v1/collections/${encodeURIComponent(collection())}/images${path}`;
@@ -10,7 +10,7 @@ let count = 0;  // images in the collection when last shown
 let limits = null;
 
 async function call(path, options = {}) {
-  const response = await fetch(path, options);
+  const response = await gatewayFetch(path, options);
   if (!response.ok) throw new Error(await errorText(response));
   return response.json();
 }

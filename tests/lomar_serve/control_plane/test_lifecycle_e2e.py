@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.lomar_serve.processes import GatewayProcess, alive, children, command_line, free_port
+from tests.lomar_serve.processes import ServeStack, alive, children, command_line
 from tests.lomar_serve.tiny_models import (TINY_MODEL, TINY_OPTIONS, export_tiny, export_tiny_reconstruction,
                                            synthetic_set)
 
@@ -28,60 +28,11 @@ NAME = "lomar_classifier"
 BASE_CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
 
 
-class Stack:
-    """The `lomar serve` process of this module, restartable with the same settings and port."""
-
-    def __init__(self, work: Path, data: Path) -> None:
-        self.work, self.port, self.control_port = work, free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_url = f"http://127.0.0.1:{self.control_port}"  # the control plane's own port
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data),
-                    "LOMAR_JOBS_DIR": str(work / "jobs"), "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1",
-                    "LOMAR_CONTROL_PORT": str(self.control_port), "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5",
-                    # the gateway's secret alone (its engine stays embedded): no other process may get it
-                    "LOMAR_SEARCH_PG_URL": f"postgresql://lomar:{GATEWAY_SECRET}@127.0.0.1:9/none"}
-        self.served: GatewayProcess | None = None
-        self.starts = 0
-
-    def start(self) -> GatewayProcess:
-        self.starts += 1
-        log_path = self.work / f"serve-{self.starts}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository", str(self.work / "repo"),
-                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=REPO)
-        self.served = GatewayProcess(url=self.url, process=process, log_path=log_path)
-        self.served.wait_ready()
-        deadline = time.monotonic() + 60
-        while not self.admin_ready():
-            assert time.monotonic() < deadline, f"the control plane did not start:\n{self.served.log_tail()}"
-            time.sleep(0.25)
-        return self.served
-
-    def admin_ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.admin_url}/healthz", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def descendants(self) -> list[int]:
-        found = children(self.served.process.pid)
-        return found + [pid for child in found for pid in children(child)]
-
-    def stop(self) -> None:
-        if self.served is None or self.served.process.poll() is not None:
-            return
-        left = self.descendants()
-        self.served.process.send_signal(signal.SIGTERM)
-        code = self.served.process.wait(timeout=60)
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        orphans = [pid for pid in left if alive(pid)]
-        for pid in orphans:
-            os.kill(pid, signal.SIGKILL)
-        assert code == 0 and not orphans, f"exit {code}, orphans {orphans}:\n{self.served.log_tail()}"
+def lifecycle_env(data: Path, work: Path) -> dict[str, str]:
+    return {"LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data), "LOMAR_JOBS_DIR": str(work / "jobs"),
+            "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1", "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5",
+            # the gateway's secret alone (its engine stays embedded): no other process may get it
+            "LOMAR_SEARCH_PG_URL": f"postgresql://lomar:{GATEWAY_SECRET}@127.0.0.1:9/none"}
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +45,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[ServeStack]:
     work = tmp_path_factory.mktemp("lifecycle_e2e")
     assert export_tiny(work / "repo", work, BASE_CLASSES, seed=1) == 1
     export_tiny_reconstruction(work / "repo", work)
-    stack = Stack(work, data_dir)
+    stack = ServeStack(work, lifecycle_env(data_dir, work))
     stack.start()
     try:
         yield stack
@@ -122,7 +73,7 @@ def serving(http: httpx.Client) -> str:
     return models[NAME]["serving_version"]
 
 
-def lomar(stack: Stack, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+def lomar(stack: ServeStack, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
     env = {**stack.env, "LOMAR_CONTROL_PLANE_URL": stack.admin_url}
     env.pop("LOMAR_ADMIN_TOKEN")
     if token is not None:
@@ -136,7 +87,7 @@ def environment(pid: int) -> dict[str, str]:
     return dict(entry.partition("=")[::2] for entry in entries if entry)
 
 
-def test_each_process_gets_only_the_settings_it_reads(stack: Stack) -> None:
+def test_each_process_gets_only_the_settings_it_reads(stack: ServeStack) -> None:
     """`lomar serve` holds every role's settings; the control plane and the worker get their own (not the gateway's
     database URL), Triton and its Python stubs no LOMAR_* setting at all (no admin token)."""
     assert stack.served is not None
@@ -162,7 +113,7 @@ def test_each_process_gets_only_the_settings_it_reads(stack: Stack) -> None:
             assert leaked == [], (role, leaked)
 
 
-def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: Stack, data_dir: Path) -> None:
+def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: ServeStack, data_dir: Path) -> None:
     with httpx.Client(base_url=stack.url, timeout=60) as gateway:
         assert gateway.get("/v1/admin/jobs", headers=AUTH).status_code == 404  # never on the public port
     with httpx.Client(base_url=stack.admin_url, timeout=60) as http:
@@ -187,7 +138,7 @@ def test_no_or_wrong_token_and_bad_paths_change_nothing(stack: Stack, data_dir: 
     assert TOKEN not in stack.served.log_tail(10**6)
 
 
-def test_retrain_deploy_answers_rollback_without_failed_requests(stack: Stack, data_dir: Path) -> None:
+def test_retrain_deploy_answers_rollback_without_failed_requests(stack: ServeStack, data_dir: Path) -> None:
     submitted = lomar(stack, "jobs", "submit", "--data-dir", "novel", "--epochs", "1", "--model", TINY_MODEL["model"],
                       "--model-option", "depth=2", *[f"--option={k}={v}" for k, v in TINY_OPTIONS.items()],
                       "--follow")
@@ -237,7 +188,7 @@ def test_retrain_deploy_answers_rollback_without_failed_requests(stack: Stack, d
         assert classify(http, png)[0] == "1"
 
 
-def test_triton_restart_keeps_the_deployed_version(stack: Stack, data_dir: Path) -> None:
+def test_triton_restart_keeps_the_deployed_version(stack: ServeStack, data_dir: Path) -> None:
     """Triton dies and its supervisor restarts it: it loads the version config.pbtxt publishes (1, not the newer
     2); clients see 503 + Retry-After meanwhile, never a wrong answer or a 404."""
     png = image(data_dir)
@@ -259,7 +210,7 @@ def test_triton_restart_keeps_the_deployed_version(stack: Stack, data_dir: Path)
     assert stack.served.triton_pid() not in (None, old_pid)
 
 
-def test_everything_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
+def test_everything_killed_during_a_job_keeps_the_record(stack: ServeStack) -> None:
     """`lomar serve` SIGKILLed: Triton, the control plane, the worker and training go with it; restarted, the job
     is `interrupted` (resumable) and the published version serves."""
     with httpx.Client(base_url=stack.admin_url, timeout=60) as admin:
@@ -297,5 +248,5 @@ def test_everything_killed_during_a_job_keeps_the_record(stack: Stack) -> None:
         assert admin.post(f"/v1/admin/jobs/{job['id']}/cancel", headers=AUTH).json()["state"] == "cancelled"
 
 
-def image_path_bytes(stack: Stack) -> bytes:
+def image_path_bytes(stack: ServeStack) -> bytes:
     return image(Path(stack.env["LOMAR_DATA_ROOTS"]))

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from lomar_serve.common.api_keys import SCOPES
-from tests.lomar_serve.processes import E2E_LABELS, wait_until
+from tests.lomar_serve.processes import E2E_LABELS, ServeStack as Stack, wait_until
 from tests.lomar_serve.tiny_models import export_tiny, export_tiny_reconstruction
-from tests.lomar_serve.control_plane.test_lifecycle_e2e import AUTH, NAME, Stack
+from tests.lomar_serve.control_plane.test_lifecycle_e2e import AUTH, NAME, lifecycle_env
 from tests.lomar_serve.photos import encode, photo_array
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -62,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, official_dir: Path) -> Itera
                                     out=work / "repo", labels_file=labels, max_batch_size=16))
     export_tiny_reconstruction(work / "repo", work)
     (work / "data").mkdir()
-    stack = Stack(work, work / "data")
+    stack = Stack(work, lifecycle_env(work / "data", work))
     # Collection writes need an API key unless opened (tests/lomar_serve/gateway/api/test_access.py): open here.
     stack.env.update({"LOMAR_OPEN_SCOPES": ",".join(SCOPES), "LOMAR_SEARCH_DIR": str(work / "search"),
                       "LOMAR_SEARCH_REINDEX_BATCH": "1", "LOMAR_SEARCH_CHECK_INTERVAL_S": "1"})

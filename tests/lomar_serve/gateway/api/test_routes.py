@@ -162,6 +162,7 @@ def test_models_listing(client):
     models = {model["name"]: model for model in body["models"]}
     assert models["fake_classifier"]["kind"] == "classifier"
     assert models["fake_classifier"]["num_classes"] == NUM_CLASSES
+    assert models["fake_classifier"]["labels"] == LABELS and "labels" not in models["fake_reconstructor"]
     assert models["fake_classifier"]["versions"][0]["model_card"] == CARD.to_dict()
     assert models["fake_reconstructor"]["patch_size"] == 8 and models["fake_reconstructor"]["serving_version"] == "1"
 

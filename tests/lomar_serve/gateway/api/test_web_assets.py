@@ -18,7 +18,10 @@ def test_pages_link_the_shared_assets(client):
 def test_both_pages_have_the_same_header(client):
     headers = [re.search(r"<header>.*?</header>", client.get(path).text, re.S).group(0) for path in ("/", "/search")]
     assert headers[0] == headers[1] and 'href="/search"' in headers[0] and 'id="status"' in headers[0]
-    assert "function checkStatus" in client.get("/static/common.js").text  # the readiness line of both
+    for path in ("/", "/search"):  # the readiness line and the API key field of both
+        assert '<script src="/static/header.js"></script>' in client.get(path).text
+    header = client.get("/static/header.js").text
+    assert "function checkStatus" in header and "function gatewayFetch" in header and "sessionStorage" in header
 
 
 def test_only_listed_assets_are_served(client):
