@@ -1,6 +1,7 @@
 "use strict";
 // Models (#/models) and one model (#/models/NAME): serving version, versions on disk with their model cards,
-// what each Triton has loaded, the deploy history; deploy and roll back, confirmed first.
+// what each Triton has loaded, the latest canary or shadow rollout, the deploy history; deploy and roll back,
+// confirmed first.
 
 view(/^#\/models$/, async container => {
   const box = el("section", {class: "panel"}, el("h2", {text: "Models"}), el("p", {class: "busy", text: "loading…"}));
@@ -55,12 +56,40 @@ async function showModel(box, name, outcome, refresh) {
   });
   box.append(el("h3", {text: "Versions on disk"}), table(["version", "model card", ""], versions, "versions"));
 
+  if (status.rollout) box.append(...rolloutSection(name, status.rollout, outcome, refresh));
+
   const history = [...status.history].reverse().map(event => el("tr", {},
     el("td", {text: when(event.at)}), el("td", {text: event.action}), el("td", {text: event.version}),
     el("td", {text: event.previous ?? "–"})));
   box.append(el("h3", {text: "Deploy history"}),
              history.length ? table(["when", "action", "version", "previous"], history, "history")
                             : el("p", {class: "muted", text: "no deploy yet"}));
+}
+
+// The model's latest canary or shadow rollout (docs/rollouts.md): its state, step and why, each guard's verdict on
+// the figures the gateways reported; promote or abort while it runs.
+function rolloutSection(name, rollout, outcome, refresh) {
+  const active = ["running", "promoting"].includes(rollout.state);
+  const action = (verb, question) => el("button", {type: "button", text: verb, on: {click: async () => {
+    if (!await confirmAction(question, verb)) return;
+    try { await api(`/v1/admin/models/${encodeURIComponent(name)}/rollout/${verb}`, {method: "POST"}); }
+    catch (error) { report(outcome, error); }
+    refresh();
+  }}});
+  const checks = (rollout.checks || []).map(check => el("tr", {class: `check-${check.status}`},
+    el("td", {text: check.guard}), el("td", {text: check.status}),
+    el("td", {text: check.value === null ? "–" : String(Number(check.value.toPrecision(4)))}),
+    el("td", {text: check.limit === null ? "–" : String(check.limit)}), el("td", {text: String(check.samples)}),
+    el("td", {text: check.detail})));
+  return [el("h3", {text: `${rollout.mode} rollout of version ${rollout.candidate}`}),
+          el("p", {}, el("span", {class: `badge rollout-${rollout.state}`, text: rollout.state}),
+             ` step ${rollout.step + 1} of ${rollout.steps.length}: ${rollout.percent} % of requests` +
+             ` (baseline version ${rollout.baseline}) `,
+             active ? action("promote", `Deploy version ${rollout.candidate} of ${name} to every request now?`) : "",
+             active ? action("abort", `Send every request of ${name} back to version ${rollout.baseline}?`) : ""),
+          el("p", {class: "muted", text: rollout.reason}),
+          checks.length ? table(["guard", "verdict", "measured", "limit", "samples", ""], checks, "checks")
+                        : el("p", {class: "muted", text: "no figures reported yet"})];
 }
 
 function cardSummary(card) {
