@@ -2,9 +2,9 @@
 rollout as `GET /v1/admin/models/{name}` and the rollout routes show it (rollouts.py, docs/rollouts.md)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lomar_serve.jobs.guards import Guards
 from lomar_serve.jobs.rollouts import MAX_STEPS, RolloutPlan
@@ -42,8 +42,11 @@ class RolloutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: list[float] = Field(min_length=1, max_length=MAX_STEPS, description=(
-        "percent of the model's requests at each step, increasing, each between 0 and 100 (exclusive): canary, "
+    # A set: the steps are taken in increasing order whatever order they are written in (the schema says "unique",
+    # which it can; "increasing" it cannot).
+    steps: set[Annotated[float, Field(gt=0, lt=100)]] = Field(min_length=1, max_length=MAX_STEPS, description=(
+        "percent of the model's requests at each step, taken in increasing order, each between 0 and 100 "
+        "(exclusive): canary, "
         "answered by the candidate; shadow, also sent to it and compared. After the last step the candidate is "
         "deployed (100 %)"))
     min_requests: int = Field(RolloutPlan.min_requests, ge=1, le=100_000_000, description=(
@@ -60,13 +63,21 @@ class RolloutRequest(BaseModel):
             return {"steps": [value]}
         return value
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _unique(cls, value: object) -> object:
+        """A step written twice is a mistake to report, not to drop."""
+        if isinstance(value, list) and len({repr(step) for step in value}) != len(value):
+            raise ValueError(f"each step once, got {value}")
+        return value
+
     @model_validator(mode="after")
     def _a_plan(self) -> RolloutRequest:
         self.plan("canary")  # the steps' rule (ValueError: a 422 that says why)
         return self
 
     def plan(self, mode: str) -> RolloutPlan:
-        return RolloutPlan(mode=mode, steps=tuple(self.steps), min_requests=self.min_requests,
+        return RolloutPlan(mode=mode, steps=tuple(sorted(self.steps)), min_requests=self.min_requests,
                            min_seconds=self.min_seconds, guards=Guards(**self.guards.model_dump()))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lomar_serve.common.api_keys import KEY_NAME_PATTERN, SCOPE_DESCRIPTIONS, Scope
 from lomar_serve.control_plane.rollout_schemas import Rollout
@@ -122,7 +122,17 @@ class KeyRequest(BaseModel):
     rate_per_minute: int | None = Field(None, ge=1, le=1_000_000, description=(
         "requests a gateway accepts per minute with this key (429 with Retry-After beyond); unset: no limit"))
     max_collections: int | None = Field(None, ge=0, le=1_000_000, description=(
-        "collections this key may have created at once (429 beyond); unset: only the gateway's own limit"))
+        "collections this key may have created at once (403 quota_exceeded beyond); unset: only the gateway's own "
+        "limit"))
+
+
+    @field_validator("rate_per_minute", "max_collections", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: object) -> object:
+        """`true` or "5" is not a number (pydantic's lax mode would take them); 5.0 is."""
+        if isinstance(value, (bool, str)):
+            raise ValueError("must be a JSON integer")
+        return value
 
 
 class Key(BaseModel):

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from contracts.triton_config import read_serving_version
 from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge, ServiceError
 from lomar_serve.gateway.catalog import ModelSpec
 from lomar_serve.gateway.service import Gateway, unit_rows
@@ -512,7 +513,8 @@ class SearchService:
                     continue
                 running = self._reindexing.get(collection.name)
                 busy = running is not None and not running[1].done()
-                if serving and serving != collection.info.version and not (busy and running[0] == serving):
+                if serving and serving != collection.info.version and not (busy and running[0] == serving) \
+                        and await asyncio.to_thread(self._still_published, collection.info.model, serving):
                     self._ensure_reindex(collection, serving)
             if time.monotonic() - last_save >= self.settings.save_interval_s:
                 last_save = time.monotonic()
@@ -521,6 +523,16 @@ class SearchService:
                         await asyncio.to_thread(collection.save)
                     except (OSError, ServiceError) as error:  # rebuilt from the store at the next start
                         LOGGER.warning("collection %s: index not saved: %s", collection.name, error)
+
+    def _still_published(self, model: str, version: str) -> bool:
+        """Whether the repository publishes `version` of `model` now. This gateway's view (its catalog, its routing)
+        may lag a switch by a routing interval; a shared collection another gateway has just re-indexed to the new
+        version would then look stale and be re-indexed back. So a re-index starts only for the version
+        config.pbtxt names at this moment (a gateway without the repository trusts its view)."""
+        repository = self.gateway.settings.model_repository
+        if not repository.is_dir():
+            return True
+        return read_serving_version(repository / model) in (None, version)
 
     # -- inference --------------------------------------------------------------------------------------------
     async def _spec(self, model: str) -> ModelSpec:

@@ -190,7 +190,8 @@ def test_training_runs_as_a_valid_job_under_torchrun(cluster, shared: dict[str, 
     stub, executor = cluster
     paths = JobFiles(shared["jobs_dir"] / JOB_ID)
     paths.job_dir.mkdir(parents=True)
-    stub.script = lambda manifest: PodScript(log=b"epoch 1 loss 0.9\nepoch 2 loss 0.7\n", exit_code=0)
+    # Pending long enough that the log follower sees it at its poll interval even on a busy machine
+    stub.script = lambda manifest: PodScript(log=b"epoch 1 loss 0.9\nepoch 2 loss 0.7\n", exit_code=0, pending_s=2.0)
     run = training_run(paths, shared["data_roots"][0])
     execution = executor.start(run)
     assert finish(execution) == 0

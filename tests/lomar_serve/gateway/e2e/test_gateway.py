@@ -217,7 +217,8 @@ def test_gateway_in_front_of_an_existing_triton(gateway, model_repository, tmp_p
     process = subprocess.Popen(
         [sys.executable, "-m", "lomar_serve.cli", "serve", "--triton-url", gateway.triton_http_url(),
          "--model-repository", str(model_repository), "--port", str(port)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env={**os.environ, "PYTHONPATH": str(REPO), "LOMAR_SEARCH_DIR": str(tmp_path / "collections")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # collections of its own: the session's are locked
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
