@@ -173,15 +173,18 @@ def export_fixtures(directory: Path) -> Path:
     return repository
 
 
-def start_stack(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str, str]:
-    """`lomar serve` on the repository; returns (process, gateway URL, Triton "host:port")."""
+def start_stack(repository: Path, log_path: Path, env: dict[str, str] | None = None
+                ) -> tuple[subprocess.Popen, str, str]:
+    """`lomar serve` on the repository, with `env` (LOMAR_* settings) added to this process's environment;
+    returns (process, gateway URL, Triton "host:port")."""
     import urllib.request
 
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository",
                                     str(repository), "--port", str(port), "--log-level", "warning"],
-                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -196,6 +199,16 @@ def start_stack(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str
         time.sleep(0.5)
     process.kill()
     raise SystemExit("lomar serve was not ready in time")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (`lomar serve` stops its gateway and Triton, LitServe its workers), SIGKILL after 60 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def triton_url_of(parent: int) -> str:
@@ -274,8 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                               flush=True)
         finally:
             if process is not None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
+                stop(process)
     device = f"{os.cpu_count()} CPU cores" if not _has_gpu() else "GPU"
     print_table(cells, args.endpoint, device)
     if args.json:

@@ -24,6 +24,7 @@ from lomar_serve.gateway.errors import InferenceFailed
 from lomar_serve.gateway.inference import InferenceBackend, InferResult
 from lomar_serve.gateway.metrics import GatewayMetrics
 from lomar_serve.gateway.reconstruction import Panels, compose_panels
+from lomar_serve.gateway.server_timing import DECODE, INFER, record
 from lomar_serve.gateway.settings import Settings
 
 T = TypeVar("T")
@@ -124,11 +125,12 @@ class Gateway:
         the similar-image search)."""
         if len(blobs) > self.settings.max_images:
             raise PayloadTooLarge(f"{len(blobs)} images in one request; the limit is {self.settings.max_images}")
-        options = DecodeOptions(size=spec.image_size, max_pixels=self.settings.max_pixels,
-                                min_side=self.settings.min_image_side)
+        options = decode_options(self.settings, spec.image_size)
         start = time.perf_counter()
         images = await decode_batch_within(blobs, options, self._executor, self._decode_budget)
-        self.metrics.decode.labels(endpoint).observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.decode.labels(endpoint).observe(elapsed)
+        record(DECODE, elapsed)
         self.metrics.batch_size.labels(endpoint).observe(len(images))
         return images
 
@@ -147,7 +149,9 @@ class Gateway:
         parts = await asyncio.gather(*(
             self.backend.infer(spec.name, {k: v[i:i + step] for k, v in inputs.items()}, outputs, version=version)
             for i in range(0, count, step)))
-        self.metrics.triton_latency.labels(spec.name).observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.triton_latency.labels(spec.name).observe(elapsed)
+        record(INFER, elapsed)
         if len(parts) == 1:
             return parts[0]
         return InferResult(outputs={k: np.concatenate([p.outputs[k] for p in parts]) for k in outputs},
@@ -169,6 +173,11 @@ class Gateway:
     async def offload(self, function: Callable[..., T], *args: Any) -> T:
         """Run CPU work (PNG encoding) on the decode threads, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def decode_options(settings: Settings, size: tuple[int, int]) -> DecodeOptions:
+    """How the gateway decodes uploads for a model of input `size` (H, W)."""
+    return DecodeOptions(size=size, max_pixels=settings.max_pixels, min_side=settings.min_image_side)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
