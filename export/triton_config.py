@@ -63,8 +63,10 @@ class ServingProfile:
 
 DEVICES = ("cpu", "gpu")
 SERVING_PROFILES = {
-    # A few cores: a batch of 8 already keeps them busy, so the batcher may send one as soon as it has it.
-    "cpu": ServingProfile("KIND_CPU", instances=1, max_batch_size=32, max_queue_delay_us=1000,
+    # A few cores: a batch of 8 already keeps them busy, so the batcher may send one as soon as it has it. No queue
+    # delay: while the one instance computes a batch (10 ms and more), the next requests queue and form the next
+    # batch anyway; a delay only held a lone request back (1 ms at one client, benchmarks/serve_stages.py).
+    "cpu": ServingProfile("KIND_CPU", instances=1, max_batch_size=32, max_queue_delay_us=0,
                           prefer_small_batches=True),
     # A GPU is filled by large batches (ViT-B/16 at 224: batch 64, BENCHMARKS.md): no preferred sizes, so the
     # batcher sends the largest batch its queue holds (Triton's advice for backends that run any batch size);

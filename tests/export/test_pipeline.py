@@ -68,7 +68,7 @@ def test_gpu_device_config_is_set_for_gpu_throughput(tiny_checkpoint, tmp_path):
     config = parse_pbtxt((tmp_path / "cpu" / "lomar_classifier" / CONFIG_FILE).read_text())
     assert config.max_batch_size == 32 and list(config.dynamic_batching.preferred_batch_size) == [8, 32]
     assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 1)]
-    assert config.dynamic_batching.max_queue_delay_microseconds == 1000
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
     assert runs_on(config) == ("CPUExecutionProvider",)
 
 
