@@ -1,16 +1,19 @@
 """The gateway + Triton (`lomar serve`) against a peer: the same `model.onnx` served in-process by LitServe + ONNX
-Runtime with the same decoding, closed loop, the two targets alternating in one run.
+Runtime with the same decoding, closed loop, the targets alternating in one run.
 
-    python benchmarks/serve_peer.py --model-repository model_repository                 # 1, 4 and 16 clients
-    python benchmarks/serve_peer.py --model-repository model_repository --concurrency 1 --duration 20
-    python benchmarks/serve_peer.py --peer-only --port 8123 --model-repository model_repository  # the peer alone
+    python benchmarks/serve_peer.py                                    # the built-in model, 1, 4 and 16 clients
+    python benchmarks/serve_peer.py --concurrency 1 --duration 20
+    python benchmarks/serve_peer.py --before /path/to/other/checkout   # + that checkout's gateway (before/after)
+    python benchmarks/serve_peer.py --peer-only --port 8123            # the peer alone
 
 The peer is what one would write without Triton: a LitServe `LitAPI` on `POST /v1/classify` that reads the
 multipart field `image`, decodes it with `contracts.preprocessing.decode_image` and the gateway's default options
 (the bytes the gateway sends Triton), runs the classifier with ONNX Runtime's CPU provider in LitServe's worker
-process and answers the same top-5 labels JSON. Both get the same requests (one JPEG photograph each, multipart),
-from the load generator of `benchmarks/serve_load.py`, in `--rounds` alternating slices per client count, so a
-shared machine's drifting load hits both alike. Printed: images/s, p50 and p99 per target and the ratio.
+process and answers the same top-5 labels JSON. Every target gets the same requests (one JPEG photograph each,
+multipart) from the load generator of `benchmarks/serve_load.py`, in `--rounds` alternating slices per client
+count, so a shared machine's drifting load hits all alike. Printed per target: images/s, p50 and p99, the CPU its
+processes spent per image inside the measured windows (what limits throughput on a small CPU, and much less
+disturbed by other work on the machine than wall-clock figures), and each gateway's images/s over the peer's.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import litserve as ls
@@ -32,8 +35,8 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_load import (Cell, free_port, photo_jpegs, run_gateway, start_stack, stop,  # noqa: E402
-                                   summarise)
+from benchmarks.serve_load import (Cell, cpu_seconds, free_port, photo_jpegs, run_gateway, start_stack,  # noqa: E402
+                                   stop, summarise)
 from contracts.model_repository import DEFAULT_CLASSIFIER, LABELS_FILE, ONNX_FILE  # noqa: E402
 from contracts.preprocessing import decode_image  # noqa: E402
 from lomar_serve.gateway.service import decode_options  # noqa: E402
@@ -41,7 +44,6 @@ from lomar_serve.gateway.settings import Settings  # noqa: E402
 
 ENDPOINT = "classify"
 TOP_K = 5  # the gateway's default top_k
-TARGETS = ("gateway", "peer")
 
 
 class PeerAPI(ls.LitAPI):
@@ -119,29 +121,57 @@ def start_peer(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Pop
     raise SystemExit("the peer was not ready in time")
 
 
-def measure(args: argparse.Namespace, urls: dict[str, str], jpegs: list[bytes], concurrency: int) -> list[Cell]:
-    """Both targets at `concurrency` clients, alternating in `args.rounds` slices. Returns one cell per target."""
+async def timed_slice(args: argparse.Namespace, url: str, root: int, jpegs: list[bytes], concurrency: int,
+                      slice_s: float) -> tuple[list[float], int, float]:
+    """One measured slice on one target: its latencies (s), errors, and the CPU seconds its processes (`root` and
+    below) used inside the measured window."""
+    loop = asyncio.get_running_loop()
+    snapshots: list[float] = []
+
+    def snapshot() -> None:
+        snapshots.append(sum(cpu_seconds(root).values()))
+
+    loop.call_later(args.warmup, snapshot)
+    loop.call_later(args.warmup + slice_s, snapshot)
+    latencies, errors = await run_gateway(url, ENDPOINT, args.model, jpegs, 1, concurrency, args.warmup, slice_s)
+    return latencies, errors, snapshots[1] - snapshots[0] if len(snapshots) == 2 else float("nan")
+
+
+def measure(args: argparse.Namespace, targets: dict[str, tuple[str, int]], jpegs: list[bytes],
+            concurrency: int) -> list[Cell]:
+    """Every target (name -> (URL, root pid)) at `concurrency` clients, alternating in `args.rounds` slices.
+    Returns one cell per target, with the CPU its processes spent per image."""
     slice_s = args.duration / args.rounds
-    results: dict[str, tuple[list[float], int]] = {target: ([], 0) for target in TARGETS}
+    names = list(targets)
+    results: dict[str, tuple[list[float], int, float]] = {name: ([], 0, 0.0) for name in names}
     for round_index in range(args.rounds):
-        order = TARGETS if round_index % 2 == 0 else TARGETS[::-1]  # neither always goes first
-        for target in order:
-            latencies, errors = asyncio.run(run_gateway(urls[target], ENDPOINT, args.model, jpegs, 1, concurrency,
-                                                        args.warmup, slice_s))
-            results[target] = (results[target][0] + latencies, results[target][1] + errors)
-    return [summarise(target, 1, concurrency, latencies, errors, args.duration)
-            for target, (latencies, errors) in results.items()]
+        order = names if round_index % 2 == 0 else names[::-1]  # none always goes first
+        for name in order:
+            latencies, errors, cpu = asyncio.run(timed_slice(args, *targets[name], jpegs, concurrency, slice_s))
+            done, failed, spent = results[name]
+            results[name] = (done + latencies, failed + errors, spent + cpu)
+    cells = []
+    for name, (latencies, errors, spent) in results.items():
+        cell = summarise(name, 1, concurrency, latencies, errors, args.duration)
+        cells.append(replace(cell, cpu_ms_per_image=spent * 1000.0 / max(len(latencies), 1)))
+    return cells
 
 
 def print_table(cells: list[Cell]) -> None:
+    """One row per client count: each target's images/s, p50 and p99, then each gateway's ratio to the peer."""
+    targets = list(dict.fromkeys(c.target for c in cells))
+    gateways = [t for t in targets if t != "peer"]
     by_key = {(c.target, c.concurrency): c for c in cells}
-    print(f"\n{'clients':>7} | {'gateway img/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'peer img/s':>10} "
-          f"{'p50 ms':>7} {'p99 ms':>7} | {'gateway / peer':>14}")
+    head = " | ".join(f"{t + ' img/s':>16} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/img':>10}" for t in targets)
+    print(f"\n{'clients':>7} | {head} | " + " | ".join(f"{t + ' / peer':>16}" for t in gateways))
     for concurrency in sorted({c.concurrency for c in cells}):
-        gw, peer = by_key[("gateway", concurrency)], by_key[("peer", concurrency)]
-        ratio = gw.images_per_s / peer.images_per_s if peer.images_per_s else float("nan")
-        print(f"{concurrency:7d} | {gw.images_per_s:13.1f} {gw.p50_ms:7.1f} {gw.p99_ms:7.1f} | "
-              f"{peer.images_per_s:10.1f} {peer.p50_ms:7.1f} {peer.p99_ms:7.1f} | {ratio:13.2f}x")
+        row = [by_key[(t, concurrency)] for t in targets]
+        peer = by_key[("peer", concurrency)].images_per_s
+        figures = " | ".join(f"{c.images_per_s:16.1f} {c.p50_ms:7.1f} {c.p99_ms:7.1f} {c.cpu_ms_per_image:10.1f}"
+                             for c in row)
+        ratios = " | ".join(f"{by_key[(t, concurrency)].images_per_s / peer if peer else float('nan'):15.2f}x"
+                            for t in gateways)
+        print(f"{concurrency:7d} | {figures} | {ratios}")
     failed = sum(c.errors for c in cells)
     if failed:
         print(f"warning: {failed} failed requests (not counted)")
@@ -162,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer-max-batch", type=int, default=1, help="LitServe max_batch_size")
     parser.add_argument("--peer-batch-timeout", type=float, default=0.0, help="LitServe batch_timeout (s)")
     parser.add_argument("--peer-fast-queue", action="store_true", help="LitServe's ZeroMQ queues")
+    parser.add_argument("--before", type=Path, help="another checkout of the project: its `lomar serve` on its own "
+                                                    "model_repository/ joins the run as the target 'before'")
     parser.add_argument("--json", type=Path, help="also write the cells here")
     parser.add_argument("--peer-only", action="store_true", help="run only the peer server, on --port")
     parser.add_argument("--port", type=int, default=8123, help="the peer's port with --peer-only")
@@ -175,22 +207,31 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = photo_jpegs()
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="lomar-peer-") as scratch:
-        stack, gateway_url, _ = start_stack(args.model_repository, Path(scratch) / "serve.log")
+        processes = []
         try:
-            peer, peer_url = start_peer(args, Path(scratch) / "peer.log")
-            try:
-                urls = {"gateway": gateway_url, "peer": peer_url}
-                print(f"gateway {gateway_url} (lomar serve on {args.model_repository}), peer {peer_url} "
-                      f"(LitServe + ONNX Runtime, {args.peer_workers} worker(s))", flush=True)
-                for concurrency in (int(c) for c in args.concurrency.split(",")):
-                    cells += measure(args, urls, jpegs, concurrency)
-                    for cell in cells[-2:]:
-                        print(f"  {cell.target:7s} x {concurrency:2d} clients: {cell.images_per_s:7.1f} img/s  "
-                              f"p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:6.1f} ms", flush=True)
-            finally:
-                stop(peer)
+            targets = {}
+            process, url, _ = start_stack(args.model_repository, Path(scratch) / "serve.log")
+            processes.append(process)
+            targets["gateway"] = (url, process.pid)
+            if args.before:
+                process, url, _ = start_stack(args.before / "model_repository", Path(scratch) / "before.log",
+                                              tree=args.before.resolve())
+                processes.append(process)
+                targets["before"] = (url, process.pid)
+            process, url = start_peer(args, Path(scratch) / "peer.log")
+            processes.append(process)
+            targets["peer"] = (url, process.pid)
+            print(f"targets {targets} (gateway: lomar serve on {args.model_repository}; peer: LitServe + ONNX "
+                  f"Runtime, {args.peer_workers} worker(s), max batch {args.peer_max_batch})", flush=True)
+            for concurrency in (int(c) for c in args.concurrency.split(",")):
+                cells += measure(args, targets, jpegs, concurrency)
+                for cell in cells[-len(targets):]:
+                    print(f"  {cell.target:7s} x {concurrency:2d} clients: {cell.images_per_s:7.1f} img/s  "
+                          f"p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:6.1f} ms  CPU {cell.cpu_ms_per_image:5.1f} "
+                          "ms/img", flush=True)
         finally:
-            stop(stack)
+            for process in reversed(processes):
+                stop(process)
     print_table(cells)
     if args.json:
         args.json.write_text(json.dumps([asdict(c) for c in cells], indent=2))

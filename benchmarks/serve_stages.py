@@ -10,6 +10,7 @@ Starts `lomar serve` with LOMAR_SERVER_TIMING=1 and sends JPEG photographs to /v
   gateway sees it), `total` (the app, from the first middleware to the response headers);
 - Triton's statistics (GET /v2/models/NAME/stats, before and after): request time, queue, compute input/infer/
   output, averaged per request;
+- the CPU time of `lomar serve`'s processes (gateway, Triton, the Python-backend stub) during the gateway rounds;
 - in this process, between the rounds: `decode_image` of the same photographs and ONNX Runtime's `run` of the same
   model at batch 1 (the work itself, without any serving around it), and the same tensors sent straight to Triton
   with the gateway's `TritonClient` (the Triton call without the gateway's event loop around it).
@@ -32,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_load import photo_jpegs, start_stack, stop  # noqa: E402
+from benchmarks.serve_load import cpu_seconds, photo_jpegs, start_stack, stop  # noqa: E402
 from contracts.model_repository import DEFAULT_CLASSIFIER, ONNX_FILE  # noqa: E402
 from contracts.preprocessing import decode_image  # noqa: E402
 from lomar_serve.gateway import server_timing  # noqa: E402
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"LOMAR_SERVER_TIMING": "1", **dict(item.split("=", 1) for item in args.env)}
     per_round = args.requests // args.rounds
     client, stages, direct, decode, onnx = [], [], [], [], []
+    cpu: dict[str, float] = {}  # executable -> CPU seconds of the stack's processes during the gateway rounds
     triton_ns = {stage: 0.0 for stage in TRITON_STAGES}
     direct_ns = {stage: 0.0 for stage in TRITON_STAGES}
     with tempfile.TemporaryDirectory(prefix="lomar-stages-") as scratch:
@@ -176,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(gateway_requests(url, args.model, jpegs, args.warmup, 0))
             asyncio.run(direct_requests(triton_url, args.model, tensors, args.warmup, 0))
             for _ in range(args.rounds):
-                before = triton_totals(triton_url, args.model)
+                before, cpu_before = triton_totals(triton_url, args.model), cpu_seconds(process.pid)
                 latencies, timings = asyncio.run(gateway_requests(url, args.model, jpegs, per_round, 0))
                 means = triton_means(before, triton_totals(triton_url, args.model))
+                for name, seconds in cpu_seconds(process.pid).items():
+                    cpu[name] = cpu.get(name, 0.0) + seconds - cpu_before.get(name, 0.0)
                 client += latencies
                 stages += timings
                 triton_ns = {k: triton_ns[k] + means[k] * per_round for k in TRITON_STAGES}
@@ -197,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                        {k: v / measured for k, v in direct_ns.items()}, decode, onnx)
     print(f"one client, {measured} requests of one JPEG photograph to /v1/classify ({args.model} v{version})")
     print_rows(rows)
+    print("\nCPU per request of the stack's processes (python: the gateway, in `lomar serve`'s process; "
+          "triton_python_backend_stub: the model's Python-backend process, ONNX Runtime's threads included)")
+    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        if seconds > 0:
+            print(f"  {name}: {seconds * 1000.0 / measured:.2f} ms")
     return 0
 
 
