@@ -49,15 +49,16 @@ TOP_K = 5  # the gateway's default top_k
 class PeerAPI(ls.LitAPI):
     """The peer: multipart `image` -> decode_image -> ONNX Runtime -> top-k labels (in LitServe's worker)."""
 
-    def __init__(self, model_dir: Path, version: str, threads: int, spinning: bool, max_batch_size: int,
+    def __init__(self, model_dir: Path, version: str, threads: int, spinning_stop: bool, max_batch_size: int,
                  batch_timeout: float) -> None:
         super().__init__(api_path=f"/v1/{ENDPOINT}", max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-        self.model_dir, self.version, self.threads, self.spinning = model_dir, version, threads, spinning
+        self.model_dir, self.version, self.threads = model_dir, version, threads
+        self.spinning_stop = spinning_stop
 
     def setup(self, device: str) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.force_spinning_stop", "1" if self.spinning_stop else "0")
         self.session = ort.InferenceSession(str(self.model_dir / self.version / ONNX_FILE), options,
                                             providers=["CPUExecutionProvider"])
         self.options = decode_options(Settings(model_repository=self.model_dir.parent),
@@ -85,7 +86,7 @@ class PeerAPI(ls.LitAPI):
 def serve_peer(args: argparse.Namespace) -> int:
     model_dir = args.model_repository / args.model
     version = args.version or max((p.name for p in model_dir.iterdir() if p.name.isdigit()), key=int)
-    api = PeerAPI(model_dir, version, args.peer_threads, not args.peer_no_spin, args.peer_max_batch,
+    api = PeerAPI(model_dir, version, args.peer_threads, args.peer_spinning_stop, args.peer_max_batch,
                   args.peer_batch_timeout)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=args.peer_workers,
                           fast_queue=args.peer_fast_queue)
@@ -102,7 +103,7 @@ def start_peer(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Pop
                "--peer-threads", str(args.peer_threads), "--peer-max-batch", str(args.peer_max_batch),
                "--peer-batch-timeout", str(args.peer_batch_timeout)]
     command += [flag for flag, on in (("--peer-fast-queue", args.peer_fast_queue),
-                                      ("--peer-no-spin", args.peer_no_spin)) if on]
+                                      ("--peer-spinning-stop", args.peer_spinning_stop)) if on]
     if args.version:
         command += ["--version", args.version]
     with open(log_path, "wb") as log:
@@ -194,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peer-max-batch", type=int, default=1, help="LitServe max_batch_size")
     parser.add_argument("--peer-batch-timeout", type=float, default=0.0, help="LitServe batch_timeout (s)")
     parser.add_argument("--peer-fast-queue", action="store_true", help="LitServe's ZeroMQ queues")
-    parser.add_argument("--peer-no-spin", action="store_true", help="ONNX Runtime's idle threads sleep instead of "
-                                                                    "spin-waiting (session.intra_op.allow_spinning 0)")
+    parser.add_argument("--peer-spinning-stop", action="store_true", help=(
+        "ONNX Runtime's threads stop spin-waiting when a run returns (session.force_spinning_stop 1, as the "
+        "built-in model's runner on the CPU)"))
     parser.add_argument("--before", type=Path, help="another checkout of the project: its `lomar serve` on its own "
                                                     "model_repository/ joins the run as the target 'before'")
     parser.add_argument("--json", type=Path, help="also write the cells here")
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             targets["peer"] = (url, process.pid)
             print(f"targets {targets} (gateway: lomar serve on {args.model_repository}; peer: LitServe + ONNX "
                   f"Runtime, {args.peer_workers} worker(s), max batch {args.peer_max_batch}, "
-                  f"{'no ' if args.peer_no_spin else ''}spinning, {'ZeroMQ' if args.peer_fast_queue else 'default'} "
+                  f"spinning {'stopped after a run' if args.peer_spinning_stop else 'on'}, "
+                  f"{'ZeroMQ' if args.peer_fast_queue else 'default'} "
                   "queues)", flush=True)
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 cells += measure(args, targets, jpegs, concurrency)

@@ -12,7 +12,7 @@ Starts `lomar serve` with LOMAR_SERVER_TIMING=1 and sends JPEG photographs to /v
   output, averaged per request;
 - the CPU time of `lomar serve`'s processes (gateway, Triton, the Python-backend stub) during the gateway rounds;
 - in this process, between the rounds: `decode_image` of the same photographs and ONNX Runtime's `run` of the same
-  model at batch 1 (the work itself, without any serving around it), and the same tensors sent straight to Triton
+  model at batch 1 with the runner's options from config.pbtxt (the work itself, without any serving around it), and the same tensors sent straight to Triton
   with the gateway's `TritonClient` (the Triton call without the gateway's event loop around it).
 Rows are means in milliseconds; the stages sum to the client's mean latency.
 """
@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serve_load import cpu_seconds, photo_jpegs, start_stack, stop  # noqa: E402
-from contracts.model_repository import DEFAULT_CLASSIFIER, ONNX_FILE  # noqa: E402
+from contracts.model_repository import CONFIG_FILE, DEFAULT_CLASSIFIER, ONNX_FILE  # noqa: E402
 from contracts.preprocessing import decode_image  # noqa: E402
+from contracts.triton_config import parse_config  # noqa: E402
 from lomar_serve.gateway import server_timing  # noqa: E402
 from lomar_serve.gateway.inference import TritonClient  # noqa: E402
 from lomar_serve.gateway.service import decode_options  # noqa: E402
@@ -95,6 +96,19 @@ async def direct_requests(triton_url: str, model: str, tensors: np.ndarray, coun
     finally:
         await client.close()
     return latencies
+
+
+def runner_options(model_dir: Path):  # noqa: ANN201 (onnxruntime.SessionOptions)
+    """ONNX Runtime options as the Python-backend runner sets them from the model's config.pbtxt parameters
+    (thread count, spinning), so that the in-process run is the runner's."""
+    import onnxruntime as ort
+
+    parameters = {key: value.string_value
+                  for key, value in parse_config((model_dir / CONFIG_FILE).read_text()).parameters.items()}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(parameters.get("intra_op_threads", "0"))
+    options.add_session_config_entry("session.force_spinning_stop", parameters.get("force_spinning_stop", "0"))
+    return options
 
 
 def timed_ms(function, items: list) -> list[float]:  # noqa: ANN001
@@ -162,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = photo_jpegs()
     model_dir = args.model_repository / args.model
     version = max((p.name for p in model_dir.iterdir() if p.name.isdigit()), key=int)
-    session = ort.InferenceSession(str(model_dir / version / ONNX_FILE), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_dir / version / ONNX_FILE), runner_options(model_dir),
+                                   providers=["CPUExecutionProvider"])
     options = decode_options(Settings(model_repository=args.model_repository),
                              tuple(session.get_inputs()[0].shape[-2:]))
     tensors = np.stack([decode_image(blob, options) for blob in jpegs])  # (N, 3, H, W)

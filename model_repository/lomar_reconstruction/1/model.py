@@ -15,9 +15,9 @@ Behaviour:
                         "cuda" (every instance on CUDA) or "cpu" (every instance on the CPU; not with KIND_GPU)
     intra_op_threads:   ONNX Runtime intra-op threads, "0" = ONNX Runtime's default
     inter_op_threads:   ONNX Runtime inter-op threads, "0" = ONNX Runtime's default
-    allow_spinning:     "1" (ONNX Runtime's default: idle intra-op threads spin-wait for the next work) or "0"
-                        (they sleep: on a CPU shared with the gateway's decoding and HTTP, spinning between requests
-                        burns the cores those need)
+    force_spinning_stop: "0" (ONNX Runtime's default: intra-op threads go on spin-waiting after a run, for the next
+                        one) or "1" (they spin only while a run lasts and stop when it returns: on a CPU shared with
+                        the gateway's decoding and HTTP, spinning between requests burns the cores those need)
 - Never a silent CPU fallback: ONNX Runtime creates a session on the CPU, with only a warning, when the CUDA
   provider it was given cannot be loaded (a CPU-only onnxruntime; an onnxruntime-gpu built for another CUDA than
   the image's; cuDNN missing). An instance that must run on CUDA therefore checks the providers its session
@@ -57,7 +57,7 @@ class RunnerSettings:
     execution_provider: str = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
-    allow_spinning: bool = True
+    force_spinning_stop: bool = False
 
     @classmethod
     def from_model_config(cls, model_config: dict) -> "RunnerSettings":
@@ -65,18 +65,18 @@ class RunnerSettings:
         provider = values.get("execution_provider", "auto")
         if provider not in PROVIDERS:
             raise ValueError(f"parameter execution_provider must be one of {PROVIDERS}, got {provider!r}")
-        spinning = values.get("allow_spinning", "1")
-        if spinning not in ("0", "1"):
-            raise ValueError(f"parameter allow_spinning must be '0' or '1', got {spinning!r}")
+        spinning_stop = values.get("force_spinning_stop", "0")
+        if spinning_stop not in ("0", "1"):
+            raise ValueError(f"parameter force_spinning_stop must be '0' or '1', got {spinning_stop!r}")
         return cls(provider, int(values.get("intra_op_threads", 0)), int(values.get("inter_op_threads", 0)),
-                   spinning == "1")
+                   spinning_stop == "1")
 
     def session_options(self) -> ort.SessionOptions:
         """ONNX Runtime's options for the session: its thread pools."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
+        options.add_session_config_entry("session.force_spinning_stop", "1" if self.force_spinning_stop else "0")
         return options
 
     def wanted(self, instance_kind: str) -> str:

@@ -34,7 +34,7 @@ output [ { name: "means" data_type: TYPE_FP32 dims: [ 3 ] } ]
 instance_group [ { kind: KIND_CPU count: 1 } ]
 dynamic_batching { max_queue_delay_microseconds: 200000 }
 parameters { key: "intra_op_threads" value { string_value: "1" } }
-parameters { key: "allow_spinning" value { string_value: "0" } }
+parameters { key: "force_spinning_stop" value { string_value: "1" } }
 """
 
 
@@ -92,16 +92,16 @@ def test_settings_come_from_config_parameters(runner):
         runner.RunnerSettings.from_model_config({"parameters": {"execution_provider": {"string_value": "tpu"}}})
 
 
-def test_idle_threads_spin_unless_the_config_says_not_to(runner):
-    entry = "session.intra_op.allow_spinning"
+def test_threads_stop_spinning_after_a_run_when_the_config_says_so(runner):
+    entry = "session.force_spinning_stop"
     default = runner.RunnerSettings.from_model_config({"parameters": {}})
-    assert default.session_options().get_session_config_entry(entry) == "1"  # ONNX Runtime's own default
-    quiet = runner.RunnerSettings.from_model_config({"parameters": {"allow_spinning": {"string_value": "0"},
+    assert default.session_options().get_session_config_entry(entry) == "0"  # ONNX Runtime's own default
+    quiet = runner.RunnerSettings.from_model_config({"parameters": {"force_spinning_stop": {"string_value": "1"},
                                                                     "intra_op_threads": {"string_value": "2"}}})
     options = quiet.session_options()
-    assert options.get_session_config_entry(entry) == "0" and options.intra_op_num_threads == 2
-    with pytest.raises(ValueError, match="allow_spinning"):
-        runner.RunnerSettings.from_model_config({"parameters": {"allow_spinning": {"string_value": "no"}}})
+    assert options.get_session_config_entry(entry) == "1" and options.intra_op_num_threads == 2
+    with pytest.raises(ValueError, match="force_spinning_stop"):
+        runner.RunnerSettings.from_model_config({"parameters": {"force_spinning_stop": {"string_value": "yes"}}})
 
 
 def model_config(kind: str, provider: str | None) -> dict:
