@@ -53,6 +53,7 @@ class Cell:
     p99_ms: float
     requests: int
     errors: int
+    cpu_ms_per_image: float = float("nan")  # CPU of the target's processes per image (serve_peer.py measures it)
 
 
 def photo_jpegs() -> list[bytes]:
@@ -173,15 +174,19 @@ def export_fixtures(directory: Path) -> Path:
     return repository
 
 
-def start_stack(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str, str]:
-    """`lomar serve` on the repository; returns (process, gateway URL, Triton "host:port")."""
+def start_stack(repository: Path, log_path: Path, env: dict[str, str] | None = None, tree: Path = REPO
+                ) -> tuple[subprocess.Popen, str, str]:
+    """`lomar serve` on the repository, with `env` (LOMAR_* settings) added to this process's environment and the
+    code of the project checkout `tree` (another one: before/after comparisons); returns (process, gateway URL,
+    Triton "host:port")."""
     import urllib.request
 
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository",
                                     str(repository), "--port", str(port), "--log-level", "warning"],
-                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {}), "PYTHONPATH": str(tree)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -198,17 +203,57 @@ def start_stack(repository: Path, log_path: Path) -> tuple[subprocess.Popen, str
     raise SystemExit("lomar serve was not ready in time")
 
 
-def triton_url_of(parent: int) -> str:
-    """Triton's HTTP "host:port" from the command line of the tritonserver child of `parent`."""
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM (`lomar serve` stops its gateway and Triton, LitServe its workers), SIGKILL after 60 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def processes() -> dict[int, tuple[int, float, str]]:
+    """Every process: pid -> (parent pid, CPU seconds used so far (user + system), executable)."""
+    table = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().decode().split("\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode()
         except OSError:
             continue
-        if ppid == parent and argv[0].endswith("tritonserver"):
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, argv0)
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, float, str]]) -> list[int]:
+    """`root` and every process below it."""
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, (ppid, _, _) in table.items() if ppid in frontier]
+        found += frontier
+    return found
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds used so far by `root` and its descendants, by executable name (tritonserver, python, ...)."""
+    table = processes()
+    used: dict[str, float] = {}
+    for pid in descendants(root, table):
+        if pid in table:
+            name = Path(table[pid][2]).name
+            used[name] = used.get(name, 0.0) + table[pid][1]
+    return used
+
+
+def triton_url_of(parent: int) -> str:
+    """Triton's HTTP "host:port" from the command line of the tritonserver child of `parent`."""
+    for pid, (ppid, _, argv0) in processes().items():
+        if ppid == parent and argv0.endswith("tritonserver"):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
             args = dict(arg.split("=", 1) for arg in argv[1:] if "=" in arg)
             return f"{args['--http-address']}:{args['--http-port']}"
     raise SystemExit("no tritonserver child found")
@@ -274,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                               flush=True)
         finally:
             if process is not None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=60)
+                stop(process)
     device = f"{os.cpu_count()} CPU cores" if not _has_gpu() else "GPU"
     print_table(cells, args.endpoint, device)
     if args.json:

@@ -234,7 +234,8 @@ def triton_config(options: ExportOptions, plan: ExportPlan) -> TritonModelConfig
     if backend == "python":
         # "auto": the runner follows the instance kind, and a KIND_GPU instance not on CUDA refuses to load
         parameters = (("execution_provider", "auto"), ("intra_op_threads", str(options.intra_op_threads)),
-                      ("inter_op_threads", "0"))
+                      ("inter_op_threads", "0"),
+                      ("force_spinning_stop", "0" if profile.spin_between_runs else "1"))
     return TritonModelConfig(
         name=options.model_name, flavour=backend, max_batch_size=options.max_batch_size,
         inputs=plan.inputs, outputs=plan.outputs,

@@ -55,6 +55,7 @@ class ServingProfile:
     max_batch_size: int
     max_queue_delay_us: int
     prefer_small_batches: bool  # also name min(8, max) as a preferred batch size
+    spin_between_runs: bool  # the Python-backend runner's ONNX Runtime threads spin-wait after a run (its default)
 
     def dynamic_batching(self, max_batch_size: int, max_queue_delay_us: int) -> DynamicBatchingConfig:
         preferred = {min(8, max_batch_size), max_batch_size} if self.prefer_small_batches else set()
@@ -63,15 +64,19 @@ class ServingProfile:
 
 DEVICES = ("cpu", "gpu")
 SERVING_PROFILES = {
-    # A few cores: a batch of 8 already keeps them busy, so the batcher may send one as soon as it has it.
-    "cpu": ServingProfile("KIND_CPU", instances=1, max_batch_size=32, max_queue_delay_us=1000,
-                          prefer_small_batches=True),
+    # A few cores: a batch of 8 already keeps them busy, so the batcher may send one as soon as it has it. No queue
+    # delay: while the one instance computes a batch (10 ms and more), the next requests queue and form the next
+    # batch anyway; a delay only held a lone request back (1 ms at one client, benchmarks/serve_stages.py).
+    # ONNX Runtime's threads stop spinning when a run returns: spinning on between requests took the cores the
+    # gateway decodes and answers on (benchmarks/serve_peer.py: 5 ms less CPU per image at one client on 2 cores).
+    "cpu": ServingProfile("KIND_CPU", instances=1, max_batch_size=32, max_queue_delay_us=0,
+                          prefer_small_batches=True, spin_between_runs=False),
     # A GPU is filled by large batches (ViT-B/16 at 224: batch 64, BENCHMARKS.md): no preferred sizes, so the
     # batcher sends the largest batch its queue holds (Triton's advice for backends that run any batch size);
     # a short queue delay bounds what a lone request waits; two instances per GPU, so that one instance's host
     # work (gathering requests, copies to and from the device) overlaps the other's kernels.
     "gpu": ServingProfile("KIND_GPU", instances=2, max_batch_size=64, max_queue_delay_us=500,
-                          prefer_small_batches=False),
+                          prefer_small_batches=False, spin_between_runs=True),
 }
 
 

@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None, backend: InferenceBackend | Non
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_timeout_s)
     defaults = {"classifier": settings.default_classifier, "reconstructor": settings.default_reconstructor}
     app.add_middleware(ObserveRequests, metrics=metrics, defaults=defaults,
-                       known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name))
+                       known=lambda name: hasattr(app.state, "gateway") and app.state.gateway.catalog.known(name),
+                       server_timing=settings.server_timing)
     for module in (classify, embed, embeddings, reconstruct, models, health, web, collections):
         app.include_router(module.router)
     complete_openapi(app, [ImagesRequest, EmbeddingsRequest, ReconstructResponse], app.state.access.open_scopes)

@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import io
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
@@ -52,30 +53,60 @@ def decode_image(data: bytes, options: DecodeOptions) -> np.ndarray:
 
 
 class PixelBudget:
-    """At most `capacity` pixels decoded at once; `reserve(pixels)` waits for room (asyncio, one event loop)."""
+    """At most `capacity` pixels decoded at once. A decode thread takes room that is free right away (`try_take`,
+    then `give_back`); a decode that must wait for room waits on the event loop (`reserve`)."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"the decode budget must be positive, got {capacity}")
         self.capacity = capacity
         self.in_use = 0
+        self._lock = threading.Lock()  # in_use changes in decode threads and on the event loop
         self._changed = asyncio.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the waiters' event loop
+        self._waiting = 0
 
-    @asynccontextmanager
-    async def reserve(self, pixels: int) -> AsyncIterator[None]:
-        """Hold `pixels` of the budget for the block. Raises PayloadTooLarge when it can never fit."""
+    def try_take(self, pixels: int) -> bool:
+        """Take `pixels` if they fit now (from any thread). Raises PayloadTooLarge when they can never fit."""
         if pixels > self.capacity:
             raise PayloadTooLarge(f"the image needs {pixels} pixels to decode; the gateway decodes at most "
                                   f"{self.capacity} at once (setting decode_budget_pixels)")
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_use + pixels <= self.capacity)
+        with self._lock:
+            if self.in_use + pixels > self.capacity:
+                return False
             self.in_use += pixels
+            return True
+
+    def give_back(self, pixels: int) -> None:
+        """Return pixels taken (from any thread), waking the reservations waiting for room."""
+        with self._lock:
+            self.in_use -= pixels
+            loop = self._loop if self._waiting else None
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._notify()))
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    @asynccontextmanager
+    async def reserve(self, pixels: int) -> AsyncIterator[None]:
+        """Hold `pixels` of the budget for the block, waiting until they fit (asyncio). Raises PayloadTooLarge
+        when they can never fit."""
+        if not self.try_take(pixels):
+            async with self._changed:
+                with self._lock:
+                    self._loop = asyncio.get_running_loop()
+                    self._waiting += 1
+                try:  # wait_for tries first: room given back before the count went up is seen
+                    await self._changed.wait_for(lambda: self.try_take(pixels))
+                finally:
+                    with self._lock:
+                        self._waiting -= 1
         try:
             yield
         finally:
-            async with self._changed:
-                self.in_use -= pixels
-                self._changed.notify_all()
+            self.give_back(pixels)
 
 
 def decode_cost(data: bytes, options: DecodeOptions) -> int:
@@ -94,18 +125,36 @@ def decode_cost(data: bytes, options: DecodeOptions) -> int:
 async def decode_batch_within(blobs: Sequence[bytes], options: DecodeOptions, executor: Executor | None,
                               budget: PixelBudget) -> np.ndarray:
     """Decode uploads in parallel threads (Pillow releases the GIL while decoding), each holding its pixels of
-    the budget while it decodes: the gateway's one way to decode a batch. Returns uint8 (N, 3, H, W)."""
+    the budget while it decodes: the gateway's one way to decode a batch. Returns uint8 (N, 3, H, W).
+
+    One thread hop per image when the budget has room (header, reservation and decode in one call); an image that
+    must wait for room waits on the event loop, then decodes."""
     loop = asyncio.get_running_loop()
 
     async def one(blob: bytes) -> np.ndarray:
-        pixels = await loop.run_in_executor(executor, decode_cost, blob, options)
-        async with budget.reserve(pixels):
-            array = await loop.run_in_executor(executor, decode_image, blob, options)
-        if pixels >= TRIM_AFTER_PIXELS:
-            await loop.run_in_executor(executor, release_memory)
+        pixels, array = await loop.run_in_executor(executor, decode_if_room, blob, options, budget)
+        if array is None:
+            async with budget.reserve(pixels):
+                array = await loop.run_in_executor(executor, decode_image, blob, options)
+            if pixels >= TRIM_AFTER_PIXELS:
+                await loop.run_in_executor(executor, release_memory)
         return array
 
     return np.stack(await asyncio.gather(*(one(blob) for blob in blobs)))
+
+
+def decode_if_room(data: bytes, options: DecodeOptions, budget: PixelBudget) -> tuple[int, np.ndarray | None]:
+    """In a decode thread: the pixels `data` needs (decode_cost), and the image decoded right away if the budget
+    has room for them now (held while it decodes and given back in this call, whatever happens), else None."""
+    pixels = decode_cost(data, options)
+    if not budget.try_take(pixels):
+        return pixels, None
+    try:
+        return pixels, decode_image(data, options)
+    finally:
+        budget.give_back(pixels)
+        if pixels >= TRIM_AFTER_PIXELS:
+            release_memory()
 
 
 def release_memory() -> None:

@@ -28,6 +28,7 @@ from lomar_serve.gateway.inference import InferenceBackend, InferResult
 from lomar_serve.gateway.metrics import GatewayMetrics
 from lomar_serve.gateway.reconstruction import Panels, compose_panels
 from lomar_serve.gateway.rollout_traffic import FAILURES, GuardRecorder, RolloutTraffic
+from lomar_serve.gateway.server_timing import DECODE, INFER, record
 from lomar_serve.gateway.settings import Settings
 
 T = TypeVar("T")
@@ -144,11 +145,12 @@ class Gateway:
         the similar-image search)."""
         if len(blobs) > self.settings.max_images:
             raise PayloadTooLarge(f"{len(blobs)} images in one request; the limit is {self.settings.max_images}")
-        options = DecodeOptions(size=spec.image_size, max_pixels=self.settings.max_pixels,
-                                min_side=self.settings.min_image_side)
+        options = decode_options(self.settings, spec.image_size)
         start = time.perf_counter()
         images = await decode_batch_within(blobs, options, self._executor, self._decode_budget)
-        self.metrics.decode.labels(endpoint).observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.metrics.decode.labels(endpoint).observe(elapsed)
+        record(DECODE, elapsed)
         self.metrics.batch_size.labels(endpoint).observe(len(images))
         return images
 
@@ -203,6 +205,7 @@ class Gateway:
             raise
         seconds = time.perf_counter() - start
         self.metrics.triton_latency.labels(spec.name).observe(seconds)
+        record(INFER, seconds)
         answered = parts[-1].model_version or version or spec.version
         self.metrics.version_calls.labels(spec.name, answered, role, "ok").inc()
         self.metrics.version_latency.labels(spec.name, answered).observe(seconds)
@@ -227,6 +230,11 @@ class Gateway:
     async def offload(self, function: Callable[..., T], *args: Any) -> T:
         """Run CPU work (PNG encoding) on the decode threads, off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+
+def decode_options(settings: Settings, size: tuple[int, int]) -> DecodeOptions:
+    """How the gateway decodes uploads for a model of input `size` (H, W)."""
+    return DecodeOptions(size=size, max_pixels=settings.max_pixels, min_side=settings.min_image_side)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -61,6 +61,10 @@ class Settings(RoleSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="seconds one inference round trip may take (504)")
     retry_after_s: int = Field(2, ge=1, description="Retry-After of a 503 while Triton is down or loading")
     decode_threads: int = Field(4, ge=1, description="threads decoding images off the event loop")
+    server_timing: bool = Field(False, description=(
+        "answer each inference request with a Server-Timing header: milliseconds spent reading the upload, "
+        "decoding it, in Triton round trips and in total (off by default: it tells clients how loaded the server "
+        "is)"))
     decode_budget_pixels: int = Field(96_000_000, ge=1, description=(
         "pixels decoded at once over all requests (~4 bytes each, twice with alpha), read from the headers before "
         "decoding; an image that can never fit is a 413 (gateway/decode_budget.py)"))

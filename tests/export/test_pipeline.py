@@ -56,6 +56,7 @@ def test_gpu_device_config_is_set_for_gpu_throughput(tiny_checkpoint, tmp_path):
     assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_GPU, 2)]
     assert list(config.dynamic_batching.preferred_batch_size) == []
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.parameters["force_spinning_stop"].string_value == "0"
     assert runs_on(config) == ("CUDAExecutionProvider",)
     assert ModelCard.read(tmp_path / "gpu" / "lomar_classifier" / "1").precision == "fp16"
     # a new version without --device (a retrain job's export) keeps the model on the GPU
@@ -68,7 +69,8 @@ def test_gpu_device_config_is_set_for_gpu_throughput(tiny_checkpoint, tmp_path):
     config = parse_pbtxt((tmp_path / "cpu" / "lomar_classifier" / CONFIG_FILE).read_text())
     assert config.max_batch_size == 32 and list(config.dynamic_batching.preferred_batch_size) == [8, 32]
     assert [(g.kind, g.count) for g in config.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 1)]
-    assert config.dynamic_batching.max_queue_delay_microseconds == 1000
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
+    assert config.parameters["force_spinning_stop"].string_value == "1"  # spinning would take the gateway's cores
     assert runs_on(config) == ("CPUExecutionProvider",)
 
 

@@ -13,12 +13,13 @@ from lomar_serve.gateway.service import Gateway
 from lomar_serve.gateway.settings import Settings
 
 
-def get_gateway(request: Request) -> Gateway:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request for an attribute read.
+async def get_gateway(request: Request) -> Gateway:
     """The gateway built by the app's lifespan."""
     return request.app.state.gateway
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.gateway.settings
 
 

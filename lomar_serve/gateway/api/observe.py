@@ -1,4 +1,5 @@
-"""Request counts and latency per endpoint and model, for every outcome (bad uploads included).
+"""Request counts and latency per endpoint and model, for every outcome (bad uploads included), and with
+LOMAR_SERVER_TIMING the request's `Server-Timing` header (gateway/server_timing.py).
 
 A pure ASGI middleware (no per-request task or body copy, unlike BaseHTTPMiddleware).
 """
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lomar_serve.gateway import server_timing
 from lomar_serve.gateway.metrics import GatewayMetrics
 
 ENDPOINTS = {"/v1/classify": "classify", "/v1/embed": "embed", "/v1/embeddings": "embeddings",
@@ -23,16 +25,18 @@ class ObserveRequests:
     """Count inference requests by (endpoint, model, status) and time them by (endpoint, model)."""
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics, defaults: dict[str, str],
-                 known: Callable[[str], bool]) -> None:
+                 known: Callable[[str], bool], server_timing: bool = False) -> None:
         """
         Args:
             defaults: "classifier"/"reconstructor" -> the default model name, used when `?model=` is absent.
             known: whether a model name has resolved to a served model (only those become labels).
+            server_timing: collect the request's stage times and answer them in a `Server-Timing` header.
         """
         self.app = app
         self.metrics = metrics
         self.defaults = defaults
         self.known = known
+        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = ENDPOINTS.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -41,16 +45,22 @@ class ObserveRequests:
             return
         start = time.perf_counter()
         status = 500
+        stages = server_timing.StageTimes() if self.server_timing else None
+        token = server_timing.CURRENT.set(stages)
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if stages is not None:
+                    header = (server_timing.HEADER, stages.header_value(time.perf_counter() - start))
+                    message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            server_timing.CURRENT.reset(token)
             model = self._model_label(endpoint, scope.get("query_string", b""))
             self.metrics.requests.labels(endpoint, model, str(status)).inc()
             self.metrics.latency.labels(endpoint, model).observe(time.perf_counter() - start)

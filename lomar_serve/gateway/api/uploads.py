@@ -18,6 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from lomar_serve.common.errors import BadRequest, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 from lomar_serve.gateway.api.schemas import ImagesRequest
+from lomar_serve.gateway.server_timing import READ, timed
 from lomar_serve.gateway.settings import Settings
 
 FIELD = "image"
@@ -41,6 +42,11 @@ async def read_named_images(request: Request, settings: Settings) -> list[tuple[
         that is neither multipart, JSON nor an image type), BadRequest (no image at all, malformed multipart,
         JSON or base64), InvalidParameter (JSON of the wrong shape).
     """
+    with timed(READ):
+        return await _read_images(request, settings)
+
+
+async def _read_images(request: Request, settings: Settings) -> list[bytes]:
     content_type = request.headers.get("content-type", "").lower()
     body = await read_body(request, settings.max_upload_bytes)
     if content_type.startswith("multipart/form-data"):

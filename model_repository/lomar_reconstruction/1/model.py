@@ -15,6 +15,9 @@ Behaviour:
                         "cuda" (every instance on CUDA) or "cpu" (every instance on the CPU; not with KIND_GPU)
     intra_op_threads:   ONNX Runtime intra-op threads, "0" = ONNX Runtime's default
     inter_op_threads:   ONNX Runtime inter-op threads, "0" = ONNX Runtime's default
+    force_spinning_stop: "0" (ONNX Runtime's default: intra-op threads go on spin-waiting after a run, for the next
+                        one) or "1" (they spin only while a run lasts and stop when it returns: on a CPU shared with
+                        the gateway's decoding and HTTP, spinning between requests burns the cores those need)
 - Never a silent CPU fallback: ONNX Runtime creates a session on the CPU, with only a warning, when the CUDA
   provider it was given cannot be loaded (a CPU-only onnxruntime; an onnxruntime-gpu built for another CUDA than
   the image's; cuDNN missing). An instance that must run on CUDA therefore checks the providers its session
@@ -54,6 +57,7 @@ class RunnerSettings:
     execution_provider: str = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    force_spinning_stop: bool = False
 
     @classmethod
     def from_model_config(cls, model_config: dict) -> "RunnerSettings":
@@ -61,7 +65,19 @@ class RunnerSettings:
         provider = values.get("execution_provider", "auto")
         if provider not in PROVIDERS:
             raise ValueError(f"parameter execution_provider must be one of {PROVIDERS}, got {provider!r}")
-        return cls(provider, int(values.get("intra_op_threads", 0)), int(values.get("inter_op_threads", 0)))
+        spinning_stop = values.get("force_spinning_stop", "0")
+        if spinning_stop not in ("0", "1"):
+            raise ValueError(f"parameter force_spinning_stop must be '0' or '1', got {spinning_stop!r}")
+        return cls(provider, int(values.get("intra_op_threads", 0)), int(values.get("inter_op_threads", 0)),
+                   spinning_stop == "1")
+
+    def session_options(self) -> ort.SessionOptions:
+        """ONNX Runtime's options for the session: its thread pools."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = self.inter_op_threads
+        options.add_session_config_entry("session.force_spinning_stop", "1" if self.force_spinning_stop else "0")
+        return options
 
     def wanted(self, instance_kind: str) -> str:
         """The provider an instance must run on; `instance_kind` as Triton names it: "GPU", "CPU" or "MODEL"."""
@@ -166,9 +182,7 @@ class TritonPythonModel:
         settings = RunnerSettings.from_model_config(model_config)
         self.inputs = input_specs(model_config)
         self.output_names = [entry["name"] for entry in model_config["output"]]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.intra_op_threads
-        options.inter_op_num_threads = settings.inter_op_threads
+        options = settings.session_options()
         path = os.path.join(args["model_repository"], args["model_version"], ONNX_FILE)
         device_id = int(args.get("model_instance_device_id", 0) or 0)
         kind = str(args.get("model_instance_kind", "CPU"))

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from PIL import Image
 
 from contracts.preprocessing import DecodeOptions, draft
 from lomar_serve.common.errors import PayloadTooLarge
-from lomar_serve.gateway.decode_budget import PixelBudget, decode_batch_within, decode_cost, decode_image
+from lomar_serve.gateway.decode_budget import (PixelBudget, decode_batch_within, decode_cost, decode_if_room,
+                                               decode_image)
+from lomar_serve.gateway.errors import InvalidImage
 from tests.lomar_serve.processes import REPO
 from tests.lomar_serve.photos import photo_bytes
 
@@ -71,6 +74,57 @@ def test_a_reservation_that_can_never_fit_is_413():
 
     with pytest.raises(PayloadTooLarge, match="decode_budget_pixels"):
         asyncio.run(scenario())
+
+
+def test_room_given_back_by_a_decode_thread_wakes_a_reservation_waiting_on_the_loop():
+    async def scenario() -> int:
+        budget, inside = PixelBudget(100), asyncio.Event()
+        assert await asyncio.to_thread(budget.try_take, 70)  # a decode thread holds 70
+
+        async def wait_for_room() -> None:
+            async with budget.reserve(50):  # 70 + 50 > 100: waits
+                inside.set()
+
+        waiter = asyncio.create_task(wait_for_room())
+        await asyncio.sleep(0.05)
+        assert not inside.is_set()
+        threading.Thread(target=budget.give_back, args=(70,)).start()
+        await wait_until_set(inside, "room given back by another thread never woke the waiting reservation")
+        await waiter
+        return budget.in_use
+
+    assert asyncio.run(scenario()) == 0
+
+
+def test_decode_if_room_decodes_at_once_or_says_what_to_wait_for():
+    blob, budget = photo_bytes("coffee"), PixelBudget(1_000_000)
+    pixels, array = decode_if_room(blob, OPTIONS, budget)
+    assert pixels == decode_cost(blob, OPTIONS) and budget.in_use == 0
+    np.testing.assert_array_equal(array, decode_image(blob, OPTIONS))
+    assert budget.try_take(1_000_000 - pixels + 1)  # now too little is left for it
+    assert decode_if_room(blob, OPTIONS, budget) == (pixels, None) and budget.in_use == 1_000_000 - pixels + 1
+
+
+def test_decode_if_room_gives_the_pixels_back_when_the_decode_fails():
+    truncated = photo_bytes("chelsea")[:5000]  # a readable header, then the data stops
+    budget = PixelBudget(1_000_000)
+    with pytest.raises(InvalidImage):
+        decode_if_room(truncated, OPTIONS, budget)
+    assert budget.in_use == 0
+
+
+def test_a_batch_waits_for_room_held_elsewhere_then_decodes():
+    blobs = [photo_bytes("coffee"), photo_bytes("rocket")]
+
+    async def scenario() -> np.ndarray:
+        budget = PixelBudget(max(decode_cost(blob, OPTIONS) for blob in blobs))
+        async with budget.reserve(budget.capacity):  # everything taken: both images must wait
+            batch = asyncio.create_task(decode_batch_within(blobs, OPTIONS, None, budget))
+            await asyncio.sleep(0.1)
+            assert not batch.done()
+        return await asyncio.wait_for(batch, 10)
+
+    np.testing.assert_array_equal(asyncio.run(scenario()), np.stack([decode_image(b, OPTIONS) for b in blobs]))
 
 
 @pytest.mark.parametrize("blob", [photo_bytes("astronaut"), photo_bytes("hubble_deep_field"),

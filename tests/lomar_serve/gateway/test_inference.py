@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import numpy as np
@@ -71,3 +72,28 @@ def test_server_hanging_up_mid_request_is_unavailable():
 
     _, errors = asyncio.run(_with_server(hang_up, body))
     assert errors == [("m", "unavailable")]
+
+
+def test_infer_asks_for_uncompressed_responses_and_reads_binary_outputs():
+    """aiohttp would ask for gzip, and Triton would compress every response for the gateway to decompress."""
+    logits = np.array([[0.5, -1.0, 2.0]], np.float32)
+    seen: dict[str, str] = {}
+
+    async def triton(reader, writer):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        seen.update((name.lower(), value) for name, _, value in (line.partition(": ") for line in head[1:] if line))
+        await reader.readexactly(int(seen["content-length"]))
+        header = json.dumps({"model_name": "m", "model_version": "3", "outputs": [
+            {"name": "logits", "datatype": "FP32", "shape": [1, 3],
+             "parameters": {"binary_data_size": logits.nbytes}}]}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s%s"
+                     % (len(header), len(header) + logits.nbytes, header, logits.tobytes()))
+        await writer.drain()
+
+    async def body(client):
+        return await client.infer("m", IMAGE, ["logits"])
+
+    result, errors = asyncio.run(_with_server(triton, body))
+    assert seen["accept-encoding"] == "identity" and errors == []
+    assert result.model_version == "3" and np.array_equal(result.outputs["logits"], logits)

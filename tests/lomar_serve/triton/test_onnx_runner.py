@@ -34,6 +34,7 @@ output [ { name: "means" data_type: TYPE_FP32 dims: [ 3 ] } ]
 instance_group [ { kind: KIND_CPU count: 1 } ]
 dynamic_batching { max_queue_delay_microseconds: 200000 }
 parameters { key: "intra_op_threads" value { string_value: "1" } }
+parameters { key: "force_spinning_stop" value { string_value: "1" } }
 """
 
 
@@ -89,6 +90,18 @@ def test_settings_come_from_config_parameters(runner):
     assert settings.providers("CPU", device_id=0) == ["CPUExecutionProvider"]
     with pytest.raises(ValueError, match="execution_provider"):
         runner.RunnerSettings.from_model_config({"parameters": {"execution_provider": {"string_value": "tpu"}}})
+
+
+def test_threads_stop_spinning_after_a_run_when_the_config_says_so(runner):
+    entry = "session.force_spinning_stop"
+    default = runner.RunnerSettings.from_model_config({"parameters": {}})
+    assert default.session_options().get_session_config_entry(entry) == "0"  # ONNX Runtime's own default
+    quiet = runner.RunnerSettings.from_model_config({"parameters": {"force_spinning_stop": {"string_value": "1"},
+                                                                    "intra_op_threads": {"string_value": "2"}}})
+    options = quiet.session_options()
+    assert options.get_session_config_entry(entry) == "1" and options.intra_op_num_threads == 2
+    with pytest.raises(ValueError, match="force_spinning_stop"):
+        runner.RunnerSettings.from_model_config({"parameters": {"force_spinning_stop": {"string_value": "yes"}}})
 
 
 def model_config(kind: str, provider: str | None) -> dict:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -53,14 +56,21 @@ def backend() -> FakeBackend:
     return FakeBackend()
 
 
-@pytest.fixture()
-def client(tmp_path, backend):
-    version_dir = tmp_path / "fake_classifier" / "1"
+@contextmanager
+def gateway_client(repository: Path, backend: FakeBackend, **settings: object) -> Iterator[TestClient]:
+    """The app on `backend` with a repository holding fake_classifier v1 (labels, card); `settings` override."""
+    version_dir = repository / "fake_classifier" / "1"
     version_dir.mkdir(parents=True)
     (version_dir / LABELS_FILE).write_text("\n".join(LABELS) + "\n")
     CARD.write(version_dir)
-    settings = Settings(model_repository=tmp_path, default_classifier="fake_classifier",
-                        default_reconstructor="fake_reconstructor", max_images=6, max_upload_bytes=2_000_000,
-                        search_dir=tmp_path / "collections")  # its own: a gateway locks its collections folder
-    with TestClient(create_app(settings, backend=backend)) as test_client:
+    options = {"default_classifier": "fake_classifier", "default_reconstructor": "fake_reconstructor",
+               "max_images": 6, "max_upload_bytes": 2_000_000,
+               "search_dir": repository / "collections", **settings}  # its own: a gateway locks its folder
+    with TestClient(create_app(Settings(model_repository=repository, **options), backend=backend)) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def client(tmp_path, backend):
+    with gateway_client(tmp_path, backend) as test_client:
         yield test_client

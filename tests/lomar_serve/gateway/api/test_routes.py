@@ -210,3 +210,20 @@ def test_version_routing(tmp_path):
         test_client.post("/v1/embed", **_raw(photo_bytes("coffee")))
         test_client.post("/v1/reconstruct", **_raw(photo_bytes("coffee")))
     assert versions == ["1", "1", ""]  # label discovery and embed on the routed version; reconstruct unrouted
+
+
+def test_the_gateway_dependency_takes_no_thread_hop(client, monkeypatch):
+    """FastAPI runs a plain `def` dependency in its thread pool: a hop per request for an attribute read."""
+    import fastapi.dependencies.utils as dependency_utils
+
+    hops: list[str] = []
+    run_in_threadpool = dependency_utils.run_in_threadpool
+
+    async def counting(function, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        hops.append(function.__name__)
+        return await run_in_threadpool(function, *args, **kwargs)
+
+    monkeypatch.setattr(dependency_utils, "run_in_threadpool", counting)
+    assert client.post("/v1/classify", **_raw(photo_bytes("coffee"))).status_code == 200
+    assert client.get("/v1/models").status_code == 200
+    assert hops and not {"get_gateway", "get_settings"} & set(hops)  # hops: the API-key check (access.py)
