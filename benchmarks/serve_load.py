@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -203,14 +204,28 @@ def start_stack(repository: Path, log_path: Path, env: dict[str, str] | None = N
     raise SystemExit("lomar serve was not ready in time")
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (`lomar serve` stops its gateway and Triton, LitServe its workers), SIGKILL after 60 s."""
-    process.send_signal(signal.SIGTERM)
+def stop(process: subprocess.Popen, group: bool = False) -> None:
+    """SIGTERM, SIGKILL after 60 s. `lomar serve` stops its gateway and Triton itself; `group`: the whole process
+    group of a process started in a session of its own (LitServe's workers outlive its main process otherwise)."""
+    def kill(number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, number) if group else process.send_signal(number)
+
+    kill(signal.SIGTERM)
     try:
         process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        process.kill()
+        kill(signal.SIGKILL)
         process.wait()
+    deadline = time.monotonic() + 10
+    while group and time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)  # anyone left in the group?
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    if group:
+        kill(signal.SIGKILL)
 
 
 def processes() -> dict[int, tuple[int, float, str]]:

@@ -120,7 +120,7 @@ def start_peer(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Pop
         except OSError:
             pass
         time.sleep(0.5)
-    stop(process)
+    stop(process, group=True)
     raise SystemExit("the peer was not ready in time")
 
 
@@ -213,19 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = photo_jpegs()
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="lomar-peer-") as scratch:
-        processes = []
+        processes: list[tuple[subprocess.Popen, bool]] = []  # (process, stop its whole group)
         try:
             targets = {}
             process, url, _ = start_stack(args.model_repository, Path(scratch) / "serve.log")
-            processes.append(process)
+            processes.append((process, False))
             targets["gateway"] = (url, process.pid)
             if args.before:
                 process, url, _ = start_stack(args.before / "model_repository", Path(scratch) / "before.log",
                                               tree=args.before.resolve())
-                processes.append(process)
+                processes.append((process, False))
                 targets["before"] = (url, process.pid)
             process, url = start_peer(args, Path(scratch) / "peer.log")
-            processes.append(process)
+            processes.append((process, True))
             targets["peer"] = (url, process.pid)
             print(f"targets {targets} (gateway: lomar serve on {args.model_repository}; peer: LitServe + ONNX "
                   f"Runtime, {args.peer_workers} worker(s), max batch {args.peer_max_batch}, "
@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"p50 {cell.p50_ms:6.1f} ms  p99 {cell.p99_ms:6.1f} ms  CPU {cell.cpu_ms_per_image:5.1f} "
                           "ms/img", flush=True)
         finally:
-            for process in reversed(processes):
-                stop(process)
+            for process, group in reversed(processes):
+                stop(process, group)
     print_table(cells)
     if args.json:
         args.json.write_text(json.dumps([asdict(c) for c in cells], indent=2))

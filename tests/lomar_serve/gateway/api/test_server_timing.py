@@ -11,7 +11,7 @@ from tests.lomar_serve.fake_backend import FakeBackend
 from tests.lomar_serve.gateway.api.conftest import gateway_client
 from tests.lomar_serve.photos import photo_bytes
 
-INFER_S = 0.05
+INFER_S = 0.2  # long beside scheduling jitter on a busy machine
 
 
 class SlowBackend(FakeBackend):
@@ -43,7 +43,7 @@ def test_a_split_batch_counts_its_triton_calls_once_each_in_parallel(timed_clien
     response = timed_client.post("/v1/embed", files=[("image", (f"{i}.jpg", b, "image/jpeg"))
                                                      for i, b in enumerate(blobs)])
     stages = server_timing.parse(response.headers["server-timing"])
-    assert INFER_S * 1000 <= stages["infer"] < 2 * INFER_S * 1000  # the two calls overlap
+    assert INFER_S * 1000 <= stages["infer"] < 1.5 * INFER_S * 1000  # the two calls overlap (in turn: 2x)
 
 
 def test_a_refused_upload_still_says_where_its_time_went(timed_client):
