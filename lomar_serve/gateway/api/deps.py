@@ -42,9 +42,13 @@ API_KEY = HTTPBearer(scheme_name="ApiKey", auto_error=False, description=(
 def requires(scope: Scope) -> DependsParam:
     """A route's dependency: the request may use `scope` (gateway/access.py). The key's grant, None for an
     anonymous request, is left in `request.state.grant`. The OpenAPI document names the scope in the route's
-    security requirement (`{"ApiKey": [scope]}`, as OpenAPI 3.1 allows role names for any scheme)."""
-    def authorize(request: Request,  # the scope as a default: the annotations are strings (no closure names)
-                  _: HTTPAuthorizationCredentials | None = Security(API_KEY, scopes=[scope])) -> None:
+    security requirement (`{"ApiKey": [scope]}`, as OpenAPI 3.1 allows role names for any scheme).
+
+    Async on purpose: a plain function would cost a thread-pool hop per request (about 0.25 ms at one client,
+    benchmarks/serve_stages.py); the check is a dict lookup and a hash, and the key file is stat-ed at most once
+    per second (a small read when it changed)."""
+    async def authorize(request: Request,  # the scope as a default: the annotations are strings (no closure names)
+                        _: HTTPAuthorizationCredentials | None = Security(API_KEY, scopes=[scope])) -> None:
         client = request.client.host if request.client else "-"
         request.state.grant = request.app.state.access.authorize(scope, request.headers.get("authorization"),
                                                                  client=client)
