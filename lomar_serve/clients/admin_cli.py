@@ -1,6 +1,7 @@
-"""`lomar jobs|deploy|rollback`: retrain jobs, deploys and rollbacks through the control plane's admin API.
+"""`lomar jobs|deploy|rollback`: retrain and ingest jobs, deploys and rollbacks through the control plane's admin API.
 
     lomar jobs submit --data-dir new_images --init runs/finetune/checkpoint-best.pth --epochs 5 --follow
+    lomar jobs ingest photos photos/2024 --create --follow    a worker adds a folder's images to a collection
     lomar jobs list               state, stage, progress and ETA of each job
     lomar jobs show ID            lomar jobs follow ID [--log]
     lomar jobs cancel ID          lomar jobs resume ID
@@ -26,10 +27,11 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
+from contracts.collections import OnDuplicate
 from lomar_serve.clients.admin import DEFAULT_URL, FINAL_STATES, AdminClient, AdminError
 from lomar_serve.clients.settings import ClientSettings, client_settings
 from lomar_serve.common.api_keys import SCOPE_DESCRIPTIONS, SCOPES
@@ -80,7 +82,8 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lomar jobs", description="retrain jobs through the control plane's admin API",
+    parser = argparse.ArgumentParser(prog="lomar jobs", description="retrain and ingest jobs through the control "
+                                     "plane's admin API",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="jobs, newest first")
@@ -105,8 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                         help="training setting, e.g. batch_size=32 (repeatable)")
     submit.add_argument("--auto-deploy", action="store_true", help="deploy the version if it is not worse")
-    submit.add_argument("--follow", action="store_true", help="draw a progress bar until the job ends")
-    submit.add_argument("--log", action="store_true", help="with --follow: print the job's log instead")
+    ingest = commands.add_parser("ingest", help="start an ingest job: a worker adds every image of a folder (inside "
+                                 "a data root) to a collection, through a gateway")
+    ingest.add_argument("collection", help="the collection")
+    ingest.add_argument("data_dir", help="the folder, inside a data root of the control plane")
+    ingest.add_argument("--create", action="store_true", help="create the collection if it does not exist")
+    ingest.add_argument("--model", help="the embedding model of a collection the job creates")
+    ingest.add_argument("--on-duplicate", choices=get_args(OnDuplicate), default="skip",
+                        help="an image whose bytes the collection holds under another name (default: skip)")
+    for sub in ("submit", "ingest"):
+        commands.choices[sub].add_argument("--follow", action="store_true", help="draw a progress bar until the "
+                                           "job ends")
+        commands.choices[sub].add_argument("--log", action="store_true", help="with --follow: print the job's log "
+                                           "instead")
     for sub in commands.choices.values():
         add_connection_args(sub)
     return parser
@@ -125,11 +139,19 @@ def duration(seconds: float | None) -> str:
 
 
 def figures(job: dict[str, Any]) -> str:
-    """What a job is doing, in a line: its stage and, while it trains, epoch, loss, lr, images/s, val top-1, ETA."""
+    """What a job is doing, in a line: its stage and, while it trains, epoch, loss, lr, images/s, val top-1, ETA;
+    while it ingests, images done, added, skipped, failed, images/s, ETA."""
     if job["state"] != "running":
         return job["state"]
     training = job["metrics"].get("training", {})
     parts = [job["stage"] or "starting"]
+    ingest = job["metrics"].get("ingest", {})
+    if job["stage"] == "ingest" and ingest:
+        parts += [f"{ingest['done']}/{ingest['files']} images", f"added {ingest['added']}",
+                  f"skipped {ingest['skipped']}", f"failed {ingest['failed']}"]
+        if isinstance(ingest.get("img_per_s"), (int, float)):
+            parts.append(f"{ingest['img_per_s']:.0f} img/s")
+        parts.append(f"ETA {duration(job.get('eta_s'))}")
     if job["stage"] == "train":
         parts.append(f"epoch {training.get('epochs_done', 0)}/{training.get('epochs') or job['params'].get('epochs')}")
         for key, text in (("train_loss", "loss {:.4f}"), ("lr", "lr {:.2e}"), ("img_per_s", "{:.0f} img/s"),
@@ -187,6 +209,14 @@ def submit_request(args: argparse.Namespace) -> dict[str, Any]:
     return request
 
 
+def ingest_request(args: argparse.Namespace) -> dict[str, Any]:
+    request: dict[str, Any] = {"kind": "ingest", "collection": args.collection, "data_dir": args.data_dir,
+                               "create": args.create, "on_duplicate": args.on_duplicate}
+    if args.model:
+        request["model"] = args.model
+    return request
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     args.prog = "lomar jobs"
@@ -194,13 +224,13 @@ def main(argv: list[str]) -> int:
     def action(client: AdminClient) -> int:
         if args.command == "list":
             for job in client.jobs(args.limit):
-                version = job["model_version"] or "-"
+                target = (f"collection {job['params'].get('collection')}" if job["kind"] == "ingest" else
+                          f"{job['model_name']} v{job['model_version'] or '-'}")
                 print(f"{job['id']}  {job['state']:<11} {job['stage'] or '-':<7} {job['progress']:>5.0%}  "
-                      f"ETA {duration(job.get('eta_s')):<6} {job['kind']:<8} {job['model_name']} v{version}  "
-                      f"{job['message']}")
+                      f"ETA {duration(job.get('eta_s')):<6} {job['kind']:<8} {target}  {job['message']}")
             return 0
-        if args.command == "submit":
-            job = client.submit(submit_request(args))
+        if args.command in ("submit", "ingest"):
+            job = client.submit(submit_request(args) if args.command == "submit" else ingest_request(args))
             print(f"job {job['id']} queued")
             return follow(client, job["id"], log=args.log) if args.follow else 0
         if args.command == "follow":

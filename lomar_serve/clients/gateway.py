@@ -37,6 +37,7 @@ class LomarClient:
     def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
         """`api_key`: a key from the control plane (`lomar keys create`), sent with every request."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def close(self) -> None:

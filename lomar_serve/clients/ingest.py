@@ -19,6 +19,9 @@ sent in requests within the gateway's limits, resumable.
   lost) adds what is missing and nothing twice. An add that reached the gateway but whose answer was lost is
   found the same way when retried. Images with the same bytes under another name are handled by the gateway's
   `on_duplicate` (skip by default: reported as skipped).
+- Progress and stopping: `on_progress` is called with the counts after each request; `stop` is asked before each
+  request is sent, and when it says so the requests in flight end and IngestStopped is raised (run it again to
+  go on: what is in is skipped). A worker's ingest job uses both (lomar_serve/worker/ingest.py).
 """
 from __future__ import annotations
 
@@ -72,6 +75,22 @@ class Source:
     name: str
 
 
+class IngestStopped(Exception):
+    """`IngestOptions.stop` said stop: the requests in flight ended, no other was sent."""
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """The counts so far, given to `IngestOptions.on_progress` after each request."""
+
+    files: int  # images to add
+    done: int  # of them handled: added, skipped, replaced or failed
+    added: int
+    skipped: int
+    replaced: int
+    failed: int
+
+
 @dataclass(frozen=True)
 class IngestOptions:
     metadata: dict[str, Any] | None = None  # given to every image
@@ -82,6 +101,8 @@ class IngestOptions:
     concurrency: int = 2  # requests in flight: the next is read, hashed and looked up while one is embedded
     retries: int = 5  # transient failures per request, each after a longer pause
     progress: bool = False  # a progress bar on stderr
+    on_progress: Callable[[IngestProgress], None] | None = None  # called after each request
+    stop: Callable[[], bool] | None = None  # asked before each request: True ends the ingest (IngestStopped)
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,10 @@ class _Report:
     replaced: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def progress(self, done: int) -> IngestProgress:
+        with self.lock:
+            return IngestProgress(len(self.sources), done, self.added, self.skipped, self.replaced, len(self.failed))
 
     def fail(self, source: Source, error: object) -> None:
         with self.lock:
@@ -141,7 +166,7 @@ def find_images(arguments: Sequence[str | Path]) -> list[Source]:
         text = str(argument)
         path = Path(text).expanduser()
         if path.is_dir():
-            sources += [Source(file, file.relative_to(path).as_posix()) for file in image_files(path)]
+            sources += folder_sources(path)
         elif path.is_file():
             sources.append(Source(path, path.name))
         elif GLOB_CHARACTERS & set(text):
@@ -159,6 +184,12 @@ def find_images(arguments: Sequence[str | Path]) -> list[Source]:
     for source in sources:
         unique.setdefault(source.path.resolve(), source)
     return list(unique.values())
+
+
+def folder_sources(folder: Path, roots: Sequence[Path] | None = None) -> list[Source]:
+    """Every image below `folder` (contracts.datasets.image_files: hidden folders skipped; with resolved `roots`,
+    OutsideDataRoots for one that resolves outside them), named by its path relative to `folder`."""
+    return [Source(file, file.relative_to(folder).as_posix()) for file in image_files(folder, roots)]
 
 
 def _literal_root(pattern: Path) -> Path:
@@ -192,16 +223,26 @@ def ingest(client: CollectionsClient, collection: str, sources: list[Source], op
 
     with tqdm(total=len(sources), unit="image", desc=f"adding to {collection}", disable=not options.progress,
               dynamic_ncols=True) as bar, ThreadPoolExecutor(options.concurrency, "lomar-ingest") as pool:
+        handled = 0  # images of the requests that ended (a disabled bar counts nothing)
+
         def finish(done: set[Future[int]]) -> None:
+            nonlocal handled
             for future in done:
-                bar.update(future.result())  # a refusal no retry or split helps is raised here
+                count = future.result()  # a refusal no retry or split helps is raised here
+                handled += count
+                bar.update(count)
             bar.set_postfix(added=report.added, skipped=report.skipped, failed=len(report.failed), refresh=False)
+            if options.on_progress is not None:
+                options.on_progress(report.progress(handled))
 
         pending: set[Future[int]] = set()
         for chunk in _chunks(sources, max_images, limits.max_upload_bytes):
             if len(pending) >= options.concurrency:  # the files of at most that many requests in memory
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 finish(done)
+            if options.stop is not None and options.stop():
+                finish(wait(pending).done)
+                raise IngestStopped(f"stopped after {handled} of {len(sources)} images")
             pending.add(pool.submit(add, chunk))
         finish(wait(pending).done)
     count = _call(lambda: client.collection(collection)["count"], options.retries)

@@ -30,6 +30,7 @@ from lomar_serve.jobs.errors import JobConflict, ReportNotFound, StoreUnavailabl
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import log_tail
 from lomar_serve.jobs.report import Evaluation, is_thumbnail_name
+from lomar_serve.jobs.ingest import IngestPlan
 from lomar_serve.jobs.spec import JobPlan
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
 
@@ -114,14 +115,14 @@ class JobQueue:
                 LOGGER.exception("sweeping stale jobs failed")
 
     # -- requests --------------------------------------------------------------------------------------------
-    def submit(self, plan: JobPlan) -> JobRecord:
+    def submit(self, plan: JobPlan | IngestPlan) -> JobRecord:
         """Record a new job, queued for the next free worker."""
         job_id = secrets.token_hex(6)
         paths = JobFiles(self.settings.jobs_dir / job_id)
         paths.job_dir.mkdir(parents=True, exist_ok=False)
         record = self.store.create_job(job_id, plan.kind, plan.to_dict(), log_path=paths.log,
                                        output_dir=paths.train, model_name=plan.model_name)
-        LOGGER.info("job %s queued: %s of %s -> model %s", job_id, plan.kind, plan.data_dir, plan.model_name)
+        LOGGER.info("job %s queued: %s of %s", job_id, plan.kind, plan.data_dir)
         return record
 
     def get(self, job_id: str) -> JobRecord:

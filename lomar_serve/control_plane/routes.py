@@ -28,7 +28,8 @@ from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import AdminDisabled, RolloutNotFound
 from lomar_serve.jobs.progress import read_chunk
 from lomar_serve.jobs.report import THUMBNAIL_PATTERN
-from lomar_serve.jobs.spec import JOB_ID_PATTERN, JobRequest
+from lomar_serve.jobs.ingest import IngestRequest
+from lomar_serve.jobs.spec import JOB_ID_PATTERN, AnyJobRequest
 
 LOGGER = logging.getLogger(__name__)
 LOG_CHUNK_BYTES = 64 * 1024
@@ -94,11 +95,15 @@ class DeployRequest(BaseModel):
         return self
 
 
-@router.post("/jobs", status_code=202, summary="Start a retrain job (training, export, verification)")
-def submit_job(body: JobRequest, lifecycle: LifecycleDep) -> Job:
-    plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, MemoryBudget.of(lifecycle.settings.job_memory_gb))
+@router.post("/jobs", status_code=202, summary="Start a job: retrain (training, export, verification) or ingest a "
+             "folder into an image collection (`kind`)")
+def submit_job(body: AnyJobRequest, lifecycle: LifecycleDep) -> Job:
+    if isinstance(body, IngestRequest):
+        plan = body.plan(lifecycle.roots)
+    else:
+        plan = body.plan(lifecycle.roots, lifecycle.jobs_dir, MemoryBudget.of(lifecycle.settings.job_memory_gb))
     record = lifecycle.jobs.submit(plan)
-    LOGGER.info("admin: job %s submitted (%s -> %s)", record.id, plan.kind, plan.model_name)
+    LOGGER.info("admin: job %s submitted (%s of %s)", record.id, plan.kind, plan.data_dir)
     return Job.model_validate(record.to_dict())
 
 

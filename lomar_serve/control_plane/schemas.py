@@ -16,24 +16,27 @@ class Job(BaseModel):
     """One retrain job as stored (lomar_serve.jobs.store.JobRecord)."""
 
     id: str
-    kind: str = Field(description="finetune | pretrain")
+    kind: str = Field(description="finetune | pretrain | ingest")
     state: str = Field(description="queued | running | succeeded | failed | cancelled | interrupted")
-    stage: str = Field(description="'' (not started) | train | export | verify | deploy | done")
+    stage: str = Field(description="'' (not started) | train | export | verify | deploy | done; an ingest job: "
+                                   "ingest | done")
     params: dict[str, Any] = Field(description="the validated request")
     progress: float = Field(ge=0.0, le=1.0)
-    metrics: dict[str, Any] = Field(description="latest training figures, verification results, deploy outcome")
+    metrics: dict[str, Any] = Field(description="latest training figures, verification results, deploy outcome; an "
+                                                "ingest job's counts (`ingest`)")
     message: str = Field(description="what happened last (the error of a failed job)")
     log_path: str
     output_dir: str
-    model_name: str
+    model_name: str = Field(description="the Triton model the job's version goes to ('' for an ingest job that "
+                                        "names no model)")
     model_version: str | None
     created_at: float = Field(description="Unix time (the job store's clock)")
     updated_at: float
     worker: str | None = Field(None, description="the worker that claimed it last")
     heartbeat_at: float | None = Field(None, description="that worker's last heartbeat (Unix time)")
     cancel_requested: bool = Field(False, description="a cancel waits for the running job's worker to end it")
-    eta_s: float | None = Field(None, description="seconds until training ends, at the pace of the run's steps so "
-                                                  "far (while the job trains; null before two steps are logged)")
+    eta_s: float | None = Field(None, description="seconds until training (or an ingest) ends, at the pace so far "
+                                                  "(while it runs; null before the pace is known)")
 
     @model_validator(mode="before")
     @classmethod

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from contracts.collections import COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, OnDuplicate
 from contracts.triton_config import read_serving_version
 from lomar_serve.common.errors import InvalidParameter, PayloadTooLarge, ServiceError
 from lomar_serve.gateway.catalog import ModelSpec
@@ -51,7 +52,7 @@ from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, Col
                                        VersionUnavailable)
 from lomar_serve.search.folder_lock import FolderLock
 from lomar_serve.search.reindex import reindex
-from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, OnDuplicate, Skipped,
+from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, Skipped,
                                       Stored, VersionsChanged, encode_input)
 
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
-COLLECTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a folder name: no dots, no upper case
-COLLECTION_NAME_RULE = "1-64 of a-z, 0-9, '_', '-', starting with a letter or a digit"
 ITEM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 # An image's name: what the client called it (a file name, a path in an ingested folder); any text but control
 # characters, up to 1024 characters. Names need not be unique.

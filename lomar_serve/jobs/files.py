@@ -13,6 +13,7 @@ from contracts.checkpoints import LAST_CHECKPOINT, final_checkpoint
 EVALUATION_DIR = "evaluation"  # the verification stage's report (lomar_serve/jobs/report.py) and its thumbnails
 EVALUATION_FILE = "evaluation.json"
 THUMBNAILS_DIR = "thumbnails"
+INGEST_REPORT_FILE = "ingest.json"
 # How a stopped job can go on ("{id}": the job's id).
 RESUME_HINT = ("its log and checkpoints are kept: resume it (POST /v1/admin/jobs/{id}/resume, "
                "`lomar jobs resume {id}`) to continue from its last checkpoint")
@@ -61,6 +62,11 @@ class JobFiles:
     @property
     def thumbnails(self) -> Path:
         return self.evaluation_dir / THUMBNAILS_DIR
+
+    @property
+    def ingest_report(self) -> Path:
+        """An ingest job's whole report (every failed file), beside its log."""
+        return self.job_dir / INGEST_REPORT_FILE
 
     @property
     def checkpoint(self) -> Path:

@@ -19,6 +19,7 @@ STAGE_START = {"train": 0.0, "export": 0.8, "verify": 0.9, "deploy": 0.95, "done
 TRAIN_SHARE = 0.8
 LOG_TAIL_BYTES = 4000
 SPLITS = ("run", "train", "epoch", "val")  # the kinds of records training writes
+ETA_FIGURES = {"train": "training", "ingest": "ingest"}  # stage -> the metrics entry with its eta_s
 
 
 def read_chunk(output_dir: str | Path, offset: int = 0, max_bytes: int | None = None) -> tuple[list[dict[str, Any]], int]:
@@ -88,11 +89,12 @@ def training_progress(records: list[dict[str, Any]], epochs: int,
 
 
 def job_eta(state: str, stage: str, metrics: dict[str, Any]) -> float | None:
-    """A job's ETA: that of its training while it trains (the worker keeps the figures in metrics["training"]),
-    None otherwise."""
-    if state != "running" or stage != "train":
+    """A job's ETA: that of its training while it trains, or of its ingest (the worker keeps the figures in
+    metrics["training"] and metrics["ingest"]), None otherwise."""
+    figures = ETA_FIGURES.get(stage)
+    if state != "running" or figures is None:
         return None
-    eta = metrics.get("training", {}).get("eta_s")
+    eta = metrics.get(figures, {}).get("eta_s")
     return float(eta) if isinstance(eta, (int, float)) else None
 
 

@@ -13,16 +13,17 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from contracts import datasets
 from contracts.checkpoints import CONFIG_FILE, final_checkpoint
 from contracts.model_repository import DEFAULT_CLASSIFIER, DEFAULT_MODEL_NAMES, DEFAULT_RECONSTRUCTOR
 from lomar_serve.jobs.budget import MemoryBudget
 from lomar_serve.jobs.errors import InvalidName, LifecycleError, PathNotAllowed
+from lomar_serve.jobs.ingest import INGEST, IngestPlan, IngestRequest
 from lomar_serve.jobs.paths import DataRoots, check_model_name
 from training.config import (FinetuneConfig, PretrainConfig, TrainConfig, available_cpus, make_config,  # no torch
                              option_types)
@@ -224,3 +225,20 @@ class JobPlan:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> JobPlan:
         return cls(**{**values, "data_roots": tuple(values.get("data_roots", ()))})  # JSON gives a list
+
+
+def _request_kind(value: Any) -> str:
+    """Which request model a POST /v1/admin/jobs body is: an ingest job's, else a training job's (whose `kind`
+    defaults to finetune)."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return INGEST if kind == INGEST else "training"
+
+
+# POST /v1/admin/jobs body: a retrain job (finetune, pretrain) or an ingest job, told apart by `kind`.
+AnyJobRequest = Annotated[Annotated[JobRequest, Tag("training")] | Annotated[IngestRequest, Tag(INGEST)],
+                          Discriminator(_request_kind)]
+
+
+def plan_from_dict(values: dict[str, Any]) -> JobPlan | IngestPlan:
+    """A stored job's plan (its params), of its kind."""
+    return IngestPlan.from_dict(values) if values.get("kind") == INGEST else JobPlan.from_dict(values)

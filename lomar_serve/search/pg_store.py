@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from contracts.collections import OnDuplicate
 from lomar_serve.search.errors import CollectionExists, CollectionNotFound, DuplicateId
 from lomar_serve.search.pgvector import copy_vectors, vector_table
 from lomar_serve.search.postgres import PgSession
 from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, Lease, NewItem,
-                                      OnDuplicate, Stored, VersionsChanged, inserted, metadata_filter,
+                                      Stored, VersionsChanged, inserted, metadata_filter,
                                       plan_insert)
 
 COLLECTIONS, ITEMS = "lomar_collections", "lomar_collection_items"

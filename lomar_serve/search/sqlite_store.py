@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem, OnDuplicate,
+from contracts.collections import OnDuplicate
+from lomar_serve.search.store import (CollectionInfo, CollectionStore, Inserted, ItemRow, NewItem,
                                       Stored, inserted, metadata_filter, plan_insert)
 
 SCHEMA = """

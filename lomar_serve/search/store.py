@@ -20,11 +20,12 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from contracts.collections import OnDuplicate
 from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.search.errors import DuplicateId
 
@@ -45,9 +46,6 @@ class CollectionInfo:
     owner: str | None = None  # the id of the API key that created it (None: created without a key)
 
 
-# What an add does with an image whose bytes (sha256) the collection already holds: nothing (the answer names the
-# image it matched), replace that image (keeping its id unless the add gives one), or add it again.
-OnDuplicate = Literal["skip", "replace", "add"]
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,11 @@ def main(argv: list[str]) -> int:
         restore_signals(previous)
 
 
+def _local(host: str) -> str:
+    """How a process on this box reaches a server listening on `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def _start_control_roles(settings: ServeSettings) -> list[ChildProcess]:
     """The control plane (admin API on LOMAR_CONTROL_HOST:PORT, default 127.0.0.1:8100) and one worker, as child
     processes on this box's Triton and repository; their other settings come from the same LOMAR_* environment.
@@ -87,9 +92,10 @@ def _start_control_roles(settings: ServeSettings) -> list[ChildProcess]:
     """
     repository = str(settings.model_repository.resolve())
     control = ControlPlaneSettings(triton_urls=str(settings.triton_url), model_repository=repository)
-    host = "127.0.0.1" if control.control_host in ("0.0.0.0", "::") else control.control_host
     env = dict(os.environ, LOMAR_TRITON_URLS=str(settings.triton_url), LOMAR_MODEL_REPOSITORY=repository,
-               LOMAR_CONTROL_PLANE_URL=f"http://{host}:{control.control_port}")
+               LOMAR_CONTROL_PLANE_URL=f"http://{_local(control.control_host)}:{control.control_port}")
+    if settings.port and "LOMAR_GATEWAY_URL" not in env:  # the worker's ingest jobs go through this box's gateway
+        env["LOMAR_GATEWAY_URL"] = f"http://{_local(settings.host)}:{settings.port}"
     command = [sys.executable, "-m", "lomar_serve.cli"]
     # Each child gets the settings it reads, and no other role's (the gateway's pgvector URL stays here).
     roles = [ChildProcess("control plane", [*command, "control-plane"],

@@ -1,5 +1,6 @@
-"""`lomar worker`: claims queued retrain jobs from the job store and runs them (needs the `train` and `export`
-extras). Any number of workers, on any machines that share the store, JOBS_DIR and the model repository.
+"""`lomar worker`: claims queued jobs from the job store and runs them: retrain jobs (they need the `train` and
+`export` extras) and ingest jobs (a folder added to a collection through LOMAR_GATEWAY_URL, worker/ingest.py). Any number of workers, on any machines that share the store,
+JOBS_DIR and the model repository.
 
     LOMAR_JOBS_DIR=/srv/jobs LOMAR_MODEL_REPOSITORY=/srv/models lomar worker    # store: JOBS_DIR/lifecycle.sqlite
     LOMAR_STORE_URL=postgresql://lomar@db/lomar LOMAR_CONTROL_PLANE_URL=http://control:8100 \\
@@ -37,6 +38,7 @@ from lomar_serve.common.settings import add_flags
 from lomar_serve.jobs.errors import DeployError, StoreUnavailable
 from lomar_serve.jobs.store import open_store
 from lomar_serve.worker.executors import ExecutorSettings, make_executor
+from lomar_serve.worker.ingest import GatewayAccess
 from lomar_serve.worker.runner import JobSettings, Worker
 from lomar_serve.worker.settings import WorkerSettings
 
@@ -71,10 +73,15 @@ def build_worker(settings: WorkerSettings) -> Worker:
     jobs_dir = settings.resolved_jobs_dir
     jobs_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.resolved_store_url)
-    deploy = None
+    deploy, admin = None, None
     if settings.control_plane_url:
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         deploy = control_plane_deploy(settings.control_plane_url, token)
+        admin = AdminClient(settings.control_plane_url, token=token, timeout_s=30.0)
+    gateway = None
+    if settings.gateway_url:
+        api_key = settings.gateway_api_key.get_secret_value() if settings.gateway_api_key else None
+        gateway = GatewayAccess(settings.gateway_url, api_key=api_key, admin=admin)
     repository = settings.model_repository.resolve()
     executor = make_executor(ExecutorSettings(), jobs_dir=jobs_dir, model_repository=repository,
                              data_roots=tuple(root.resolve() for root in settings.data_roots))
@@ -83,7 +90,7 @@ def build_worker(settings: WorkerSettings) -> Worker:
                                terminate_grace_s=settings.terminate_grace_s,
                                heartbeat_interval_s=settings.heartbeat_interval_s,
                                store_retry_s=settings.store_retry_s)
-    return Worker(store, job_settings, settings.worker_id, deploy=deploy)
+    return Worker(store, job_settings, settings.worker_id, deploy=deploy, gateway=gateway)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser, WorkerSettings, {
         "--store-url": "store_url", "--jobs-dir": "jobs_dir", "--model-repository": "model_repository",
-        "--worker-id": "worker_id", "--control-plane-url": "control_plane_url", "--log-level": "log_level"})
+        "--worker-id": "worker_id", "--control-plane-url": "control_plane_url", "--gateway-url": "gateway_url",
+        "--log-level": "log_level"})
     return parser
 
 

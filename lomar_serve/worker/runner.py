@@ -40,9 +40,13 @@ from lomar_serve.jobs.errors import JobConflict, JobNotFound, LifecycleError, St
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import job_progress, log_tail, read_records, training_progress
 from lomar_serve.jobs.repository_view import RepositoryView
-from lomar_serve.jobs.spec import JobPlan
+from lomar_serve.clients.ingest import IngestStopped
+from lomar_serve.jobs.ingest import INGEST, INGEST_STAGE, IngestPlan
+from lomar_serve.jobs.spec import JobPlan, plan_from_dict
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
 from lomar_serve.worker.executors import Execution, Executor, ExecutorError, LocalExecutor, StageRun
+from lomar_serve.worker.ingest import NO_GATEWAY, GatewayAccess, IngestFailed, run_ingest
+from lomar_serve.worker.ingest import summary as ingest_summary
 from lomar_serve.worker.retrying_store import RetryingStore
 from lomar_serve.worker.stages import export_command, training_command, verification_command
 
@@ -87,7 +91,8 @@ class Worker:
     """Claims queued jobs and runs their stages; one job at a time."""
 
     def __init__(self, store: LifecycleStore, settings: JobSettings, worker_id: str, *,
-                 deploy: Callable[[str, str], dict[str, Any]] | None = None) -> None:
+                 deploy: Callable[[str, str], dict[str, Any]] | None = None,
+                 gateway: GatewayAccess | None = None) -> None:
         """
         Args:
             store: where records live (shared with the control plane and other workers).
@@ -95,6 +100,7 @@ class Worker:
             worker_id: this worker's name in job records (unique among the workers of a store).
             deploy: deploy(name, version) for auto-deploy (raises LifecycleError); None: auto-deploy is not
                 available, and such jobs say so.
+            gateway: the gateway ingest jobs add images through; None: they fail, saying so.
         """
         self.store = store
         self._store = RetryingStore(store, settings.store_retry_s)  # every call of the threads goes through it
@@ -102,6 +108,7 @@ class Worker:
         self.worker_id = worker_id
         self.repository = RepositoryView(settings.model_repository)
         self._deploy = deploy
+        self._gateway = gateway
         self._stopping = threading.Event()  # stop claiming; interrupt the running job
         self._halt = threading.Event()  # stop the heartbeat thread (after the job's record is final)
         self._threads: list[threading.Thread] = []
@@ -251,13 +258,16 @@ class Worker:
         job_id = record.id
         with self._lock:
             self._current = job_id
-        plan = JobPlan.from_dict(record.params)
+        plan = plan_from_dict(record.params)
         paths = JobFiles(self.settings.jobs_dir / job_id)
         paths.job_dir.mkdir(parents=True, exist_ok=True)
-        stages: list[tuple[str, Callable[[JobRecord, JobPlan, JobFiles], None]]] = [
-            ("train", self._train), ("export", self._export), ("verify", self._verify)]
-        if plan.auto_deploy:
-            stages.append(("deploy", self._auto_deploy))
+        stages: list[tuple[str, Callable[[JobRecord, Any, JobFiles], None]]]
+        if isinstance(plan, IngestPlan):
+            stages = [(INGEST_STAGE, self._ingest)]
+        else:
+            stages = [("train", self._train), ("export", self._export), ("verify", self._verify)]
+            if plan.auto_deploy:
+                stages.append(("deploy", self._auto_deploy))
         names = [name for name, _ in stages]
         first = names.index(record.stage) if record.stage in names else 0
         self._log(paths, f"== worker {self.worker_id} ==")
@@ -297,6 +307,8 @@ class Worker:
 
     @staticmethod
     def _summary(record: JobRecord) -> str:
+        if record.kind == INGEST:
+            return ingest_summary(record.metrics["ingest"])
         text = f"exported version {record.model_version} of {record.model_name}"
         deploy = record.metrics.get("deploy")
         if isinstance(deploy, dict):
@@ -369,6 +381,29 @@ class Worker:
                                   "the serving version is unchanged") from error
         self._log(paths, str(outcome["message"]))
         self._store.update_job(record.id, metrics={"deploy": outcome})
+
+    def _ingest(self, record: JobRecord, plan: IngestPlan, paths: JobFiles) -> None:
+        if self._gateway is None:
+            raise IngestFailed(NO_GATEWAY)
+        written = 0.0
+
+        def progress(figures: dict[str, Any]) -> None:  # at most once a poll interval; a failed write is skipped
+            nonlocal written
+            if time.monotonic() - written >= self.settings.poll_interval_s:
+                written = time.monotonic()
+                self._store.try_update_job(record.id, progress=round(figures["done"] / figures["files"], 4),
+                                           metrics={"ingest": figures})
+
+        self._log(paths, f"adding the images of {plan.data_dir} to collection {plan.collection} through "
+                         f"{self._gateway.url}")
+        try:
+            with self._gateway.client(record.id) as client:
+                figures = run_ingest(plan, client, paths, on_figures=progress, stop=lambda: self._stopped(record.id))
+        except IngestStopped as stopped:
+            self._log(paths, str(stopped))
+            raise JobStopped() from stopped
+        self._store.update_job(record.id, metrics={"ingest": figures})
+        self._log(paths, ingest_summary(figures))
 
     def _check_fits_model(self, plan: JobPlan) -> None:
         """Versions of one model share one config: refuse early a fine-tune whose class count differs."""

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from lomar_serve.common.settings import (DEFAULT_MODEL_REPOSITORY, ControlPlaneUrl, DataRoots, JobsDir, ModelRepository,
                                          OptionalAdminToken, RoleSettings, StoreUrl)
@@ -29,6 +29,13 @@ class WorkerSettings(RoleSettings):
     control_plane_url: ControlPlaneUrl = None
     admin_token: OptionalAdminToken = None
     data_roots: DataRoots = ()
+    gateway_url: str | None = Field(None, pattern=r"^https?://", description=(
+        "http://host:port of the gateway that ingest jobs add images through (`lomar serve` sets its own); unset: "
+        "ingest jobs fail, saying so"))
+    gateway_api_key: SecretStr | None = Field(None, description=(
+        "the API key ingest jobs send (scopes collections:read and collections:write); unset: each ingest job gets "
+        "a key of its own from the control plane (LOMAR_CONTROL_PLANE_URL + LOMAR_ADMIN_TOKEN), revoked when it "
+        "ends, else goes without one"))
     heartbeat_interval_s: float = Field(2.0, gt=0, description="seconds between a running job's heartbeats (well "
                                                                "under the control plane's "
                                                                "LOMAR_JOB_HEARTBEAT_TIMEOUT_S)")

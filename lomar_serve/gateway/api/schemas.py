@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lomar_serve.search.store import OnDuplicate
+from contracts.collections import OnDuplicate
+
 
 # Upper bound of `top_k` in the schema; a top_k above the model's class count returns every class.
 MAX_TOP_K = 100_000

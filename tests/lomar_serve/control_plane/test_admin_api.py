@@ -161,3 +161,29 @@ def test_metrics_come_in_increments_after_a_cursor_and_the_eta_with_the_job(tmp_
     assert client.get(f"/v1/admin/jobs/{job['id']}/metrics", headers=AUTH).json()["eta_s"] == 42.5
     lifecycle.store.update_job(job["id"], stage="export")
     assert client.get(f"/v1/admin/jobs/{job['id']}", headers=AUTH).json()["eta_s"] is None
+
+
+def test_an_ingest_job_is_a_job_of_its_own_kind_with_its_own_checks(tmp_path: Path) -> None:
+    client, lifecycle = make_client(tmp_path, TOKEN)
+    body = {"kind": "ingest", "data_dir": "set", "collection": "photos", "create": True}
+    response = client.post("/v1/admin/jobs", json=body, headers=AUTH)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert (job["kind"], job["state"], job["model_name"]) == ("ingest", "queued", "")
+    assert job["params"]["data_dir"] == str((tmp_path / "data" / "set").resolve())
+    assert (job["params"]["collection"], job["params"]["create"], job["params"]["on_duplicate"]) == (
+        "photos", True, "skip")
+    refusals = [({**body, "collection": "Photos!"}, 422), ({**body, "epochs": 3}, 422),  # a training field
+                ({**body, "on_duplicate": "merge"}, 422), ({**body, "model": "../evil"}, 422),
+                ({key: value for key, value in body.items() if key != "collection"}, 422),
+                ({**body, "data_dir": "../outside"}, 403), ({**body, "data_dir": "set/a/missing"}, 403),
+                ({**body, "kind": "harvest"}, 422)]
+    for request, status in refusals:
+        response = client.post("/v1/admin/jobs", json=request, headers=AUTH)
+        assert response.status_code == status, (request, response.text)
+        assert response.json()["error"]["message"], response.text
+    # a training request still needs no `kind` and is not taken for an ingest
+    assert client.post("/v1/admin/jobs", json={**JOB, "collection": "photos"}, headers=AUTH).status_code == 422
+    trained = client.post("/v1/admin/jobs", json=JOB, headers=AUTH)
+    assert trained.status_code == 202 and trained.json()["kind"] == "finetune", trained.text
+    assert [record.kind for record in lifecycle.store.list_jobs()] == ["finetune", "ingest"]

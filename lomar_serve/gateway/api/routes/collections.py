@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.collections import COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, OnDuplicate
 from contracts.model_repository import MODEL_NAME_PATTERN
 from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.common.openapi import error_responses
@@ -25,10 +26,8 @@ from lomar_serve.gateway.api.deps import GatewayDep, grant_of, requires
 from lomar_serve.gateway.api.schemas import MAX_LISTING_FILTERS, Images
 from lomar_serve.gateway.api.uploads import (decode_base64_images, parse_json, read_body, read_images,
                                              read_named_images)
-from lomar_serve.gateway.collections import (COLLECTION_NAME_PATTERN, COLLECTION_NAME_RULE, IMAGE_NAME_PATTERN,
-                                             ITEM_ID_PATTERN, Queries, SearchAnswer, SearchService)
+from lomar_serve.gateway.collections import (IMAGE_NAME_PATTERN, ITEM_ID_PATTERN, Queries, SearchAnswer, SearchService)
 from lomar_serve.search.errors import ImageNotFound
-from lomar_serve.search.store import OnDuplicate
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"],
                    responses=error_responses(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 502, 503, 504))
