@@ -14,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
-from tests.lomar_serve.processes import ServeStack, alive, children, command_line
+from tests.lomar_serve.photos import photo_array
+from tests.lomar_serve.processes import ServeStack, alive, children, command_line, wait_until
 from tests.lomar_serve.tiny_models import (TINY_MODEL, TINY_OPTIONS, export_tiny, export_tiny_reconstruction,
                                            synthetic_set)
 
@@ -31,6 +33,7 @@ BASE_CLASSES = ["class_000_circle", "class_001_square", "class_002_triangle"]
 def lifecycle_env(data: Path, work: Path) -> dict[str, str]:
     return {"LOMAR_ADMIN_TOKEN": TOKEN, "LOMAR_DATA_ROOTS": str(data), "LOMAR_JOBS_DIR": str(work / "jobs"),
             "LOMAR_DEPLOY_DRAIN_S": "1", "LOMAR_RETRY_AFTER_S": "1", "LOMAR_JOB_HEARTBEAT_TIMEOUT_S": "5",
+            "LOMAR_POLL_INTERVAL_S": "0.2",
             # the gateway's secret alone (its engine stays embedded): no other process may get it
             "LOMAR_SEARCH_PG_URL": f"postgresql://lomar:{GATEWAY_SECRET}@127.0.0.1:9/none"}
 
@@ -250,3 +253,55 @@ def test_everything_killed_during_a_job_keeps_the_record(stack: ServeStack) -> N
 
 def image_path_bytes(stack: ServeStack) -> bytes:
     return image(Path(stack.env["LOMAR_DATA_ROOTS"]))
+
+
+def crops(folder: Path, count: int) -> list[str]:
+    """`count` distinct 320x240 JPEGs (crops of a photograph at distinct offsets) in sub-folders; their names."""
+    photo = Image.fromarray(photo_array("astronaut")).convert("RGB")
+    names = []
+    for index in range(count):
+        left, top = 3 * (index % 40), 3 * (index // 40)
+        name = f"roll-{index // 100}/frame-{index:04d}.jpg"
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        photo.crop((left, top, left + 320, top + 240)).save(folder / name, "JPEG", quality=85)
+        names.append(name)
+    return names
+
+
+def test_an_ingest_job_killed_with_its_worker_resumes_to_every_image_once(stack: ServeStack, data_dir: Path) -> None:
+    """`lomar jobs ingest` through the control plane: the worker adds a folder through the gateway with a key of the
+    job's own (collections:write is not open here); its worker SIGKILLed mid-way (`lomar serve` restarts it), the
+    job is interrupted, resumed, and ends with every image exactly once, found by name; its keys are revoked."""
+    names = crops(data_dir / "film", 480)
+    submitted = lomar(stack, "jobs", "ingest", "film", "film", "--create")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split()[1]
+    with httpx.Client(base_url=stack.admin_url, headers=AUTH, timeout=60) as admin, \
+            httpx.Client(base_url=stack.url, timeout=60) as http:
+        def ingesting() -> dict | None:
+            record = admin.get(f"/v1/admin/jobs/{job_id}").json()
+            assert record["state"] in ("queued", "running"), record
+            return record if record["metrics"].get("ingest", {}).get("done") else None
+
+        record = wait_until(ingesting, "the ingest job to add images", 120)
+        assert record["metrics"]["ingest"]["done"] < len(names) and record["eta_s"] is not None, record
+        workers = [pid for pid in stack.descendants() if "lomar_serve.cli worker" in " ".join(command_line(pid))]
+        assert len(workers) == 1, workers
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: admin.get(f"/v1/admin/jobs/{job_id}").json()["state"] == "interrupted",
+                   "the sweeper to interrupt the job of the killed worker", 60)
+        before = http.get("/v1/collections/film").json()["count"]
+        assert 0 < before < len(names)
+        assert admin.post(f"/v1/admin/jobs/{job_id}/resume").json()["state"] == "queued"
+        record = wait_until(lambda: (r := admin.get(f"/v1/admin/jobs/{job_id}").json())["state"] not in (
+            "queued", "running") and r, "the resumed job to end", 240)
+        assert record["state"] == "succeeded", record
+        figures = record["metrics"]["ingest"]
+        assert (figures["files"], figures["failed"], figures["count"]) == (len(names), 0, len(names)), figures
+        assert figures["skipped"] >= before and figures["added"] + figures["skipped"] == len(names)
+        listed = http.get("/v1/collections/film/images", params={"limit": 1000}).json()["images"]
+        assert sorted(image["name"] for image in listed) == sorted(names)  # every image exactly once
+        keys = [key for key in admin.get("/v1/admin/keys").json()["keys"] if key["name"] == f"ingest-job-{job_id}"]
+        assert len(keys) >= 2 and all(key["revoked_at"] for key in keys), keys  # the killed run's one too
+        listing = lomar(stack, "jobs", "list")
+        assert f"{job_id}  succeeded" in listing.stdout and "collection film" in listing.stdout, listing.stdout
