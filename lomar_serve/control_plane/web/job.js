@@ -1,7 +1,8 @@
 "use strict";
 // One job (#/jobs/ID): state and progress, live training curves (the metrics endpoint, polled from where the last
 // answer ended), its log as it grows, its evaluation report and the comparison with the serving version
-// (report.js), and a deploy button for the version it produced.
+// (report.js), and a deploy button for the version it produced. An ingest job: its counts instead of curves and
+// report.
 
 const LOG_KEEP_CHARS = 200000;  // the page keeps the end of a long log
 
@@ -33,6 +34,7 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
     if (state !== shown) {  // unchanged: its buttons stay the same elements
       shown = state;
       showSummary(summary, job, serving, outcome, refresh);
+      curves.hidden = evaluation.hidden = job.kind === "ingest";
     }
     if (!reportShown && reportReady(job)) {
       reportShown = true;
@@ -64,8 +66,9 @@ view(/^#\/jobs\/([a-f0-9]+)$/, (container, id) => {
   }, 1000);
 });
 
-// The report exists once verification has run: a succeeded job, or one that went on to deploy.
-const reportReady = job => job.state === "succeeded" || ["deploy", "done"].includes(job.stage);
+// The report exists once verification has run: a succeeded retrain job, or one that went on to deploy.
+const reportReady = job => job.kind !== "ingest"
+  && (job.state === "succeeded" || ["deploy", "done"].includes(job.stage));
 
 function showSummary(box, job, serving, outcome, refresh) {
   let deploy = "";
@@ -75,16 +78,22 @@ function showSummary(box, job, serving, outcome, refresh) {
     deploy = el("button", {type: "button", class: "primary", text: `deploy version ${job.model_version}`,
                            on: {click: () => deployVersion(job.model_name, job.model_version, outcome, refresh)}});
   }
+  const ingest = job.metrics.ingest;
+  const made = job.kind === "ingest" ? [
+    ["collection", job.params.collection],
+    ["images", ingest ? `${ingest.done} of ${ingest.files}: added ${ingest.added}, skipped ${ingest.skipped} ` +
+                        `(already in), failed ${ingest.failed}` : "–"],
+    ["images / s", ingest?.img_per_s ?? "–"]] : [
+    ["model", el("span", {}, el("a", {href: `#/models/${encodeURIComponent(job.model_name)}`, text: job.model_name}),
+                 job.model_version ? ` version ${job.model_version}` : " (no version yet)")],
+    ["epochs", `${job.metrics.training?.epochs_done ?? 0} of ${job.params.epochs}`]];
   const facts = [
     ["state", el("span", {}, stateBadge(job.state), job.cancel_requested ? " (cancel requested)" : "")],
     ["stage", job.stage || "not started"],
     ["progress", el("span", {}, progressBar(job.progress), ` ${percent(job.progress, 1)}`)],
     ["time left", el("span", {class: "eta", text: eta(job)})],
-    ["kind", job.kind],
-    ["model", el("span", {}, el("a", {href: `#/models/${encodeURIComponent(job.model_name)}`, text: job.model_name}),
-                 job.model_version ? ` version ${job.model_version}` : " (no version yet)")],
+    ["kind", job.kind], ...made,
     ["data", job.params.data_dir],
-    ["epochs", `${job.metrics.training?.epochs_done ?? 0} of ${job.params.epochs}`],
     ["created", when(job.created_at)], ["updated", when(job.updated_at)],
     ["worker", job.worker || "–"]];
   box.replaceChildren(

@@ -1,6 +1,6 @@
 "use strict";
 // Jobs (#/jobs): the list with state, stage, progress and ETA, refreshed while shown; cancel and resume; the form
-// that submits a job (its choices from GET /v1/admin/job-form).
+// that submits a retrain job (its choices from GET /v1/admin/job-form) and the one that submits an ingest job.
 
 const ACTIVE_STATES = new Set(["queued", "running"]);
 const CANCELLABLE = new Set(["queued", "running", "interrupted"]);
@@ -9,7 +9,9 @@ const RESUMABLE = new Set(["interrupted", "failed", "cancelled"]);
 view(/^#\/jobs$/, container => {
   const list = el("section", {class: "panel"}, el("h2", {text: "Jobs"}), el("div", {class: "jobs"}));
   const form = el("section", {class: "panel"});
-  container.append(list, form);
+  const ingest = el("section", {class: "panel"});
+  container.append(list, form, ingest);
+  ingestForm(ingest);
   let jobs = [];
   poll(async () => {
     try { jobs = (await api("/v1/admin/jobs?limit=50")).jobs; showJobs($(".jobs", list), jobs); }
@@ -18,7 +20,11 @@ view(/^#\/jobs$/, container => {
   jobForm(form, () => jobs);
 });
 
-// A job's remaining training time: the record's estimate while it trains.
+// What a job makes: a version of a model, or (an ingest job) images in a collection.
+const jobTarget = job => (job.kind === "ingest" ? `collection ${job.params.collection}`
+                          : `${job.model_name}${job.model_version ? " v" + job.model_version : ""}`);
+
+// A job's remaining time: the record's estimate while it trains or ingests.
 const eta = job => (job.state === "running" && job.eta_s !== null ? duration(job.eta_s) : "–");
 
 function showJobs(box, jobs) {
@@ -30,11 +36,11 @@ function showJobs(box, jobs) {
     el("td", {text: job.stage || "–"}),
     el("td", {class: "progress-cell"}, progressBar(job.progress), ` ${percent(job.progress)}`),
     el("td", {class: "eta", text: eta(job)}),
-    el("td", {text: `${job.model_name}${job.model_version ? " v" + job.model_version : ""}`}),
+    el("td", {text: jobTarget(job)}),
     el("td", {text: when(job.created_at)}),
     el("td", {}, jobActions(job))));
-  box.replaceChildren(table(["job", "kind", "state", "stage", "progress", "ETA", "model", "created", ""], rows,
-                            "jobs"));
+  box.replaceChildren(table(["job", "kind", "state", "stage", "progress", "ETA", "model or collection", "created",
+                             ""], rows, "jobs"));
 }
 
 // Cancel and resume buttons for the states that allow them (the page's polling shows what they did).
@@ -107,7 +113,7 @@ async function jobForm(box, jobs) {
     if (f.elements.start.value !== "from_job") return;
     const earlier = jobs().filter(j => j.state === "succeeded");  // the jobs that left a model
     f.elements.from_job.replaceChildren(...earlier.map(j => el("option", {value: j.id,
-      text: `${j.id.slice(0, 8)} · ${j.kind} · ${j.model_name}${j.model_version ? " v" + j.model_version : ""}`})));
+      text: `${j.id.slice(0, 8)} · ${j.kind} · ${jobTarget(j)}`})));
   };
   const refreshClasses = () => {
     const found = form.datasets.find(d => d.path === f.elements.data_dir.value.trim());
@@ -128,6 +134,35 @@ async function jobForm(box, jobs) {
       const job = await api("/v1/admin/jobs", {method: "POST", body: request});
       location.hash = `#/jobs/${job.id}`;
     } catch (error) { report(message, error); }
+  });
+}
+
+// An ingest job: a worker adds every image of a folder to a collection, through a gateway.
+function ingestForm(box) {
+  const f = el("form", {class: "ingest-form", method: "post", action: "/", autocomplete: "off"},
+    field("image folder", el("input", {name: "data_dir", required: true, size: 40,
+                                       placeholder: "a folder inside the data roots"}),
+          "every image below it, named by its path in the folder"),
+    field("collection", el("input", {name: "collection", required: true, size: 24,
+                                     placeholder: "photos"})),
+    el("label", {class: "check"}, el("input", {name: "create", type: "checkbox", checked: true}),
+       "create the collection if it does not exist"),
+    field("known bytes", el("select", {name: "on_duplicate"},
+      el("option", {value: "skip", text: "skip an image whose bytes are in already"}),
+      el("option", {value: "replace", text: "replace that image"}),
+      el("option", {value: "add", text: "add it again"}))),
+    el("div", {class: "actions"}, el("button", {type: "submit", class: "primary", text: "add the folder"})),
+    el("div", {class: "form-message", role: "alert"}));
+  box.append(el("h2", {text: "Add a folder to a collection"}), f);
+  f.addEventListener("submit", async event => {
+    event.preventDefault();
+    const value = name => f.elements[name].value.trim();
+    const request = {kind: "ingest", data_dir: value("data_dir"), collection: value("collection"),
+                     create: f.elements.create.checked, on_duplicate: value("on_duplicate")};
+    try {
+      const job = await api("/v1/admin/jobs", {method: "POST", body: request});
+      location.hash = `#/jobs/${job.id}`;
+    } catch (error) { report($(".form-message", f), error); }
   });
 }
 

@@ -1,7 +1,7 @@
 """The console in Debian's headless Chromium against a real `lomar serve` (Triton, gateway, control plane, worker):
 log in, submit a small job from the form, watch its curves gain points while it trains, read its evaluation report,
 compare it with the serving version, deploy it, classify with it from the gateway's page (model picker), roll back,
-create and revoke an API key, log out. A screenshot of each page goes to test-artifacts/console/ (the path is
+create and revoke an API key, add a folder to a collection with an ingest job, log out. A screenshot of each page goes to test-artifacts/console/ (the path is
 printed); the admin token appears in no URL the browser asked for, no page and no log."""
 from __future__ import annotations
 
@@ -262,6 +262,25 @@ def test_console_walk(browser, stack: ServeStack, data_root: Path, artifacts_dir
     visit.css("table.keys tbody tr button").click()
     visit.confirm()
     visit.until(lambda: visit.all("table.keys tr.revoked"), "the revoked key")
+
+    # An ingest job from its form: a worker adds a folder to a new collection; its page shows the counts.
+    images = sorted(path.relative_to(data_root / "shapes").as_posix() for path in (data_root / "shapes").rglob("*.png"))
+    browser.get(stack.admin_url + "/#/jobs")
+    form = visit.until(lambda: visit.css("form.ingest-form"), "the ingest form")
+    visit.css("[name=data_dir]", form).send_keys("shapes")
+    visit.css("[name=collection]", form).send_keys("shapes")
+    visit.css("button[type=submit]", form).click()
+    visit.until(lambda: re.fullmatch(r".*#/jobs/[a-f0-9]+", browser.current_url), "the ingest job's page")
+    visit.until(lambda: f"{len(images)} of {len(images)}: added {len(images)}, skipped 0 (already in), failed 0"
+                in visit.text(".job-summary"), "the ingest job's counts", 300)
+    visit.until(lambda: "succeeded" in visit.text(".job-summary"), "the ingest job's end")
+    assert "collection" in visit.text(".job-summary") and visit.css(".charts").find_element("xpath", "..").get_attribute(
+        "hidden") is not None  # no training curves for an ingest
+    visit.shot("12_ingest_job")
+    listed = httpx.get(f"{stack.url}/v1/collections/shapes/images", params={"limit": 1000}, timeout=30).json()
+    assert sorted(image["name"] for image in listed["images"]) == images
+    browser.get(stack.admin_url + "/#/jobs")
+    visit.until(lambda: "collection shapes" in visit.text("table.jobs"), "the ingest job in the list")
 
     visit.css("#logout").click()
     visit.until(lambda: visit.css("#login").is_displayed(), "the login form again")
