@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lomar_serve.control_plane.background import Background
 from lomar_serve.jobs.errors import JobConflict, ReportNotFound, StoreUnavailable
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import log_tail
@@ -63,22 +64,16 @@ class JobQueue:
     def __init__(self, store: LifecycleStore, settings: QueueSettings) -> None:
         self.store = store
         self.settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sweeper = Background("lomar-job-sweeper", self._sweep_forever)
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Sweep once now (jobs left by workers that died while nothing watched), then every few seconds."""
         self.sweep()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sweep_forever, name="lomar-job-sweeper", daemon=True)
-        self._thread.start()
+        self._sweeper.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)
-            self._thread = None
+        self._sweeper.stop()
 
     def sweep(self) -> list[str]:
         """Mark running jobs whose worker sent no heartbeat for the timeout interrupted; their ids."""
@@ -89,13 +84,13 @@ class JobQueue:
                            self.settings.heartbeat_timeout_s)
         return interrupted
 
-    def _sweep_forever(self) -> None:
+    def _sweep_forever(self, stop: threading.Event) -> None:
         """Sweep every few seconds; the sweeper outlives a store that is away. When the store answers again after
         a failed sweep, no job is interrupted for a heartbeat timeout: heartbeats missed during the outage say
         nothing about the workers."""
         outage_since: float | None = None
         quiet_until = 0.0
-        while not self._stop.wait(self.settings.sweep_interval_s):
+        while not stop.wait(self.settings.sweep_interval_s):
             try:
                 if outage_since is not None:
                     self.store.now()  # is it back? (a sweep now would interrupt every running job)

@@ -36,6 +36,7 @@ from contracts.model_repository import CONFIG_FILE
 from lomar_serve.common.holds import held_versions
 from lomar_serve.common.rollouts import RolloutFileError, read_rollout, rollout_path
 from lomar_serve.common.triton_index import ready_versions
+from lomar_serve.control_plane.background import Background
 from lomar_serve.control_plane.deploy import Deployer, TritonNode, with_versions
 from lomar_serve.jobs.errors import LifecycleError, SwitchInProgress
 
@@ -89,8 +90,7 @@ class Reconciler:
         self.settings = settings or ReconcileSettings()
         self.publish_keys = publish_keys
         self.publish_rollouts = publish_rollouts
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Background("lomar-reconcile", self._run)
         self._retry_at: dict[tuple[str, str, str], tuple[int, float]] = {}  # (url, model, version) -> failures, when
         self._unreachable: set[str] = set()  # Tritons whose unreachability is logged already
 
@@ -102,19 +102,15 @@ class Reconciler:
         for publish in (self.publish_keys, self.publish_rollouts):
             if publish is not None:
                 self._guarded(publish)
-        self._thread = threading.Thread(target=self._loop, name="lomar-reconcile", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)  # a load in flight may take longer: the thread is a daemon
-            self._thread = None
+        self._loop.stop()  # a load in flight may take longer: the thread is a daemon
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             self.run_once()
-            self._stop.wait(self.settings.interval_s)
+            stop.wait(self.settings.interval_s)
 
     def run_once(self) -> list[str]:
         """One pass: histories, API keys, rollouts, then every Triton. Returns what it changed (for logs and tests)."""

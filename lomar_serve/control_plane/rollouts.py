@@ -39,6 +39,7 @@ from typing import Any
 
 from lomar_serve.common.rollout_figures import StepFigures, clear_reports, read_reports, total
 from lomar_serve.common.rollouts import RolloutFileError, publish_rollout, read_rollout
+from lomar_serve.control_plane.background import Background
 from lomar_serve.control_plane.deploy import Deployer, pause_at
 from lomar_serve.jobs.errors import (DeployError, LifecycleError, RolloutConflict, RolloutInProgress, RolloutNotFound,
                                      SwitchInProgress)
@@ -68,8 +69,7 @@ class RolloutController:
         deployer.refuse_switch = self.refuse_switch
         self._lock = threading.Lock()  # a store change and its publish, one at a time: no stale file overwrites
         self._promoting: set[str] = set()  # rollouts this control plane is promoting now
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._guards = Background("lomar-rollouts", self._loop)
 
     # -- requests ------------------------------------------------------------------------------------------------
     def begin(self, name: str, version: int | str, plan: RolloutPlan) -> RolloutRecord:
@@ -150,17 +150,13 @@ class RolloutController:
 
     # -- the guard loop ------------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="lomar-rollouts", daemon=True)
-        self._thread.start()
+        self._guards.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10.0)
-            self._thread = None
+        self._guards.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.interval_s):
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.interval_s):
             try:
                 self.tick()
             except Exception:  # the loop outlives any single failure (a store that does not answer)
