@@ -1,6 +1,7 @@
 """A worker: claims queued jobs from the lifecycle store and runs them, training, then export, then verification
 (then an optional auto-deploy), each stage through an executor (a local process or a Kubernetes Job) whose output
-goes to the job's log file.
+goes to the job's log file. An ingest job has one stage, run in this process: a folder sent to a gateway
+(worker/ingest.py), stopped between its requests when the job is cancelled or the worker stops.
 
 A worker runs one job at a time, on one long-lived thread (a stage's processes get SIGTERM if the worker dies:
 the kernel ties that signal to the thread that started them). A second thread refreshes the job's heartbeat in
@@ -36,11 +37,11 @@ from typing import Any
 from contracts import datasets
 from contracts.checkpoints import file_sha256
 from contracts.triton_config import read_serving_version
+from lomar_serve.clients.ingest import IngestStopped
 from lomar_serve.jobs.errors import JobConflict, JobNotFound, LifecycleError, StoreUnavailable
 from lomar_serve.jobs.files import RESUME_HINT, JobFiles
 from lomar_serve.jobs.progress import job_progress, log_tail, read_records, training_progress
 from lomar_serve.jobs.repository_view import RepositoryView
-from lomar_serve.clients.ingest import IngestStopped
 from lomar_serve.jobs.ingest import INGEST, INGEST_STAGE, IngestPlan
 from lomar_serve.jobs.spec import JobPlan, plan_from_dict
 from lomar_serve.jobs.store import JobRecord, LifecycleStore
