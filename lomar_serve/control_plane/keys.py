@@ -6,8 +6,10 @@ revoked in the lifecycle store, and published to the gateways (lomar_serve/commo
     keys.revoke(record.id)                                               # every gateway refuses it within seconds
 
 The store is written first, then the file: a crash or a full disk between the two leaves the store ahead, and the
-reconcile loop publishes again on its next pass (Reconciler's `publish_keys` step), so the file converges on the
-store whatever happens.
+reconcile loop publishes again on its next pass (Reconciler's `publish_keys` step: `reconcile`), so the file
+converges on the store whatever happens. The same pass revokes the key a worker got for an ingest job
+(lomar_serve/jobs/ingest.py `job_key_name`) once that job no longer runs: the worker revokes it itself when the
+job's stage ends, but not when it was killed.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from lomar_serve.common.api_keys import KeyGrant, new_key, publish_grants
 from lomar_serve.control_plane.schemas import KeyRequest
+from lomar_serve.jobs.errors import JobNotFound
+from lomar_serve.jobs.ingest import key_job
 from lomar_serve.jobs.store import KeyRecord, LifecycleStore
 
 LOGGER = logging.getLogger(__name__)
@@ -42,6 +46,27 @@ class KeyService:
         LOGGER.info("API key %s (%s) revoked", key_id, record.name)
         self._publish_now()
         return record
+
+    def reconcile(self) -> list[str]:
+        """The reconcile loop's step: revoke the keys of ingest jobs that no longer run, publish; what changed."""
+        return [*self.revoke_finished_job_keys(), *self.publish()]
+
+    def revoke_finished_job_keys(self) -> list[str]:
+        """Revoke each active key made for an ingest job that is not running (or no longer exists)."""
+        revoked = []
+        for record in self.store.keys():
+            job_id = key_job(record.name)
+            if record.revoked_at is not None or job_id is None:
+                continue
+            try:
+                running = self.store.get_job(job_id).state == "running"
+            except JobNotFound:
+                running = False
+            if not running:
+                self.store.revoke_key(record.id)
+                LOGGER.info("API key %s (%s) revoked: its ingest job no longer runs", record.id, record.name)
+                revoked.append(f"API key {record.id} of ingest job {job_id} revoked")
+        return revoked
 
     def publish(self) -> list[str]:
         """Publish the store's active keys where the gateways read them; what changed (for the reconcile log)."""

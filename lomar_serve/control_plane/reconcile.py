@@ -83,7 +83,8 @@ class Reconciler:
                  publish_rollouts: Callable[[], list[str]] | None = None) -> None:
         """
         Args:
-            publish_keys: publishes the API keys where they differ from the store (keys.py).
+            publish_keys: publishes the API keys where they differ from the store, revoking those of ingest jobs that
+                ended (keys.py).
             publish_rollouts: makes rollouts agree with config.pbtxt and publishes their files (rollouts.py).
         """
         self.deployer = deployer

@@ -52,7 +52,7 @@ class Lifecycle:
         self.keys = KeyService(self.store, self.repository.root / API_KEYS_FILE)
         self.reconciler = Reconciler(self.deployer, ReconcileSettings(interval_s=settings.reconcile_interval_s,
                                                                       drain_s=settings.deploy_drain_s),
-                                     publish_keys=self.keys.publish, publish_rollouts=self.rollouts.reconcile)
+                                     publish_keys=self.keys.reconcile, publish_rollouts=self.rollouts.reconcile)
         self.jobs = JobQueue(self.store, QueueSettings(jobs_dir=self.jobs_dir,
                                                        heartbeat_timeout_s=settings.job_heartbeat_timeout_s))
         self.metrics = ControlPlaneMetrics(self.store)

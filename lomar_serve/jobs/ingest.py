@@ -21,7 +21,18 @@ from lomar_serve.jobs.paths import DataRoots
 
 INGEST = "ingest"  # the job kind
 INGEST_STAGE = "ingest"  # its one stage
+JOB_KEY_PREFIX = "ingest-job-"  # the name of the gateway key a worker gets for a job: the prefix and the job's id
 MAX_FAILURES_SHOWN = 20  # failed files kept in the job's record (the report file has them all)
+
+
+def job_key_name(job_id: str) -> str:
+    """The name of the API key a worker gets from the control plane for an ingest job."""
+    return JOB_KEY_PREFIX + job_id
+
+
+def key_job(key_name: str) -> str | None:
+    """The id of the ingest job an API key was made for (None: not such a key)."""
+    return key_name[len(JOB_KEY_PREFIX):] if key_name.startswith(JOB_KEY_PREFIX) else None
 
 
 class IngestRequest(BaseModel):

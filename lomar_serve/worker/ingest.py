@@ -5,8 +5,8 @@ process: the gateway decodes and Triton embeds; the stage reads files and sends 
 
 The gateway's key, in this order: LOMAR_GATEWAY_API_KEY; else, with a control plane, a key of the job's own
 (`ingest-job-<id>`, scopes collections:read and collections:write) created when the stage starts and revoked when it
-ends (one left by a killed worker is revoked when the job runs again); else none (the gateway must open
-collections:write, LOMAR_OPEN_SCOPES).
+ends (one left by a killed worker is revoked by the control plane's reconcile loop once the job no longer runs,
+control_plane/keys.py); else none (the gateway must open collections:write, LOMAR_OPEN_SCOPES).
 
     access = GatewayAccess("http://127.0.0.1:8000", admin=AdminClient(control_plane_url, token=...))
     with access.client(job_id) as client:
@@ -31,7 +31,7 @@ from lomar_serve.clients.gateway import LomarClient
 from lomar_serve.clients.ingest import IngestOptions, IngestProgress, folder_sources, ingest
 from lomar_serve.jobs.errors import LifecycleError
 from lomar_serve.jobs.files import JobFiles
-from lomar_serve.jobs.ingest import MAX_FAILURES_SHOWN, IngestPlan, ingest_figures
+from lomar_serve.jobs.ingest import MAX_FAILURES_SHOWN, IngestPlan, ingest_figures, job_key_name
 
 LOGGER = logging.getLogger(__name__)
 JOB_KEY_SCOPES = ("collections:read", "collections:write")
@@ -42,10 +42,6 @@ NO_GATEWAY = "ingest jobs need a gateway: set LOMAR_GATEWAY_URL on the worker (`
 
 class IngestFailed(LifecycleError):
     """The ingest cannot go on: no gateway, a refused key, a missing collection, a refusal no retry helps."""
-
-
-def job_key_name(job_id: str) -> str:
-    return f"ingest-job-{job_id}"
 
 
 @dataclass(frozen=True)

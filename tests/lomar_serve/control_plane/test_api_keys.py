@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from contracts.model_repository import API_KEYS_FILE
 from lomar_serve.common.api_keys import digest_of, read_grants, split_key
+from lomar_serve.jobs.ingest import job_key_name, key_job
 from tests.lomar_serve.control_plane.conftest import AUTH, TOKEN, admin_app
 
 
@@ -58,6 +59,26 @@ def test_the_reconcile_loop_publishes_the_keys_again(tmp_path: Path) -> None:
     changes = lifecycle.reconciler.run_once()
     assert "API keys published: 1 active" in changes and set(read_grants(published)) == {key_id}
     assert "API keys published: 1 active" not in lifecycle.reconciler.run_once()  # in agreement: nothing written
+
+
+def test_the_reconcile_loop_revokes_the_keys_of_ingest_jobs_that_no_longer_run(tmp_path: Path) -> None:
+    """A worker revokes its ingest job's key when the stage ends; a killed one cannot: the control plane does."""
+    app, lifecycle = admin_app(tmp_path)
+    client = TestClient(app)
+    ingest = {"kind": "ingest", "data_dir": "set", "collection": "photos"}
+    running, ended = (client.post("/v1/admin/jobs", headers=AUTH, json=ingest).json()["id"] for _ in range(2))
+    for job_id in (running, ended):
+        assert lifecycle.store.claim_next("w1") is not None
+    lifecycle.store.transition(ended, ("running",), "interrupted", "its worker was killed")
+    keys = {name: client.post("/v1/admin/keys", headers=AUTH, json={"name": name, "scopes": ["collections:write"]}
+                              ).json()["id"]
+            for name in (job_key_name(running), job_key_name(ended), job_key_name("0123456789ab"), "ingest-ci")}
+    changes = lifecycle.reconciler.run_once()
+    gone = {keys[job_key_name(ended)], keys[job_key_name("0123456789ab")]}  # an ended job's, a job that is no more
+    assert {f"API key {key_id} of ingest job {key_job(name)} revoked" for name, key_id in keys.items()
+            if key_id in gone} <= set(changes), changes
+    assert set(read_grants(tmp_path / "repo" / API_KEYS_FILE)) == set(keys.values()) - gone
+    assert not [change for change in lifecycle.reconciler.run_once() if "revoked" in change]
 
 
 def test_the_admin_document_declares_the_token_scheme(tmp_path: Path) -> None:
