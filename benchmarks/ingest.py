@@ -93,7 +93,9 @@ def main() -> int:
 
             os.environ["LOMAR_SEARCH_DIR"] = str(work / "collections")  # the stack's own
             repository = args.model_repository or export_fixtures(work)
-            process, url, _ = start_stack(repository, work / "serve.log")
+            # the ingest creates collections: open the write scope on the stack's own gateway (no API key)
+            process, url, _ = start_stack(repository, work / "serve.log",
+                                          {"LOMAR_OPEN_SCOPES": "infer,collections:read,collections:write"})
         try:
             with LomarClient(url) as client:
                 batch = client.limits().max_images  # what the ingest sends per request
