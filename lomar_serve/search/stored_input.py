@@ -3,8 +3,9 @@ re-index embeds exactly that again with another model version.
 
 Written since 2026-12 (`encode_input`): the 4 bytes b"LMI1", C, H, W as little-endian uint16, then one zstd frame
 (level 1) of the C*H*W bytes after a left-neighbour difference along each row (mod 256; channel-major). A 224x224
-photograph takes ~0.3 ms to write and ~0.15 ms to read, ~100 KB; the lossless PNG written before (compress_level
-1) took ~3 ms and ~1.3 ms for ~90 KB, as much CPU as decoding the upload, on the cores the model needs too.
+photograph takes ~0.3 ms to write and ~0.2 ms to read; the lossless PNG written before (compress_level 1) took ~3 ms
+and ~1.4 ms, as much CPU as decoding the upload, on the cores the model needs too. Sizes are alike (74 KB against
+75 KB on average for benchmarks/ingest.py's photographs, up to ~10 % more on others).
 Rows written before are PNG and stay as they are: `decode_input` reads both, `as_png` gives either as PNG (the
 thumbnail route).
 
