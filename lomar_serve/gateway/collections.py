@@ -349,7 +349,7 @@ class SearchService:
         for name in names:
             check_image_name(name)
         self.settings.limits.check_metadata(metadata)
-        hashes = [hashlib.sha256(blob).hexdigest() for blob in blobs]
+        hashes = await self.gateway.offload(lambda: [hashlib.sha256(blob).hexdigest() for blob in blobs])
         known = await _stored(collection.store.with_content, hashes) if on_duplicate == "skip" else {}
         todo = [position for position, digest in enumerate(hashes) if digest not in known]  # to embed and store
         count = await _stored(collection.count)
@@ -360,8 +360,8 @@ class SearchService:
         if todo:
             spec = await self._spec(collection.info.model)
             images = await self.gateway.decode_inputs("collections", [blobs[i] for i in todo], spec)  # (N, 3, H, W)
-            # the stored inputs are encoded (stored_input.py) on the decode threads while the model embeds them
-            encoding = asyncio.gather(*(self.gateway.offload(encode_input, image) for image in images))
+            # the stored inputs are encoded (stored_input.py) on a decode thread while the model embeds them
+            encoding = asyncio.ensure_future(self.gateway.offload(lambda: [encode_input(image) for image in images]))
             try:
                 vectors = {version: await self._embed(spec, images, version, collection)
                            for version in collection.versions()}
