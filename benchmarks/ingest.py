@@ -7,16 +7,19 @@ machine (POST /v1/embed with the same images in the same batches, one client), s
 
 The images are distinct JPEGs (crops of scikit-image's photographs at distinct offsets, resized to 640x480,
 quality 90).
-Printed: images/s of each, their ratio, and the time 100k images would take at the measured ingest rate.
+Printed: images/s of each, their ratio, the time 100k images would take at the measured ingest rate, and the mean
+size of a stored model input (with the stack the benchmark starts).
 """
 from __future__ import annotations
 
 import argparse
 import io
 import secrets
+import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -27,6 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from lomar_serve.clients.gateway import LomarClient  # noqa: E402
+from lomar_serve.search.store import STORE_FILE_NAME  # noqa: E402
 from serve_load import export_fixtures, start_stack  # noqa: E402
 
 # scikit-image's photographs, each once (its `cat` is `chelsea`: the same bytes would be skipped as known content)
@@ -64,16 +68,21 @@ def raw_embedding(url: str, paths: list[Path], batch: int) -> float:
         return len(paths) / (time.perf_counter() - start)
 
 
-def ingest(url: str, folder: Path) -> tuple[float, dict]:
-    """images/s of LomarClient.ingest of `folder` into a new collection, and its report."""
+def ingest(url: str, folder: Path, collections: Path | None) -> tuple[float, dict, float | None]:
+    """images/s of LomarClient.ingest of `folder` into a new collection, its report, and the mean bytes of a stored
+    model input (read from the collection's SQLite file in `collections`, the stack's own; None: not known)."""
     with LomarClient(url, timeout_s=300) as client:
         name = f"bench-{secrets.token_hex(3)}"
         client.create_collection(name)
         start = time.perf_counter()
         report = client.ingest(name, [folder])
         rate = report["files"] / (time.perf_counter() - start)
+        stored, path = None, None if collections is None else collections / name / STORE_FILE_NAME
+        if path is not None and path.is_file():  # the embedded engine's (not pgvector's)
+            with closing(sqlite3.connect(path)) as db:
+                stored = db.execute("SELECT avg(length(input)) FROM items").fetchone()[0]
         client.delete_collection(name)
-    return rate, report
+    return rate, report, stored
 
 
 def main() -> int:
@@ -101,9 +110,10 @@ def main() -> int:
                 batch = client.limits().max_images  # what the ingest sends per request
             raw_embedding(url, paths[:batch], batch)  # warm-up
             raws, ingests = [], []
+            collections = None if args.url else work / "collections"
             for _ in range(args.rounds):
                 raws.append(raw_embedding(url, paths, batch))
-                rate, report = ingest(url, work / "images")
+                rate, report, stored = ingest(url, work / "images", collections)
                 assert report["added"] == len(paths) and not report["failed"], report
                 ingests.append(rate)
         finally:
@@ -114,6 +124,8 @@ def main() -> int:
     print(f"{len(paths)} images of 640x480, {batch} per request, medians of {args.rounds} rounds")
     print(f"{'raw /v1/embed img/s':>20} {'ingest img/s':>13} {'ingest/raw':>10} {'100k images at this rate':>25}")
     print(f"{raw:>20.1f} {end_to_end:>13.1f} {end_to_end / raw:>10.2f} {100_000 / end_to_end / 60:>21.1f} min")
+    if stored is not None:
+        print(f"stored model input: {stored / 1000:.1f} KB per image on average")
     return 0
 
 
