@@ -4,19 +4,27 @@ machine (POST /v1/embed with the same images in the same batches, one client), s
 
     python benchmarks/ingest.py                          # exports the official micro fixtures, starts `lomar serve`
     python benchmarks/ingest.py --images 3000 --model-repository model_repository
+    python benchmarks/ingest.py --before /path/to/a/checkout/of/main   # and that checkout's stack, alternately
 
 The images are distinct JPEGs (crops of scikit-image's photographs at distinct offsets, resized to 640x480,
 quality 90).
-Printed: images/s of each, their ratio, and the time 100k images would take at the measured ingest rate.
+Printed per stack: images/s of each, their ratio, the time 100k images would take at the measured ingest rate,
+the CPU each takes per image (the stack's processes and this one, the client's, in all and by process; it depends
+less on what else the machine runs than the rates do) and the mean size of a stored model input. Medians over the
+rounds; with --before, every round measures both stacks one after the other.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import secrets
+import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,10 +35,39 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from lomar_serve.clients.gateway import LomarClient  # noqa: E402
-from serve_load import export_fixtures, start_stack  # noqa: E402
+from lomar_serve.clients.ingest import IngestOptions  # noqa: E402
+from lomar_serve.search.store import STORE_FILE_NAME  # noqa: E402
+from serve_load import cpu_seconds, export_fixtures, start_stack  # noqa: E402
 
 # scikit-image's photographs, each once (its `cat` is `chelsea`: the same bytes would be skipped as known content)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "camera")
+OPEN_SCOPES = "infer,collections:read,collections:write"  # the ingest creates collections: no API key needed
+
+
+@dataclass
+class Stack:
+    """A gateway measured: its URL, and with a stack this benchmark started, its pid and collections folder."""
+
+    label: str
+    url: str
+    pid: int | None = None
+    collections: Path | None = None
+    raws: list[float] = field(default_factory=list)  # img/s per round
+    ingests: list[float] = field(default_factory=list)
+    raw_cpu: list[dict[str, float]] = field(default_factory=list)  # per round: process -> CPU ms per image
+    ingest_cpu: list[dict[str, float]] = field(default_factory=list)
+    stored: float | None = None  # mean bytes of a stored model input
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far of this process ("client") and of the stack's processes by executable name (python:
+        the gateway; tritonserver; triton_python_backend_stub: the model); the client's alone for a gateway not
+        started here."""
+        used = cpu_seconds(self.pid) if self.pid is not None else {}
+        return {**used, "client": sum(os.times()[:2])}
+
+    def per_image(self, before: dict[str, float], images: int) -> dict[str, float]:
+        """CPU ms per image of each process since `before` (a cpu_s())."""
+        return {name: (seconds - before.get(name, 0.0)) / images * 1000 for name, seconds in self.cpu_s().items()}
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -64,16 +101,52 @@ def raw_embedding(url: str, paths: list[Path], batch: int) -> float:
         return len(paths) / (time.perf_counter() - start)
 
 
-def ingest(url: str, folder: Path) -> tuple[float, dict]:
-    """images/s of LomarClient.ingest of `folder` into a new collection, and its report."""
-    with LomarClient(url, timeout_s=300) as client:
+def ingest(stack: Stack, folder: Path, concurrency: int) -> tuple[float, dict[str, float], dict]:
+    """images/s and CPU ms per image (by process) of LomarClient.ingest of `folder` into a new collection, and its
+    report; the mean bytes of a stored model input are kept in `stack.stored` (from the collection's SQLite file)."""
+    with LomarClient(stack.url, timeout_s=300) as client:
         name = f"bench-{secrets.token_hex(3)}"
         client.create_collection(name)
-        start = time.perf_counter()
-        report = client.ingest(name, [folder])
-        rate = report["files"] / (time.perf_counter() - start)
+        cpu, start = stack.cpu_s(), time.perf_counter()
+        report = client.ingest(name, [folder], concurrency=concurrency)
+        rate, cpu = report["files"] / (time.perf_counter() - start), stack.per_image(cpu, report["files"])
+        path = None if stack.collections is None else stack.collections / name / STORE_FILE_NAME
+        if path is not None and path.is_file():  # the embedded engine's (not pgvector's)
+            with closing(sqlite3.connect(path)) as db:
+                stack.stored = db.execute("SELECT avg(length(input)) FROM items").fetchone()[0]
         client.delete_collection(name)
-    return rate, report
+    return rate, cpu, report
+
+
+def measure(stack: Stack, paths: list[Path], folder: Path, batch: int, concurrency: int) -> None:
+    """One round on `stack`: the raw embedding, then the ingest."""
+    cpu = stack.cpu_s()
+    stack.raws.append(raw_embedding(stack.url, paths, batch))
+    stack.raw_cpu.append(stack.per_image(cpu, len(paths)))
+    rate, cpu_used, report = ingest(stack, folder, concurrency)
+    assert report["added"] == len(paths) and not report["failed"], report
+    stack.ingests.append(rate)
+    stack.ingest_cpu.append(cpu_used)
+
+
+def print_figures(stacks: list[Stack], images: int, batch: int, rounds: int, concurrency: int) -> None:
+    print(f"{images} images of 640x480, {batch} per request, ingest with {concurrency} in flight, medians of "
+          f"{rounds} rounds")
+    print(f"{'stack':>8} {'raw /v1/embed img/s':>20} {'ingest img/s':>13} {'ingest/raw':>10} {'100k images':>12} "
+          f"{'CPU ms/img raw':>15} {'ingest':>7} {'stored KB/img':>14}")
+    for stack in stacks:
+        raw, end_to_end = float(np.median(stack.raws)), float(np.median(stack.ingests))
+        cpu = [f"{np.median([sum(used.values()) for used in rounds_used]):.2f}" if stack.pid else "-"
+               for rounds_used in (stack.raw_cpu, stack.ingest_cpu)]
+        stored = "-" if stack.stored is None else f"{stack.stored / 1000:.1f}"
+        print(f"{stack.label:>8} {raw:>20.1f} {end_to_end:>13.1f} {end_to_end / raw:>10.2f} "
+              f"{100_000 / end_to_end / 60:>8.1f} min {cpu[0]:>15} {cpu[1]:>7} {stored:>14}")
+    print("CPU ms/img by process (medians): raw -> ingest")
+    for stack in stacks:
+        names = sorted({name for used in stack.raw_cpu + stack.ingest_cpu for name in used})
+        print(f"{stack.label:>8} " + ", ".join(
+            f"{name} {np.median([used.get(name, 0.0) for used in stack.raw_cpu]):.2f} -> "
+            f"{np.median([used.get(name, 0.0) for used in stack.ingest_cpu]):.2f}" for name in names))
 
 
 def main() -> int:
@@ -81,37 +154,43 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=640)
     parser.add_argument("--model-repository", type=Path, help="default: export the official micro fixtures")
     parser.add_argument("--url", help="a running gateway instead of starting `lomar serve`")
+    parser.add_argument("--before", type=Path, help="a checkout of the project whose `lomar serve` is measured too, "
+                                                    "on the same model repository, alternately with this one")
     parser.add_argument("--rounds", type=int, default=2, help="raw and ingest measured alternately this often")
+    parser.add_argument("--concurrency", type=int, default=IngestOptions.concurrency,
+                        help="the ingest's requests in flight (default: the client's)")
     args = parser.parse_args()
+    if args.url and args.before:
+        parser.error("--before compares stacks this benchmark starts: not with --url")
     with tempfile.TemporaryDirectory(prefix="lomar-ingest-") as scratch:
         work = Path(scratch)
         paths = write_images(work / "images", args.images)
-        process = None
-        url = args.url
-        if url is None:
-            import os
-
-            os.environ["LOMAR_SEARCH_DIR"] = str(work / "collections")  # the stack's own
-            repository = args.model_repository or export_fixtures(work)
-            process, url, _ = start_stack(repository, work / "serve.log")
+        processes = []
         try:
-            with LomarClient(url) as client:
+            if args.url:
+                stacks = [Stack("gateway", args.url)]
+            else:
+                repository = args.model_repository or export_fixtures(work)
+                stacks = []
+                for label, tree in [("this", REPO)] + ([("before", args.before.resolve())] if args.before else []):
+                    collections = work / f"collections-{label}"  # the stack's own
+                    process, url, _ = start_stack(repository, work / f"serve-{label}.log",
+                                                  {"LOMAR_OPEN_SCOPES": OPEN_SCOPES,
+                                                   "LOMAR_SEARCH_DIR": str(collections)}, tree=tree)
+                    processes.append(process)
+                    stacks.append(Stack(label, url, process.pid, collections))
+            with LomarClient(stacks[0].url) as client:
                 batch = client.limits().max_images  # what the ingest sends per request
-            raw_embedding(url, paths[:batch], batch)  # warm-up
-            raws, ingests = [], []
+            for stack in stacks:
+                raw_embedding(stack.url, paths[:batch], batch)  # warm-up
             for _ in range(args.rounds):
-                raws.append(raw_embedding(url, paths, batch))
-                rate, report = ingest(url, work / "images")
-                assert report["added"] == len(paths) and not report["failed"], report
-                ingests.append(rate)
+                for stack in stacks:
+                    measure(stack, paths, work / "images", batch, args.concurrency)
         finally:
-            if process is not None:
+            for process in processes:
                 process.terminate()
                 process.wait(60)
-    raw, end_to_end = float(np.median(raws)), float(np.median(ingests))
-    print(f"{len(paths)} images of 640x480, {batch} per request, medians of {args.rounds} rounds")
-    print(f"{'raw /v1/embed img/s':>20} {'ingest img/s':>13} {'ingest/raw':>10} {'100k images at this rate':>25}")
-    print(f"{raw:>20.1f} {end_to_end:>13.1f} {end_to_end / raw:>10.2f} {100_000 / end_to_end / 60:>21.1f} min")
+    print_figures(stacks, len(paths), batch, args.rounds, args.concurrency)
     return 0
 
 

@@ -184,9 +184,11 @@ def start_stack(repository: Path, log_path: Path, env: dict[str, str] | None = N
 
     port = free_port()
     with open(log_path, "wb") as log:
+        # run in `tree`: `python -m` puts the working directory before PYTHONPATH, so started from another
+        # checkout it would serve that checkout's code
         process = subprocess.Popen([sys.executable, "-m", "lomar_serve.cli", "serve", "--model-repository",
-                                    str(repository), "--port", str(port), "--log-level", "warning"],
-                                   stdout=log, stderr=subprocess.STDOUT,
+                                    str(Path(repository).resolve()), "--port", str(port), "--log-level", "warning"],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=tree,
                                    env={**os.environ, **(env or {}), "PYTHONPATH": str(tree)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300

@@ -48,12 +48,13 @@ from lomar_serve.search.backends import release_connections
 from lomar_serve.search.collection import Collection, Hit
 from lomar_serve.search.engine import EngineConfig
 from lomar_serve.search.errors import (CollectionExists, CollectionNotFound, CollectionsDisabled, CollectionsLocked,
-                                       DimensionMismatch, LimitReached, QuotaExceeded, StorageError,
+                                       DimensionMismatch, ImageNotFound, LimitReached, QuotaExceeded, StorageError,
                                        VersionUnavailable)
 from lomar_serve.search.folder_lock import FolderLock
 from lomar_serve.search.reindex import reindex
 from lomar_serve.search.store import (STORE_FILE_NAME, CollectionInfo, Inserted, NewItem, Skipped,
-                                      Stored, VersionsChanged, encode_input)
+                                      Stored, VersionsChanged)
+from lomar_serve.search.stored_input import as_png, encode_input
 
 if TYPE_CHECKING:
     from lomar_serve.search.pg_store import CollectionCatalog
@@ -348,7 +349,7 @@ class SearchService:
         for name in names:
             check_image_name(name)
         self.settings.limits.check_metadata(metadata)
-        hashes = [hashlib.sha256(blob).hexdigest() for blob in blobs]
+        hashes = await self.gateway.offload(lambda: [hashlib.sha256(blob).hexdigest() for blob in blobs])
         known = await _stored(collection.store.with_content, hashes) if on_duplicate == "skip" else {}
         todo = [position for position, digest in enumerate(hashes) if digest not in known]  # to embed and store
         count = await _stored(collection.count)
@@ -359,8 +360,8 @@ class SearchService:
         if todo:
             spec = await self._spec(collection.info.model)
             images = await self.gateway.decode_inputs("collections", [blobs[i] for i in todo], spec)  # (N, 3, H, W)
-            # the stored inputs are encoded (PNG, ~2 ms an image) on the decode threads while the model embeds them
-            encoding = asyncio.gather(*(self.gateway.offload(encode_input, image) for image in images))
+            # the stored inputs are encoded (stored_input.py) on a decode thread while the model embeds them
+            encoding = asyncio.ensure_future(self.gateway.offload(lambda: [encode_input(image) for image in images]))
             try:
                 vectors = {version: await self._embed(spec, images, version, collection)
                            for version in collection.versions()}
@@ -376,6 +377,13 @@ class SearchService:
                     for version in changed.missing:
                         vectors[version] = await self._embed(spec, images, version, collection)
         return _with_known(stored, todo, known, hashes), collection.info.version
+
+    async def thumbnail(self, collection: Collection, item_id: str) -> bytes:
+        """The model input stored for an image, as PNG (ImageNotFound)."""
+        found = await _stored(collection.store.item, item_id)
+        if found is None:
+            raise ImageNotFound(f"no image {item_id!r} in collection {collection.name!r}")
+        return await self.gateway.offload(as_png, found[1])
 
     async def remove(self, name: str, item_id: str) -> None:
         await _stored((await self.collection(name)).delete, item_id)

@@ -228,7 +228,8 @@ class Gateway:
         return unit_rows(result.outputs["embedding"].astype(np.float64)).astype(np.float32)
 
     async def offload(self, function: Callable[..., T], *args: Any) -> T:
-        """Run CPU work (PNG encoding) on the decode threads, off the event loop."""
+        """Run CPU work (PNG encoding, hashing and encoding the inputs a collection stores) on the decode threads,
+        off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
 

@@ -22,7 +22,8 @@ from contracts.collections import OnDuplicate
 from lomar_serve.search.backends import open_collection_store, open_index
 from lomar_serve.search.engine import EngineConfig, VectorIndex
 from lomar_serve.search.errors import CollectionNotFound, EngineError, ImageNotFound
-from lomar_serve.search.store import CollectionInfo, Inserted, NewItem, VersionsChanged, decode_input
+from lomar_serve.search.store import CollectionInfo, Inserted, NewItem, VersionsChanged
+from lomar_serve.search.stored_input import decode_input
 
 LOGGER = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 fleet share, so a collection created through one gateway is searched through any other.
 
 Tables: `lomar_collections` (one row per collection: model, dimension, live and building versions, owner),
-`lomar_collection_items` (ids, metadata as jsonb, the model input as PNG) and one pgvector table per collection
-and model version (pgvector.vector_table), which is at once the store's vectors and the search index: an item
-and its vectors are written in one transaction, so no index lags the store.
+`lomar_collection_items` (ids, metadata as jsonb, the model input as stored_input.py keeps it) and one pgvector
+table per collection and model version (pgvector.vector_table), which is at once the store's vectors and the
+search index: an item and its vectors are written in one transaction, so no index lags the store.
 
 Consistency between processes: a write locks its collection's row FOR SHARE and checks that it brings vectors
 for every version the row names (else VersionsChanged); a switch of versions (`promote`) locks it FOR UPDATE and

@@ -1,5 +1,5 @@
-"""A collection's durable state: its images (ids, names, metadata, the model input they were embedded from, as
-lossless PNG), their vectors per model version, and which version is live or being built.
+"""A collection's durable state: its images (ids, names, metadata, the model input they were embedded from, kept
+losslessly: stored_input.py), their vectors per model version, and which version is live or being built.
 
 One interface, two stores:
 - `SqliteCollectionStore` (sqlite_store.py), one file per collection, with the embedded engine. It is the source
@@ -13,7 +13,6 @@ One interface, two stores:
 """
 from __future__ import annotations
 
-import io
 import math
 import re
 import secrets
@@ -23,11 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from contracts.collections import OnDuplicate
 from lomar_serve.common.errors import InvalidParameter
 from lomar_serve.search.errors import DuplicateId
+from lomar_serve.search.stored_input import encode_input
 
 STORE_FILE_NAME = "collection.sqlite"  # in the collection's folder (embedded engine)
 FILTER_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -61,7 +60,7 @@ class NewItem:
     encoded: bytes | None = None  # the model input as encode_input wrote it, if done already (in parallel)
 
     def stored_input(self) -> bytes:
-        """The model input as stored: lossless PNG."""
+        """The model input as stored (stored_input.py)."""
         return self.encoded if self.encoded is not None else encode_input(self.image)
 
 
@@ -177,21 +176,6 @@ def inserted(items: list[NewItem], plan: InsertPlan, keys: list[int]) -> Inserte
                     replaced_ids=sorted(row.id for row in plan.removed), skipped=plan.skipped)
 
 
-def encode_input(image: np.ndarray) -> bytes:
-    """uint8 (3, H, W) -> lossless PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def decode_input(data: bytes) -> np.ndarray:
-    """Lossless PNG bytes -> uint8 (3, H, W)."""
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB")).transpose(2, 0, 1).copy()
-
-
-
-
 def metadata_filter(where: Mapping[str, Any]) -> dict[str, Any]:
     """A metadata equality filter, checked: keys of 1-64 letters, digits or '_', values JSON scalars."""
     for key, value in where.items():
@@ -276,7 +260,7 @@ class CollectionStore(ABC):
 
     @abstractmethod
     def missing(self, version: str, limit: int) -> list[tuple[int, bytes]]:
-        """Up to `limit` (key, input PNG) of images without a vector of `version`, oldest first."""
+        """Up to `limit` (key, stored input) of images without a vector of `version`, oldest first."""
 
     @abstractmethod
     def vectors(self, version: str, batch: int = 10_000) -> Iterable[tuple[np.ndarray, np.ndarray]]:
@@ -291,7 +275,7 @@ class CollectionStore(ABC):
 
     @abstractmethod
     def item(self, item_id: str) -> tuple[ItemRow, bytes] | None:
-        """One image and its input PNG."""
+        """One image and its stored input (stored_input.py: decode_input, as_png)."""
 
     @abstractmethod
     def listing(self, offset: int, limit: int, *, names: list[str] | None = None,

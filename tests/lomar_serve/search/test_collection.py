@@ -158,8 +158,9 @@ CREATE TABLE lomar_collection_items (key bigserial PRIMARY KEY, collection text 
 
 
 def write_old_collection(folder: Path, engine: EngineConfig, pixels: np.ndarray) -> None:
-    """A collection `folder.name` of 3 images ("old0".."old2", version 1) as the first release stored it."""
-    from lomar_serve.search.store import encode_input
+    """A collection `folder.name` of 3 images ("old0".."old2", version 1) as the first release stored it (model
+    inputs as PNG)."""
+    from lomar_serve.search.stored_input import encode_png
 
     info = {"name": folder.name, "model": "m", "dim": DIM, "version": "1", "created": 0.0, "building": None}
     vectors = embedder("1")(pixels)
@@ -174,7 +175,7 @@ def write_old_collection(folder: Path, engine: EngineConfig, pixels: np.ndarray)
                        + [("generation", "0")])
         for n, image in enumerate(pixels):
             db.execute("INSERT INTO items (id, metadata, input, added) VALUES (?, '{}', ?, 0)",
-                       (f"old{n}", encode_input(image)))
+                       (f"old{n}", encode_png(image)))
             db.execute("INSERT INTO vectors VALUES ('1', ?, ?)", (n + 1, vectors[n].tobytes()))
         db.commit()
         db.close()
@@ -193,7 +194,7 @@ def write_old_collection(folder: Path, engine: EngineConfig, pixels: np.ndarray)
         for n, image in enumerate(pixels):
             key = db.execute("INSERT INTO lomar_collection_items (collection, id, metadata, input, added) "
                              "VALUES (%s, %s, '{}', %s, 0) RETURNING key",
-                             (folder.name, f"old{n}", encode_input(image))).fetchone()[0]
+                             (folder.name, f"old{n}", encode_png(image))).fetchone()[0]
             db.execute(f"INSERT INTO {table} VALUES (%s, %s)", (key, vectors[n]))
 
 
@@ -210,6 +211,32 @@ def test_a_collection_of_the_first_release_is_migrated(folder: Path, engine: Eng
     assert [row.id for row in collection.store.listing(0, 10, names=["new0", "old2"])] == ["old2", "new0"]
     collection.close()
     assert Collection(folder, engine).count() == 4  # opening a migrated collection again changes nothing
+
+
+def test_png_rows_of_before_and_new_rows_are_reindexed_from_their_exact_pixels(folder: Path,
+                                                                                engine: EngineConfig) -> None:
+    """A collection whose first images were stored as PNG (before format 1) takes new ones in format 1; a re-index
+    embeds every one of them from exactly the pixels first embedded."""
+    from lomar_serve.search.stored_input import MAGIC, PNG_SIGNATURE
+
+    old, late = images(10, 3), images(11, 2)
+    write_old_collection(folder, engine, old)
+    collection = Collection(folder, engine)
+    add(collection, late, ["new0", "new1"])
+    stored = {item_id: collection.store.item(item_id)[1] for item_id in ("old0", "old1", "old2", "new0", "new1")}
+    assert all(stored[f"old{n}"].startswith(PNG_SIGNATURE) for n in range(3))
+    assert all(stored[f"new{n}"].startswith(MAGIC) for n in range(2))
+    seen = []
+
+    async def embed(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return embedder("2")(batch)
+
+    assert asyncio.run(reindex(collection, "2", embed, batch=2)) == 5
+    assert np.array_equal(np.concatenate(seen), np.concatenate([old, late]))  # oldest first, every pixel exact
+    for item_id, pixels in zip(["old1", "new1"], [old[1:2], late[1:2]]):
+        hit = collection.search("2", embedder("2")(pixels)[0], 1)[0]
+        assert hit.id == item_id and hit.score == pytest.approx(1.0, abs=1e-4)
 
 
 def add_as_a_gateway_does(collection: Collection, pixels: np.ndarray, ids: list[str]) -> None:

@@ -4,14 +4,18 @@ re-indexing and persistence against the real Triton are in test_search_e2e.py.""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
+from contracts.preprocessing import DecodeOptions, decode_image
 from lomar_serve.common.api_keys import SCOPES
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
@@ -142,6 +146,9 @@ def test_add_in_every_form_then_search(client: TestClient) -> None:
 
     thumbnail = client.get("/v1/collections/pics/images/five/thumbnail")
     assert thumbnail.status_code == 200 and thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(thumbnail.content)) as shown_input:  # the model input, every pixel as decoded
+        pixels = np.asarray(shown_input.convert("RGB")).transpose(2, 0, 1)
+    assert np.array_equal(pixels, decode_image(photo_bytes(PHOTO_NAMES[4]), DecodeOptions(size=pixels.shape[1:])))
     shown = client.get("/v1/collections/pics/images/five").json()
     assert {key: shown[key] for key in ("id", "name", "metadata")} == {"id": "five", "name": "five", "metadata": {"n": 5}}
     assert len(client.get("/v1/collections/pics/images").json()["images"]) == 5

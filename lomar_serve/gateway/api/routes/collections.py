@@ -303,11 +303,9 @@ async def show_image(name: CollectionName, image_id: ImageId, request: Request) 
             summary="The stored model input, PNG",
             responses={200: {"content": {"image/png": {}}}})
 async def image_thumbnail(name: CollectionName, image_id: ImageId, request: Request) -> Response:
-    collection = await get_search(request).collection(name)
-    found = await asyncio.to_thread(collection.store.item, image_id)
-    if found is None:
-        raise ImageNotFound(f"no image {image_id!r} in collection {name!r}")
-    return Response(found[1], media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+    search = get_search(request)
+    png = await search.thumbnail(await search.collection(name), image_id)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
 @router.delete("/{name}/images/{image_id}", dependencies=WRITE, summary="Remove an image")
