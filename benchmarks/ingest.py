@@ -5,13 +5,17 @@ machine (POST /v1/embed with the same images in the same batches, one client), s
     python benchmarks/ingest.py                          # exports the official micro fixtures, starts `lomar serve`
     python benchmarks/ingest.py --images 3000 --model-repository model_repository
     python benchmarks/ingest.py --before /path/to/a/checkout/of/main   # and that checkout's stack, alternately
+    python benchmarks/ingest.py --job        # also the same folder as an ingest job (control plane + worker)
 
 The images are distinct JPEGs (crops of scikit-image's photographs at distinct offsets, resized to 640x480,
 quality 90).
 Printed per stack: images/s of each, their ratio, the time 100k images would take at the measured ingest rate,
 the CPU each takes per image (the stack's processes and this one, the client's, in all and by process; it depends
 less on what else the machine runs than the rates do) and the mean size of a stored model input. Medians over the
-rounds; with --before, every round measures both stacks one after the other.
+rounds; with --before, every round measures both stacks one after the other. With --job, the stack this benchmark
+starts has a control plane and a worker (an admin token, the images' folder as its data root), and each round also
+runs an ingest job of the folder into a new collection (`lomar jobs ingest`): its rate over the job's stage (the
+worker's own figure) and from submission to its end (queue, claim and the job's API key included).
 """
 from __future__ import annotations
 
@@ -34,14 +38,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from lomar_serve.clients.admin import AdminClient  # noqa: E402
 from lomar_serve.clients.gateway import LomarClient  # noqa: E402
 from lomar_serve.clients.ingest import IngestOptions  # noqa: E402
 from lomar_serve.search.store import STORE_FILE_NAME  # noqa: E402
-from serve_load import cpu_seconds, export_fixtures, start_stack  # noqa: E402
+from serve_load import cpu_seconds, export_fixtures, free_port, start_stack  # noqa: E402
 
 # scikit-image's photographs, each once (its `cat` is `chelsea`: the same bytes would be skipped as known content)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "coins", "camera")
 OPEN_SCOPES = "infer,collections:read,collections:write"  # the ingest creates collections: no API key needed
+ADMIN_TOKEN = "ingest-benchmark-admin-token"  # --job: the stack's control plane
 
 
 @dataclass
@@ -57,6 +63,9 @@ class Stack:
     raw_cpu: list[dict[str, float]] = field(default_factory=list)  # per round: process -> CPU ms per image
     ingest_cpu: list[dict[str, float]] = field(default_factory=list)
     stored: float | None = None  # mean bytes of a stored model input
+    admin_url: str | None = None  # --job: the stack's control plane
+    jobs: list[float] = field(default_factory=list)  # --job: img/s over the job's stage, per round
+    job_walls: list[float] = field(default_factory=list)  # --job: img/s from submission to the job's end
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds so far of this process ("client") and of the stack's processes by executable name (python:
@@ -118,8 +127,29 @@ def ingest(stack: Stack, folder: Path, concurrency: int) -> tuple[float, dict[st
     return rate, cpu, report
 
 
+def ingest_job(stack: Stack, folder: Path) -> tuple[float, float]:
+    """img/s of an ingest job of `folder` into a new collection: over its stage (the worker's figure) and from its
+    submission to its end."""
+    assert stack.admin_url is not None
+    name = f"job-{secrets.token_hex(3)}"
+    admin = AdminClient(stack.admin_url, token=ADMIN_TOKEN, timeout_s=60)
+    try:
+        start = time.perf_counter()
+        job = admin.submit({"kind": "ingest", "data_dir": str(folder), "collection": name, "create": True})
+        while (job := admin.job(job["id"], tail=0))["state"] in ("queued", "running"):
+            time.sleep(0.25)  # each look costs the control plane CPU the ingest needs: not too often
+        wall = time.perf_counter() - start
+    finally:
+        admin.close()
+    figures = job["metrics"].get("ingest", {})
+    assert job["state"] == "succeeded" and figures.get("added") == figures.get("files"), job
+    with LomarClient(stack.url) as client:
+        client.delete_collection(name)
+    return figures["img_per_s"], figures["files"] / wall
+
+
 def measure(stack: Stack, paths: list[Path], folder: Path, batch: int, concurrency: int) -> None:
-    """One round on `stack`: the raw embedding, then the ingest."""
+    """One round on `stack`: the raw embedding, then the ingest (then the ingest job, with --job)."""
     cpu = stack.cpu_s()
     stack.raws.append(raw_embedding(stack.url, paths, batch))
     stack.raw_cpu.append(stack.per_image(cpu, len(paths)))
@@ -127,6 +157,10 @@ def measure(stack: Stack, paths: list[Path], folder: Path, batch: int, concurren
     assert report["added"] == len(paths) and not report["failed"], report
     stack.ingests.append(rate)
     stack.ingest_cpu.append(cpu_used)
+    if stack.admin_url is not None:
+        stage, wall = ingest_job(stack, folder)
+        stack.jobs.append(stage)
+        stack.job_walls.append(wall)
 
 
 def print_figures(stacks: list[Stack], images: int, batch: int, rounds: int, concurrency: int) -> None:
@@ -141,6 +175,11 @@ def print_figures(stacks: list[Stack], images: int, batch: int, rounds: int, con
         stored = "-" if stack.stored is None else f"{stack.stored / 1000:.1f}"
         print(f"{stack.label:>8} {raw:>20.1f} {end_to_end:>13.1f} {end_to_end / raw:>10.2f} "
               f"{100_000 / end_to_end / 60:>8.1f} min {cpu[0]:>15} {cpu[1]:>7} {stored:>14}")
+    for stack in stacks:
+        if stack.jobs:
+            stage, wall, raw = (float(np.median(values)) for values in (stack.jobs, stack.job_walls, stack.raws))
+            print(f"{stack.label:>8} ingest job: {stage:.1f} img/s over its stage ({stage / raw:.2f}x raw), "
+                  f"{wall:.1f} img/s from submission to its end ({wall / raw:.2f}x raw)")
     print("CPU ms/img by process (medians): raw -> ingest")
     for stack in stacks:
         names = sorted({name for used in stack.raw_cpu + stack.ingest_cpu for name in used})
@@ -159,9 +198,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="raw and ingest measured alternately this often")
     parser.add_argument("--concurrency", type=int, default=IngestOptions.concurrency,
                         help="the ingest's requests in flight (default: the client's)")
+    parser.add_argument("--job", action="store_true", help="also an ingest job of the folder each round (the "
+                                                          "stack this benchmark starts gets a control plane and a "
+                                                          "worker)")
     args = parser.parse_args()
-    if args.url and args.before:
-        parser.error("--before compares stacks this benchmark starts: not with --url")
+    if args.url and (args.before or args.job):
+        parser.error("--before and --job need stacks this benchmark starts: not with --url")
     with tempfile.TemporaryDirectory(prefix="lomar-ingest-") as scratch:
         work = Path(scratch)
         paths = write_images(work / "images", args.images)
@@ -174,11 +216,16 @@ def main() -> int:
                 stacks = []
                 for label, tree in [("this", REPO)] + ([("before", args.before.resolve())] if args.before else []):
                     collections = work / f"collections-{label}"  # the stack's own
-                    process, url, _ = start_stack(repository, work / f"serve-{label}.log",
-                                                  {"LOMAR_OPEN_SCOPES": OPEN_SCOPES,
-                                                   "LOMAR_SEARCH_DIR": str(collections)}, tree=tree)
+                    env = {"LOMAR_OPEN_SCOPES": OPEN_SCOPES, "LOMAR_SEARCH_DIR": str(collections)}
+                    admin_url = None
+                    if args.job and label == "this":
+                        port = free_port()
+                        env.update(LOMAR_ADMIN_TOKEN=ADMIN_TOKEN, LOMAR_DATA_ROOTS=str(work),
+                                   LOMAR_JOBS_DIR=str(work / "jobs"), LOMAR_CONTROL_PORT=str(port))
+                        admin_url = f"http://127.0.0.1:{port}"
+                    process, url, _ = start_stack(repository, work / f"serve-{label}.log", env, tree=tree)
                     processes.append(process)
-                    stacks.append(Stack(label, url, process.pid, collections))
+                    stacks.append(Stack(label, url, process.pid, collections, admin_url=admin_url))
             with LomarClient(stacks[0].url) as client:
                 batch = client.limits().max_images  # what the ingest sends per request
             for stack in stacks:
