@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -146,32 +147,52 @@ def served_version(url: str, model: str | None = None) -> str:
     return response.json()["model_version"]
 
 
-class Load(threading.Thread):
-    """Classify requests to one gateway, one after another; every answer's status and version recorded."""
+@dataclass(frozen=True)
+class Answer:
+    at: float  # monotonic
+    status: int  # 0: the request failed in transit
+    version: str  # the model version that answered ('' unless 200)
+    image: int  # index into the load's images
+    error: str = ""  # a failure's body or exception
 
-    def __init__(self, url: str) -> None:
+
+class Load(threading.Thread):
+    """Classify requests through one gateway, one after another, cycling through `images`; every answer kept."""
+
+    def __init__(self, url: str, images: tuple[bytes, ...] = (PNG,)) -> None:
         super().__init__(daemon=True)
-        self.url = url
+        self.url, self.images = url, images
         self.stop = threading.Event()
-        self.answers: list[tuple[int, str]] = []
+        self.answers: list[Answer] = []
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=60) as client:
+            count = 0
             while not self.stop.is_set():
+                image = count % len(self.images)
+                count += 1
                 try:
-                    response = classify(client)
-                    self.answers.append((response.status_code, response.json().get("model_version", "")))
+                    response = client.post("/v1/classify", content=self.images[image], params={"top_k": 1},
+                                           headers={"content-type": "image/png"})
+                    ok = response.status_code == 200
+                    self.answers.append(Answer(time.monotonic(), response.status_code,
+                                               response.json().get("model_version", "") if ok else "", image,
+                                               "" if ok else response.text[:300]))
                 except httpx.HTTPError as error:
-                    self.answers.append((0, repr(error)))
+                    self.answers.append(Answer(time.monotonic(), 0, "", image, repr(error)))
 
-    def failures(self) -> list[tuple[int, str]]:
-        return [answer for answer in self.answers if answer[0] != 200]
+    def failures(self) -> list[Answer]:
+        return [answer for answer in self.answers if answer.status != 200]
+
+    def between(self, start: float, end: float) -> list[Answer]:
+        return [answer for answer in self.answers if start <= answer.at < end]
 
 
 @contextmanager
-def traffic(urls: list[str]) -> Iterator[list[Load]]:
-    """A Load through each gateway while the block runs; after it, none may have failed a request."""
-    loads = [Load(url) for url in urls]
+def traffic(urls: list[str], images: tuple[bytes, ...] = (PNG,), min_answers: int = 5) -> Iterator[list[Load]]:
+    """A Load through each gateway while the block runs; after it, none may have failed a request, and each has
+    more than `min_answers` answers."""
+    loads = [Load(url, images) for url in urls]
     for load in loads:
         load.start()
     try:
@@ -181,5 +202,6 @@ def traffic(urls: list[str]) -> Iterator[list[Load]]:
             load.stop.set()
             load.join(60)
     for load in loads:
-        assert not load.failures(), f"{load.url}: {len(load.failures())} failed, e.g. {load.failures()[:5]}"
-        assert len(load.answers) > 5, f"{load.url}: only {len(load.answers)} answers"
+        failed = load.failures()
+        assert not failed, f"{load.url}: {len(failed)} of {len(load.answers)} failed, e.g. {failed[:3]}"
+        assert len(load.answers) > min_answers, f"{load.url}: only {len(load.answers)} answers"

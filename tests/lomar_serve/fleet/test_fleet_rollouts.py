@@ -20,11 +20,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 
 import httpx
 import numpy as np
@@ -34,7 +32,8 @@ from contracts.model_card import ModelCard
 from contracts.model_repository import PYTHON_FILE
 from contracts.triton_config import read_serving_version
 from lomar_serve.common.rollouts import read_rollout
-from tests.lomar_serve.fleet.conftest import AUTH, NAME, REPO, TOKEN, Fleet, started_fleet
+from tests.lomar_serve.fleet.conftest import (AUTH, NAME, REPO, TOKEN, Answer, Fleet, Load, started_fleet,
+                                              traffic)
 from tests.lomar_serve.fleet.test_fleet_faults import (CONVERGE_S, STEP_TIMEOUT_S, converged, loaded,
                                                        restart_control_plane, wait_for)
 from tests.lomar_serve.photos import encode
@@ -91,57 +90,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, new_postgres_database: Calla
     print("\nrollout figures:", FIGURES)
 
 
-@dataclass
-class Answer:
-    at: float  # monotonic
-    status: int
-    version: str
-    image: int  # index into the load's images
-
-
-class Load(threading.Thread):
-    """Classify requests through one gateway, one after another, cycling through `images`; every answer kept."""
-
-    def __init__(self, url: str, images: tuple[bytes, ...]) -> None:
-        super().__init__(daemon=True)
-        self.url, self.images = url, images
-        self.stop = threading.Event()
-        self.answers: list[Answer] = []
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            count = 0
-            while not self.stop.is_set():
-                image = count % len(self.images)
-                count += 1
-                try:
-                    response = client.post("/v1/classify", content=self.images[image], params={"top_k": 1},
-                                           headers={"content-type": "image/png"})
-                    version = response.json().get("model_version", "") if response.status_code == 200 else ""
-                    self.answers.append(Answer(time.monotonic(), response.status_code, version, image))
-                except httpx.HTTPError:
-                    self.answers.append(Answer(time.monotonic(), 0, "", image))
-
-    def between(self, start: float, end: float) -> list[Answer]:
-        return [answer for answer in self.answers if start <= answer.at < end]
-
-
-@contextmanager
-def traffic(fleet: Fleet, images: tuple[bytes, ...] = (DARK,)) -> Iterator[list[Load]]:
-    """A Load through each gateway while the block runs; after it, none may have failed a request."""
-    loads = [Load(url, images) for url in fleet.gateway_urls]
-    for load in loads:
-        load.start()
-    try:
-        yield loads
-    finally:
-        for load in loads:
-            load.stop.set()
-            load.join(60)
-    for load in loads:
-        failed = [answer for answer in load.answers if answer.status != 200]
-        assert not failed, f"{load.url}: {len(failed)} of {len(load.answers)} failed, e.g. {failed[:3]}"
-        assert len(load.answers) > 20, f"{load.url}: only {len(load.answers)} answers"
+def fleet_traffic(fleet: Fleet, images: tuple[bytes, ...] = (DARK,)) -> AbstractContextManager[list[Load]]:
+    """conftest.traffic through every gateway of the fleet, with the images given (dark by default)."""
+    return traffic(fleet.gateway_urls, images, min_answers=20)
 
 
 def admin(fleet: Fleet) -> httpx.Client:
@@ -214,7 +165,7 @@ def calls(fleet: Fleet, gateway: int, version: str, outcome: str) -> float:
 def test_a_good_version_is_promoted_step_by_step_with_each_gateway_on_its_share(fleet: Fleet) -> None:
     baseline = serving(fleet)
     candidate = new_version(fleet)
-    with traffic(fleet) as loads:
+    with fleet_traffic(fleet) as loads:
         rollout = begin(fleet, candidate, "canary", {"steps": [10, 50], "min_requests": 40, "min_seconds": 10,
                                                     "guards": LENIENT_LATENCY})
         with httpx.Client(base_url=fleet.gateway_urls[0], timeout=30) as client:
@@ -253,7 +204,7 @@ def test_a_version_that_fails_on_some_images_is_rolled_back_and_no_client_sees_i
     baseline = serving(fleet)
     candidate = new_version(fleet, FAILS_ON_BRIGHT_IMAGES)
     before = [calls(fleet, gateway, candidate, "error") for gateway in (0, 1)]
-    with traffic(fleet, (DARK, BRIGHT)) as loads:
+    with fleet_traffic(fleet, (DARK, BRIGHT)) as loads:
         begin(fleet, candidate, "canary", {"steps": [20], **NEVER_ON_ITS_OWN, "guards": LENIENT_LATENCY})
         follow(fleet, lambda status: status["state"] != "running")
     final = rollout_status(fleet)
@@ -271,7 +222,7 @@ def test_a_version_that_fails_on_some_images_is_rolled_back_and_no_client_sees_i
 def test_a_version_five_times_slower_trips_the_latency_guard(fleet: Fleet) -> None:
     baseline = serving(fleet)
     candidate = new_version(fleet, FIVE_TIMES_SLOWER)
-    with traffic(fleet):
+    with fleet_traffic(fleet):
         begin(fleet, candidate, "canary", {"steps": [20], **NEVER_ON_ITS_OWN})  # the default guards
         follow(fleet, lambda status: status["state"] != "running")
     final = rollout_status(fleet)
@@ -284,7 +235,7 @@ def test_a_version_five_times_slower_trips_the_latency_guard(fleet: Fleet) -> No
 def test_a_shadowed_version_with_permuted_labels_is_never_seen_and_rolled_back_for_disagreeing(fleet: Fleet) -> None:
     baseline = serving(fleet)
     candidate = new_version(fleet, rotate_labels=True)
-    with traffic(fleet, (DARK, BRIGHT)) as loads:
+    with fleet_traffic(fleet, (DARK, BRIGHT)) as loads:
         begin(fleet, candidate, "shadow", {"steps": [30], **NEVER_ON_ITS_OWN, "guards": LENIENT_LATENCY})
         follow(fleet, lambda status: status["state"] != "running")
     for load in loads:
@@ -308,7 +259,7 @@ def test_a_control_plane_killed_mid_rollout_resumes_it_and_records_its_promotion
     baseline = serving(fleet)
     candidate = new_version(fleet)
     (pause / "step-recorded").touch()
-    with traffic(fleet) as loads:
+    with fleet_traffic(fleet) as loads:
         rollout = begin(fleet, candidate, "canary", {"steps": [20, 50], "min_requests": 30, "min_seconds": 4,
                                                     "guards": LENIENT_LATENCY})
         wait_for((pause / "step-recorded.reached").exists, "step 2 recorded", DECISION_S,
