@@ -180,8 +180,6 @@ def start_stack(repository: Path, log_path: Path, env: dict[str, str] | None = N
     """`lomar serve` on the repository, with `env` (LOMAR_* settings) added to this process's environment and the
     code of the project checkout `tree` (another one: before/after comparisons); returns (process, gateway URL,
     Triton "host:port")."""
-    import urllib.request
-
     port = free_port()
     with open(log_path, "wb") as log:
         # run in `tree`: `python -m` puts the working directory before PYTHONPATH, so started from another
@@ -191,19 +189,29 @@ def start_stack(repository: Path, log_path: Path, env: dict[str, str] | None = N
                                    stdout=log, stderr=subprocess.STDOUT, cwd=tree,
                                    env={**os.environ, **(env or {}), "PYTHONPATH": str(tree)})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    wait_ready(process, f"{url}/readyz", log_path, "lomar serve", 300.0)
+    return process, url, triton_url_of(process.pid)
+
+
+def wait_ready(process: subprocess.Popen, url: str, log_path: Path, what: str, timeout_s: float,
+               group: bool = False) -> None:
+    """Until `url` answers 200; SystemExit with the end of the log if `process` exits first, or stopped (`stop`,
+    its whole group with `group`) if the time runs out."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"lomar serve exited:\n{log_path.read_text()[-3000:]}")
+            raise SystemExit(f"{what} exited:\n{log_path.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
-                    return process, url, triton_url_of(process.pid)
+                    return
         except OSError:
             pass
         time.sleep(0.5)
-    process.kill()
-    raise SystemExit("lomar serve was not ready in time")
+    stop(process, group)
+    raise SystemExit(f"{what} was not ready in time")
 
 
 def stop(process: subprocess.Popen, group: bool = False) -> None:

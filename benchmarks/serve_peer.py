@@ -23,8 +23,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -36,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serve_load import (Cell, cpu_seconds, free_port, photo_jpegs, run_gateway, start_stack,  # noqa: E402
-                                   stop, summarise)
+                                   stop, summarise, wait_ready)
 from contracts.model_repository import DEFAULT_CLASSIFIER, LABELS_FILE, ONNX_FILE  # noqa: E402
 from contracts.preprocessing import decode_image  # noqa: E402
 from lomar_serve.gateway.service import decode_options  # noqa: E402
@@ -109,19 +107,8 @@ def start_peer(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Pop
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the peer exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            pass
-        time.sleep(0.5)
-    stop(process, group=True)
-    raise SystemExit("the peer was not ready in time")
+    wait_ready(process, f"{url}/health", log_path, "the peer", 120.0, group=True)
+    return process, url
 
 
 async def timed_slice(args: argparse.Namespace, url: str, root: int, jpegs: list[bytes], concurrency: int,

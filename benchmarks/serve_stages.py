@@ -152,7 +152,7 @@ def stage_table(client: list[float], stages: list[dict[str, float]], triton: dic
 
 
 def print_rows(rows: list[tuple[str, float, str]]) -> None:
-    print(f"\n| stage | ms | measured as |\n|---|---|---|")
+    print("\n| stage | ms | measured as |\n|---|---|---|")
     for stage, ms, how in rows:
         print(f"| {stage} | {ms:.2f} | {how} |")
 
