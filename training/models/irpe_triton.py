@@ -68,16 +68,23 @@ def _biased_scores(q, k, bias_rows, bucket_rows, offs_n, seq_len, scale, MASK_N:
 
 
 @triton.jit
-def _forward_tile(acc, row_sum, row_max, q, k_base, v_base, stride_kl, stride_vl, bias_rows, bucket_rows, offs_n,
-                  offs_d, seq_len, scale, MASK_N: tl.constexpr, PRECISION: tl.constexpr):
-    """One key tile of the online softmax: rescale the running sums, add exp(scores - max) @ v."""
-    valid = (offs_n < seq_len)[:, None]
+def _key_value_tile(k_base, v_base, stride_kl, stride_vl, offs_n, offs_d, seq_len, MASK_N: tl.constexpr):
+    """The (BN, D) key and value rows of a key tile; rows past `seq_len` read as zeros when MASK_N."""
     if MASK_N:
+        valid = (offs_n < seq_len)[:, None]
         k = tl.load(k_base + offs_n[:, None] * stride_kl + offs_d[None, :], mask=valid, other=0.0)
         v = tl.load(v_base + offs_n[:, None] * stride_vl + offs_d[None, :], mask=valid, other=0.0)
     else:
         k = tl.load(k_base + offs_n[:, None] * stride_kl + offs_d[None, :])
         v = tl.load(v_base + offs_n[:, None] * stride_vl + offs_d[None, :])
+    return k, v
+
+
+@triton.jit
+def _forward_tile(acc, row_sum, row_max, q, k_base, v_base, stride_kl, stride_vl, bias_rows, bucket_rows, offs_n,
+                  offs_d, seq_len, scale, MASK_N: tl.constexpr, PRECISION: tl.constexpr):
+    """One key tile of the online softmax: rescale the running sums, add exp(scores - max) @ v."""
+    k, v = _key_value_tile(k_base, v_base, stride_kl, stride_vl, offs_n, offs_d, seq_len, MASK_N)
     scores, _ = _biased_scores(q, k, bias_rows, bucket_rows, offs_n, seq_len, scale, MASK_N, PRECISION)
     new_max = tl.maximum(row_max, tl.max(scores, 1))
     alpha = tl.exp2((row_max - new_max) * LOG2E)
@@ -179,13 +186,7 @@ def _query_grad_tile(dq, q, do, lse, delta, m_valid, k_base, v_base, stride_kl, 
                      bucket_rows, dbias_rows, offs_n, offs_d, seq_len, scale, MASK_N: tl.constexpr,
                      PRECISION: tl.constexpr):
     """One key tile of the query-side backward: dq += dS k; d per_bucket[i, bucket(i, j)] += dS[i, j]."""
-    valid = (offs_n < seq_len)[:, None]
-    if MASK_N:
-        k = tl.load(k_base + offs_n[:, None] * stride_kl + offs_d[None, :], mask=valid, other=0.0)
-        v = tl.load(v_base + offs_n[:, None] * stride_vl + offs_d[None, :], mask=valid, other=0.0)
-    else:
-        k = tl.load(k_base + offs_n[:, None] * stride_kl + offs_d[None, :])
-        v = tl.load(v_base + offs_n[:, None] * stride_vl + offs_d[None, :])
+    k, v = _key_value_tile(k_base, v_base, stride_kl, stride_vl, offs_n, offs_d, seq_len, MASK_N)
     scores, bucket = _biased_scores(q, k, bias_rows, bucket_rows, offs_n, seq_len, scale, MASK_N, PRECISION)
     p = tl.exp2(scores * LOG2E - (lse * LOG2E)[:, None])
     dp = _dot(do, tl.trans(v), PRECISION)
