@@ -1,5 +1,6 @@
 """Processes of the end-to-end tests: start `lomar serve`, a gateway, a control plane or a worker as real processes,
-wait for them, and look at the processes they leave (children, process groups)."""
+wait for them, and look at the processes they leave (children, process groups); and an app served by uvicorn on a
+thread of the test's own process (`served_on_a_thread`)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 REPO = Path(__file__).resolve().parents[2]
 E2E_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog")  # the micro fixture has 6 classes
@@ -270,3 +273,21 @@ class WorkerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
+
+
+@contextmanager
+def served_on_a_thread(config: uvicorn.Config) -> Iterator[uvicorn.Server]:
+    """uvicorn serving `config` on a daemon thread of this process while the block runs (real HTTP, no child
+    process)."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -16,23 +16,15 @@ from lomar_serve.clients.admin import AdminClient
 from lomar_serve.clients.admin_cli import duration, follow
 from lomar_serve.control_plane.service import Lifecycle
 from tests.lomar_serve.control_plane.conftest import TOKEN, admin_app
-from tests.lomar_serve.processes import free_port
+from tests.lomar_serve.processes import free_port, served_on_a_thread
 
 
 @pytest.fixture()
 def control_plane(tmp_path: Path) -> Iterator[tuple[str, Lifecycle]]:
     app, lifecycle = admin_app(tmp_path)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", lifecycle
-    server.should_exit = True
-    thread.join(10)
+    with served_on_a_thread(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}", lifecycle
 
 
 def stand_in_worker(lifecycle: Lifecycle, job_id: str) -> None:

@@ -2,8 +2,6 @@
 server in a thread with short read timeouts (`live_server`, real sockets)."""
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +16,7 @@ from lomar_serve.common.api_keys import SCOPES
 from lomar_serve.common.timeouts import header_timeout_protocol
 from lomar_serve.gateway.app import create_app
 from lomar_serve.gateway.settings import Settings
-from tests.lomar_serve.processes import free_port
+from tests.lomar_serve.processes import free_port, served_on_a_thread
 from tests.lomar_serve.fake_backend import DIM, NUM_CLASSES, SIZE, FakeBackend
 
 TIMEOUT_S = 0.5  # header and body timeouts of the live server
@@ -39,16 +37,8 @@ def live_server(tmp_path_factory):
     port = free_port()
     config = uvicorn.Config(create_app(settings, backend=FakeBackend()), host="127.0.0.1", port=port,
                             log_level="warning", http=header_timeout_protocol(settings.header_timeout_s))
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", port
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served_on_a_thread(config):
+        yield f"http://127.0.0.1:{port}", port
 
 
 @pytest.fixture()
