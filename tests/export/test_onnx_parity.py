@@ -21,6 +21,19 @@ def session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def assert_reference_windows(model_path, reference_outputs, reference_meta, atol: float) -> None:
+    """A 112 px reconstruction graph, given a 7 x 7-patch crop around each reference window and its mask, predicts
+    the patches the paper's code predicted (within `atol`)."""
+    run = session(model_path)
+    for index, case in enumerate(reference_meta["recon_cases"]):
+        top, left = case["window_top"] * 16, case["window_left"] * 16
+        crop = reference_outputs["images_uint8"][case["image"], :, top:top + 112, left:left + 112]
+        mask = np.zeros((1, 49), dtype=bool)
+        mask[0, case["masked_positions_in_window"]] = True
+        patches, _ = run.run(None, {"image": np.ascontiguousarray(crop[None]), "mask": mask.reshape(1, 7, 7)})
+        np.testing.assert_allclose(patches[0], reference_outputs["recon_pred"][index], atol=atol, rtol=0)
+
+
 def test_onnx_graph_is_valid_with_a_dynamic_batch_axis(official_classifier):
     model = onnx.load(str(official_classifier.path / "model.onnx"))
     onnx.checker.check_model(model)
@@ -76,14 +89,7 @@ def test_reconstruction_matches_reference_windows(official_dir, reference_output
     """A 7 x 7-patch crop around each reference window, exported at 112 px, reproduces the paper's predictions."""
     published = export_checkpoint(ExportOptions(checkpoint=official_dir / "official_pretrained.pth",
                                                 task="reconstruct", out=tmp_path, image_size=112))
-    run = session(published.path / "model.onnx")
-    for index, case in enumerate(reference_meta["recon_cases"]):
-        top, left = case["window_top"] * 16, case["window_left"] * 16
-        crop = reference_outputs["images_uint8"][case["image"], :, top:top + 112, left:left + 112]
-        mask = np.zeros((1, 49), dtype=bool)
-        mask[0, case["masked_positions_in_window"]] = True
-        patches, _ = run.run(None, {"image": np.ascontiguousarray(crop[None]), "mask": mask.reshape(1, 7, 7)})
-        np.testing.assert_allclose(patches[0], reference_outputs["recon_pred"][index], atol=TOLERANCE, rtol=0)
+    assert_reference_windows(published.path / "model.onnx", reference_outputs, reference_meta, TOLERANCE)
 
 
 def test_fp16_export_matches_reference_within_its_tolerance(official_dir, reference_outputs, tmp_path):

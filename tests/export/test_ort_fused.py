@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -19,11 +18,7 @@ from export.verify import FP32_TOLERANCE
 from export.wrappers import ClassifierExport
 from training.models import create_model, load_classifier
 
-from tests.export.test_pipeline import snapshot
-
-
-def session(path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+from tests.export.test_onnx_parity import assert_reference_windows, session
 
 
 def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
@@ -104,14 +99,7 @@ def test_reconstruction_graph_reproduces_the_reference_windows(official_dir, ref
     assert ModelCard.read(published.path).graph == GRAPH
     model_path = published.path / "model.onnx"
     assert len(fused_nodes(onnx.load(str(model_path)))) == reference_meta["depth"]
-    run = session(model_path)
-    for index, case in enumerate(reference_meta["recon_cases"]):
-        top, left = case["window_top"] * 16, case["window_left"] * 16
-        crop = reference_outputs["images_uint8"][case["image"], :, top:top + 112, left:left + 112]
-        mask = np.zeros((1, 49), dtype=bool)
-        mask[0, case["masked_positions_in_window"]] = True
-        patches, _ = run.run(None, {"image": np.ascontiguousarray(crop[None]), "mask": mask.reshape(1, 7, 7)})
-        np.testing.assert_allclose(patches[0], reference_outputs["recon_pred"][index], atol=FP32_TOLERANCE, rtol=0)
+    assert_reference_windows(model_path, reference_outputs, reference_meta, FP32_TOLERANCE)
 
 
 def test_fp16_fused_graph_passes_the_cosine_check(official_dir, tmp_path):
